@@ -1,0 +1,15 @@
+/** Jest runs TypeScript through swc (type checking is `npm run typecheck`, run by `npm test`). */
+const swc = ["@swc/jest", { jsc: { target: "es2023" }, module: { type: "commonjs" } }];
+
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: "node",
+  roots: ["<rootDir>"],
+  testMatch: ["**/__tests__/**/*.test.ts", "<rootDir>/test/**/*.test.ts"],
+  testPathIgnorePatterns: ["/node_modules/", "/dist/"],
+  // jose 6 ships ESM only: let swc turn it into CommonJS for Jest's loader.
+  transform: { "^.+\\.(t|j|mj)s$": swc },
+  transformIgnorePatterns: ["/node_modules/(?!(jose)/)"],
+  testTimeout: 30000,
+  maxWorkers: 2,
+};

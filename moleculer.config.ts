@@ -1,0 +1,73 @@
+/**
+ * The one broker configuration every process uses (`npm start`, each service process, the tests).
+ * Environment variables (see README "Configuration"):
+ *   TRANSPORTER          nats://host:4222 -> services talk over NATS; unset -> one process, no bus
+ *   LOG_LEVEL            info (default), debug, warn, ...
+ *   REQUEST_TIMEOUT_MS   broker request timeout (default 10000)
+ *   NODE_ID              overrides the generated node id
+ */
+import os from "node:os";
+import { randomBytes } from "node:crypto";
+import type { BrokerOptions } from "moleculer";
+import { config } from "./shared/config";
+import { ZodValidator } from "./shared/validation";
+import { channelsMiddleware } from "./shared/events/channels";
+
+const settings = config();
+
+function nodeId(): string {
+  return process.env.NODE_ID || `${os.hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+}
+
+const brokerConfig: BrokerOptions = {
+  namespace: "crm",
+  nodeID: nodeId(),
+  transporter: settings.TRANSPORTER ? { type: "NATS", options: { url: settings.TRANSPORTER } } : null,
+  serializer: "JSON",
+
+  logger: {
+    type: "Console",
+    options: { level: settings.LOG_LEVEL, colors: process.stdout.isTTY, moduleColors: false, formatter: "short" },
+  },
+  logLevel: settings.LOG_LEVEL,
+
+  // Safety nets are off by default in Moleculer; they are on here on purpose.
+  requestTimeout: settings.REQUEST_TIMEOUT_MS,
+  // Retries only where an action opts in with its own `retryPolicy` (reads and idempotent writes).
+  retryPolicy: {
+    enabled: false,
+    retries: 2,
+    delay: 100,
+    maxDelay: 1000,
+    factor: 2,
+    check: (err: Error) => Boolean((err as { retryable?: boolean }).retryable),
+  },
+  circuitBreaker: {
+    enabled: true,
+    threshold: 0.5,
+    minRequestCount: 20,
+    windowTime: 60,
+    halfOpenTime: 10_000,
+    // Client errors (4xx) are the caller's fault, not a sign the service is failing.
+    check: (err: Error) => {
+      const code = (err as { code?: number }).code;
+      return typeof code !== "number" || code >= 500;
+    },
+  },
+  // A flood on one action queues instead of starving the event loop for everything else.
+  bulkhead: { enabled: true, concurrency: 64, maxQueueSize: 2000 },
+  // Graceful shutdown: in-flight requests finish before a broker stops.
+  tracking: { enabled: true, shutdownTimeout: 10_000 },
+
+  registry: { strategy: "RoundRobin", preferLocal: true },
+  heartbeatInterval: 5,
+  heartbeatTimeout: 15,
+
+  validator: new ZodValidator({}),
+  middlewares: [channelsMiddleware()],
+
+  metrics: { enabled: false },
+  tracing: { enabled: false },
+};
+
+export = brokerConfig;

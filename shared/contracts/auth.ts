@@ -1,0 +1,93 @@
+/**
+ * The auth service's actions (sessions, access/refresh tokens, magic codes, admin API keys): their
+ * params schemas and result types. Other services call them with these names and shapes.
+ */
+import { z } from "zod";
+import { Email, StoreId, Uuid } from "./common";
+
+export const AuthToken = z.object({
+  id: Uuid.describe("session id"),
+  profile_id: Uuid,
+  access_token: z.string(),
+  refresh_token: z.string(),
+  token_type: z.literal("Bearer"),
+  access_expires_at: z.number().int(),
+  refresh_expires_at: z.number().int(),
+  created_at: z.number().int(),
+  is_verified: z.boolean(),
+});
+export type AuthToken = z.infer<typeof AuthToken>;
+
+/** Session metadata as shown in `Profile.auth_tokens` (never a token value). */
+export const SessionInfo = z.object({
+  id: Uuid,
+  created_at: z.number().int(),
+  expires_at: z.number().int(),
+  last_used_at: z.number().int().nullable(),
+  is_verified: z.boolean(),
+});
+export type SessionInfo = z.infer<typeof SessionInfo>;
+
+/** Code metadata as shown in `Profile.verification_codes` (never a code value). */
+export const VerificationCodeInfo = z.object({
+  id: Uuid,
+  created_at: z.number().int(),
+  expires_at: z.number().int(),
+  used: z.boolean(),
+  attempts: z.number().int(),
+});
+export type VerificationCodeInfo = z.infer<typeof VerificationCodeInfo>;
+
+/** An authenticated profile session (what `auth.authenticate` answers). */
+export const SessionPrincipal = z.object({
+  store_id: StoreId,
+  profile_id: Uuid,
+  session_id: Uuid,
+  is_verified: z.boolean(),
+});
+export type SessionPrincipal = z.infer<typeof SessionPrincipal>;
+
+export const AuthActions = {
+  /** `auth.issueSession`: a new session for a profile -> AuthToken. */
+  issueSession: z.object({ store_id: StoreId, profile_id: Uuid, is_verified: z.boolean() }),
+  /** `auth.refreshSession`: rotate a refresh token -> AuthToken (401 when invalid, reused or revoked). */
+  refreshSession: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),
+  /** `auth.authenticate`: an access token -> SessionPrincipal (401 when invalid, expired, revoked or for another store). */
+  authenticate: z.object({ store_id: StoreId, access_token: z.string().min(1).max(4096) }),
+  /** `auth.listSessions` -> SessionInfo[] (active sessions of one profile). */
+  listSessions: z.object({ store_id: StoreId, profile_id: Uuid }),
+  /** `auth.revokeSession` -> { deleted: true } (404 when the profile has no such session). */
+  revokeSession: z.object({ store_id: StoreId, profile_id: Uuid, session_id: Uuid }),
+  /** `auth.revokeProfileSessions` -> { revoked: number } (logout everywhere; also used by merge). */
+  revokeProfileSessions: z.object({ store_id: StoreId, profile_id: Uuid }),
+  /** `auth.requestCode` -> { sent: true } whether or not the e-mail is known; mails the code via `mailer.sendMagicCode`. */
+  requestCode: z.object({ store_id: StoreId, email: Email, ip: z.string().max(64).optional() }),
+  /** `auth.verifyCode` -> { verified: true } (401 when wrong, used, expired or burnt; 429 when capped). */
+  verifyCode: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits"), ip: z.string().max(64).optional() }),
+  /** `auth.listCodes` -> VerificationCodeInfo[] for an e-mail. */
+  listCodes: z.object({ store_id: StoreId, email: Email }),
+  /** `auth.deleteCodes` -> { deleted: number } (merge and profile deletion). */
+  deleteCodes: z.object({ store_id: StoreId, email: Email }),
+  /** `auth.createApiKey` -> ApiKeyCreated (the key is shown once). */
+  createApiKey: z.object({ store_id: StoreId, name: z.string().trim().max(100).optional() }),
+  /** `auth.listApiKeys` -> ApiKeyInfo[] */
+  listApiKeys: z.object({ store_id: StoreId.optional() }),
+  /** `auth.revokeApiKey` -> { deleted: true } */
+  revokeApiKey: z.object({ id: Uuid }),
+  /** `auth.verifyApiKey` -> { key_id, store_id } (401 when unknown or revoked). */
+  verifyApiKey: z.object({ key: z.string().min(1).max(256) }),
+} as const;
+
+export const ApiKeyInfo = z.object({
+  id: Uuid,
+  store_id: StoreId,
+  name: z.string().nullable(),
+  prefix: z.string().describe("first characters of the key, to recognise it"),
+  created_at: z.number().int(),
+  last_used_at: z.number().int().nullable(),
+  revoked_at: z.number().int().nullable(),
+});
+export type ApiKeyInfo = z.infer<typeof ApiKeyInfo>;
+
+export const ApiKeyCreated = ApiKeyInfo.extend({ key: z.string() });
+export type ApiKeyCreated = z.infer<typeof ApiKeyCreated>;

@@ -1,0 +1,62 @@
+/** Building blocks of the wire contract shared by every service's schemas. */
+import { z } from "zod";
+
+export const Uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a UUID");
+export const StoreId = Uuid;
+
+/** An e-mail address as given (trimmed); compare and index it through `normalizeEmail`. */
+export const Email = z.string().trim().max(254).pipe(z.email({ message: "must be an e-mail address" }));
+
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+export const UnixSeconds = z.number().int();
+
+/** `limit` of a list: 1..100, default 20 (profile lists use 50). Query strings arrive as text. */
+export function limitParam(defaultLimit = 20) {
+  return z.coerce.number().int().min(1).max(100).default(defaultLimit);
+}
+
+export const CursorParam = z.string().max(2048).optional();
+export const SortDirection = z.enum(["asc", "desc"]).default("desc");
+
+/**
+ * A query-string value that holds an array or object: JSON text (`ids=["a","b"]`, what the public SDK
+ * sends) or, for arrays, repeated keys (`ids=a&ids=b`) or a single bare value.
+ */
+export function fromQueryJson<S extends z.ZodType>(schema: S, { wrapSingle = true } = {}) {
+  return z.preprocess((value) => {
+    if (typeof value !== "string") return value;
+    const text = value.trim();
+    if (text.startsWith("[") || text.startsWith("{")) {
+      try {
+        return JSON.parse(text);
+      } catch {
+        return value; // let the schema report the type error
+      }
+    }
+    return wrapSingle ? [value] : value;
+  }, schema);
+}
+
+/** `{ "deleted": true }`, what every delete answers. */
+export const Deleted = z.object({ deleted: z.literal(true) });
+
+export function listResult<S extends z.ZodType>(item: S) {
+  return z.object({ items: z.array(item), cursor: z.string().nullable() });
+}
+
+/** Who is calling, set by the gateway in `ctx.meta.auth` after authentication. */
+export type AuthPrincipal =
+  | { kind: "admin"; store_id: string | "*"; key_id: string }
+  | { kind: "profile"; store_id: string; profile_id: string; session_id: string; is_verified: boolean };
+
+/** What the gateway puts in `ctx.meta` for every request. */
+export interface RequestMeta {
+  auth?: AuthPrincipal;
+  /** The client's address (proxy-aware only when TRUSTED_PROXIES is set). */
+  ip?: string;
+  requestId?: string;
+  userAgent?: string;
+}
