@@ -1,0 +1,37 @@
+/**
+ * One line of the route table: method + documented path -> action. The gateway builds its
+ * moleculer-web aliases and the OpenAPI document from these, so the docs cannot drift from the routes.
+ *
+ * Paths are written as the spec writes them (`/v1/stores/{storeId}/profiles/{id}`); the gateway hands
+ * path parameters to the action under snake_case names (`storeId` -> `store_id`, `profileId` ->
+ * `profile_id`, `tokenId` -> `token_id`, `id` -> `id`), merged with the query string and JSON body.
+ */
+import type { z } from "zod";
+
+export type RouteAuth =
+  /** `Authorization: Bearer <admin API key>` for this store (or the platform key). */
+  | "admin"
+  /** `Authorization: Bearer <access_token>` of a profile session of this store. */
+  | "profile"
+  /** A profile session if a bearer token is sent (a bad one is 401), anonymous otherwise. */
+  | "optional-profile"
+  /** No authentication. */
+  | "public";
+
+export interface RouteDef {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  path: string;
+  action: string;
+  auth: RouteAuth;
+  summary: string;
+  /** The SDK method the spec names for it, e.g. "sdk.crm.create()". */
+  sdk?: string;
+  /** OpenAPI tag (area). */
+  tag: string;
+  /** The action's params schema (the same one it validates with). */
+  params?: z.ZodType;
+  /** The success body. */
+  response?: z.ZodType;
+  /** Success status (default 200). */
+  status?: 200 | 201 | 202 | 204;
+}
