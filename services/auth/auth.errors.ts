@@ -1,0 +1,28 @@
+/**
+ * The auth service's public error catalog: stable contract codes with the messages clients see.
+ * Messages are deliberately generic (no hint whether a token, code, session or e-mail exists).
+ */
+import { crmError } from "../../shared/errors";
+
+export const AuthMessages = {
+  invalidToken: "Invalid or expired token",
+  invalidRefreshToken: "Invalid or expired refresh token",
+  invalidCode: "invalid or expired code",
+  invalidApiKey: "Invalid API key",
+  rateLimited: "Too many requests, try again later",
+  sessionNotFound: "Session not found",
+  apiKeyNotFound: "API key not found",
+  mailUnavailable: "The e-mail could not be sent, try again later",
+} as const;
+
+export const AuthErrors = {
+  invalidToken: () => crmError("UNAUTHENTICATED", AuthMessages.invalidToken),
+  invalidRefreshToken: () => crmError("UNAUTHENTICATED", AuthMessages.invalidRefreshToken),
+  invalidCode: () => crmError("UNAUTHENTICATED", AuthMessages.invalidCode),
+  invalidApiKey: () => crmError("UNAUTHENTICATED", AuthMessages.invalidApiKey),
+  /** 429 with the seconds to wait (the gateway turns it into `Retry-After`). */
+  rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", AuthMessages.rateLimited, { retryAfter: Math.max(1, Math.ceil(retryAfter)) }),
+  sessionNotFound: () => crmError("NOT_FOUND", AuthMessages.sessionNotFound),
+  apiKeyNotFound: () => crmError("NOT_FOUND", AuthMessages.apiKeyNotFound),
+  mailUnavailable: () => crmError("SERVICE_UNAVAILABLE", AuthMessages.mailUnavailable),
+};

@@ -1,0 +1,65 @@
+/**
+ * Composition of the auth service's rules: builds sessions, magic codes and API keys from one object
+ * of dependencies (database, configuration, clock, limits), so tests can hand in a fake clock or
+ * tighter limits. The rules themselves live in sessions.ts, codes.ts, api-keys.ts and limits.ts.
+ */
+import type { Config } from "../../shared/config";
+import { nowSeconds } from "../../shared/ids";
+import type { Database } from "../../shared/storage/port";
+import { ApiKeys } from "./api-keys";
+import { openAuthStore, type AuthStore } from "./auth.store";
+import { MagicCodes } from "./codes";
+import { loadKeyRing, type KeyRing } from "./keys";
+import { DEFAULT_LIMITS, RateLimiter, type AuthLimits } from "./limits";
+import { Sessions } from "./sessions";
+
+export interface AuthDeps {
+  db: Database;
+  config: Pick<Config, "NODE_ENV" | "JWT_KEYS" | "JWT_SECRET" | "ACCESS_TOKEN_TTL" | "REFRESH_TOKEN_TTL" | "CRM_ADMIN_API_KEY">;
+  /** Unix seconds; tests pass a fake. */
+  now?: () => number;
+  limits?: Partial<AuthLimits>;
+  warn?: (message: string) => void;
+}
+
+export interface Auth {
+  store: AuthStore;
+  keys: KeyRing;
+  limits: AuthLimits;
+  sessions: Sessions;
+  codes: MagicCodes;
+  apiKeys: ApiKeys;
+  /** Maintenance: drops expired codes, counters, refresh tokens and grace pairs past their grace. */
+  purgeExpired(): Promise<void>;
+}
+
+export async function createAuth(deps: AuthDeps): Promise<Auth> {
+  const now = deps.now ?? nowSeconds;
+  const limits: AuthLimits = { ...DEFAULT_LIMITS, ...deps.limits };
+  const store = await openAuthStore(deps.db);
+  const keys = await loadKeyRing(deps.config, deps.warn ?? (() => {}));
+  const limiter = new RateLimiter(store.limits, now);
+  const sessions = new Sessions({
+    store,
+    keys,
+    limits,
+    now,
+    accessTokenTtl: deps.config.ACCESS_TOKEN_TTL,
+    refreshTokenTtl: deps.config.REFRESH_TOKEN_TTL,
+  });
+  const codes = new MagicCodes({ store, keys, limits, limiter, now });
+  const apiKeys = new ApiKeys({ store, limits, now, platformKey: deps.config.CRM_ADMIN_API_KEY });
+  return {
+    store,
+    keys,
+    limits,
+    sessions,
+    codes,
+    apiKeys,
+    async purgeExpired() {
+      await sessions.purgeExpired();
+      await codes.purgeExpired();
+      await store.limits.deleteMany({ expires_at: { $lt: now() } });
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * The auth service: profile sessions (access/refresh tokens), magic login codes and admin API keys.
+ * Transport only: each action validates its params with the contract's zod schema and hands them to
+ * the rules (auth.logic.ts). Settings `now` (a clock in unix seconds) and `limits` exist for tests.
+ */
+import type { ActionParams, Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { z } from "zod";
+import { AuthActions } from "../../shared/contracts/auth";
+import { MailerActions } from "../../shared/contracts/mailer";
+import { config } from "../../shared/config";
+import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
+import { zodParams } from "../../shared/validation";
+import { createAuth, type Auth } from "./auth.logic";
+import type { AuthLimits } from "./limits";
+
+export interface AuthSettings extends ServiceSettingSchema {
+  now?: () => number;
+  limits?: Partial<AuthLimits>;
+  /** How often expired codes, counters and grace pairs are purged (ms). */
+  purgeIntervalMs?: number;
+}
+
+interface AuthThis extends StorageMixinThis {
+  auth: Auth;
+  purgeTimer?: NodeJS.Timeout;
+}
+
+type This = Service<AuthSettings> & AuthThis;
+
+// shared `ZodParams` is an interface (no index signature), which Moleculer's `ActionParams` type rejects.
+const zp = (schema: z.ZodType) => zodParams(schema) as unknown as ActionParams;
+type P<K extends keyof typeof AuthActions> = Context<z.infer<(typeof AuthActions)[K]>>;
+
+const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, This> = {
+  name: "auth",
+  mixins: [storageMixin("auth")],
+  settings: { purgeIntervalMs: 60_000 },
+
+  actions: {
+    issueSession: { params: zp(AuthActions.issueSession), handler(ctx: P<"issueSession">) { return this.auth.sessions.issue(ctx.params); } },
+    refreshSession: { params: zp(AuthActions.refreshSession), handler(ctx: P<"refreshSession">) { return this.auth.sessions.refresh(ctx.params); } },
+    authenticate: { params: zp(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.sessions.authenticate(ctx.params); } },
+    listSessions: { params: zp(AuthActions.listSessions), handler(ctx: P<"listSessions">) { return this.auth.sessions.list(ctx.params); } },
+    revokeSession: { params: zp(AuthActions.revokeSession), handler(ctx: P<"revokeSession">) { return this.auth.sessions.revoke(ctx.params); } },
+    revokeProfileSessions: {
+      params: zp(AuthActions.revokeProfileSessions),
+      handler(ctx: P<"revokeProfileSessions">) { return this.auth.sessions.revokeAll(ctx.params); },
+    },
+    requestCode: {
+      params: zp(AuthActions.requestCode),
+      handler(ctx: P<"requestCode">) {
+        return this.auth.codes.request(ctx.params, (message: z.infer<typeof MailerActions.sendMagicCode>) => ctx.call("mailer.sendMagicCode", message));
+      },
+    },
+    verifyCode: { params: zp(AuthActions.verifyCode), handler(ctx: P<"verifyCode">) { return this.auth.codes.verify(ctx.params); } },
+    listCodes: { params: zp(AuthActions.listCodes), handler(ctx: P<"listCodes">) { return this.auth.codes.list(ctx.params); } },
+    deleteCodes: { params: zp(AuthActions.deleteCodes), handler(ctx: P<"deleteCodes">) { return this.auth.codes.deleteAll(ctx.params); } },
+    createApiKey: { params: zp(AuthActions.createApiKey), handler(ctx: P<"createApiKey">) { return this.auth.apiKeys.create(ctx.params); } },
+    listApiKeys: { params: zp(AuthActions.listApiKeys), handler(ctx: P<"listApiKeys">) { return this.auth.apiKeys.list(ctx.params); } },
+    revokeApiKey: { params: zp(AuthActions.revokeApiKey), handler(ctx: P<"revokeApiKey">) { return this.auth.apiKeys.revoke(ctx.params); } },
+    verifyApiKey: { params: zp(AuthActions.verifyApiKey), handler(ctx: P<"verifyApiKey">) { return this.auth.apiKeys.verify(ctx.params); } },
+  },
+
+  async started() {
+    this.auth = await createAuth({
+      db: this.db,
+      config: config(),
+      now: this.settings.now,
+      limits: this.settings.limits,
+      warn: (message) => this.logger.warn(message),
+    });
+    const every = this.settings.purgeIntervalMs ?? 60_000;
+    this.purgeTimer = setInterval(() => {
+      this.auth.purgeExpired().catch((err: Error) => this.logger.warn(`auth: purging expired records failed: ${err.message}`));
+    }, every);
+    this.purgeTimer.unref();
+  },
+
+  async stopped() {
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
+  },
+};
+
+export = AuthService;

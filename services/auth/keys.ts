@@ -1,0 +1,76 @@
+/**
+ * The auth service's key ring, built once at start-up: the HS256 signing keys of access tokens
+ * (imported once as CryptoKeys: jose 6 is much slower with raw secrets) and, per key, the keys
+ * derived from it with HKDF for sealing refresh-grace pairs (AES-256-GCM) and hashing magic codes.
+ *
+ *   JWT_KEYS="kid1:secret1,kid0:secret0"   the first signs, all verify (rotation)
+ *   JWT_SECRET="secret"                     one key, kid "k1"
+ *   neither (not production)                a random key for this process, with a warning
+ */
+import { hkdfSync, randomBytes, webcrypto } from "node:crypto";
+import type { Config } from "../../shared/config";
+
+export interface AuthKey {
+  kid: string;
+  /** HS256 key for jose. */
+  jwt: webcrypto.CryptoKey;
+  /** AES-256-GCM key that seals the pair answered during the refresh reuse grace. */
+  seal: Buffer;
+  /** HMAC-SHA256 key of magic codes. */
+  codes: Buffer;
+}
+
+export interface KeyRing {
+  /** The key that signs, seals and hashes new things. */
+  current: AuthKey;
+  /** Every key that may still verify (by kid). */
+  byKid: ReadonlyMap<string, AuthKey>;
+  /** True when the key is random for this process (development only). */
+  ephemeral: boolean;
+}
+
+export type KeySource = { kid: string; secret: string }[];
+
+/** The configured secrets (undefined when none); throws when JWT_KEYS is malformed. */
+export function keySources(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET">): KeySource | undefined {
+  if (cfg.JWT_KEYS) {
+    const entries = cfg.JWT_KEYS.split(",").map((part) => part.trim()).filter(Boolean);
+    const sources = entries.map((entry) => {
+      const at = entry.indexOf(":");
+      const kid = at > 0 ? entry.slice(0, at).trim() : "";
+      const secret = at > 0 ? entry.slice(at + 1) : "";
+      if (!kid || !secret) throw new Error('JWT_KEYS must be a comma list of "kid:secret" pairs');
+      return { kid, secret };
+    });
+    if (sources.length === 0) throw new Error('JWT_KEYS must be a comma list of "kid:secret" pairs');
+    if (new Set(sources.map((s) => s.kid)).size !== sources.length) throw new Error("JWT_KEYS has a duplicate kid");
+    return sources;
+  }
+  if (cfg.JWT_SECRET) return [{ kid: "k1", secret: cfg.JWT_SECRET }];
+  return undefined;
+}
+
+async function deriveKey(kid: string, secret: Buffer): Promise<AuthKey> {
+  const jwt = await webcrypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+  const derive = (info: string) => Buffer.from(hkdfSync("sha256", secret, Buffer.alloc(0), info, 32));
+  return { kid, jwt, seal: derive("crm-auth refresh-grace v1"), codes: derive("crm-auth magic-code v1") };
+}
+
+/**
+ * Builds the key ring from the configuration. Outside production, with no key configured, a random
+ * key is made and `warn` is told; in production that is an error.
+ */
+export async function loadKeyRing(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET" | "NODE_ENV">, warn: (message: string) => void): Promise<KeyRing> {
+  const sources = keySources(cfg);
+  if (!sources) {
+    if (cfg.NODE_ENV === "production") throw new Error("JWT_SECRET or JWT_KEYS must be set in production");
+    warn(
+      "No JWT_SECRET or JWT_KEYS set: using a random signing key for this process. Tokens will not survive a restart, " +
+        "and several auth instances need the same JWT_SECRET.",
+    );
+    const key = await deriveKey("ephemeral", randomBytes(32));
+    return { current: key, byKid: new Map([[key.kid, key]]), ephemeral: true };
+  }
+  const keys = await Promise.all(sources.map((s) => deriveKey(s.kid, Buffer.from(s.secret, "utf8"))));
+  return { current: keys[0], byKid: new Map(keys.map((k) => [k.kid, k])), ephemeral: false };
+}

@@ -1,0 +1,208 @@
+/**
+ * Profile sessions: issuing a session (access + refresh token), rotating refresh tokens with a short
+ * reuse grace for concurrent tabs, authenticating access tokens against the live session record (so a
+ * revocation takes effect on the very next request), listing and revoking sessions.
+ */
+import type { AuthToken, SessionInfo, SessionPrincipal } from "../../shared/contracts/auth";
+import { uuidv7 } from "../../shared/ids";
+import type { AuthStore, RefreshTokenDoc, SessionDoc } from "./auth.store";
+import { AuthErrors } from "./auth.errors";
+import type { KeyRing } from "./keys";
+import type { AuthLimits } from "./limits";
+import { newRefreshToken, seal, sha256, signAccessToken, unseal, verifyAccessToken } from "./tokens";
+
+export interface SessionDeps {
+  store: AuthStore;
+  keys: KeyRing;
+  limits: AuthLimits;
+  now: () => number;
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+}
+
+export function toSessionInfo(doc: SessionDoc): SessionInfo {
+  return { id: doc._id, created_at: doc.created_at, expires_at: doc.expires_at, last_used_at: doc.last_used_at, is_verified: doc.is_verified };
+}
+
+/** What binds a sealed grace pair to the token record it was stored on. */
+const sealContext = (doc: RefreshTokenDoc) => `refresh-grace:${doc.store_id}:${doc.session_id}:${doc.hash}`;
+
+export class Sessions {
+  constructor(private readonly deps: SessionDeps) {}
+
+  /** A new session for a profile -> its first token pair. */
+  async issue(input: { store_id: string; profile_id: string; is_verified: boolean }): Promise<AuthToken> {
+    const now = this.deps.now();
+    const session: SessionDoc = {
+      _id: uuidv7(),
+      store_id: input.store_id,
+      profile_id: input.profile_id,
+      is_verified: input.is_verified,
+      created_at: now,
+      expires_at: now + this.deps.refreshTokenTtl,
+      last_used_at: null,
+      revoked_at: null,
+    };
+    await this.deps.store.sessions.insertOne(session);
+    const { token, doc } = await this.storeRefreshToken(session, now);
+    return this.tokenPair(session, token, doc.expires_at, now);
+  }
+
+  /**
+   * Rotates a refresh token. A token used again within the grace answers the pair its first use
+   * answered; used again after that, it revokes the whole session.
+   */
+  async refresh(input: { store_id: string; refresh_token: string }): Promise<AuthToken> {
+    const { store } = this.deps;
+    const now = this.deps.now();
+    const hash = sha256(input.refresh_token);
+    const doc = await store.refreshTokens.findOne({ hash, store_id: input.store_id });
+    if (!doc) throw AuthErrors.invalidRefreshToken();
+    const session = await this.liveSession(input.store_id, doc.session_id, now);
+    if (!session) throw AuthErrors.invalidRefreshToken();
+
+    if (doc.used_at === null) {
+      if (doc.expires_at <= now) throw AuthErrors.invalidRefreshToken();
+      // The successor exists before the old token is claimed, so whatever pair we answer is usable.
+      const next = await this.storeRefreshToken(session, now);
+      const pair = await this.tokenPair(session, next.token, next.doc.expires_at, now);
+      const claimed = await store.refreshTokens.findOneAndUpdate(
+        { _id: doc._id, store_id: input.store_id, used_at: null },
+        { $set: { used_at: now, grace_until: now + this.deps.limits.refreshGraceSeconds, next: seal(this.deps.keys, pair, sealContext(doc)) } },
+      );
+      if (claimed) {
+        await store.sessions.updateOne(
+          { _id: session._id, store_id: session.store_id },
+          { $set: { expires_at: next.doc.expires_at, last_used_at: now } },
+        );
+        return pair;
+      }
+      // A concurrent refresh won the claim: drop our successor and answer like a reuse.
+      await store.refreshTokens.deleteOne({ _id: next.doc._id, store_id: input.store_id });
+      const winner = await store.refreshTokens.findOne({ _id: doc._id, store_id: input.store_id });
+      if (!winner) throw AuthErrors.invalidRefreshToken();
+      return this.answerReuse(winner, now);
+    }
+    return this.answerReuse(doc, now);
+  }
+
+  private async answerReuse(doc: RefreshTokenDoc, now: number): Promise<AuthToken> {
+    if (doc.grace_until !== null && now <= doc.grace_until && doc.next) {
+      const pair = unseal<AuthToken>(this.deps.keys, doc.next, sealContext(doc));
+      if (pair) return pair;
+    }
+    await this.revokeIds(doc.store_id, [doc.session_id], now);
+    throw AuthErrors.invalidRefreshToken();
+  }
+
+  /** The principal of a valid access token of a live session of `store_id`; 401 otherwise. */
+  async authenticate(input: { store_id: string; access_token: string }): Promise<SessionPrincipal> {
+    const now = this.deps.now();
+    const claims = await verifyAccessToken(this.deps.keys, input.access_token, input.store_id, now);
+    if (!claims) throw AuthErrors.invalidToken();
+    const session = await this.liveSession(input.store_id, claims.session_id, now);
+    if (!session || session.profile_id !== claims.profile_id) throw AuthErrors.invalidToken();
+    const staleBefore = now - this.deps.limits.lastUsedResolutionSeconds;
+    if (session.last_used_at === null || session.last_used_at <= staleBefore) {
+      await this.deps.store.sessions.updateOne(
+        { _id: session._id, store_id: session.store_id, $or: [{ last_used_at: null }, { last_used_at: { $lte: staleBefore } }] },
+        { $set: { last_used_at: now } },
+      );
+    }
+    return { store_id: session.store_id, profile_id: session.profile_id, session_id: session._id, is_verified: session.is_verified };
+  }
+
+  /** The active (not revoked, not expired) sessions of a profile, newest first. */
+  async list(input: { store_id: string; profile_id: string }): Promise<SessionInfo[]> {
+    const docs = await this.deps.store.sessions.find(
+      { store_id: input.store_id, profile_id: input.profile_id, revoked_at: null, expires_at: { $gt: this.deps.now() } },
+      { sort: { created_at: -1, _id: -1 }, limit: 1000 },
+    );
+    return docs.map(toSessionInfo);
+  }
+
+  /** Revokes one active session of a profile; 404 when the profile has no such session. */
+  async revoke(input: { store_id: string; profile_id: string; session_id: string }): Promise<{ deleted: true }> {
+    const now = this.deps.now();
+    const session = await this.deps.store.sessions.findOne({
+      _id: input.session_id,
+      store_id: input.store_id,
+      profile_id: input.profile_id,
+      revoked_at: null,
+      expires_at: { $gt: now },
+    });
+    if (!session) throw AuthErrors.sessionNotFound();
+    await this.revokeIds(input.store_id, [session._id], now);
+    return { deleted: true };
+  }
+
+  /** Revokes every active session of a profile (logout everywhere, merge). */
+  async revokeAll(input: { store_id: string; profile_id: string }): Promise<{ revoked: number }> {
+    const now = this.deps.now();
+    const active = await this.deps.store.sessions.find(
+      { store_id: input.store_id, profile_id: input.profile_id, revoked_at: null, expires_at: { $gt: now } },
+      { limit: 1000 },
+    );
+    await this.deps.store.sessions.updateMany({ store_id: input.store_id, profile_id: input.profile_id, revoked_at: null }, { $set: { revoked_at: now } });
+    await this.deps.store.refreshTokens.deleteMany({ store_id: input.store_id, profile_id: input.profile_id });
+    return { revoked: active.length };
+  }
+
+  private async revokeIds(storeId: string, sessionIds: string[], now: number): Promise<void> {
+    await this.deps.store.sessions.updateMany({ _id: { $in: sessionIds }, store_id: storeId, revoked_at: null }, { $set: { revoked_at: now } });
+    // Its refresh tokens (and any sealed grace pair) are of no further use.
+    await this.deps.store.refreshTokens.deleteMany({ store_id: storeId, session_id: { $in: sessionIds } });
+  }
+
+  private async liveSession(storeId: string, sessionId: string, now: number): Promise<SessionDoc | null> {
+    const session = await this.deps.store.sessions.findOne({ _id: sessionId, store_id: storeId });
+    if (!session || session.revoked_at !== null || session.expires_at <= now) return null;
+    return session;
+  }
+
+  private async storeRefreshToken(session: SessionDoc, now: number): Promise<{ token: string; doc: RefreshTokenDoc }> {
+    const token = newRefreshToken();
+    const doc: RefreshTokenDoc = {
+      _id: uuidv7(),
+      store_id: session.store_id,
+      session_id: session._id,
+      profile_id: session.profile_id,
+      hash: sha256(token),
+      created_at: now,
+      expires_at: now + this.deps.refreshTokenTtl,
+      used_at: null,
+      grace_until: null,
+      next: null,
+    };
+    await this.deps.store.refreshTokens.insertOne(doc);
+    return { token, doc };
+  }
+
+  private async tokenPair(session: SessionDoc, refreshToken: string, refreshExpiresAt: number, now: number): Promise<AuthToken> {
+    const accessExpiresAt = now + this.deps.accessTokenTtl;
+    const accessToken = await signAccessToken(
+      this.deps.keys,
+      { store_id: session.store_id, profile_id: session.profile_id, session_id: session._id },
+      now,
+      accessExpiresAt,
+    );
+    return {
+      id: session._id,
+      profile_id: session.profile_id,
+      access_token: accessToken,
+      refresh_token: refreshToken,
+      token_type: "Bearer",
+      access_expires_at: accessExpiresAt,
+      refresh_expires_at: refreshExpiresAt,
+      created_at: session.created_at,
+      is_verified: session.is_verified,
+    };
+  }
+
+  /** Maintenance: forgets sealed grace pairs past their grace and refresh tokens past their expiry. */
+  async purgeExpired(): Promise<void> {
+    const now = this.deps.now();
+    await this.deps.store.refreshTokens.updateMany({ grace_until: { $lt: now }, next: { $ne: null } }, { $set: { next: null } });
+    await this.deps.store.refreshTokens.deleteMany({ expires_at: { $lt: now } });
+  }
+}

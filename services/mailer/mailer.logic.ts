@@ -1,0 +1,59 @@
+/**
+ * The mailer's rules for system mail (the login-code e-mail for now): render the compiled template,
+ * address it from MAIL_FROM, send it through the configured transport, and turn any send failure into
+ * a 503. Logs say where a message went, never what it says.
+ */
+import { randomUUID } from "node:crypto";
+import type { SystemTemplates } from "./templates";
+import type { MailTransport, OutgoingMail } from "./transport";
+import { MailerErrors } from "./mailer.errors";
+
+export interface MailerDeps {
+  transport: MailTransport;
+  templates: SystemTemplates;
+  from: string;
+  log: { info(message: string): void; warn(message: string): void };
+}
+
+export interface MagicCodeMail {
+  store_id: string;
+  to: string;
+  code: string;
+  expires_in_minutes: number;
+}
+
+/** A Message-ID on the sender's domain (falls back to `localhost`). */
+export function newMessageId(from: string): string {
+  const domain = /@([A-Za-z0-9.-]+)>?\s*$/.exec(from)?.[1] ?? "localhost";
+  return `<${randomUUID()}@${domain}>`;
+}
+
+export function buildMagicCodeMail(deps: Pick<MailerDeps, "templates" | "from">, input: MagicCodeMail): OutgoingMail {
+  const rendered = deps.templates.magicCode({ code: input.code, expires_in_minutes: input.expires_in_minutes });
+  return {
+    from: deps.from,
+    to: input.to,
+    ...rendered,
+    messageId: newMessageId(deps.from),
+    // Auto-responders should not answer (or loop on) a login code.
+    headers: { "Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All" },
+  };
+}
+
+export class Mailer {
+  constructor(private readonly deps: MailerDeps) {}
+
+  /** Sends the login-code e-mail -> `{ message_id }`; 503 when the transport fails. */
+  async sendMagicCode(input: MagicCodeMail): Promise<{ message_id: string }> {
+    const mail = buildMagicCodeMail(this.deps, input);
+    try {
+      const receipt = await this.deps.transport.send(mail);
+      this.deps.log.info(`e-mail to ${mail.to}, subject "${mail.subject}": ${receipt.destination}`);
+      return { message_id: receipt.messageId };
+    } catch (err) {
+      const reason = (err as { code?: unknown; responseCode?: unknown }).code ?? (err as { responseCode?: unknown }).responseCode ?? "error";
+      this.deps.log.warn(`login code e-mail to ${mail.to} could not be sent via ${this.deps.transport.name} (${String(reason)})`);
+      throw MailerErrors.sendFailed();
+    }
+  }
+}
