@@ -1,0 +1,327 @@
+/**
+ * The profile rules: admin CRUD and search, and the public session flows (initialize, connect, code,
+ * verify, refresh, me) with the unverified-session guard. Plain functions over explicit dependencies;
+ * merges live in profiles.merge.ts, order links in profiles.orders.ts.
+ */
+import type { AuthToken } from "../../shared/contracts/auth";
+import { normalizeEmail, type AuthPrincipal } from "../../shared/contracts/common";
+import type { ConnectResult, OrderLink, Profile, ProfileStatus, PromoUsage, TaxonomyEntryInput } from "../../shared/contracts/profiles";
+import { decodeCursor, encodeCursor } from "../../shared/cursor";
+import { uuidv7 } from "../../shared/ids";
+import { isDuplicateKey } from "../../shared/storage/port";
+import { ProfileErrors } from "./profiles.errors";
+import { toOrderLink, toProfile } from "./profiles.mapper";
+import { mergeProfiles } from "./profiles.merge";
+import type { ProfilesDeps } from "./profiles.ports";
+import { profileFilter, profileSort, type ProfileSearch } from "./profiles.search";
+import { PROFILE_EMAIL_INDEX, type ProfileDoc } from "./profiles.store";
+import { normalizeTaxonomies, searchValuesOf } from "./profiles.taxonomies";
+
+export interface Page<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+type ProfileSession = Extract<AuthPrincipal, { kind: "profile" }>;
+
+// ---------------------------------------------------------------- lookups
+
+export function newProfileDoc(storeId: string, email: string | null, now: number, taxonomies: TaxonomyEntryInput[] = []): ProfileDoc {
+  const lower = email === null ? null : normalizeEmail(email);
+  const entries = normalizeTaxonomies(taxonomies);
+  return {
+    _id: uuidv7(),
+    store_id: storeId,
+    email: email === null ? null : email.trim(),
+    email_lower: lower,
+    email_sort: lower ?? "",
+    verified: false,
+    status: "active",
+    taxonomies: entries,
+    promo_usage: [],
+    search_values: searchValuesOf(entries),
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+export function findProfile(deps: ProfilesDeps, storeId: string, id: string): Promise<ProfileDoc | null> {
+  return deps.store.profiles.findOne({ _id: id, store_id: storeId });
+}
+
+export async function requireProfile(deps: ProfilesDeps, storeId: string, id: string): Promise<ProfileDoc> {
+  const doc = await findProfile(deps, storeId, id);
+  if (!doc) throw ProfileErrors.profileNotFound();
+  return doc;
+}
+
+export function findByEmail(deps: ProfilesDeps, storeId: string, email: string): Promise<ProfileDoc | null> {
+  return deps.store.profiles.findOne({ store_id: storeId, email_lower: normalizeEmail(email) });
+}
+
+/** The profile with this e-mail, created (unverified, no taxonomies unless given) when there is none. Race-safe. */
+export async function findOrCreateByEmail(
+  deps: ProfilesDeps,
+  storeId: string,
+  email: string,
+  taxonomies?: TaxonomyEntryInput[],
+): Promise<{ doc: ProfileDoc; created: boolean }> {
+  const existing = await findByEmail(deps, storeId, email);
+  if (existing) return { doc: existing, created: false };
+  const doc = newProfileDoc(storeId, email, deps.now(), taxonomies);
+  try {
+    await deps.store.profiles.insertOne(doc);
+    return { doc, created: true };
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err;
+    const winner = await findByEmail(deps, storeId, email);
+    if (!winner) throw err;
+    return { doc: winner, created: false };
+  }
+}
+
+/** The Profile wire object, with session and code metadata from the auth service unless redacted. */
+export async function profileView(deps: ProfilesDeps, doc: ProfileDoc, { redacted = false } = {}): Promise<Profile> {
+  if (redacted) return toProfile(doc, { redacted: true });
+  const [sessions, codes] = await Promise.all([
+    deps.auth.listSessions({ store_id: doc.store_id, profile_id: doc._id }),
+    doc.email ? deps.auth.listCodes({ store_id: doc.store_id, email: doc.email }) : Promise.resolve([]),
+  ]);
+  return toProfile(doc, { sessions, codes });
+}
+
+/** The caller's profile session for this store; none for anonymous or admin callers; 401 for another store's. */
+function sessionOf(principal: AuthPrincipal | undefined, storeId: string): ProfileSession | undefined {
+  if (!principal || principal.kind !== "profile") return undefined;
+  if (principal.store_id !== storeId) throw ProfileErrors.notAuthenticated();
+  return principal;
+}
+
+// ---------------------------------------------------------------- admin
+
+export async function createProfile(deps: ProfilesDeps, p: { store_id: string; email: string; taxonomies?: TaxonomyEntryInput[] }): Promise<Profile> {
+  const { doc } = await findOrCreateByEmail(deps, p.store_id, p.email, p.taxonomies);
+  return profileView(deps, doc);
+}
+
+export async function getProfile(deps: ProfilesDeps, p: { store_id: string; id: string }): Promise<Profile> {
+  return profileView(deps, await requireProfile(deps, p.store_id, p.id));
+}
+
+export async function findProfiles(
+  deps: ProfilesDeps,
+  p: ProfileSearch & { store_id: string; limit: number; cursor?: string },
+): Promise<Page<Profile>> {
+  const search: ProfileSearch = {
+    query: p.query,
+    taxonomy_query: p.taxonomy_query,
+    status: p.status,
+    sort_field: p.sort_field,
+    sort_direction: p.sort_direction,
+  };
+  // A cursor is only valid for the same store, filters and sort.
+  const bound = { scope: "profiles.find", store_id: p.store_id, ...search, query: search.query?.trim() || undefined };
+  const after = p.cursor ? decodeCursor(p.cursor, bound) : undefined;
+  const sort = profileSort(search);
+  const page = await deps.store.profiles.findPage({ filter: profileFilter(p.store_id, search), sort, limit: p.limit, after });
+  const items = await Promise.all(page.items.map((doc) => profileView(deps, doc)));
+  const last = page.items[page.items.length - 1];
+  const cursor = page.hasMore && last ? encodeCursor({ value: last[sort.field], id: last._id }, bound) : null;
+  return { items, cursor };
+}
+
+export async function updateProfile(
+  deps: ProfilesDeps,
+  p: { store_id: string; id: string; email?: string; taxonomies?: TaxonomyEntryInput[]; status?: ProfileStatus },
+): Promise<Profile> {
+  const current = await requireProfile(deps, p.store_id, p.id);
+  if (current.merge_lock) throw ProfileErrors.mergeInProgress();
+  const set: Partial<ProfileDoc> = { updated_at: deps.now() };
+  if (p.email !== undefined) {
+    const lower = normalizeEmail(p.email);
+    Object.assign(set, { email: p.email.trim(), email_lower: lower, email_sort: lower });
+    if (lower !== current.email_lower) set.verified = false; // nobody has proved control of a new address
+  }
+  if (p.taxonomies !== undefined) {
+    set.taxonomies = normalizeTaxonomies(p.taxonomies);
+    set.search_values = searchValuesOf(set.taxonomies);
+  }
+  if (p.status !== undefined) set.status = p.status;
+  let updated: ProfileDoc | null;
+  try {
+    updated = await deps.store.profiles.findOneAndUpdate({ _id: p.id, store_id: p.store_id, merge_lock: { $exists: false } }, { $set: set });
+  } catch (err) {
+    if (isDuplicateKey(err, PROFILE_EMAIL_INDEX) || isDuplicateKey(err)) throw ProfileErrors.emailTaken();
+    throw err;
+  }
+  if (!updated) throw (await findProfile(deps, p.store_id, p.id)) ? ProfileErrors.mergeInProgress() : ProfileErrors.profileNotFound();
+  return profileView(deps, updated);
+}
+
+export async function mergeInto(deps: ProfilesDeps, p: { store_id: string; id: string; source_id: string }): Promise<Profile> {
+  return profileView(deps, await mergeProfiles(deps, p.store_id, p.id, p.source_id));
+}
+
+export async function revokeSession(deps: ProfilesDeps, p: { store_id: string; id: string; token_id: string }): Promise<{ deleted: true }> {
+  await requireProfile(deps, p.store_id, p.id);
+  await deps.auth.revokeSession({ store_id: p.store_id, profile_id: p.id, session_id: p.token_id });
+  return { deleted: true };
+}
+
+export async function revokeAllSessions(deps: ProfilesDeps, p: { store_id: string; id: string }): Promise<{ deleted: true; revoked: number }> {
+  await requireProfile(deps, p.store_id, p.id);
+  const { revoked } = await deps.auth.revokeProfileSessions({ store_id: p.store_id, profile_id: p.id });
+  return { deleted: true, revoked };
+}
+
+export async function listOrders(
+  deps: ProfilesDeps,
+  p: { store_id: string; id: string; limit: number; cursor?: string },
+): Promise<Page<OrderLink>> {
+  await requireProfile(deps, p.store_id, p.id);
+  const bound = { scope: "profiles.orders", store_id: p.store_id, profile_id: p.id };
+  const after = p.cursor ? decodeCursor(p.cursor, bound) : undefined;
+  const page = await deps.store.orderLinks.findPage({
+    filter: { store_id: p.store_id, profile_id: p.id },
+    sort: { field: "created_at", direction: -1 },
+    limit: p.limit,
+    after,
+  });
+  const last = page.items[page.items.length - 1];
+  return {
+    items: page.items.map(toOrderLink),
+    cursor: page.hasMore && last ? encodeCursor({ value: last.created_at, id: last._id }, bound) : null,
+  };
+}
+
+/** Adds uses of a promo code to a profile (for an order service; merges sum these). */
+export async function recordPromoUse(
+  deps: ProfilesDeps,
+  p: { store_id: string; id: string; promo_code_id: string; uses: number },
+): Promise<PromoUsage> {
+  // Compare-and-set on the whole array: no positional operators, so both storage adapters agree.
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const current = await requireProfile(deps, p.store_id, p.id);
+    const usage = current.promo_usage.map((u) => ({ ...u }));
+    const entry = usage.find((u) => u.promo_code_id === p.promo_code_id);
+    if (entry) entry.uses += p.uses;
+    else usage.push({ promo_code_id: p.promo_code_id, uses: p.uses });
+    const updated = await deps.store.profiles.updateOne(
+      { _id: p.id, store_id: p.store_id, promo_usage: { $eq: current.promo_usage } },
+      { $set: { promo_usage: usage, updated_at: deps.now() } },
+    );
+    if (updated.matched === 1) return { promo_code_id: p.promo_code_id, uses: entry?.uses ?? p.uses };
+  }
+  throw ProfileErrors.mergeInProgress();
+}
+
+// ---------------------------------------------------------------- public session flows
+
+/** A guest profile (no e-mail) and an unverified session for it. */
+export async function initializeGuest(deps: ProfilesDeps, p: { store_id: string }): Promise<AuthToken> {
+  const doc = newProfileDoc(p.store_id, null, deps.now());
+  await deps.store.profiles.insertOne(doc);
+  try {
+    return await deps.auth.issueSession({ store_id: p.store_id, profile_id: doc._id, is_verified: false });
+  } catch (err) {
+    await deps.store.profiles.deleteOne({ _id: doc._id, store_id: p.store_id }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Attaches an e-mail to the caller. Anonymous, or a session whose profile has another e-mail: the
+ * profile of that e-mail (found or created). A guest session: the guest takes the e-mail when it is
+ * free; else the guest is merged into the profile that has it. The new session is always unverified,
+ * so a verified profile's private data stays redacted in the answer.
+ */
+export async function connect(deps: ProfilesDeps, p: { store_id: string; email: string }, principal?: AuthPrincipal): Promise<ConnectResult> {
+  const session = sessionOf(principal, p.store_id);
+  const lower = normalizeEmail(p.email);
+  let profile: ProfileDoc;
+  const own = session ? await findProfile(deps, p.store_id, session.profile_id) : null;
+  if (session && !own) throw ProfileErrors.sessionProfileGone();
+  if (own && own.email_lower === lower) {
+    profile = own;
+  } else if (own && own.email_lower === null) {
+    profile = await attachEmailToGuest(deps, own, p.email);
+  } else {
+    profile = (await findOrCreateByEmail(deps, p.store_id, p.email)).doc;
+  }
+  const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: false });
+  const view = await profileView(deps, profile, { redacted: profile.verified });
+  return { ...view, token };
+}
+
+async function attachEmailToGuest(deps: ProfilesDeps, guest: ProfileDoc, email: string): Promise<ProfileDoc> {
+  const existing = await findByEmail(deps, guest.store_id, email);
+  if (existing) return mergeProfiles(deps, guest.store_id, existing._id, guest._id);
+  const lower = normalizeEmail(email);
+  try {
+    const updated = await deps.store.profiles.findOneAndUpdate(
+      { _id: guest._id, store_id: guest.store_id, email_lower: null, merge_lock: { $exists: false } },
+      { $set: { email: email.trim(), email_lower: lower, email_sort: lower, verified: false, updated_at: deps.now() } },
+    );
+    if (!updated) throw ProfileErrors.mergeInProgress();
+    return updated;
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err;
+    // Someone took the e-mail in between: the guest joins that profile instead.
+    const winner = await findByEmail(deps, guest.store_id, email);
+    if (!winner) throw err;
+    return mergeProfiles(deps, guest.store_id, winner._id, guest._id);
+  }
+}
+
+export function requestCode(deps: ProfilesDeps, p: { store_id: string; email: string }, principal: AuthPrincipal | undefined, ip?: string) {
+  sessionOf(principal, p.store_id);
+  return deps.auth.requestCode({ store_id: p.store_id, email: p.email, ip });
+}
+
+/**
+ * Exchanges a code for a verified session. The profile of the e-mail is found or created and marked
+ * verified; a guest caller is merged into it (its orders and memberships move, the guest is removed);
+ * the caller's old session is revoked and a new verified one issued.
+ */
+export async function verify(
+  deps: ProfilesDeps,
+  p: { store_id: string; email: string; code: string },
+  principal: AuthPrincipal | undefined,
+  ip?: string,
+): Promise<AuthToken> {
+  const session = sessionOf(principal, p.store_id);
+  await deps.auth.verifyCode({ store_id: p.store_id, email: p.email, code: p.code, ip });
+  let { doc: profile } = await findOrCreateByEmail(deps, p.store_id, p.email);
+  if (!profile.verified) {
+    profile =
+      (await deps.store.profiles.findOneAndUpdate(
+        { _id: profile._id, store_id: p.store_id },
+        { $set: { verified: true, updated_at: deps.now() } },
+      )) ?? profile;
+  }
+  if (session && session.profile_id !== profile._id) {
+    const caller = await findProfile(deps, p.store_id, session.profile_id);
+    if (caller && caller.email_lower === null) profile = await mergeProfiles(deps, p.store_id, profile._id, caller._id);
+  }
+  if (session) {
+    await deps.auth
+      .revokeSession({ store_id: p.store_id, profile_id: session.profile_id, session_id: session.session_id })
+      .catch((err: { type?: string }) => {
+        if (err?.type !== "NOT_FOUND") throw err; // already gone with the merged guest
+      });
+  }
+  return deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: true });
+}
+
+export function refreshToken(deps: ProfilesDeps, p: { store_id: string; refresh_token: string }): Promise<AuthToken> {
+  return deps.auth.refreshSession({ store_id: p.store_id, refresh_token: p.refresh_token });
+}
+
+/** The caller's own profile; redacted when an unverified session looks at a verified profile. */
+export async function me(deps: ProfilesDeps, p: { store_id: string }, principal: AuthPrincipal | undefined): Promise<Profile> {
+  const session = sessionOf(principal, p.store_id);
+  if (!session) throw ProfileErrors.notAuthenticated();
+  const doc = await findProfile(deps, p.store_id, session.profile_id);
+  if (!doc) throw ProfileErrors.sessionProfileGone();
+  return profileView(deps, doc, { redacted: !session.is_verified && doc.verified });
+}

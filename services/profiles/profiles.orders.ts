@@ -1,0 +1,54 @@
+/**
+ * Order linking, fed by the durable `order.created` event: an order is linked to its profile_id (or to
+ * the profile that id was merged into), else to the profile with its e-mail (created when absent).
+ * The same order_id twice changes nothing (unique { store_id, order_id }).
+ */
+import type { DurableEventPayload } from "../../shared/contracts/events";
+import { uuidv7 } from "../../shared/ids";
+import { isDuplicateKey } from "../../shared/storage/port";
+import { findOrCreateByEmail } from "./profiles.logic";
+import { resolveProfileId } from "./profiles.merge";
+import type { ProfilesDeps } from "./profiles.ports";
+import type { OrderLinkDoc } from "./profiles.store";
+
+export type OrderCreated = DurableEventPayload<"order.created">;
+
+/** Links the order and answers its link; null when the event names no profile that exists and no e-mail. */
+export async function linkOrder(deps: ProfilesDeps, event: OrderCreated): Promise<OrderLinkDoc | null> {
+  const { orderLinks } = deps.store;
+  const storeId = event.store_id;
+  const existing = await orderLinks.findOne({ store_id: storeId, order_id: event.order_id });
+  if (existing) return existing;
+
+  let profileId = event.profile_id ? await resolveProfileId(deps, storeId, event.profile_id) : null;
+  if (!profileId && event.email) profileId = (await findOrCreateByEmail(deps, storeId, event.email)).doc._id;
+  if (!profileId) {
+    deps.logger.warn(`order.created ${event.order_id}: no such profile and no e-mail; order not linked`);
+    return null;
+  }
+
+  const now = deps.now();
+  const link: OrderLinkDoc = {
+    _id: uuidv7(),
+    store_id: storeId,
+    order_id: event.order_id,
+    profile_id: profileId,
+    total: event.total ?? null,
+    currency: event.currency ?? null,
+    created_at: event.created_at ?? now,
+    linked_at: now,
+  };
+  try {
+    await orderLinks.insertOne(link);
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err;
+    return orderLinks.findOne({ store_id: storeId, order_id: event.order_id });
+  }
+  // A merge may have removed the profile while we linked: follow it to where it went.
+  const current = await resolveProfileId(deps, storeId, profileId);
+  if (current && current !== profileId) {
+    await orderLinks.updateOne({ _id: link._id, store_id: storeId }, { $set: { profile_id: current } });
+    link.profile_id = current;
+  }
+  return link;
+}

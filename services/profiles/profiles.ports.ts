@@ -1,0 +1,67 @@
+/**
+ * What the profiles rules depend on, handed in explicitly: this service's store, the auth service
+ * (called through its actions, never imported), the durable event publisher, a logger and a clock.
+ * The service builds one `ProfilesDeps` per request from `ctx` (so calls carry the caller's meta).
+ */
+import type { z } from "zod";
+import type { AuthActions, AuthToken, SessionInfo, VerificationCodeInfo } from "../../shared/contracts/auth";
+import type { DurableEventPayload } from "../../shared/contracts/events";
+import type { ProfilesStore } from "./profiles.store";
+
+type Params<K extends keyof typeof AuthActions> = z.input<(typeof AuthActions)[K]>;
+
+/** Anything that can call an action: a Context or the broker. */
+export interface ActionCaller {
+  call(action: string, params?: unknown): Promise<unknown>;
+}
+
+export interface AuthClient {
+  issueSession(p: Params<"issueSession">): Promise<AuthToken>;
+  refreshSession(p: Params<"refreshSession">): Promise<AuthToken>;
+  listSessions(p: Params<"listSessions">): Promise<SessionInfo[]>;
+  revokeSession(p: Params<"revokeSession">): Promise<{ deleted: true }>;
+  revokeProfileSessions(p: Params<"revokeProfileSessions">): Promise<{ revoked: number }>;
+  requestCode(p: Params<"requestCode">): Promise<{ sent: true }>;
+  verifyCode(p: Params<"verifyCode">): Promise<{ verified: true }>;
+  listCodes(p: Params<"listCodes">): Promise<VerificationCodeInfo[]>;
+  deleteCodes(p: Params<"deleteCodes">): Promise<{ deleted: number }>;
+}
+
+/** The auth service's actions as typed functions (names and shapes from shared/contracts/auth.ts). */
+export function authClient(caller: ActionCaller): AuthClient {
+  const call =
+    <R>(name: string) =>
+    (params: unknown) =>
+      caller.call(`auth.${name}`, params) as Promise<R>;
+  return {
+    issueSession: call("issueSession"),
+    refreshSession: call("refreshSession"),
+    listSessions: call("listSessions"),
+    revokeSession: call("revokeSession"),
+    revokeProfileSessions: call("revokeProfileSessions"),
+    requestCode: call("requestCode"),
+    verifyCode: call("verifyCode"),
+    listCodes: call("listCodes"),
+    deleteCodes: call("deleteCodes"),
+  };
+}
+
+export interface ProfileEvents {
+  /** Publishes `profile.merged` durably (other services re-point what they own). */
+  profileMerged(payload: DurableEventPayload<"profile.merged">): Promise<void>;
+}
+
+export interface Logger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+export interface ProfilesDeps {
+  store: ProfilesStore;
+  auth: AuthClient;
+  events: ProfileEvents;
+  logger: Logger;
+  /** Unix seconds. */
+  now: () => number;
+}

@@ -1,0 +1,201 @@
+/**
+ * The profiles service (Moleculer schema): profiles, guest sessions and connect, magic-code login,
+ * search, merge, order links. Transport only: each handler maps `ctx` to a rule in profiles.logic.ts.
+ * On start it creates its indexes and recovers merges a crash interrupted (then re-checks every minute).
+ */
+import type { ActionParams, Context, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { z } from "zod";
+import type { RequestMeta } from "../../shared/contracts/common";
+import { ProfileActions } from "../../shared/contracts/profiles";
+import { durableChannel, publishEvent } from "../../shared/events/durable";
+import { nowSeconds } from "../../shared/ids";
+import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
+import { zodParams } from "../../shared/validation";
+import * as logic from "./profiles.logic";
+import { recoverMerges } from "./profiles.merge";
+import { linkOrder } from "./profiles.orders";
+import { authClient, type ProfilesDeps } from "./profiles.ports";
+import { ProfilesStore } from "./profiles.store";
+
+type P<K extends keyof typeof ProfileActions> = Context<z.infer<(typeof ProfileActions)[K]>, RequestMeta>;
+
+// shared `ZodParams` has no index signature, which Moleculer's `ActionParams` type rejects.
+const zp = (schema: z.ZodType) => zodParams(schema) as unknown as ActionParams;
+
+/** How often merges left unfinished (a dead instance, auth down) are retried. */
+const RECOVERY_INTERVAL_MS = 60_000;
+
+interface ProfilesVars extends StorageMixinThis {
+  store: ProfilesStore;
+  recoveryTimer?: NodeJS.Timeout;
+  /** The running recovery pass, if any (tests await it). */
+  recovering?: Promise<void>;
+}
+
+interface ProfilesMethods {
+  deps(via: Context | ServiceBroker): ProfilesDeps;
+  recover(): Promise<void>;
+}
+
+export type ProfilesService = Service & ProfilesVars & ProfilesMethods;
+
+/** Reads are safe to retry on a transient failure (the broker's retry policy is opt-in per action). */
+const retryable = { retryPolicy: { enabled: true } };
+
+const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods, ProfilesVars> = {
+  name: "profiles",
+  mixins: [storageMixin("profiles")],
+
+  actions: {
+    create: {
+      params: zp(ProfileActions.create),
+      handler(ctx: P<"create">) {
+        return logic.createProfile(this.deps(ctx), ctx.params);
+      },
+    },
+    get: {
+      ...retryable,
+      params: zp(ProfileActions.get),
+      handler(ctx: P<"get">) {
+        return logic.getProfile(this.deps(ctx), ctx.params);
+      },
+    },
+    find: {
+      ...retryable,
+      params: zp(ProfileActions.find),
+      handler(ctx: P<"find">) {
+        return logic.findProfiles(this.deps(ctx), ctx.params);
+      },
+    },
+    update: {
+      params: zp(ProfileActions.update),
+      handler(ctx: P<"update">) {
+        return logic.updateProfile(this.deps(ctx), ctx.params);
+      },
+    },
+    merge: {
+      params: zp(ProfileActions.merge),
+      handler(ctx: P<"merge">) {
+        return logic.mergeInto(this.deps(ctx), ctx.params);
+      },
+    },
+    revokeSession: {
+      params: zp(ProfileActions.revokeSession),
+      handler(ctx: P<"revokeSession">) {
+        return logic.revokeSession(this.deps(ctx), ctx.params);
+      },
+    },
+    revokeAllSessions: {
+      params: zp(ProfileActions.revokeAllSessions),
+      handler(ctx: P<"revokeAllSessions">) {
+        return logic.revokeAllSessions(this.deps(ctx), ctx.params);
+      },
+    },
+    listOrders: {
+      ...retryable,
+      params: zp(ProfileActions.listOrders),
+      handler(ctx: P<"listOrders">) {
+        return logic.listOrders(this.deps(ctx), ctx.params);
+      },
+    },
+    recordPromoUse: {
+      params: zp(ProfileActions.recordPromoUse),
+      handler(ctx: P<"recordPromoUse">) {
+        return logic.recordPromoUse(this.deps(ctx), ctx.params);
+      },
+    },
+    initialize: {
+      params: zp(ProfileActions.initialize),
+      handler(ctx: P<"initialize">) {
+        return logic.initializeGuest(this.deps(ctx), ctx.params);
+      },
+    },
+    connect: {
+      params: zp(ProfileActions.connect),
+      handler(ctx: P<"connect">) {
+        return logic.connect(this.deps(ctx), ctx.params, ctx.meta.auth);
+      },
+    },
+    requestCode: {
+      params: zp(ProfileActions.requestCode),
+      handler(ctx: P<"requestCode">) {
+        return logic.requestCode(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
+      },
+    },
+    verify: {
+      params: zp(ProfileActions.verify),
+      handler(ctx: P<"verify">) {
+        return logic.verify(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
+      },
+    },
+    refreshToken: {
+      params: zp(ProfileActions.refreshToken),
+      handler(ctx: P<"refreshToken">) {
+        return logic.refreshToken(this.deps(ctx), ctx.params);
+      },
+    },
+    me: {
+      ...retryable,
+      params: zp(ProfileActions.me),
+      handler(ctx: P<"me">) {
+        return logic.me(this.deps(ctx), ctx.params, ctx.meta.auth);
+      },
+    },
+  },
+
+  channels: {
+    "order.created": durableChannel("order.created", {
+      group: "profiles",
+      key: (p) => `${p.store_id}:${p.order_id}`,
+      async handler(this: ProfilesService, payload, ctx) {
+        await linkOrder(this.deps(ctx), payload);
+      },
+    }),
+  },
+
+  methods: {
+    deps(this: ProfilesService, via: Context | ServiceBroker): ProfilesDeps {
+      return {
+        store: this.store,
+        auth: authClient(via),
+        events: { profileMerged: (payload) => publishEvent(via, "profile.merged", payload) },
+        logger: this.logger,
+        now: nowSeconds,
+      };
+    },
+
+    /** One recovery pass at a time; waits for the auth service it needs to finish a merge. */
+    recover(this: ProfilesService): Promise<void> {
+      if (this.recovering) return this.recovering;
+      const run = async () => {
+        try {
+          await this.broker.waitForServices(["auth"], 30_000);
+          const result = await recoverMerges(this.deps(this.broker));
+          if (result.completed || result.undone || result.failed) this.logger.info("merge recovery:", result);
+        } catch (err) {
+          this.logger.warn("merge recovery did not finish; will retry:", (err as Error)?.message ?? err);
+        } finally {
+          this.recovering = undefined;
+        }
+      };
+      this.recovering = run();
+      return this.recovering;
+    },
+  },
+
+  async started(this: ProfilesService) {
+    this.store = new ProfilesStore(this.db);
+    await this.store.ensureIndexes();
+    // In the background: the auth service may start after us.
+    void this.recover();
+    this.recoveryTimer = setInterval(() => void this.recover(), RECOVERY_INTERVAL_MS);
+    this.recoveryTimer.unref();
+  },
+
+  async stopped(this: ProfilesService) {
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    await this.recovering;
+  },
+};
+
+export = ProfilesServiceSchema;

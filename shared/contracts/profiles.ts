@@ -1,0 +1,185 @@
+/**
+ * The profiles service's wire objects (Profile, TaxonomyEntry, TaxonomyQuery, OrderLink) and the params
+ * schemas of its actions. The gateway routes and the OpenAPI document are built from the same schemas.
+ */
+import { z } from "zod";
+import { AuthToken, SessionInfo, VerificationCodeInfo } from "./auth";
+import { CursorParam, Email, StoreId, Uuid, fromQueryJson, limitParam, listResult } from "./common";
+
+export const ProfileStatus = z.enum(["active", "archived"]);
+export type ProfileStatus = z.infer<typeof ProfileStatus>;
+
+export const TaxonomyFieldType = z.enum(["text", "number", "boolean", "geo_location"]);
+export type TaxonomyFieldType = z.infer<typeof TaxonomyFieldType>;
+
+export const GeoLocation = z.object({ lat: z.number().min(-90).max(90), lng: z.number().min(-180).max(180) });
+
+const TaxonomyId = z.string().trim().min(1).max(128);
+const FieldKey = z.string().trim().min(1).max(100);
+const FieldId = z.string().trim().min(1).max(128);
+const TextValue = z.string().max(1000);
+const NumberValue = z.number().finite();
+
+/** A field as given by a caller: `id` may be omitted (the service assigns one). */
+function fieldSchema<I extends z.ZodType>(id: I) {
+  return z.discriminatedUnion("type", [
+    z.object({ id, key: FieldKey, type: z.literal("text"), value: TextValue }),
+    z.object({ id, key: FieldKey, type: z.literal("number"), value: NumberValue }),
+    z.object({ id, key: FieldKey, type: z.literal("boolean"), value: z.boolean() }),
+    z.object({ id, key: FieldKey, type: z.literal("geo_location"), value: GeoLocation }),
+  ]);
+}
+
+export const TaxonomyField = fieldSchema(FieldId);
+export type TaxonomyField = z.infer<typeof TaxonomyField>;
+
+export const TaxonomyEntry = z.object({ taxonomy_id: TaxonomyId, fields: z.array(TaxonomyField) });
+export type TaxonomyEntry = z.infer<typeof TaxonomyEntry>;
+
+export const TaxonomyFieldInput = fieldSchema(FieldId.optional());
+export const TaxonomyEntryInput = z.object({
+  taxonomy_id: TaxonomyId,
+  fields: z
+    .array(TaxonomyFieldInput)
+    .max(100)
+    .refine((fields) => new Set(fields.map((f) => f.key)).size === fields.length, "field keys must be unique within a taxonomy entry"),
+});
+export type TaxonomyEntryInput = z.infer<typeof TaxonomyEntryInput>;
+
+/** A profile's taxonomies: at most 50 entries, one per taxonomy_id. */
+export const TaxonomiesInput = z
+  .array(TaxonomyEntryInput)
+  .max(50)
+  .refine((entries) => new Set(entries.map((e) => e.taxonomy_id)).size === entries.length, "taxonomy_id must be unique");
+
+export const TaxonomyOperation = z.enum(["eq", "ne", "gt", "gte", "lt", "lte", "in", "contains"]);
+export type TaxonomyOperation = z.infer<typeof TaxonomyOperation>;
+
+const Scalar = z.union([TextValue, NumberValue, z.boolean()]);
+
+export const TaxonomyCondition = z
+  .object({
+    key: FieldKey,
+    type: TaxonomyFieldType,
+    operation: TaxonomyOperation.default("eq"),
+    value: z.union([Scalar, GeoLocation, z.array(Scalar).min(1).max(100)]),
+  })
+  .superRefine((c, issue) => {
+    const fail = (message: string) => issue.addIssue({ code: "custom", path: ["value"], message });
+    const fits = (v: unknown): boolean =>
+      c.type === "text" ? typeof v === "string" : c.type === "number" ? typeof v === "number" : c.type === "boolean" ? typeof v === "boolean" : GeoLocation.safeParse(v).success;
+    if (c.operation === "in") {
+      if (!Array.isArray(c.value) || !c.value.every(fits)) fail(`"in" takes an array of ${c.type} values`);
+    } else if (c.operation === "contains") {
+      if (c.type !== "text" || typeof c.value !== "string") fail(`"contains" applies to text values`);
+    } else if (["gt", "gte", "lt", "lte"].includes(c.operation)) {
+      if (c.type !== "number" && c.type !== "text") fail(`"${c.operation}" applies to number and text values`);
+      else if (!fits(c.value)) fail(`must be a ${c.type} value`);
+    } else if (!fits(c.value)) {
+      fail(`must be a ${c.type} value`);
+    }
+  });
+export type TaxonomyCondition = z.infer<typeof TaxonomyCondition>;
+
+export const TaxonomyQuery = z.object({ taxonomy_id: TaxonomyId, query: z.array(TaxonomyCondition).min(1).max(20) });
+export type TaxonomyQuery = z.infer<typeof TaxonomyQuery>;
+
+export const PromoUsage = z.object({ promo_code_id: z.string().min(1).max(128), uses: z.number().int().min(0) });
+export type PromoUsage = z.infer<typeof PromoUsage>;
+
+export const Profile = z
+  .object({
+    id: Uuid,
+    store_id: StoreId,
+    email: z.string().nullable(),
+    verified: z.boolean(),
+    status: ProfileStatus,
+    taxonomies: z.array(TaxonomyEntry),
+    promo_usage: z.array(PromoUsage),
+    auth_tokens: z.array(SessionInfo).describe("the profile's active sessions (metadata only, never a token)"),
+    verification_codes: z.array(VerificationCodeInfo).describe("login codes for the profile's e-mail (metadata only, never a code)"),
+    created_at: z.number().int(),
+    updated_at: z.number().int(),
+  })
+  .describe(
+    "A store's customer profile. Redaction: when the caller is an unverified profile session (from connect or " +
+      "initialize) and the profile's e-mail is verified, taxonomies, promo_usage, auth_tokens and " +
+      "verification_codes are returned empty: proving control of the e-mail (auth/code + auth/verify) unlocks them.",
+  );
+export type Profile = z.infer<typeof Profile>;
+
+/** What `connect` answers: the Profile (redacted as described on Profile) with the fresh session under `token`. */
+export const ConnectResult = Profile.extend({ token: AuthToken });
+export type ConnectResult = z.infer<typeof ConnectResult>;
+
+/** An order linked to a profile (from the `order.created` durable event). */
+export const OrderLink = z.object({
+  order_id: z.string(),
+  profile_id: Uuid,
+  total: z.number().nullable(),
+  currency: z.string().nullable(),
+  created_at: z.number().int().describe("when the order was created (from the event; else when it was linked)"),
+  linked_at: z.number().int(),
+});
+export type OrderLink = z.infer<typeof OrderLink>;
+
+export const ProfileSortField = z
+  .preprocess(
+    (v) => (typeof v === "string" ? (SORT_ALIASES[v] ?? v) : v),
+    z.enum(["created_at", "updated_at", "email"], { message: "must be created_at, updated_at or email" }),
+  )
+  .default("created_at");
+const SORT_ALIASES: Record<string, string> = { createdAt: "created_at", updatedAt: "updated_at", "created-at": "created_at", "updated-at": "updated_at" };
+
+export const SortDirectionParam = z
+  .preprocess((v) => (typeof v === "string" ? v.toLowerCase() : v), z.enum(["asc", "desc"], { message: "must be asc or desc" }))
+  .default("desc");
+
+const ProfileRef = { store_id: StoreId, id: Uuid };
+
+export const ProfileActions = {
+  /** `profiles.create` (admin) -> Profile; idempotent by e-mail (case-insensitive): an existing profile is returned unchanged. */
+  create: z.object({ store_id: StoreId, email: Email, taxonomies: TaxonomiesInput.optional() }),
+  /** `profiles.get` (admin) -> Profile; 404 when the id is not a profile of this store. */
+  get: z.object(ProfileRef),
+  /** `profiles.find` (admin) -> { items: Profile[], cursor } */
+  find: z.object({
+    store_id: StoreId,
+    query: z.string().trim().max(200).optional().describe("an id, an e-mail prefix, or an exact indexed taxonomy value"),
+    taxonomy_query: fromQueryJson(z.array(TaxonomyQuery).max(10)).optional().describe("JSON array of TaxonomyQuery; all must match"),
+    status: ProfileStatus.optional(),
+    limit: limitParam(20),
+    cursor: CursorParam,
+    sort_field: ProfileSortField.describe("created_at (default), updated_at or email; createdAt/updatedAt accepted"),
+    sort_direction: SortDirectionParam,
+  }),
+  /** `profiles.update` (admin) -> Profile; 409 when the e-mail belongs to another profile; a new e-mail is unverified. */
+  update: z.object({ ...ProfileRef, email: Email.optional(), taxonomies: TaxonomiesInput.optional(), status: ProfileStatus.optional() }),
+  /** `profiles.merge` (admin) -> the target Profile; the source is deleted. */
+  merge: z.object({ ...ProfileRef, source_id: Uuid }),
+  /** `profiles.revokeSession` (admin) -> { deleted: true } */
+  revokeSession: z.object({ ...ProfileRef, token_id: Uuid }),
+  /** `profiles.revokeAllSessions` (admin) -> { deleted: true, revoked } */
+  revokeAllSessions: z.object(ProfileRef),
+  /** `profiles.listOrders` (admin) -> { items: OrderLink[], cursor }, newest first. */
+  listOrders: z.object({ ...ProfileRef, limit: limitParam(20), cursor: CursorParam }),
+  /** `profiles.recordPromoUse` (internal, for an order service) -> { promo_code_id, uses } */
+  recordPromoUse: z.object({ ...ProfileRef, promo_code_id: z.string().min(1).max(128), uses: z.number().int().min(1).max(1000).default(1) }),
+  /** `profiles.initialize` (public) -> AuthToken of a new guest profile (no e-mail, unverified session). */
+  initialize: z.object({ store_id: StoreId }),
+  /** `profiles.connect` (optional profile session) -> ConnectResult; the session it issues is unverified. */
+  connect: z.object({ store_id: StoreId, email: Email }),
+  /** `profiles.requestCode` (optional profile session) -> { sent: true }, known e-mail or not. */
+  requestCode: z.object({ store_id: StoreId, email: Email }),
+  /** `profiles.verify` (optional profile session) -> AuthToken of a new verified session. */
+  verify: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits") }),
+  /** `profiles.refreshToken` (public) -> AuthToken (rotated). */
+  refreshToken: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),
+  /** `profiles.me` (profile session) -> Profile of the caller's session (redacted for unverified sessions). */
+  me: z.object({ store_id: StoreId }),
+} as const;
+
+export const ProfileList = listResult(Profile);
+export const OrderLinkList = listResult(OrderLink);
+export const SentResult = z.object({ sent: z.literal(true) });
+export const RevokeAllResult = z.object({ deleted: z.literal(true), revoked: z.number().int() });
