@@ -1,6 +1,170 @@
-/** Durable events over @moleculer/channels. (Placeholder until the events helper lands.) */
-import type { Middleware } from "moleculer";
+/**
+ * The broker middleware behind durable events (@moleculer/channels 0.1.8), used by moleculer.config.ts.
+ *
+ * - A broker whose transporter is `nats://...` gets the JetStream adapter on the same server: manual ack
+ *   after the handler succeeds, `maxRetries` redeliveries, then the message moves to the DEAD_LETTER
+ *   channel. Without NATS it gets the in-process "Fake" adapter (`npm start`): no retries, not durable.
+ * - Streams are created before anything can publish (see streams.ts), and the adapter connects in the
+ *   broker's `starting` hook, so a service may publish from its own `started()` (channels 0.1.8 alone
+ *   connects only after every service started; see NOTES.md).
+ * - One middleware object may serve several brokers in one process (tests): its state lives per broker.
+ */
+import type { Middleware, Service, ServiceBroker } from "moleculer";
+import { Errors } from "moleculer";
+import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
+import { nanos } from "nats";
+import { DEAD_LETTER_CHANNEL, ensureStreams, streamSettings } from "./streams";
 
-export function channelsMiddleware(): Middleware {
-  return { name: "Channels(placeholder)" } as Middleware;
+export interface ChannelsOptions {
+  /** NATS URL for JetStream; default: the broker's transporter when it is `nats://...`. `null`: in-process. */
+  url?: string | null;
+  /** Subject (and stream name) prefix; "" (default) means the subject is the event name. */
+  prefix?: string;
+  /** Redeliveries after a failed handler before dead-lettering (default 5; they are immediate). */
+  maxRetries?: number;
+  /** Messages one consumer instance handles at the same time per channel (default 10). */
+  maxInFlight?: number;
+  /** JetStream stream replicas (default 1; 3 on a cluster). */
+  replicas?: number;
+}
+
+/** What channels 0.1.8 puts on the broker; typed here because the package does not. */
+export interface ChannelBroker {
+  sendToChannel?: (channel: string, payload: unknown, opts?: Record<string, unknown>) => Promise<void>;
+  channelAdapter?: ChannelAdapter;
+}
+
+interface ChannelAdapter {
+  connected: boolean;
+  connect(): Promise<void>;
+  publish(channel: string, payload: unknown, opts?: Record<string, unknown>): Promise<void>;
+}
+
+type Hooks = ReturnType<typeof ChannelsMiddleware>;
+
+interface BrokerState {
+  hooks: Hooks;
+  url: string | null;
+  /** In-process adapter: publishes made before the consumers subscribed wait here (else they are lost). */
+  held: Array<() => Promise<void>> | null;
+}
+
+/** Property of a channel definition naming the event it was built for (see durableChannel). */
+export const EVENT_MARK = "$durableEvent";
+
+/** The NATS URL of a broker's transporter option, if it is one. */
+export function natsUrlOf(transporter: unknown): string | null {
+  const url =
+    typeof transporter === "string"
+      ? transporter
+      : ((transporter as { options?: { url?: unknown } } | null)?.options?.url ?? null);
+  return typeof url === "string" && url.startsWith("nats://") ? url : null;
+}
+
+export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
+  const prefix = options.prefix ?? "";
+  const maxRetries = options.maxRetries ?? 5;
+  const maxInFlight = options.maxInFlight ?? 10;
+  const states = new WeakMap<ServiceBroker, BrokerState>();
+
+  const stateOf = (broker: ServiceBroker): BrokerState => {
+    const state = states.get(broker);
+    if (!state) throw new Error("channels middleware: broker was not created with it");
+    return state;
+  };
+
+  const adapterConfig = (url: string | null) =>
+    url
+      ? {
+          type: "NATS",
+          options: {
+            prefix,
+            maxRetries,
+            maxInFlight,
+            deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
+            nats: {
+              // channels 0.1.8 reads the server list from `nats.url`, not from `url`.
+              url,
+              connectionOptions: { name: "crm-channels", maxReconnectAttempts: -1 },
+              streamConfig: streamSettings(options.replicas),
+              consumerOptions: {
+                config: {
+                  // Streams exist from start-up, so a new consumer group must see what came before it.
+                  deliver_policy: "all",
+                  ack_wait: nanos(30_000),
+                },
+              },
+            },
+          },
+        }
+      : { type: "Fake", options: { prefix, maxRetries: 0, maxInFlight } };
+
+  return {
+    name: "DurableChannels",
+
+    created(broker: ServiceBroker) {
+      const url = options.url !== undefined ? options.url : natsUrlOf(broker.options.transporter);
+      const hooks = ChannelsMiddleware({
+        adapter: adapterConfig(url),
+        schemaProperty: "channels",
+        sendMethodName: "sendToChannel",
+        adapterPropertyName: "channelAdapter",
+        channelHandlerTrigger: "emitLocalChannelHandler",
+        context: true,
+      } as unknown as Parameters<typeof ChannelsMiddleware>[0]);
+      hooks.created(broker);
+
+      const state: BrokerState = { hooks, url, held: url ? null : [] };
+      const adapter = (broker as unknown as ChannelBroker).channelAdapter!;
+      // `starting` connects early; the package's own `started` must not open a second connection.
+      const connect = adapter.connect.bind(adapter);
+      adapter.connect = async () => {
+        if (!adapter.connected) await connect();
+      };
+      if (!url) {
+        const publish = adapter.publish.bind(adapter);
+        adapter.publish = async (channel, payload, opts) => {
+          if (state.held) state.held.push(() => publish(channel, payload, opts));
+          else await publish(channel, payload, opts);
+        };
+      }
+      states.set(broker, state);
+    },
+
+    serviceCreated(svc: Service) {
+      const channels = (svc.schema as { channels?: Record<string, unknown> }).channels;
+      for (const [name, def] of Object.entries(channels ?? {})) {
+        const event = (def as Record<string, unknown> | undefined)?.[EVENT_MARK];
+        if (event !== undefined && event !== name) {
+          throw new Errors.ServiceSchemaError(
+            `Channel '${name}' of service '${svc.fullName}' was built for event '${String(event)}': the key must be the event name`,
+            { name, event },
+          );
+        }
+      }
+      return stateOf(svc.broker).hooks.serviceCreated(svc);
+    },
+
+    serviceStopping(svc: Service) {
+      return stateOf(svc.broker).hooks.serviceStopping(svc);
+    },
+
+    async starting(broker: ServiceBroker) {
+      const state = stateOf(broker);
+      if (state.url) await ensureStreams(state.url, { prefix, replicas: options.replicas });
+      await (broker as unknown as ChannelBroker).channelAdapter!.connect();
+    },
+
+    async started(broker: ServiceBroker) {
+      const state = stateOf(broker);
+      await state.hooks.started();
+      const held = state.held ?? [];
+      state.held = null;
+      for (const send of held) await send();
+    },
+
+    async stopped(broker: ServiceBroker) {
+      await stateOf(broker).hooks.stopped();
+    },
+  } as Middleware;
 }
