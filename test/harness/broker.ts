@@ -1,0 +1,188 @@
+/**
+ * Brokers for tests, built from the real moleculer.config.ts: one broker with chosen services
+ * (`startBroker`), or one broker per service over the real NATS bus (`startCluster`). Service files are
+ * required lazily, by name, from source, so the harness loads even while a service is being written.
+ */
+import path from "node:path";
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { ServiceBroker, type BrokerOptions, type LoggerConfig, type ServiceSchema } from "moleculer";
+import baseConfig from "../../moleculer.config";
+import { resetConfig } from "../../shared/config";
+import { channelsMiddleware } from "../../shared/events/channels";
+import { ZodValidator } from "../../shared/validation";
+import { assertNatsUp, NATS_URL, uniqueName } from "./nats";
+
+const ROOT = path.resolve(__dirname, "../..");
+
+/** Source file (from the repo root, no extension) of each service name, as bin/server.ts maps them. */
+export const SERVICE_SOURCES: Record<string, string> = {
+  gateway: "gateway/gateway.service",
+  auth: "services/auth/auth.service",
+  profiles: "services/profiles/profiles.service",
+  "profile-lists": "services/profile-lists/profile-lists.service",
+  campaigns: "services/campaigns/campaigns.service",
+  mailer: "services/mailer/mailer.service",
+  billing: "services/billing/billing.service",
+};
+
+/** The six services behind the gateway (what /health/ready reports). */
+export const BACKEND_SERVICES = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"];
+
+/** A service schema by name (required now, from source), or the schema itself. */
+export function loadService(service: string | ServiceSchema): ServiceSchema {
+  if (typeof service !== "string") return service;
+  const file = SERVICE_SOURCES[service];
+  if (!file) throw new Error(`Unknown service '${service}'. Known: ${Object.keys(SERVICE_SOURCES).join(", ")}`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(path.join(ROOT, file)) as ServiceSchema | { default: ServiceSchema };
+  return "default" in mod && mod.default ? mod.default : (mod as ServiceSchema);
+}
+
+/** The base URL (`http://127.0.0.1:<port>`) of the gateway (moleculer-web) running on `broker`. */
+export function gatewayUrl(broker: ServiceBroker): string {
+  for (const svc of broker.services) {
+    const server = (svc as unknown as { server?: Server }).server;
+    const address = server && typeof server.address === "function" ? server.address() : null;
+    if (address && typeof address === "object") return `http://127.0.0.1:${(address as AddressInfo).port}`;
+  }
+  throw new Error(`No listening HTTP gateway on broker ${broker.nodeID}`);
+}
+
+/** The gateway schema set to listen on a free port on 127.0.0.1. */
+export function gatewayOnFreePort(): ServiceSchema {
+  const gateway = loadService("gateway");
+  const settings = { ...gateway.settings, port: 0, ip: "127.0.0.1" } as ServiceSchema["settings"];
+  return { ...gateway, settings };
+}
+
+/** Sets environment variables (undefined deletes one) and drops the cached `config()`. */
+export function setEnv(vars: Record<string, string | undefined>): void {
+  for (const [name, value] of Object.entries(vars)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+  resetConfig();
+}
+
+export interface StartBrokerOptions {
+  /** Service names (see SERVICE_SOURCES) or schemas (test doubles). */
+  services?: Array<string | ServiceSchema>;
+  nodeID?: string;
+  /** A NATS URL to join the bus (channels then use JetStream there); default null: in-process only. */
+  transporter?: string | null;
+  /** Moleculer namespace; default: a fresh one when on NATS (runs never see each other), else "crm". */
+  namespace?: string;
+  /** Durable-event subject prefix; default: the namespace when on NATS, else "". */
+  channelPrefix?: string;
+  /** "memory" (default): STORAGE=memory. `{ dataDir }`: the embedded file store under that folder. */
+  storage?: "memory" | { dataDir: string };
+  /** More environment for the services (e.g. SMTP_URL), set before they load. */
+  env?: Record<string, string | undefined>;
+  /** Anything else for the broker (e.g. `requestTimeout`). */
+  broker?: Partial<BrokerOptions>;
+}
+
+function testLogger(): LoggerConfig | false {
+  const level = process.env.TEST_LOG_LEVEL;
+  if (!level) return false;
+  return { type: "Console", options: { level, formatter: "short", colors: false } } as LoggerConfig;
+}
+
+/** A broker from moleculer.config.ts (logger off unless TEST_LOG_LEVEL is set) with the given services. */
+export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
+  const storageEnv =
+    options.storage && options.storage !== "memory"
+      ? { STORAGE: "auto", DATA_DIR: options.storage.dataDir }
+      : { STORAGE: "memory" };
+  setEnv({ NODE_ENV: "test", ...storageEnv, ...options.env });
+
+  const transporter = options.transporter ?? null;
+  const namespace = options.namespace ?? (transporter ? uniqueName("t") : "crm");
+  const prefix = options.channelPrefix ?? (transporter ? namespace : "");
+  const otherMiddlewares = (baseConfig.middlewares ?? []).filter(
+    (mw) => typeof mw === "string" || mw.name !== "DurableChannels",
+  );
+  const broker = new ServiceBroker({
+    ...baseConfig,
+    namespace,
+    nodeID: options.nodeID ?? uniqueName("node-"),
+    transporter: transporter ? { type: "NATS", options: { url: transporter } } : null,
+    logger: testLogger(),
+    validator: new ZodValidator({}),
+    middlewares: [...otherMiddlewares, channelsMiddleware({ url: transporter, prefix })],
+    ...options.broker,
+  });
+  for (const service of options.services ?? []) broker.createService(loadService(service));
+  return broker;
+}
+
+/** `createBroker` + `start()`: resolves with the started broker. */
+export async function startBroker(options: StartBrokerOptions = {}): Promise<ServiceBroker> {
+  const broker = createBroker(options);
+  try {
+    await broker.start();
+  } catch (err) {
+    await broker.stop().catch(() => undefined);
+    throw err;
+  }
+  return broker;
+}
+
+/** The names of a broker's own services (without Moleculer's `$node` and the channel helpers). */
+export function ownServiceNames(broker: ServiceBroker): string[] {
+  return broker.services.map((svc) => svc.fullName).filter((name) => !name.startsWith("$"));
+}
+
+export interface Cluster {
+  /** One broker per requested service, by service name. */
+  brokers: Record<string, ServiceBroker>;
+  namespace: string;
+  /** The durable-event subject prefix of this cluster (streams: see test/harness/nats.ts deleteStreams). */
+  channelPrefix: string;
+  /** The gateway's base URL when "gateway" is one of the names. */
+  url?: string;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions extends Pick<StartBrokerOptions, "storage" | "env" | "broker"> {
+  url?: string;
+  /** How long to wait for every broker to see every service (default 15 s). */
+  discoveryTimeoutMs?: number;
+}
+
+/**
+ * One broker per service over the real NATS bus, in a namespace of its own; resolves when every broker
+ * has discovered every service. Fails loudly when NATS is down.
+ */
+export async function startCluster(services: Array<string | ServiceSchema>, options: ClusterOptions = {}): Promise<Cluster> {
+  const url = options.url ?? NATS_URL;
+  await assertNatsUp(url);
+  const namespace = uniqueName("t");
+  const brokers: Record<string, ServiceBroker> = {};
+  const stop = async () => {
+    await Promise.all(Object.values(brokers).map((b) => b.stop().catch(() => undefined)));
+  };
+  try {
+    for (const service of services) {
+      const name = typeof service === "string" ? service : service.name;
+      brokers[name] = createBroker({
+        ...options,
+        services: [name === "gateway" && typeof service === "string" ? gatewayOnFreePort() : service],
+        env: name === "gateway" ? { PORT: "0", ...options.env } : options.env,
+        transporter: url,
+        namespace,
+        nodeID: `${name}-${uniqueName("")}`,
+      });
+    }
+    await Promise.all(Object.values(brokers).map((b) => b.start()));
+    const all = Object.values(brokers).flatMap(ownServiceNames);
+    const timeout = options.discoveryTimeoutMs ?? 15_000;
+    await Promise.all(Object.values(brokers).map((b) => b.waitForServices(all, timeout, 50)));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const gateway = brokers.gateway;
+  return { brokers, namespace, channelPrefix: namespace, url: gateway ? gatewayUrl(gateway) : undefined, stop };
+}
