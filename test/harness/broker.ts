@@ -11,7 +11,7 @@ import baseConfig from "../../moleculer.config";
 import { resetConfig } from "../../shared/config";
 import { channelsMiddleware } from "../../shared/events/channels";
 import { ZodValidator } from "../../shared/validation";
-import { assertNatsUp, NATS_URL, uniqueName } from "./nats";
+import { assertNatsUp, deleteStreams, NATS_URL, uniqueName } from "./nats";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -73,7 +73,10 @@ export interface StartBrokerOptions {
   transporter?: string | null;
   /** Moleculer namespace; default: a fresh one when on NATS (runs never see each other), else "crm". */
   namespace?: string;
-  /** Durable-event subject prefix; default: the namespace when on NATS, else "". */
+  /**
+   * Durable-event subject prefix; default: the namespace when on NATS, else "". When both namespace and
+   * prefix are left to their defaults on NATS, the broker deletes its streams when it stops.
+   */
   channelPrefix?: string;
   /** "memory" (default): STORAGE=memory. `{ dataDir }`: the embedded file store under that folder. */
   storage?: "memory" | { dataDir: string };
@@ -100,6 +103,7 @@ export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
   const transporter = options.transporter ?? null;
   const namespace = options.namespace ?? (transporter ? uniqueName("t") : "crm");
   const prefix = options.channelPrefix ?? (transporter ? namespace : "");
+  const ownsStreams = Boolean(transporter) && options.namespace === undefined && options.channelPrefix === undefined;
   const otherMiddlewares = (baseConfig.middlewares ?? []).filter(
     (mw) => typeof mw === "string" || mw.name !== "DurableChannels",
   );
@@ -112,6 +116,10 @@ export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
     validator: new ZodValidator({}),
     middlewares: [...otherMiddlewares, channelsMiddleware({ url: transporter, prefix })],
     ...options.broker,
+    async stopped(b: ServiceBroker) {
+      await options.broker?.stopped?.(b);
+      if (ownsStreams && transporter) await deleteStreams(prefix, transporter);
+    },
   });
   for (const service of options.services ?? []) broker.createService(loadService(service));
   return broker;
@@ -162,6 +170,7 @@ export async function startCluster(services: Array<string | ServiceSchema>, opti
   const brokers: Record<string, ServiceBroker> = {};
   const stop = async () => {
     await Promise.all(Object.values(brokers).map((b) => b.stop().catch(() => undefined)));
+    await deleteStreams(namespace, url).catch(() => undefined);
   };
   try {
     for (const service of services) {

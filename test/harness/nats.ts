@@ -48,3 +48,18 @@ export async function deleteStreams(prefix: string, url = NATS_URL): Promise<voi
     await nc.close();
   }
 }
+
+/** Names of the streams on the server whose name starts with `prefix` (all when omitted). */
+export async function listStreams(prefix = "", url = NATS_URL): Promise<string[]> {
+  const nc = await connect({ servers: url, name: "crm-test-list" });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const names: string[] = [];
+    for await (const info of jsm.streams.list()) {
+      if (info.config.name.startsWith(prefix)) names.push(info.config.name);
+    }
+    return names.sort();
+  } finally {
+    await nc.close();
+  }
+}

@@ -1,0 +1,95 @@
+/** startStripeStandIn: the official stripe client pointed at a local stand-in, and signed webhooks. */
+import Stripe from "stripe";
+import { decodeForm, startStripeStandIn, type StripeStandIn } from "../stripe";
+
+describe("startStripeStandIn", () => {
+  let standIn: StripeStandIn;
+  let stripe: Stripe;
+
+  beforeAll(async () => {
+    standIn = await startStripeStandIn();
+    stripe = new Stripe("sk_test_standin", { ...standIn.clientOptions, maxNetworkRetries: 0 });
+  });
+  afterAll(async () => {
+    await standIn.close();
+  });
+
+  it("creates a Checkout Session the client parses, echoing metadata, e-mail and line items", async () => {
+    const session = await stripe.checkout.sessions.create({
+      mode: "subscription",
+      customer_email: "ada@example.com",
+      success_url: "https://shop.test/ok",
+      cancel_url: "https://shop.test/cancel",
+      line_items: [{ price: "price_123", quantity: 2 }],
+      metadata: { store_id: "s1", profile_id: "p1" },
+    });
+    expect(session).toMatchObject({
+      object: "checkout.session",
+      status: "open",
+      mode: "subscription",
+      customer_email: "ada@example.com",
+      metadata: { store_id: "s1", profile_id: "p1" },
+      payment_status: "unpaid",
+    });
+    expect(session.id).toMatch(/^cs_test_/);
+    expect(session.url).toBe(`${standIn.url}/c/pay/${session.id}`);
+    expect(session.line_items?.data[0]).toMatchObject({ quantity: 2, price: { id: "price_123" } });
+
+    const request = standIn.requests.at(-1)!;
+    expect(request).toMatchObject({ method: "POST", path: "/v1/checkout/sessions" });
+    expect(request.body).toMatchObject({ line_items: [{ price: "price_123", quantity: "2" }], metadata: { profile_id: "p1" } });
+    expect(request.headers.authorization).toBe("Bearer sk_test_standin");
+  });
+
+  it("retrieves a session, completes it, and answers 404 for an unknown id", async () => {
+    const created = await stripe.checkout.sessions.create({ mode: "payment", line_items: [{ price: "price_1", quantity: 1 }] });
+    standIn.completeSession(created.id);
+    const fetched = await stripe.checkout.sessions.retrieve(created.id);
+    expect(fetched).toMatchObject({ id: created.id, status: "complete", payment_status: "paid" });
+    expect(fetched.payment_intent).toMatch(/^pi_test_/);
+    await expect(stripe.checkout.sessions.retrieve("cs_test_missing")).rejects.toMatchObject({
+      type: "StripeInvalidRequestError",
+      statusCode: 404,
+      code: "resource_missing",
+    });
+  });
+
+  it("replays the same answer for the same Idempotency-Key", async () => {
+    const params = { mode: "payment" as const, line_items: [{ price: "price_1", quantity: 1 }] };
+    const before = standIn.sessions.size;
+    const first = await stripe.checkout.sessions.create(params, { idempotencyKey: "key-1" });
+    const second = await stripe.checkout.sessions.create(params, { idempotencyKey: "key-1" });
+    expect(second.id).toBe(first.id);
+    expect(standIn.sessions.size).toBe(before + 1);
+    expect(standIn.requests.at(-1)?.idempotencyKey).toBe("key-1");
+  });
+
+  it("refuses a request without a secret key and a session without mode", async () => {
+    const res = await fetch(`${standIn.url}/v1/checkout/sessions/x`);
+    expect(res.status).toBe(401);
+    await expect(stripe.checkout.sessions.create({ line_items: [{ price: "p", quantity: 1 }] } as never)).rejects.toMatchObject({
+      statusCode: 400,
+      param: "mode",
+    });
+  });
+
+  it("signs webhook payloads that stripe.webhooks.constructEvent accepts (and rejects when tampered)", () => {
+    const session = [...standIn.sessions.values()][0];
+    const event = standIn.event("checkout.session.completed", session, "evt_test_1");
+    const { body, headers } = standIn.webhookRequest(event, "whsec_test");
+    const parsed = stripe.webhooks.constructEvent(body, headers["stripe-signature"], "whsec_test");
+    expect(parsed).toMatchObject({ id: "evt_test_1", type: "checkout.session.completed", data: { object: { id: session.id } } });
+    expect(() => stripe.webhooks.constructEvent(body.replace("evt_test_1", "evt_test_2"), headers["stripe-signature"], "whsec_test")).toThrow(
+      /signature/i,
+    );
+    expect(() => stripe.webhooks.constructEvent(body, standIn.signWebhook(body, "whsec_other"), "whsec_test")).toThrow(/signature/i);
+  });
+
+  it("decodes Stripe's bracketed form encoding", () => {
+    expect(decodeForm("a[b][0][c]=1&a[b][1][c]=2&tags[0]=x&plain=y")).toEqual({
+      a: { b: [{ c: "1" }, { c: "2" }] },
+      tags: ["x"],
+      plain: "y",
+    });
+  });
+});
