@@ -142,11 +142,12 @@ export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
           );
         }
       }
-      return stateOf(svc.broker).hooks.serviceCreated(svc);
+      // Moleculer creates its internal `$node` service before the middlewares' `created` hook runs.
+      return states.get(svc.broker)?.hooks.serviceCreated(svc);
     },
 
     serviceStopping(svc: Service) {
-      return stateOf(svc.broker).hooks.serviceStopping(svc);
+      return states.get(svc.broker)?.hooks.serviceStopping(svc);
     },
 
     async starting(broker: ServiceBroker) {
