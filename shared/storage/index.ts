@@ -1,6 +1,38 @@
-/** Opens a service's database on the configured adapter. (Placeholder until the adapters land.) */
+/**
+ * Opens a service's database on the configured adapter: MongoDB when MONGO_URL is set (database
+ * `crm_<name>`, one shared client per process), else the embedded store — memory only with
+ * STORAGE=memory, otherwise file-backed under `<DATA_DIR>/<name>/`.
+ */
+import { resolve } from "node:path";
+import { config } from "../config";
 import type { Database } from "./port";
+import { StorageError } from "./port";
+import { closeAllEmbeddedDatabases, openEmbeddedDatabase } from "./embedded";
+
+const NAME_RE = /^[A-Za-z0-9_-]{1,50}$/;
+
+type MongoAdapter = typeof import("./mongo");
+let mongoLoaded: MongoAdapter | undefined;
+
+/** Loaded on first use so the embedded mode never pays for the MongoDB driver. */
+function mongo(): MongoAdapter {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  mongoLoaded ??= require("./mongo") as MongoAdapter;
+  return mongoLoaded;
+}
 
 export async function openDatabase(name: string): Promise<Database> {
-  throw new Error(`storage adapters are not implemented yet (database ${name})`);
+  if (!NAME_RE.test(name)) throw new StorageError("INVALID_QUERY", `invalid database name "${name}"`);
+  const c = config();
+  if (c.MONGO_URL) {
+    return mongo().openMongoDatabase(c.MONGO_URL, `crm_${name}`);
+  }
+  if (c.STORAGE === "memory") return openEmbeddedDatabase(name);
+  return openEmbeddedDatabase(name, { dir: resolve(c.DATA_DIR, name) });
+}
+
+/** Closes every database this process opened, on every adapter (tests, shutdown). */
+export async function closeAllDatabases(): Promise<void> {
+  await closeAllEmbeddedDatabases();
+  if (mongoLoaded) await mongoLoaded.closeAllMongoDatabases();
 }

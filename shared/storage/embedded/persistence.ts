@@ -1,0 +1,368 @@
+/**
+ * Files of a file-backed embedded database: one directory per database holding
+ *   LOCK                 the pid of the process that has it open (one process at a time);
+ *   <collection>.jsonl   an append-only log of `{"put":doc}` / `{"del":id}` lines.
+ * On open every log is replayed (a torn last line, left by a crash mid-write, is ignored) and
+ * rewritten compactly when it holds garbage. While open, each collection has one write queue: records
+ * are appended in order, a batch per write call, and a write's promise resolves once its batch is
+ * handed to the OS. What a crash can lose: a process crash loses nothing that was acknowledged; an OS
+ * crash or power loss can lose the last acknowledged writes unless `fsync` is on (then each batch is
+ * fdatasync'ed before it is acknowledged). A log that keeps growing with rewrites of the same
+ * documents is compacted in the background (snapshot to `.tmp`, fsync, rename).
+ */
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { unlinkSync, readFileSync } from "node:fs";
+import type { Doc } from "../port";
+import { StorageError } from "../port";
+import type { LogRecord } from "./engine";
+
+const LOG_SUFFIX = ".jsonl";
+const COMPACT_MIN_RECORDS = 10_000;
+
+function unavailable(message: string): StorageError {
+  return new StorageError("UNAVAILABLE", message);
+}
+
+// ------------------------------------------------------------------ lock
+
+const heldLocks = new Set<string>();
+let exitHookInstalled = false;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Takes the directory's lock file, or throws UNAVAILABLE naming the live process that holds it. */
+async function acquireLock(dir: string): Promise<string> {
+  const lockPath = join(dir, "LOCK");
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const fh = await open(lockPath, "wx");
+      try {
+        await fh.writeFile(`${process.pid}\n`);
+      } finally {
+        await fh.close();
+      }
+      heldLocks.add(lockPath);
+      if (!exitHookInstalled) {
+        exitHookInstalled = true;
+        process.once("exit", () => {
+          for (const p of heldLocks) releaseLockSync(p);
+        });
+      }
+      return lockPath;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw unavailable(`cannot create the lock file ${lockPath}: ${(err as Error).message}`);
+    }
+    const content = await readFile(lockPath, "utf8").catch(() => "");
+    const pid = Number.parseInt(content, 10);
+    if (!content.endsWith("\n")) {
+      // Another process is between creating the lock and writing its pid: give it a moment, then
+      // treat a still-empty lock (left by a crash at that instant) as stale.
+      const age = await stat(lockPath).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age < 2000) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+    } else if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw unavailable(
+        `the database in ${dir} is open in another process (pid ${pid}, see ${lockPath}). ` +
+          `Stop that process or use another DATA_DIR; for several processes on one data set use MongoDB (MONGO_URL). ` +
+          `If pid ${pid} is not a CRM process, delete ${lockPath}.`,
+      );
+    }
+    // Stale: its process is gone. Remove it and try again.
+    await unlink(lockPath).catch(() => undefined);
+  }
+  throw unavailable(`could not take the lock ${lockPath}`);
+}
+
+function releaseLockSync(lockPath: string): void {
+  try {
+    if (Number.parseInt(readFileSync(lockPath, "utf8"), 10) === process.pid) unlinkSync(lockPath);
+  } catch {
+    // already gone
+  }
+  heldLocks.delete(lockPath);
+}
+
+// ------------------------------------------------------------------ replay
+
+/** Replays one log; returns the live documents and how many records the file held. */
+async function replay(path: string): Promise<{ docs: Map<string, Doc>; records: number; torn: boolean }> {
+  const docs = new Map<string, Doc>();
+  let records = 0;
+  let bad: { line: number; text: string } | null = null;
+  let lineNo = 0;
+  const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
+  for await (const line of lines) {
+    lineNo++;
+    if (line.length === 0) continue;
+    if (bad) throw unavailable(`corrupt storage log ${path} at line ${bad.line}; restore it from a backup or remove the damaged line`);
+    let record: Partial<{ put: Doc; del: string }>;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      bad = { line: lineNo, text: line };
+      continue;
+    }
+    records++;
+    if (record && typeof record.put === "object" && record.put !== null && typeof record.put._id === "string") docs.set(record.put._id, record.put);
+    else if (record && typeof record.del === "string") docs.delete(record.del);
+    else throw unavailable(`corrupt storage log ${path} at line ${lineNo}: not a put/del record`);
+  }
+  if (bad) process.emitWarning(`ignored a torn last line in ${path} (an interrupted write)`, { code: "CRM_STORAGE_TORN_LOG" });
+  return { docs, records, torn: bad !== null };
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, "r");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // Not every platform can fsync a directory.
+  }
+}
+
+/** Writes `docs` as put records to `path` atomically (temp file, fsync, rename). */
+async function writeSnapshot(path: string, docs: Iterable<Doc>): Promise<number> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, "w");
+  let count = 0;
+  try {
+    let batch: string[] = [];
+    for (const doc of docs) {
+      batch.push(`${JSON.stringify({ put: doc })}\n`);
+      count++;
+      if (batch.length >= 2000) {
+        await fh.appendFile(batch.join(""));
+        batch = [];
+      }
+    }
+    if (batch.length > 0) await fh.appendFile(batch.join(""));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  return count;
+}
+
+// ------------------------------------------------------------------ write queue
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+type Job = { kind: "append"; lines: string[]; waiters: Waiter[] } | { kind: "task"; run: () => Promise<void>; waiters: Waiter[] };
+
+/** The log of one collection and its write queue. */
+class CollectionLog {
+  private fh: FileHandle | null = null;
+  private readonly jobs: Job[] = [];
+  private running = false;
+  failed: Error | null = null;
+  private records: number;
+  private compacting = false;
+
+  constructor(
+    readonly path: string,
+    private readonly dir: string,
+    records: number,
+    private readonly fsync: boolean,
+    private readonly live: () => { size: number; values(): Iterable<Doc> },
+  ) {
+    this.records = records;
+  }
+
+  append(records: LogRecord[]): Promise<void> {
+    if (this.failed) return Promise.reject(unavailable(`storage log ${this.path} failed: ${this.failed.message}`));
+    let job = this.jobs[this.jobs.length - 1];
+    if (!job || job.kind !== "append") {
+      job = { kind: "append", lines: [], waiters: [] };
+      this.jobs.push(job);
+    }
+    for (const r of records) job.lines.push(`${JSON.stringify(r)}\n`);
+    return this.enqueued(job);
+  }
+
+  /** Runs `run` after every write queued so far, and before any queued later. */
+  task(run: () => Promise<void>): Promise<void> {
+    const job: Job = { kind: "task", run, waiters: [] };
+    this.jobs.push(job);
+    return this.enqueued(job);
+  }
+
+  private enqueued(job: Job): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      job.waiters.push({ resolve, reject });
+      void this.pump();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.jobs.length > 0) {
+        const job = this.jobs.shift()!;
+        try {
+          if (job.kind === "append") {
+            if (this.failed) throw this.failed;
+            await this.write(job.lines);
+          } else {
+            await job.run();
+          }
+          for (const w of job.waiters) w.resolve();
+        } catch (err) {
+          if (job.kind === "append" && !this.failed) this.failed = err as Error;
+          const e = err instanceof StorageError ? err : unavailable(`storage log ${this.path}: ${(err as Error).message}`);
+          for (const w of job.waiters) w.reject(e);
+        }
+        this.maybeCompact();
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async write(lines: string[]): Promise<void> {
+    if (!this.fh) this.fh = await open(this.path, "a");
+    await this.fh.appendFile(lines.join(""));
+    if (this.fsync) await this.fh.datasync();
+    this.records += lines.length;
+  }
+
+  private maybeCompact(): void {
+    if (this.compacting || this.failed || this.records < COMPACT_MIN_RECORDS || this.records < 2 * this.live().size) return;
+    this.compacting = true;
+    // Documents written while the snapshot is taken are appended after it again: replay stays exact.
+    this.task(async () => {
+      await this.closeFile();
+      this.records = await writeSnapshot(this.path, this.live().values());
+      await syncDir(this.dir);
+    })
+      .catch((err) => process.emitWarning(`storage log compaction of ${this.path} failed: ${(err as Error).message}`))
+      .finally(() => {
+        this.compacting = false;
+      });
+  }
+
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close();
+  }
+
+  /** Deletes the file once queued writes are done. */
+  truncate(): Promise<void> {
+    return this.task(async () => {
+      await this.closeFile();
+      await unlink(this.path).catch((err) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      });
+      this.records = 0;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.task(() => this.closeFile());
+  }
+}
+
+// ------------------------------------------------------------------ database directory
+
+export class DatabaseFiles {
+  /** Documents replayed at open, per collection (the store moves them into its engines). */
+  readonly loaded = new Map<string, Doc[]>();
+  private readonly logs = new Map<string, CollectionLog>();
+  private readonly recordCounts = new Map<string, number>();
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    private readonly lockPath: string,
+    private readonly fsync: boolean,
+    private readonly liveDocs: (collection: string) => { size: number; values(): Iterable<Doc> },
+  ) {}
+
+  /** Locks `dir` (creating it), replays and compacts every collection log in it. */
+  static async open(dir: string, options: { fsync: boolean; liveDocs: (collection: string) => { size: number; values(): Iterable<Doc> } }): Promise<DatabaseFiles> {
+    await mkdir(dir, { recursive: true }).catch((err) => {
+      throw unavailable(`cannot create the data directory ${dir}: ${(err as Error).message}`);
+    });
+    const lockPath = await acquireLock(dir);
+    const files = new DatabaseFiles(dir, lockPath, options.fsync, options.liveDocs);
+    try {
+      for (const entry of await readdir(dir)) {
+        if (entry.endsWith(`${LOG_SUFFIX}.tmp`)) await unlink(join(dir, entry)).catch(() => undefined);
+        if (!entry.endsWith(LOG_SUFFIX)) continue;
+        const collection = entry.slice(0, -LOG_SUFFIX.length);
+        const path = join(dir, entry);
+        const { docs, records, torn } = await replay(path);
+        let count = records;
+        if (torn || records !== docs.size) count = await writeSnapshot(path, docs.values());
+        files.loaded.set(collection, [...docs.values()]);
+        files.recordCounts.set(collection, count);
+      }
+      await syncDir(dir);
+    } catch (err) {
+      releaseLockSync(lockPath);
+      throw err instanceof StorageError ? err : unavailable(`cannot open the database in ${dir}: ${(err as Error).message}`);
+    }
+    return files;
+  }
+
+  private log(collection: string): CollectionLog {
+    let log = this.logs.get(collection);
+    if (!log) {
+      log = new CollectionLog(join(this.dir, `${collection}${LOG_SUFFIX}`), this.dir, this.recordCounts.get(collection) ?? 0, this.fsync, () =>
+        this.liveDocs(collection),
+      );
+      this.logs.set(collection, log);
+    }
+    return log;
+  }
+
+  append(collection: string, records: LogRecord[]): Promise<void> {
+    if (this.closed) return Promise.reject(unavailable(`the database in ${this.dir} is closed`));
+    return this.log(collection).append(records);
+  }
+
+  /** Throws UNAVAILABLE when a log write has failed (the store must then be reopened). */
+  check(): void {
+    if (this.closed) throw unavailable(`the database in ${this.dir} is closed`);
+    for (const log of this.logs.values()) {
+      if (log.failed) throw unavailable(`storage log ${log.path} failed: ${log.failed.message}`);
+    }
+  }
+
+  /** Removes every collection's file (after the writes already queued). */
+  async dropAll(): Promise<void> {
+    for (const entry of await readdir(this.dir)) {
+      if (entry.endsWith(LOG_SUFFIX)) this.log(entry.slice(0, -LOG_SUFFIX.length));
+    }
+    await Promise.all([...this.logs.values()].map((log) => log.truncate()));
+  }
+
+  /** Waits for queued writes, closes the files and releases the lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.logs.values()].map((log) => log.close()));
+    releaseLockSync(this.lockPath);
+  }
+}
