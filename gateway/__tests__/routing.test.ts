@@ -1,0 +1,170 @@
+/** The route table over HTTP: only its routes are reachable, with path params in snake_case. */
+import { PLATFORM_KEY, PROFILE_ID, SESSION_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway();
+});
+afterAll(() => gw.stop());
+
+const admin = bearer(PLATFORM_KEY);
+
+describe("gateway routes", () => {
+  it("calls the route's action with path params renamed to snake_case", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profiles/${PROFILE_ID}/sessions/${SESSION_ID}`, { method: "DELETE", headers: admin });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, id: PROFILE_ID, token_id: SESSION_ID });
+  });
+
+  it("renames profileId to profile_id", async () => {
+    const listId = "0190c5d2-5555-7000-8000-000000000005";
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profile-lists/${listId}/profiles/${PROFILE_ID}`, { method: "POST", headers: admin });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, id: listId, profile_id: PROFILE_ID });
+  });
+
+  it("merges query, body and path params, the path winning over the body", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/echo?limit=5&ids=a&ids=b`, {
+      method: "POST",
+      json: { store_id: "0190c5d2-9999-7000-8000-000000000009", name: "x" },
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, name: "x", limit: "5", ids: ["a", "b"] });
+  });
+
+  it("answers the route's success status (201) and 204 without a body", async () => {
+    const created = await request(`${gw.url}/v1/stores/${STORE_A}/profiles`, { method: "POST", headers: admin, json: { email: "ada@example.com" } });
+    expect(created.status).toBe(201);
+    expect(created.body.params).toEqual({ store_id: STORE_A, email: "ada@example.com" });
+    const removed = await request(`${gw.url}/v1/stores/${STORE_A}/profiles/${PROFILE_ID}`, { method: "DELETE", headers: admin });
+    expect(removed.status).toBe(204);
+    expect(removed.text).toBe("");
+  });
+
+  it("prefers a literal segment over a parameter (profiles/me is not profiles/{id})", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profiles/me`, { headers: admin });
+    expectErrorBody(reply, 401, "UNAUTHENTICATED"); // `me` is a profile route: an admin key is not a session
+  });
+
+  it("rejects a storeId that is not a UUID with 400 on field storeId, before calling anything", async () => {
+    const reply = await request(`${gw.url}/v1/stores/not-a-uuid/profiles`, { headers: admin });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+    expect(reply.body.validationErrors).toEqual([{ field: "storeId", error: expect.any(String) }]);
+  });
+
+  it("reports a zod validation failure of the action as 400 with its fields", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profiles`, { method: "POST", headers: admin, json: { email: { $ne: null } } });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+    expect(reply.body.validationErrors).toEqual(expect.arrayContaining([expect.objectContaining({ field: "email" })]));
+  });
+
+  it.each([
+    ["GET", "/api/profiles/create"],
+    ["GET", "/v1/~node/actions"],
+    ["GET", "/~node/actions"],
+    ["POST", "/auth/verifyApiKey"],
+    ["POST", "/auth/verify-api-key"],
+    ["GET", "/gateway/listAliases"],
+    ["GET", "/list-aliases"],
+    ["POST", "/profiles/create"],
+    ["GET", "/v1/nothing/here"],
+    ["GET", "/"],
+  ])("answers 404 with the contract body for %s %s (no action outside the table)", async (method, path) => {
+    const reply = await request(`${gw.url}${path}`, { method, headers: admin });
+    expectErrorBody(reply, 404, "NOT_FOUND");
+  });
+
+  it("answers 404 for a known path with a method it does not have, without reading the body", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profiles`, { method: "PATCH", headers: { ...admin, "content-type": "text/plain" }, body: "x" });
+    expectErrorBody(reply, 404, "NOT_FOUND");
+    const head = await request(`${gw.url}/v1/stores/${STORE_A}/profiles`, { method: "HEAD", headers: admin });
+    expect(head.status).toBe(404);
+  });
+
+  it("answers 503 with Retry-After when the route's service is not running", async () => {
+    const reply = await request(`${gw.url}/v1/ghost`);
+    expectErrorBody(reply, 503, "SERVICE_UNAVAILABLE");
+    expect(Number(reply.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("answers 500 INTERNAL without the internal message or a stack when an action fails unexpectedly", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/boom`);
+    expectErrorBody(reply, 500, "INTERNAL");
+    expect(reply.text).not.toMatch(/hunter2|profiles\.js|at /);
+  });
+
+  it("passes a service's 503 and 429 on with its Retry-After", async () => {
+    const busy = await request(`${gw.url}/v1/stores/${STORE_A}/busy`);
+    expectErrorBody(busy, 503, "SERVICE_UNAVAILABLE");
+    expect(busy.headers.get("retry-after")).toBe("7");
+    const slow = await request(`${gw.url}/v1/stores/${STORE_A}/slow-down`);
+    expectErrorBody(slow, 429, "RATE_LIMITED");
+    expect(slow.headers.get("retry-after")).toBe("42");
+  });
+
+  it("answers 400 for a path parameter that is not valid percent-encoding", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profiles/%E0%A4%A`, { headers: admin });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+  });
+});
+
+describe("POST /v1/webhooks/stripe", () => {
+  it("delivers the exact raw body and the Stripe-Signature header to billing.handleStripeWebhook", async () => {
+    const payload = '{ "id": "evt_1",\n  "type": "checkout.session.completed", "__proto__": {"x": 1}, "name": "Zoë" }  ';
+    const reply = await request(`${gw.url}/v1/webhooks/stripe?store_id=nope`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "stripe-signature": "t=1,v1=abc" },
+      body: payload,
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ payload, signature: "t=1,v1=abc" });
+    expect(reply.body.auth).toBeNull();
+  });
+});
+
+describe("GET /health/live and /health/ready", () => {
+  it("live answers 200 {status: ok}", async () => {
+    const reply = await request(`${gw.url}/health/live`);
+    expect(reply.status).toBe(200);
+    expect(reply.body).toEqual({ status: "ok" });
+  });
+
+  it("ready answers 200 when all six services answer their health check", async () => {
+    const reply = await request(`${gw.url}/health/ready`);
+    expect(reply.status).toBe(200);
+    expect(reply.body).toEqual({
+      status: "ok",
+      services: { auth: "ok", profiles: "ok", "profile-lists": "ok", campaigns: "ok", mailer: "ok", billing: "ok" },
+    });
+  });
+
+  it("ready answers 503 with the failing and hanging services marked, within the short timeout", async () => {
+    gw.state.health.mailer = "fail";
+    gw.state.health.campaigns = "hang";
+    const started = Date.now();
+    try {
+      const reply = await request(`${gw.url}/health/ready`);
+      expect(Date.now() - started).toBeLessThan(2_900);
+      expect(reply.status).toBe(503);
+      expect(reply.headers.get("retry-after")).toBeTruthy();
+      expect(reply.body).toMatchObject({ statusCode: 503, error: "SERVICE_UNAVAILABLE", status: "unavailable" });
+      expect(reply.body.services).toEqual({ auth: "ok", profiles: "ok", "profile-lists": "ok", campaigns: "unavailable", mailer: "unavailable", billing: "ok" });
+    } finally {
+      gw.state.health = {};
+    }
+  });
+});
+
+describe("ready without a service", () => {
+  it("marks a service that is not running as unavailable", async () => {
+    const partial = await startGateway({ omit: ["billing"] });
+    try {
+      const reply = await request(`${partial.url}/health/ready`);
+      expect(reply.status).toBe(503);
+      expect(reply.body.services.billing).toBe("unavailable");
+      expect(reply.body.services.auth).toBe("ok");
+    } finally {
+      await partial.stop();
+    }
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * Who is calling: admin API keys (the platform key, or a store key checked by `auth.verifyApiKey`) and
+ * profile access tokens (checked by `auth.authenticate`), as the AuthPrincipal put in `ctx.meta.auth`.
+ * The auth service is reached through the functions passed in, so this file holds no transport.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+import type { AuthPrincipal } from "../shared/contracts/common";
+import { SessionPrincipal } from "../shared/contracts/auth";
+import { crmError, toErrorBody } from "../shared/errors";
+import { GatewayMessages, unauthenticated } from "./errors";
+
+export type AdminPrincipal = Extract<AuthPrincipal, { kind: "admin" }>;
+export type ProfilePrincipal = Extract<AuthPrincipal, { kind: "profile" }>;
+
+export const PLATFORM_KEY_ID = "platform";
+
+/**
+ * The token of an `Authorization: Bearer <token>` header: undefined when there is no header, null when
+ * there is one that is not a usable bearer token (a 401 on every authenticated route).
+ */
+export function bearerToken(header: string | string[] | undefined): string | null | undefined {
+  if (header === undefined || header === "") return undefined;
+  if (typeof header !== "string") return null;
+  const m = /^Bearer[ \t]+([^\s]{1,4096})[ \t]*$/i.exec(header);
+  return m ? m[1] : null;
+}
+
+const VerifiedKey = z.object({ key_id: z.string().min(1), store_id: z.string().min(1) });
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest();
+
+/**
+ * Admin keys. The platform key (CRM_ADMIN_API_KEY, or one generated for this run) is compared in
+ * constant time; any other key is asked of the auth service, and a positive answer is kept a few
+ * seconds (keyed by the key's hash) so a burst of admin calls does not cost one auth call each.
+ * A revoked key therefore keeps working for at most `ttlMs`.
+ */
+export class AdminKeys {
+  private readonly platformHash: Buffer;
+  private readonly cache = new Map<string, { principal: AdminPrincipal; expiresAt: number }>();
+
+  constructor(
+    platformKey: string,
+    private readonly ttlMs = 5_000,
+    private readonly maxEntries = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.platformHash = sha256(platformKey);
+  }
+
+  async principal(key: string, verifyRemote: (key: string) => Promise<unknown>): Promise<AdminPrincipal> {
+    const hash = sha256(key);
+    if (timingSafeEqual(hash, this.platformHash)) return { kind: "admin", store_id: "*", key_id: PLATFORM_KEY_ID };
+
+    const cacheKey = hash.toString("base64");
+    const hit = this.cache.get(cacheKey);
+    if (hit && hit.expiresAt > this.now()) return hit.principal;
+    if (hit) this.cache.delete(cacheKey);
+
+    let answer: unknown;
+    try {
+      answer = await verifyRemote(key);
+    } catch (err) {
+      throw authFailure(err, GatewayMessages.invalidApiKey);
+    }
+    const parsed = VerifiedKey.safeParse(answer);
+    if (!parsed.success) throw crmError("INTERNAL", "auth.verifyApiKey answered an unexpected shape");
+    const principal: AdminPrincipal = { kind: "admin", store_id: parsed.data.store_id, key_id: parsed.data.key_id };
+    if (this.cache.size >= this.maxEntries) this.cache.clear();
+    this.cache.set(cacheKey, { principal, expiresAt: this.now() + this.ttlMs });
+    return principal;
+  }
+}
+
+/** A profile session for this store from its access token; any refusal is 401. */
+export async function profilePrincipal(
+  storeId: unknown,
+  accessToken: string,
+  authenticate: (params: { store_id: string; access_token: string }) => Promise<unknown>,
+): Promise<ProfilePrincipal> {
+  if (typeof storeId !== "string") throw unauthenticated(GatewayMessages.invalidAccessToken);
+  let answer: unknown;
+  try {
+    answer = await authenticate({ store_id: storeId, access_token: accessToken });
+  } catch (err) {
+    throw authFailure(err, GatewayMessages.invalidAccessToken);
+  }
+  const parsed = SessionPrincipal.safeParse(answer);
+  if (!parsed.success) throw crmError("INTERNAL", "auth.authenticate answered an unexpected shape");
+  // A token is bound to its store: used on another store it is 401, whatever the auth service says.
+  if (parsed.data.store_id !== storeId) throw unauthenticated(GatewayMessages.invalidAccessToken);
+  return { kind: "profile", ...parsed.data };
+}
+
+/** An admin key may act on its own store only; the platform key (`*`) on every store. */
+export function assertStoreAccess(principal: AdminPrincipal, storeId: unknown): void {
+  if (principal.store_id === "*") return;
+  if (typeof storeId !== "string" || principal.store_id.toLowerCase() !== storeId.toLowerCase()) {
+    throw crmError("FORBIDDEN", GatewayMessages.wrongStore);
+  }
+}
+
+/**
+ * A refusal by the auth service is 401. An outage (auth down, timeout, 5xx) is 503 instead: a client
+ * told 401 would drop its tokens and log its user out because of our outage.
+ */
+function authFailure(err: unknown, message: string): Error {
+  const type = (err as { type?: unknown } | undefined)?.type;
+  const status = toErrorBody(err).statusCode;
+  if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE" || status >= 500) {
+    return crmError("SERVICE_UNAVAILABLE", GatewayMessages.authUnavailable, { retryAfter: 5 });
+  }
+  return unauthenticated(message);
+}

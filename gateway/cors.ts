@@ -1,0 +1,58 @@
+/**
+ * CORS from CORS_ORIGINS (a comma list of origins, or `*`; unset = no CORS headers at all). Applied
+ * before routing so errors (404, 413, 429) are readable by an allowed browser app too. Credentials
+ * are bearer tokens, never cookies, so `Access-Control-Allow-Credentials` is not sent.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+const ALLOWED_METHODS = "GET, POST, PUT, DELETE";
+const ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id";
+const EXPOSED_HEADERS = "X-Request-Id, Retry-After";
+const MAX_AGE_SECONDS = "600";
+
+export class CorsPolicy {
+  private readonly any: boolean;
+  private readonly origins: Set<string>;
+
+  constructor(setting: string) {
+    const list = setting.split(",").map((s) => s.trim().replace(/\/+$/, "")).filter(Boolean);
+    this.any = list.includes("*");
+    this.origins = new Set(list.map((o) => o.toLowerCase()));
+  }
+
+  /** Returns null when CORS_ORIGINS is unset. */
+  static from(setting: string | undefined): CorsPolicy | null {
+    return setting ? new CorsPolicy(setting) : null;
+  }
+
+  allows(origin: string): boolean {
+    return this.any || this.origins.has(origin.toLowerCase());
+  }
+
+  /**
+   * Writes the CORS headers for this request. Returns "preflight" when the request was a preflight
+   * from an allowed origin and has been answered, "denied" for a preflight from another origin.
+   */
+  apply(req: IncomingMessage, res: ServerResponse): "preflight" | "denied" | "continue" {
+    const origin = req.headers.origin;
+    if (!origin) return "continue";
+    const preflight = req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined;
+    if (!this.allows(origin)) return preflight ? "denied" : "continue";
+
+    if (this.any) res.setHeader("Access-Control-Allow-Origin", "*");
+    else {
+      res.setHeader("Access-Control-Allow-Origin", origin);
+      res.setHeader("Vary", "Origin");
+    }
+    res.setHeader("Access-Control-Expose-Headers", EXPOSED_HEADERS);
+    if (!preflight) return "continue";
+
+    res.setHeader("Access-Control-Allow-Methods", ALLOWED_METHODS);
+    res.setHeader("Access-Control-Allow-Headers", ALLOWED_HEADERS);
+    res.setHeader("Access-Control-Max-Age", MAX_AGE_SECONDS);
+    res.statusCode = 204;
+    res.setHeader("Content-Length", "0");
+    res.end();
+    return "preflight";
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * The API gateway (moleculer-web): the route table's documented HTTP routes -> service actions, with
+ * authentication, rate limits, error mapping, request ids, CORS and the OpenAPI document. No business
+ * logic: route -> read and check the request -> call the action -> map the result or the error.
+ *
+ * A request goes through `httpHandler` (request id, CORS, rate limit, route lookup, body), then
+ * moleculer-web's alias handling with our hooks: `onBeforeCall` (params, storeId), `authenticate`
+ * (ctx.meta.auth), `authorize` (store scope), then the action; `sendResponse`/`sendError` answer.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
+import { config } from "../shared/config";
+import type { AuthPrincipal, RequestMeta } from "../shared/contracts/common";
+import { crmError, validationError } from "../shared/errors";
+import { isUuid } from "../shared/ids";
+import { AdminKeys, assertStoreAccess, bearerToken, profilePrincipal } from "./auth";
+import { clientIp, TrustedProxies } from "./client-ip";
+import { CorsPolicy } from "./cors";
+import { GatewayMessages, httpErrorOf, unauthenticated } from "./errors";
+import { checkReadiness } from "./health";
+import { inputFieldNames, openApiDocument } from "./openapi";
+import { pathParams, toAliasPath } from "./paths";
+import { FixedWindowLimiter } from "./rate-limit";
+import { hasBody, mediaKindOf, mergeParams, parseByteSize, parseJsonObject, readRawBody, requestIdOf, sanitizeQuery } from "./request";
+import { routeTable as defaultRouteTable, type RouteTable } from "./routes";
+import type { RouteDef } from "./routes/types";
+
+/** One route of the table as the gateway serves it. */
+interface RouteEntry {
+  def: RouteDef;
+  body: "json" | "raw";
+  hasStoreId: boolean;
+  /** The params schema has a `csv` field: a `text/csv` body is delivered as `{ csv }`. */
+  acceptsCsv: boolean;
+}
+
+interface GatewayState {
+  generatedKey?: string;
+  adminKeys: AdminKeys;
+  limiter: FixedWindowLimiter;
+  trusted: TrustedProxies;
+  cors: CorsPolicy | null;
+  bodyLimit: number;
+  showBanner: boolean;
+}
+
+type GatewayRequest = IncomingMessage & {
+  originalUrl?: string;
+  query?: Record<string, unknown>;
+  body?: Record<string, unknown>;
+  rawBody?: string;
+  $ctx?: Context<unknown, GatewayMeta>;
+  $params?: Record<string, unknown>;
+  $alias?: { routeIndex?: number };
+  $request: { id: string; ip: string; entry?: RouteEntry };
+};
+
+type GatewayMeta = RequestMeta & {
+  user?: unknown;
+  $statusCode?: number;
+  $responseHeaders?: Record<string, string>;
+};
+
+type GatewayThis = Service<ApiSettingsSchema> & {
+  gw: GatewayState;
+  resolveAlias(url: string, method?: string): false | { alias: { routeIndex?: number }; params: Record<string, unknown> };
+  sendError(req: GatewayRequest, res: ServerResponse, err: unknown): void;
+};
+
+/** Paths that load balancers poll: never rate limited. */
+const UNLIMITED_PATHS = new Set(["/health/live", "/health/ready"]);
+
+const READINESS_TIMEOUT_MS = 1_500;
+
+const mwMethods = ApiGateway.methods as Record<string, (...args: unknown[]) => unknown>;
+
+/** The gateway service schema for a route table (the default table unless a test brings its own). */
+export function createGatewayService(table: RouteTable = defaultRouteTable): ServiceSchema {
+  const entries: RouteEntry[] = [
+    ...table.json.map((def) => routeEntry(def, "json")),
+    ...table.raw.map((def) => routeEntry(def, "raw")),
+  ];
+  const aliasesOf = (body: RouteEntry["body"]) => {
+    const aliases: Record<string, { action: string; routeIndex: number }> = {};
+    entries.forEach((entry, routeIndex) => {
+      if (entry.body !== body) return;
+      const key = `${entry.def.method} ${toAliasPath(entry.def.path)}`;
+      if (entries.some((other, i) => i < routeIndex && `${other.def.method} ${toAliasPath(other.def.path)}` === key)) {
+        throw new Error(`Route table: ${entry.def.method} ${entry.def.path} is declared twice`);
+      }
+      aliases[key] = { action: entry.def.action, routeIndex };
+    });
+    return aliases;
+  };
+  const entryOf = (req: GatewayRequest) => req.$request.entry ?? entries[req.$alias?.routeIndex ?? -1];
+  const rawSet = new Set(table.raw);
+  const csvSet = new Set(entries.filter((e) => e.acceptsCsv).map((e) => e.def));
+  const allRoutes = [...table.json, ...table.raw];
+
+  // Shared by both moleculer-web routes: no auto aliases, no default body parsers, no param merging.
+  const common = {
+    path: "/",
+    mappingPolicy: "restrict" as const,
+    autoAliases: false,
+    bodyParsers: false,
+    mergeParams: false,
+    logging: false,
+    onBeforeCall(this: GatewayThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+      ctx.meta.requestId = req.$request.id;
+      ctx.meta.ip = req.$request.ip;
+      const ua = req.headers["user-agent"];
+      if (typeof ua === "string") ctx.meta.userAgent = ua.slice(0, 256);
+      const entry = entryOf(req);
+      const path = (req.$params?.params ?? {}) as Record<string, unknown>;
+      if (entry.body === "raw") {
+        const signature = req.headers["stripe-signature"];
+        req.$params = { payload: req.rawBody ?? "", signature: typeof signature === "string" ? signature : undefined };
+        return;
+      }
+      if (entry.hasStoreId && !isUuid(path.store_id)) throw validationError("storeId", "must be a UUID");
+      req.$params = mergeParams(req.body, sanitizeQuery(req.query ?? {}) as Record<string, unknown>, path);
+    },
+  };
+
+  const schema: ServiceSchema<ApiSettingsSchema, Record<string, never>, Record<string, never>, GatewayThis> = {
+    name: "gateway",
+    mixins: [ApiGateway as unknown as ServiceSchema],
+
+    settings: {
+      port: null as unknown as number, // PORT from config() at creation, unless set here
+      routes: [
+        { ...common, name: "api", authentication: true, authorization: true, aliases: aliasesOf("json") },
+        { ...common, name: "webhooks", aliases: aliasesOf("raw") },
+      ] as unknown as ApiRouteSchema[],
+      logRequest: null,
+      logRequestParams: null,
+      logResponse: null,
+      logResponseData: null,
+      logRouteRegistration: "debug",
+      log4XXResponses: false,
+      optimizeOrder: true,
+    },
+
+    actions: {
+      // moleculer-web's management actions: not reachable over HTTP anyway, and not wanted on the bus.
+      listAliases: false,
+      addRoute: false,
+      removeRoute: false,
+
+      live: {
+        handler: () => ({ status: "ok" }),
+      },
+      ready: {
+        async handler(ctx: Context<unknown, GatewayMeta>) {
+          const { ready, services } = await checkReadiness((svc) => ctx.call(`${svc}.health`, {}, { timeout: READINESS_TIMEOUT_MS, retries: 0 }));
+          if (ready) return { status: "ok", services };
+          ctx.meta.$statusCode = 503;
+          ctx.meta.$responseHeaders = { "Retry-After": "5" };
+          return { statusCode: 503, error: "SERVICE_UNAVAILABLE", message: "Some services are unavailable", status: "unavailable", services };
+        },
+      },
+      openapi: {
+        handler: () => openApiDocument(allRoutes, { rawBody: rawSet, csvBody: csvSet }),
+      },
+    },
+
+    methods: {
+      async httpHandler(this: GatewayThis, req: GatewayRequest, res: ServerResponse, next?: unknown) {
+        const started = process.hrtime.bigint();
+        const id = requestIdOf(req.headers["x-request-id"]);
+        // moleculer-web takes ctx.requestID from these headers: leave it only the sanitized id.
+        req.headers["x-request-id"] = id;
+        delete req.headers["x-correlation-id"];
+        res.setHeader("X-Request-Id", id);
+        req.$request = { id, ip: clientIp(req.socket.remoteAddress, req.headers["x-forwarded-for"], this.gw.trusted) };
+
+        const path = pathOf(req.url ?? "/");
+        res.once("close", () => {
+          const ms = Number(process.hrtime.bigint() - started) / 1e6;
+          const aborted = res.writableFinished ? "" : " (aborted)";
+          this.logger.info(`${req.method} ${path} ${res.statusCode} ${ms.toFixed(1)}ms id=${id}${aborted}`);
+        });
+
+        try {
+          const cors = this.gw.cors?.apply(req, res);
+          if (cors === "preflight") return;
+          if (cors === "denied") throw crmError("FORBIDDEN", GatewayMessages.originNotAllowed);
+
+          if (!UNLIMITED_PATHS.has(path)) {
+            const rate = this.gw.limiter.hit(req.$request.ip);
+            if (!rate.allowed) throw crmError("RATE_LIMITED", GatewayMessages.rateLimited, { retryAfter: rate.retryAfter });
+          }
+
+          // Unknown paths and wrong methods stop here, before a body is read or anything is called.
+          const found = this.resolveAlias(path, req.method);
+          if (!found || found.alias.routeIndex === undefined) throw crmError("NOT_FOUND", GatewayMessages.routeNotFound);
+          const entry = entries[found.alias.routeIndex];
+          req.$request.entry = entry;
+          await readBody(req, entry, this.gw.bodyLimit);
+        } catch (err) {
+          if (isPayloadTooLarge(err)) res.setHeader("Connection", "close");
+          return this.sendError(req, res, err);
+        }
+        return mwMethods.httpHandler.call(this, req, res, next);
+      },
+
+      async authenticate(this: GatewayThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+        const { auth } = entryOf(req).def;
+        if (auth === "public") return null;
+        const token = bearerToken(req.headers.authorization);
+        if (token === undefined && auth === "optional-profile") return null;
+        if (!token) throw unauthenticated();
+
+        let principal: AuthPrincipal;
+        if (auth === "admin") {
+          principal = await this.gw.adminKeys.principal(token, (key) => ctx.call("auth.verifyApiKey", { key }));
+        } else {
+          principal = await profilePrincipal(req.$params?.store_id, token, (params) => ctx.call("auth.authenticate", params));
+        }
+        ctx.meta.auth = principal;
+        return principal;
+      },
+
+      authorize(this: GatewayThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
+        delete ctx.meta.user; // moleculer-web's copy of the principal; services read ctx.meta.auth
+        const principal = ctx.meta.auth;
+        if (principal?.kind === "admin") assertStoreAccess(principal, req.$params?.store_id);
+      },
+
+      sendResponse(this: GatewayThis, req: GatewayRequest, res: ServerResponse, data: unknown) {
+        if (res.headersSent) return;
+        const meta = req.$ctx?.meta;
+        const status = meta?.$statusCode ?? entryOf(req)?.def.status ?? 200;
+        for (const [name, value] of Object.entries(meta?.$responseHeaders ?? {})) res.setHeader(name, value);
+        res.statusCode = status;
+        if (status === 204) return void res.end();
+        const body = JSON.stringify(data ?? null);
+        res.setHeader("Content-Type", "application/json; charset=utf-8");
+        res.setHeader("Content-Length", Buffer.byteLength(body));
+        res.end(body);
+      },
+
+      sendError(this: GatewayThis, req: GatewayRequest, res: ServerResponse, err: unknown) {
+        const { status, body, retryAfter } = httpErrorOf(err);
+        if (status === 500) {
+          const e = err as Error | undefined;
+          this.logger.error(`${req.method} ${pathOf(req.url ?? "/")} failed id=${req.$request?.id}: ${e?.name}: ${e?.message}`, e?.stack);
+        }
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (retryAfter !== undefined) res.setHeader("Retry-After", String(retryAfter));
+        const text = JSON.stringify(body);
+        res.statusCode = status;
+        res.setHeader("Content-Type", "application/json; charset=utf-8");
+        res.setHeader("Content-Length", Buffer.byteLength(text));
+        res.end(text);
+      },
+
+      errorHandler(this: GatewayThis, req: GatewayRequest, res: ServerResponse, err: unknown) {
+        this.sendError(req, res, err);
+      },
+
+      send404(this: GatewayThis, req: GatewayRequest, res: ServerResponse) {
+        this.sendError(req, res, crmError("NOT_FOUND", GatewayMessages.routeNotFound));
+      },
+    },
+
+    created(this: GatewayThis) {
+      const cfg = config();
+      if (this.settings.port == null) this.settings.port = cfg.PORT;
+      const generatedKey = cfg.CRM_ADMIN_API_KEY ? undefined : `crm_sk_${randomBytes(24).toString("base64url")}`;
+      this.gw = {
+        generatedKey,
+        adminKeys: new AdminKeys(cfg.CRM_ADMIN_API_KEY ?? generatedKey!),
+        limiter: new FixedWindowLimiter(cfg.RATE_LIMIT_PER_MINUTE),
+        trusted: new TrustedProxies(cfg.TRUSTED_PROXIES),
+        cors: CorsPolicy.from(cfg.CORS_ORIGINS),
+        bodyLimit: parseByteSize(cfg.BODY_LIMIT),
+        showBanner: cfg.NODE_ENV !== "test",
+      };
+    },
+
+    started(this: GatewayThis & { server?: { address(): AddressInfo | string | null } }) {
+      if (!this.gw.showBanner) return;
+      const address = this.server?.address();
+      const port = typeof address === "object" && address ? address.port : this.settings.port;
+      const host = typeof address === "object" && address && !["0.0.0.0", "::"].includes(address.address) ? address.address : "localhost";
+      // The banner is for the person who just ran `npm start`: plain stdout, not the logger.
+      console.log(`\nStore CRM is listening on http://${host.includes(":") ? `[${host}]` : host}:${port}`);
+      if (this.gw.generatedKey) {
+        console.log(`Admin API key for this run (set CRM_ADMIN_API_KEY to choose your own): ${this.gw.generatedKey}\n`);
+      }
+    },
+  };
+  return schema as unknown as ServiceSchema;
+}
+
+function routeEntry(def: RouteDef, body: RouteEntry["body"]): RouteEntry {
+  return {
+    def,
+    body,
+    hasStoreId: pathParams(def.path).some((p) => p.param === "store_id"),
+    acceptsCsv: body === "json" && def.method !== "GET" && def.params !== undefined && inputFieldNames(def.params).has("csv"),
+  };
+}
+
+/** The request's path without query string or trailing slash (as moleculer-web matches it). */
+function pathOf(url: string): string {
+  const q = url.indexOf("?", 1);
+  let path = q === -1 ? url : url.slice(0, q);
+  if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1);
+  return path;
+}
+
+function isPayloadTooLarge(err: unknown): boolean {
+  return (err as { type?: unknown } | undefined)?.type === "PAYLOAD_TOO_LARGE";
+}
+
+/** Reads the body the route expects onto `req.body` (JSON object) or `req.rawBody` (raw text). */
+async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): Promise<void> {
+  if (!hasBody(req)) return;
+  if (entry.body === "raw") {
+    req.rawBody = (await readRawBody(req, limit)).toString("utf8");
+    return;
+  }
+  const kind = mediaKindOf(req.headers["content-type"]);
+  if (kind === "other" || (kind === "csv" && !entry.acceptsCsv)) {
+    throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedMediaType);
+  }
+  const text = (await readRawBody(req, limit)).toString("utf8");
+  if (kind === "csv") req.body = { csv: text };
+  else if (text.trim() !== "") req.body = parseJsonObject(text);
+}
+
+const GatewayService = createGatewayService();
+export default GatewayService;

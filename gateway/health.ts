@@ -1,0 +1,24 @@
+/**
+ * Readiness: the gateway is ready when every service behind it answers its `health` action (which
+ * answers only when that service's storage answers). Asked in parallel, each with a short timeout.
+ */
+export const READINESS_SERVICES = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"] as const;
+
+export type ServiceState = "ok" | "unavailable";
+
+export interface Readiness {
+  ready: boolean;
+  services: Record<string, ServiceState>;
+}
+
+export async function checkReadiness(
+  askHealth: (service: string) => Promise<unknown>,
+  services: readonly string[] = READINESS_SERVICES,
+): Promise<Readiness> {
+  const answers = await Promise.allSettled(services.map((name) => askHealth(name)));
+  const states: Record<string, ServiceState> = {};
+  services.forEach((name, i) => {
+    states[name] = answers[i].status === "fulfilled" ? "ok" : "unavailable";
+  });
+  return { ready: Object.values(states).every((s) => s === "ok"), services: states };
+}
