@@ -24,17 +24,21 @@ const zp = (schema: z.ZodType) => zodParams(schema) as unknown as ActionParams;
 
 /** How often merges left unfinished (a dead instance, auth down) are retried. */
 const RECOVERY_INTERVAL_MS = 60_000;
+/** How long one recovery pass waits for the auth service to appear. */
+const AUTH_WAIT_MS = 30_000;
 
 interface ProfilesVars extends StorageMixinThis {
   store: ProfilesStore;
   recoveryTimer?: NodeJS.Timeout;
   /** The running recovery pass, if any (tests await it). */
   recovering?: Promise<void>;
+  stopping?: boolean;
 }
 
 interface ProfilesMethods {
   deps(via: Context | ServiceBroker): ProfilesDeps;
   recover(): Promise<void>;
+  authAvailable(): Promise<boolean>;
 }
 
 export type ProfilesService = Service & ProfilesVars & ProfilesMethods;
@@ -164,12 +168,13 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
       };
     },
 
-    /** One recovery pass at a time; waits for the auth service it needs to finish a merge. */
+    /** One recovery pass at a time. Finishing a merge needs the auth service: wait for it (until stopped). */
     recover(this: ProfilesService): Promise<void> {
       if (this.recovering) return this.recovering;
       const run = async () => {
         try {
-          await this.broker.waitForServices(["auth"], 30_000);
+          const unfinished = await this.store.merges.count({ state: { $in: ["pending", "running"] } });
+          if (unfinished === 0 || !(await this.authAvailable())) return;
           const result = await recoverMerges(this.deps(this.broker));
           if (result.completed || result.undone || result.failed) this.logger.info("merge recovery:", result);
         } catch (err) {
@@ -181,11 +186,23 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
       this.recovering = run();
       return this.recovering;
     },
+
+    async authAvailable(this: ProfilesService): Promise<boolean> {
+      const deadline = Date.now() + AUTH_WAIT_MS;
+      while (!this.stopping) {
+        // nodeID is optional at run time (any node); the typings say otherwise.
+        if (this.broker.registry.hasService("auth", undefined as unknown as string)) return true;
+        if (Date.now() > deadline) return false;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      return false;
+    },
   },
 
   async started(this: ProfilesService) {
     this.store = new ProfilesStore(this.db);
     await this.store.ensureIndexes();
+    this.stopping = false;
     // In the background: the auth service may start after us.
     void this.recover();
     this.recoveryTimer = setInterval(() => void this.recover(), RECOVERY_INTERVAL_MS);
@@ -193,6 +210,7 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
   },
 
   async stopped(this: ProfilesService) {
+    this.stopping = true;
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     await this.recovering;
   },
