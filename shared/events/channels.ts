@@ -20,7 +20,10 @@ export interface ChannelsOptions {
   url?: string | null;
   /** Subject (and stream name) prefix; "" (default) means the subject is the event name. */
   prefix?: string;
-  /** Redeliveries after a failed handler before dead-lettering (default 5; they are immediate). */
+  /**
+   * Deliveries of a message whose handler keeps failing before it is dead-lettered (default 5; channels
+   * 0.1.8 counts the first delivery, and redeliveries are immediate, with no backoff).
+   */
   maxRetries?: number;
   /** Messages one consumer instance handles at the same time per channel (default 10). */
   maxInFlight?: number;
@@ -36,6 +39,8 @@ export interface ChannelBroker {
 
 interface ChannelAdapter {
   connected: boolean;
+  /** The Fake adapter's per-channel services. */
+  services?: Map<string, Service>;
   connect(): Promise<void>;
   publish(channel: string, payload: unknown, opts?: Record<string, unknown>): Promise<void>;
 }
@@ -159,6 +164,12 @@ export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
     async started(broker: ServiceBroker) {
       const state = stateOf(broker);
       await state.hooks.started();
+      if (!state.url) {
+        // The Fake adapter subscribes by creating one service per channel, which start asynchronously.
+        const services = (broker as unknown as ChannelBroker).channelAdapter!.services;
+        const names = [...(services?.values() ?? [])].map((svc) => svc.fullName);
+        if (names.length) await broker.waitForServices(names, 10_000, 20);
+      }
       const held = state.held ?? [];
       state.held = null;
       for (const send of held) await send();

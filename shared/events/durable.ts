@@ -132,6 +132,7 @@ export interface DurableChannelOptions<N extends DurableEventName, TThis> {
   key?: EventKey<N>;
   /** Applies the event. Throwing asks for a redelivery (up to maxRetries, then DEAD_LETTER). */
   handler: (this: TThis, payload: DurableEventPayload<N>, ctx: Context) => unknown;
+  /** Deliveries in all before DEAD_LETTER (default: the middleware's, 5). */
   maxRetries?: number;
   maxInFlight?: number;
 }
