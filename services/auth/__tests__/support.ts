@@ -1,0 +1,126 @@
+/**
+ * Test support for the auth service: a real SMTP server (smtp-server) that catches mail, a fake clock,
+ * and a broker running auth + mailer on in-memory storage.
+ */
+import type { AddressInfo } from "node:net";
+import { ServiceBroker, type Service } from "moleculer";
+import { SMTPServer } from "smtp-server";
+import { resetConfig } from "../../../shared/config";
+import type { Database } from "../../../shared/storage/port";
+import { ZodValidator } from "../../../shared/validation";
+import AuthService from "../auth.service";
+import MailerService from "../../mailer/mailer.service";
+import type { AuthLimits } from "../limits";
+
+export interface CaughtMail {
+  to: string[];
+  raw: string;
+}
+
+export interface SmtpSink {
+  url: string;
+  messages: CaughtMail[];
+  /** When true, the server takes the message and then answers 550 (a failed send). */
+  rejecting: boolean;
+  close(): Promise<void>;
+}
+
+export async function startSmtpSink(): Promise<SmtpSink> {
+  const sink = { messages: [] as CaughtMail[], rejecting: false } as SmtpSink;
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    logger: false,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("end", () => {
+        const mail = { to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") };
+        if (sink.rejecting) {
+          sink.messages.push(mail);
+          callback(Object.assign(new Error("Mailbox unavailable"), { responseCode: 550 }));
+          return;
+        }
+        sink.messages.push(mail);
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = server.server.address() as AddressInfo;
+  sink.url = `smtp://127.0.0.1:${port}`;
+  sink.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return sink;
+}
+
+/** The login code in a caught message. */
+export function codeIn(mail: CaughtMail | undefined): string {
+  const match = /Your login code is:\s+(\d{6})/.exec(mail?.raw ?? "");
+  if (!match) throw new Error("no login code in the message");
+  return match[1];
+}
+
+/** The newest caught message to `email`. */
+export function lastMailTo(sink: SmtpSink, email: string): CaughtMail | undefined {
+  return [...sink.messages].reverse().find((m) => m.to.includes(email.toLowerCase()) || m.to.includes(email));
+}
+
+export interface FakeClock {
+  now: () => number;
+  advance(seconds: number): void;
+  set(seconds: number): void;
+}
+
+export function fakeClock(start = 1_900_000_000): FakeClock {
+  let t = start;
+  return { now: () => t, advance: (s) => (t += s), set: (s) => (t = s) };
+}
+
+export interface AuthHarness {
+  broker: ServiceBroker;
+  clock: FakeClock;
+  /** The auth service's database (to check what is stored). */
+  db(): Database;
+}
+
+/**
+ * A broker with auth (fake clock, optional limits) and, unless `mailer: false`, the mailer sending to
+ * `smtpUrl`. Env: in-memory storage, a fixed JWT secret.
+ */
+export async function startAuth(opts: { smtpUrl?: string; limits?: Partial<AuthLimits>; mailer?: boolean; env?: Record<string, string> } = {}): Promise<AuthHarness> {
+  process.env.STORAGE = "memory";
+  process.env.JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
+  delete process.env.JWT_KEYS;
+  if (opts.smtpUrl) process.env.SMTP_URL = opts.smtpUrl;
+  else delete process.env.SMTP_URL;
+  for (const [k, v] of Object.entries(opts.env ?? {})) process.env[k] = v;
+  resetConfig();
+  const clock = fakeClock();
+  const broker = new ServiceBroker({ transporter: null, logger: false, validator: new ZodValidator({}) });
+  broker.createService({ ...AuthService, settings: { ...AuthService.settings, now: clock.now, limits: opts.limits } });
+  if (opts.mailer !== false) broker.createService(MailerService);
+  await broker.start();
+  for (const k of Object.keys(opts.env ?? {})) delete process.env[k];
+  return {
+    broker,
+    clock,
+    db: () => (broker.getLocalService("auth") as Service & { db: Database }).db,
+  };
+}
+
+/** Every document of every auth collection, as one JSON text (to prove a secret is not stored). */
+export async function dumpAuthDb(db: Database): Promise<string> {
+  const names = ["sessions", "refresh_tokens", "codes", "limits", "api_keys"];
+  const all = await Promise.all(names.map((n) => db.collection(n).find({}, { limit: 1000 })));
+  return JSON.stringify(all);
+}
+
+/** The error a promise rejects with (fails the test when it resolves). */
+export async function rejection(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: Record<string, unknown>; message: string }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as { type?: string; code?: number; data?: Record<string, unknown>; message: string };
+  }
+  throw new Error("expected a rejection");
+}

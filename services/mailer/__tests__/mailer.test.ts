@@ -1,0 +1,154 @@
+/** mailer.sendMagicCode: SMTP through a real SMTP server, the outbox folder, failures as 503. */
+import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { ServiceBroker, type Service } from "moleculer";
+import { SMTPServer } from "smtp-server";
+import { resetConfig } from "../../../shared/config";
+import { uuidv7 } from "../../../shared/ids";
+import { ZodValidator } from "../../../shared/validation";
+import MailerService from "../mailer.service";
+import { compileSystemTemplates } from "../templates";
+
+interface Caught {
+  from: string;
+  to: string[];
+  raw: string;
+}
+
+async function smtpSink(reject = false) {
+  const messages: Caught[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    logger: false,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        if (reject) return callback(Object.assign(new Error("Mailbox unavailable"), { responseCode: 550 }));
+        const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+        messages.push({ from, to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") });
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = server.server.address() as AddressInfo;
+  return { url: `smtp://127.0.0.1:${port}`, messages, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+async function startMailer(env: Record<string, string | undefined>) {
+  process.env.STORAGE = "memory";
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  resetConfig();
+  const broker = new ServiceBroker({ transporter: null, logger: false, validator: new ZodValidator({}) });
+  broker.createService(MailerService);
+  await broker.start();
+  return broker;
+}
+
+const message = (code = "042917") => ({ store_id: uuidv7(), to: "Ada@Example.com", code, expires_in_minutes: 10 });
+
+describe("mailer.sendMagicCode over SMTP", () => {
+  it("sends the login code e-mail (text + HTML) from MAIL_FROM and answers its message id", async () => {
+    const sink = await smtpSink();
+    const broker = await startMailer({ SMTP_URL: sink.url, MAIL_FROM: "Shop <login@shop.example>", OUTBOX_DIR: undefined });
+    try {
+      const result = await broker.call<{ message_id: string }, unknown>("mailer.sendMagicCode", message());
+      expect(result).toEqual({ message_id: expect.stringMatching(/^<[0-9a-f-]{36}@shop\.example>$/) });
+      expect(sink.messages).toHaveLength(1);
+      const [mail] = sink.messages;
+      expect(mail.from).toBe("login@shop.example");
+      // nodemailer lower-cases the domain.
+      expect(mail.to).toEqual(["Ada@example.com"]);
+      expect(mail.raw).toContain(`Message-ID: ${result.message_id}`);
+      expect(mail.raw).toMatch(/^Subject: Your login code\r?$/m);
+      expect(mail.raw).toMatch(/Content-Type: text\/plain/);
+      expect(mail.raw).toMatch(/Content-Type: text\/html/);
+      expect(mail.raw).toMatch(/Your login code is:\s+042917/);
+      expect(mail.raw).toMatch(/expires in 10 minutes/);
+    } finally {
+      await broker.stop();
+      await sink.close();
+    }
+  });
+
+  it("answers 503 SERVICE_UNAVAILABLE when the SMTP server refuses the message", async () => {
+    const sink = await smtpSink(true);
+    const broker = await startMailer({ SMTP_URL: sink.url });
+    try {
+      await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
+    } finally {
+      await broker.stop();
+      await sink.close();
+    }
+  });
+
+  it("answers 503 when the SMTP server cannot be reached", async () => {
+    const sink = await smtpSink();
+    await sink.close();
+    const broker = await startMailer({ SMTP_URL: sink.url });
+    try {
+      await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
+    } finally {
+      await broker.stop();
+    }
+  });
+
+  it("rejects values of the wrong type as a validation error", async () => {
+    const broker = await startMailer({ SMTP_URL: "smtp://127.0.0.1:9" });
+    try {
+      for (const bad of [{ ...message(), to: { $ne: null } }, { ...message(), code: "12345" }, { ...message(), expires_in_minutes: "10" }]) {
+        await expect(broker.call("mailer.sendMagicCode", bad)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+      }
+    } finally {
+      await broker.stop();
+    }
+  });
+});
+
+describe("mailer.sendMagicCode into the outbox (no SMTP_URL)", () => {
+  it("writes an .eml file and logs recipient, subject and path, never the code", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "crm-outbox-"));
+    const broker = await startMailer({ SMTP_URL: undefined, OUTBOX_DIR: dir, MAIL_FROM: "Store CRM <no-reply@localhost>" });
+    const lines: string[] = [];
+    const service = broker.getLocalService("mailer") as Service;
+    const spy = jest.spyOn(service.logger, "info").mockImplementation((...args: unknown[]) => void lines.push(args.map(String).join(" ")));
+    try {
+      const result = await broker.call<{ message_id: string }, unknown>("mailer.sendMagicCode", message("555123"));
+      const files = await readdir(dir);
+      expect(files).toHaveLength(1);
+      expect(files[0]).toMatch(/\.eml$/);
+      const file = path.join(dir, files[0]);
+      const raw = await readFile(file, "utf8");
+      expect(raw).toContain(`Message-ID: ${result.message_id}`);
+      expect(raw).toMatch(/^To: Ada@example\.com\r?$/m);
+      expect(raw).toMatch(/Your login code is:\s+555123/);
+      expect((await stat(file)).mode & 0o077).toBe(0);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain("Ada@Example.com");
+      expect(lines[0]).toContain("Your login code");
+      expect(lines[0]).toContain(file);
+      expect(lines[0]).not.toContain("555123");
+    } finally {
+      spy.mockRestore();
+      await broker.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("login code templates", () => {
+  it("escape HTML in the HTML part and refuse a missing variable", () => {
+    const templates = compileSystemTemplates();
+    const out = templates.magicCode({ code: "<b>", expires_in_minutes: 10 });
+    expect(out.html).toContain("&lt;b&gt;");
+    expect(out.text).toContain("<b>");
+    expect(() => templates.magicCode({ code: "123456" } as never)).toThrow();
+  });
+});
