@@ -1,0 +1,171 @@
+/**
+ * The "Profile Endpoints" over real HTTP and the real NATS bus: the gateway, auth, mailer and profiles
+ * each on a broker of their own, login-code mail caught by a real SMTP server, order.created and
+ * profile.merged over JetStream. Checks the route table (auth kinds, literal paths before {id}) too.
+ */
+import type { AuthToken } from "../../../shared/contracts/auth";
+import type { ConnectResult, OrderLink, Profile } from "../../../shared/contracts/profiles";
+import { publishEvent } from "../../../shared/events/durable";
+import { profileRoutes } from "../../../gateway/routes/profiles";
+import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type SmtpTestServer } from "../../../test/harness";
+import ProfilesService from "../profiles.service";
+import { eventually, newStoreId } from "./helpers";
+
+const ADMIN_KEY = "crm_sk_profiles_http_test_key";
+
+describe("profile routes (table)", () => {
+  it("points every route at an action of the profiles service", () => {
+    const actions = Object.keys(ProfilesService.actions ?? {});
+    for (const route of profileRoutes) expect(actions).toContain(route.action.replace(/^profiles\./, ""));
+  });
+
+  it("lists literal paths before /profiles/{id} paths of the same method", () => {
+    for (const method of ["GET", "POST", "PUT", "DELETE"]) {
+      const paths = profileRoutes.filter((r) => r.method === method).map((r) => r.path);
+      const firstParam = paths.findIndex((p) => p.includes("/profiles/{id}"));
+      if (firstParam === -1) continue;
+      const literalAfter = paths.slice(firstParam).filter((p) => /\/profiles\/(me|initialize|connect|auth)/.test(p));
+      expect(literalAfter).toEqual([]);
+    }
+  });
+
+  it("uses the decided auth kinds", () => {
+    const authOf = (method: string, suffix: string) => profileRoutes.find((r) => r.method === method && r.path.endsWith(suffix))?.auth;
+    expect(authOf("POST", "/profiles/initialize")).toBe("public");
+    expect(authOf("POST", "/profiles/connect")).toBe("optional-profile");
+    expect(authOf("POST", "/profiles/auth/code")).toBe("optional-profile");
+    expect(authOf("POST", "/profiles/auth/verify")).toBe("optional-profile");
+    expect(authOf("POST", "/profiles/auth/refresh")).toBe("public");
+    expect(authOf("GET", "/profiles/me")).toBe("profile");
+    const admin = profileRoutes.filter((r) => !/\/(me|initialize|connect|auth\/\w+)$/.test(r.path));
+    expect(admin).toHaveLength(8);
+    for (const route of admin) expect(route.auth).toBe("admin");
+  });
+});
+
+describe("profile routes over HTTP and NATS", () => {
+  let cluster: Cluster;
+  let smtp: SmtpTestServer;
+  let http: HttpClient;
+  let admin: HttpClient;
+  const store = newStoreId();
+  const base = `/v1/stores/${store}/profiles`;
+  const bearer = (token: AuthToken) => http.with({ authorization: `Bearer ${token.access_token}` });
+
+  beforeAll(async () => {
+    smtp = await startSmtpServer();
+    cluster = await startCluster(["gateway", "auth", "mailer", "profiles"], {
+      env: { SMTP_URL: smtp.url, JWT_SECRET: "profiles-http-test-secret-0123456789", CRM_ADMIN_API_KEY: ADMIN_KEY },
+    });
+    http = httpClient(cluster.url!);
+    admin = http.with({ authorization: `Bearer ${ADMIN_KEY}` });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (cluster) await deleteStreams(cluster.channelPrefix);
+    await smtp?.close();
+  });
+
+  async function codeFor(email: string): Promise<string> {
+    const mail = await smtp.waitForMessage((m) => m.to.includes(email), 10_000);
+    return /\b(\d{6})\b/.exec(mail.text)![1];
+  }
+
+  it("creates, reads, searches and updates profiles with the admin key", async () => {
+    expect((await http.post(base, { email: "ada@example.com" })).status).toBe(401);
+    const created = await admin.post<Profile>(base, { email: "Ada@Example.com", taxonomies: [{ taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: "Gold" }] }] });
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ store_id: store, email: "Ada@Example.com", verified: false });
+    const again = await admin.post<Profile>(base, { email: "ada@EXAMPLE.com" });
+    expect(again.body.id).toBe(created.body.id);
+
+    expect((await admin.get<Profile>(`${base}/${created.body.id}`)).body.id).toBe(created.body.id);
+    const found = await admin.get<{ items: Profile[] }>(base, {
+      query: { taxonomy_query: [{ taxonomy_id: "tier", query: [{ key: "level", type: "text", value: "Gold" }] }], sort_field: "createdAt", limit: "10" },
+    });
+    expect(found.status).toBe(200);
+    expect(found.body.items.map((p) => p.id)).toEqual([created.body.id]);
+
+    const updated = await admin.put<Profile>(`${base}/${created.body.id}`, { status: "archived" });
+    expect(updated.body.status).toBe("archived");
+  });
+
+  it("answers the contract's 400 for values of the wrong type and for a cursor of another store", async () => {
+    const res = await admin.post(base, { email: { $ne: null } });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ statusCode: 400, error: "VALIDATION_ERROR", validationErrors: [expect.objectContaining({ field: "email" })] });
+    const proto = await admin.put(`${base}/${newStoreId()}`, JSON.parse('{"__proto__":{"status":"archived"}}'));
+    expect(proto.status).toBe(404);
+
+    for (let i = 0; i < 3; i++) await admin.post(base, { email: `page${i}@example.com` });
+    const page = await admin.get<{ cursor: string }>(base, { query: { limit: "1" } });
+    const otherStore = await admin.get(`/v1/stores/${newStoreId()}/profiles`, { query: { limit: "1", cursor: page.body.cursor } });
+    expect(otherStore.status).toBe(400);
+    expect(otherStore.body).toMatchObject({ error: "VALIDATION_ERROR" });
+    expect((await admin.get(`/v1/stores/${newStoreId()}/profiles/${(await admin.post<Profile>(base, { email: "iso@example.com" })).body.id}`)).status).toBe(404);
+  });
+
+  it("runs the checkout flow: initialize, connect, me; a revoked session is refused on its next request", async () => {
+    const init = await http.post<AuthToken>(`${base}/initialize`);
+    expect(init.status).toBe(200);
+    expect(init.body).toMatchObject({ token_type: "Bearer", is_verified: false });
+    const me = await bearer(init.body).get<Profile>(`${base}/me`);
+    expect(me.body).toMatchObject({ id: init.body.profile_id, email: null });
+
+    const connected = await bearer(init.body).post<ConnectResult>(`${base}/connect`, { email: "shopper@example.com" });
+    expect(connected.status).toBe(200);
+    expect(connected.body).toMatchObject({ id: init.body.profile_id, email: "shopper@example.com", token: { is_verified: false } });
+
+    expect((await admin.delete(`${base}/${connected.body.id}/sessions/${connected.body.token.id}`)).body).toEqual({ deleted: true });
+    expect((await bearer(connected.body.token).get(`${base}/me`)).status).toBe(401);
+    expect((await admin.delete(`${base}/${connected.body.id}/sessions`)).body).toMatchObject({ deleted: true });
+    const afterRevokeAll = await bearer(init.body).get(`${base}/me`);
+    expect(afterRevokeAll.status).toBe(401);
+    expect(afterRevokeAll.body).toMatchObject({ statusCode: 401, error: "UNAUTHENTICATED" });
+  });
+
+  it("routes /profiles/me to the session's profile, never to GET /profiles/{id}", async () => {
+    expect((await admin.get(`${base}/me`)).status).toBe(401);
+    expect((await http.get(`${base}/me`)).status).toBe(401);
+  });
+
+  it("logs in with a code, upgrading the guest session, and refreshes the token", async () => {
+    const guest = (await http.post<AuthToken>(`${base}/initialize`)).body;
+    expect((await bearer(guest).post(`${base}/auth/code`, { email: "login@example.com" })).body).toEqual({ sent: true });
+    const code = await codeFor("login@example.com");
+    const verified = await bearer(guest).post<AuthToken>(`${base}/auth/verify`, { email: "login@example.com", code });
+    expect(verified.status).toBe(200);
+    expect(verified.body).toMatchObject({ is_verified: true });
+    expect(verified.body.id).not.toBe(guest.id);
+    expect((await bearer(guest).get(`${base}/me`)).status).toBe(401);
+    expect((await admin.get(`${base}/${guest.profile_id}`)).status).toBe(404);
+
+    const me = await bearer(verified.body).get<Profile>(`${base}/me`);
+    expect(me.body).toMatchObject({ email: "login@example.com", verified: true });
+    const refreshed = await http.post<AuthToken>(`${base}/auth/refresh`, { refresh_token: verified.body.refresh_token });
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.body.refresh_token).not.toBe(verified.body.refresh_token);
+    expect((await bearer(refreshed.body).get(`${base}/me`)).status).toBe(200);
+  });
+
+  it("links order.created from JetStream once, and moves orders on merge", async () => {
+    const target = (await admin.post<Profile>(base, { email: "keeper@example.com" })).body;
+    const source = (await admin.post<Profile>(base, { email: "dup@example.com" })).body;
+    const producer = cluster.brokers.gateway;
+    await publishEvent(producer, "order.created", { store_id: store, order_id: "JS-1", profile_id: source.id, total: 9 });
+    await publishEvent(producer, "order.created", { store_id: store, order_id: "JS-1", profile_id: target.id, total: 9 });
+    await publishEvent(producer, "order.created", { store_id: store, order_id: "JS-2", email: "keeper@example.com" });
+    const ordersOf = async (id: string) => (await admin.get<{ items: OrderLink[] }>(`${base}/${id}/orders`)).body.items.map((o) => o.order_id).sort();
+    await eventually(async () => (await ordersOf(target.id)).includes("JS-2"), 10_000);
+    expect(await ordersOf(source.id)).toEqual(["JS-1"]);
+
+    const merged = await admin.post<Profile>(`${base}/${target.id}/merge`, { source_id: source.id });
+    expect(merged.status).toBe(200);
+    expect(await ordersOf(target.id)).toEqual(["JS-1", "JS-2"]);
+    expect((await admin.get(`${base}/${source.id}`)).status).toBe(404);
+    const again = await admin.post(`${base}/${target.id}/merge`, { source_id: source.id });
+    expect(again.status).toBe(404);
+    expect((await admin.post(`${base}/${target.id}/merge`, { source_id: target.id })).status).toBe(400);
+  });
+});
