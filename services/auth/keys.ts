@@ -71,6 +71,9 @@ export async function loadKeyRing(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET" | 
     const key = await deriveKey("ephemeral", randomBytes(32));
     return { current: key, byKid: new Map([[key.kid, key]]), ephemeral: true };
   }
+  for (const s of sources) {
+    if (Buffer.byteLength(s.secret, "utf8") < 32) warn(`The JWT secret of key "${s.kid}" is shorter than 32 bytes; use a long random secret.`);
+  }
   const keys = await Promise.all(sources.map((s) => deriveKey(s.kid, Buffer.from(s.secret, "utf8"))));
   return { current: keys[0], byKid: new Map(keys.map((k) => [k.kid, k])), ephemeral: false };
 }

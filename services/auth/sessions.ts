@@ -139,13 +139,10 @@ export class Sessions {
   /** Revokes every active session of a profile (logout everywhere, merge). */
   async revokeAll(input: { store_id: string; profile_id: string }): Promise<{ revoked: number }> {
     const now = this.deps.now();
-    const active = await this.deps.store.sessions.find(
-      { store_id: input.store_id, profile_id: input.profile_id, revoked_at: null, expires_at: { $gt: now } },
-      { limit: 1000 },
-    );
+    const active = await this.deps.store.sessions.count({ store_id: input.store_id, profile_id: input.profile_id, revoked_at: null, expires_at: { $gt: now } });
     await this.deps.store.sessions.updateMany({ store_id: input.store_id, profile_id: input.profile_id, revoked_at: null }, { $set: { revoked_at: now } });
     await this.deps.store.refreshTokens.deleteMany({ store_id: input.store_id, profile_id: input.profile_id });
-    return { revoked: active.length };
+    return { revoked: active };
   }
 
   private async revokeIds(storeId: string, sessionIds: string[], now: number): Promise<void> {

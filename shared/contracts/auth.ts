@@ -28,7 +28,7 @@ export const SessionInfo = z.object({
 });
 export type SessionInfo = z.infer<typeof SessionInfo>;
 
-/** Code metadata as shown in `Profile.verification_codes` (never a code value). */
+/** Code metadata as shown in `Profile.verification_codes` (never a code value). `attempts` counts verification tries, the successful one included; 5 burn the code. */
 export const VerificationCodeInfo = z.object({
   id: Uuid,
   created_at: z.number().int(),
@@ -54,27 +54,32 @@ export const AuthActions = {
   refreshSession: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),
   /** `auth.authenticate`: an access token -> SessionPrincipal (401 when invalid, expired, revoked or for another store). */
   authenticate: z.object({ store_id: StoreId, access_token: z.string().min(1).max(4096) }),
-  /** `auth.listSessions` -> SessionInfo[] (active sessions of one profile). */
+  /** `auth.listSessions` -> SessionInfo[] (active sessions of one profile, newest first; `expires_at` = refresh expiry). */
   listSessions: z.object({ store_id: StoreId, profile_id: Uuid }),
   /** `auth.revokeSession` -> { deleted: true } (404 when the profile has no such session). */
   revokeSession: z.object({ store_id: StoreId, profile_id: Uuid, session_id: Uuid }),
   /** `auth.revokeProfileSessions` -> { revoked: number } (logout everywhere; also used by merge). */
   revokeProfileSessions: z.object({ store_id: StoreId, profile_id: Uuid }),
-  /** `auth.requestCode` -> { sent: true } whether or not the e-mail is known; mails the code via `mailer.sendMagicCode`. */
+  /**
+   * `auth.requestCode` -> { sent: true } whether or not the e-mail is known; mails the code via `mailer.sendMagicCode`.
+   * 429 RATE_LIMITED (data.retryAfter seconds) within 60 s of the last code, past the per-IP/per-store send caps, or while
+   * the e-mail is locked by failed verifications; 503 SERVICE_UNAVAILABLE when the mail cannot be sent (no code is left).
+   * Pass `ip` (the client's address) so the per-IP caps apply.
+   */
   requestCode: z.object({ store_id: StoreId, email: Email, ip: z.string().max(64).optional() }),
-  /** `auth.verifyCode` -> { verified: true } (401 when wrong, used, expired or burnt; 429 when capped). */
+  /** `auth.verifyCode` -> { verified: true } (401 when wrong, used, expired or burnt; 429 when capped). Issue the session with `auth.issueSession` after it. */
   verifyCode: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits"), ip: z.string().max(64).optional() }),
-  /** `auth.listCodes` -> VerificationCodeInfo[] for an e-mail. */
+  /** `auth.listCodes` -> VerificationCodeInfo[] for an e-mail, newest first. */
   listCodes: z.object({ store_id: StoreId, email: Email }),
   /** `auth.deleteCodes` -> { deleted: number } (merge and profile deletion). */
   deleteCodes: z.object({ store_id: StoreId, email: Email }),
   /** `auth.createApiKey` -> ApiKeyCreated (the key is shown once). */
   createApiKey: z.object({ store_id: StoreId, name: z.string().trim().max(100).optional() }),
-  /** `auth.listApiKeys` -> ApiKeyInfo[] */
+  /** `auth.listApiKeys` -> ApiKeyInfo[], newest first, revoked ones included (every store's when `store_id` is absent: operator CLI). */
   listApiKeys: z.object({ store_id: StoreId.optional() }),
-  /** `auth.revokeApiKey` -> { deleted: true } */
+  /** `auth.revokeApiKey` -> { deleted: true } (again for an already revoked key; 404 for an unknown id). */
   revokeApiKey: z.object({ id: Uuid }),
-  /** `auth.verifyApiKey` -> { key_id, store_id } (401 when unknown or revoked). */
+  /** `auth.verifyApiKey` -> { key_id, store_id } (401 when unknown or revoked); CRM_ADMIN_API_KEY -> { key_id: "platform", store_id: "*" }. */
   verifyApiKey: z.object({ key: z.string().min(1).max(256) }),
 } as const;
 
