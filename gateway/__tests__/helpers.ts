@@ -2,14 +2,14 @@
  * Test harness for the gateway: a real broker (the project's broker config, no bus), the gateway on a
  * free port, and small stand-ins for the services behind it that echo what reached them.
  */
-import { ServiceBroker, type Context, type Service, type ServiceSchema } from "moleculer";
+import { ServiceBroker, type ActionParams, type Context, type Service, type ServiceSchema } from "moleculer";
 import { z } from "zod";
 import brokerConfig from "../../moleculer.config";
 import { resetConfig } from "../../shared/config";
 import { AuthActions } from "../../shared/contracts/auth";
 import { Email, StoreId, Uuid, type RequestMeta } from "../../shared/contracts/common";
 import { crmError } from "../../shared/errors";
-import { zodParams } from "../../shared/validation";
+import { zodParams as toZodParams } from "../../shared/validation";
 import { createGatewayService } from "../gateway.service";
 import { operationRoutes, rawBodyRoutes, type RouteTable } from "../routes";
 import type { RouteDef } from "../routes/types";
@@ -30,6 +30,9 @@ const Import = z.union([
   z.object({ store_id: StoreId, id: Uuid, rows: z.array(z.object({ email: z.string() })) }),
   z.object({ store_id: StoreId, id: Uuid, csv: z.string(), email_column: z.string().optional() }),
 ]);
+
+// Moleculer's ActionParams type rejects the shared ZodParams interface (no index signature).
+const zodParams = (schema: z.ZodType) => toZodParams(schema) as unknown as ActionParams;
 
 const route = (def: Omit<RouteDef, "tag" | "summary"> & Partial<RouteDef>): RouteDef => ({ tag: "Test", summary: def.action, ...def });
 

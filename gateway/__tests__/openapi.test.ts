@@ -1,0 +1,118 @@
+/** GET /openapi.json: an OpenAPI 3.1 document generated from the route table and its zod schemas. */
+import { request, startGateway, testTable, type TestGateway } from "./helpers";
+import { buildOpenApi, openApiDocument } from "../openapi";
+import { jsonRoutes, rawBodyRoutes, routeTable } from "../routes";
+import type { RouteDef } from "../routes/types";
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway();
+});
+afterAll(() => gw.stop());
+
+const allTestRoutes = [...testTable.json, ...testTable.raw];
+
+function expectEveryRoute(doc: any, routes: readonly RouteDef[]): void {
+  for (const route of routes) {
+    const op = doc.paths[route.path]?.[route.method.toLowerCase()];
+    expect({ route: `${route.method} ${route.path}`, present: Boolean(op) }).toEqual({ route: `${route.method} ${route.path}`, present: true });
+    const pathParams = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
+    const documented = op.parameters.filter((p: any) => p.in === "path").map((p: any) => p.name);
+    expect(documented).toEqual(pathParams);
+    expect(op.responses[String(route.status ?? 200)]).toBeDefined();
+  }
+}
+
+describe("GET /openapi.json", () => {
+  it("answers an OpenAPI 3.1.0 document with every route of the table", async () => {
+    const reply = await request(`${gw.url}/openapi.json`);
+    expect(reply.status).toBe(200);
+    expect(reply.body.openapi).toBe("3.1.0");
+    expect(reply.body.info).toMatchObject({ title: expect.any(String), version: expect.any(String) });
+    expectEveryRoute(reply.body, allTestRoutes);
+    const operations = Object.values(reply.body.paths).flatMap((methods: any) => Object.keys(methods));
+    expect(operations).toHaveLength(allTestRoutes.length);
+  });
+
+  it("documents bearer security for admin and profile routes and none for public ones", async () => {
+    const { body: doc } = await request(`${gw.url}/openapi.json`);
+    expect(doc.components.securitySchemes.adminApiKey).toMatchObject({ type: "http", scheme: "bearer" });
+    expect(doc.components.securitySchemes.profileToken).toMatchObject({ type: "http", scheme: "bearer" });
+    expect(doc.paths["/v1/stores/{storeId}/profiles"].post.security).toEqual([{ adminApiKey: [] }]);
+    expect(doc.paths["/v1/stores/{storeId}/profiles/me"].get.security).toEqual([{ profileToken: [] }]);
+    expect(doc.paths["/v1/stores/{storeId}/profiles/connect"].post.security).toEqual([{ profileToken: [] }, {}]);
+    expect(doc.paths["/v1/stores/{storeId}/profiles/initialize"].post.security).toEqual([]);
+  });
+
+  it("documents query params for GET and a JSON body for POST/PUT from the zod schemas, without path params", async () => {
+    const { body: doc } = await request(`${gw.url}/openapi.json`);
+    const find = doc.paths["/v1/stores/{storeId}/profiles"].get;
+    expect(find.parameters.filter((p: any) => p.in === "query").map((p: any) => p.name).sort()).toEqual(["limit", "status"]);
+    expect(find.parameters.find((p: any) => p.name === "status").schema).toMatchObject({ enum: ["active", "archived"] });
+
+    const update = doc.paths["/v1/stores/{storeId}/profiles/{id}"].put;
+    const body = update.requestBody.content["application/json"].schema;
+    expect(Object.keys(body.properties).sort()).toEqual(["email", "status"]);
+    expect(body.required).toBeUndefined();
+
+    const create = doc.paths["/v1/stores/{storeId}/profiles"].post;
+    expect(create.requestBody.content["application/json"].schema.required).toEqual(["email"]);
+    expect(create.responses["201"]).toBeDefined();
+
+    const importOp = doc.paths["/v1/stores/{storeId}/profile-lists/{id}/profiles/import"].post;
+    expect(Object.keys(importOp.requestBody.content).sort()).toEqual(["application/json", "text/csv"]);
+  });
+
+  it("documents the error body and Retry-After on 429/503", async () => {
+    const { body: doc } = await request(`${gw.url}/openapi.json`);
+    expect(doc.components.schemas.Error).toMatchObject({ type: "object", required: expect.arrayContaining(["statusCode", "error", "message"]) });
+    const op = doc.paths["/v1/stores/{storeId}/profiles"].post;
+    for (const status of ["400", "401", "403", "404", "413", "415", "429", "500", "503"]) expect(op.responses[status]).toBeDefined();
+    expect(doc.components.responses.RateLimited.headers["Retry-After"]).toBeDefined();
+    expect(doc.components.responses.ServiceUnavailable.headers["Retry-After"]).toBeDefined();
+    expect(JSON.stringify(doc)).not.toContain('"$schema"');
+    expect(JSON.stringify(doc)).not.toContain("#/$defs/");
+  });
+
+  it("has unique operation ids", async () => {
+    const { body: doc } = await request(`${gw.url}/openapi.json`);
+    const ids = Object.values(doc.paths).flatMap((methods: any) => Object.values(methods).map((op: any) => op.operationId));
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+describe("openApiDocument", () => {
+  it("builds the document once per table and then serves it from cache", () => {
+    const first = openApiDocument(allTestRoutes);
+    expect(openApiDocument(allTestRoutes)).toBe(first);
+  });
+
+  it("covers every route of the real table", () => {
+    const routes = [...jsonRoutes, ...rawBodyRoutes];
+    const doc = buildOpenApi(routes, { rawBody: new Set(rawBodyRoutes) });
+    expect(doc.openapi).toBe("3.1.0");
+    expectEveryRoute(doc, routes);
+  });
+});
+
+describe("the route table", () => {
+  const routes = [...routeTable.json, ...routeTable.raw];
+
+  it("declares each method + path once, each naming a service action", () => {
+    const keys = routes.map((r) => `${r.method} ${r.path}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    for (const route of routes) expect(route.action).toMatch(/^[\w-]+\.\w+$/);
+  });
+
+  it("includes the operations routes and the Stripe webhook", () => {
+    const keys = routes.map((r) => `${r.method} ${r.path} -> ${r.action}`);
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        "GET /health/live -> gateway.live",
+        "GET /health/ready -> gateway.ready",
+        "GET /openapi.json -> gateway.openapi",
+        "POST /v1/webhooks/stripe -> billing.handleStripeWebhook",
+      ]),
+    );
+  });
+});

@@ -1,0 +1,247 @@
+/** Reading requests: JSON bodies only, size and depth limits, prototype keys, request ids, CORS, logs. */
+import { PLATFORM_KEY, PROFILE_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
+import { jsonDepthExceeds, mergeParams, parseByteSize, parseJsonObject, requestIdOf } from "../request";
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway({ env: { BODY_LIMIT: "16kb", CORS_ORIGINS: "https://shop.example, https://admin.example" } });
+});
+afterAll(() => gw.stop());
+
+const admin = bearer(PLATFORM_KEY);
+const echoUrl = () => `${gw.url}/v1/stores/${STORE_A}/echo`;
+const nested = (depth: number) => "[".repeat(depth - 1) + "{}" + "]".repeat(depth - 1);
+
+describe("request bodies", () => {
+  it("answers 415 for a body that is not application/json", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "text/plain" }, body: "email=x" });
+    expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+
+  it("answers 415 for a body without a Content-Type", async () => {
+    const reply = await request(echoUrl(), { method: "POST", body: new Blob(['{"a":1}']) });
+    expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+
+  it("answers 415 for form posts and for JSON in another charset", async () => {
+    const form = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "a=1" });
+    expectErrorBody(form, 415, "UNSUPPORTED_MEDIA_TYPE");
+    const latin = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json; charset=latin1" }, body: "{}" });
+    expectErrorBody(latin, 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+
+  it("accepts a POST without a body and JSON with a charset", async () => {
+    expect((await request(echoUrl(), { method: "POST" })).status).toBe(200);
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json; charset=UTF-8" }, body: '{"a":1}' });
+    expect(reply.body.params).toEqual({ a: 1, store_id: STORE_A });
+  });
+
+  it("answers 413 for a body over BODY_LIMIT (declared length)", async () => {
+    const reply = await request(echoUrl(), { method: "POST", json: { text: "x".repeat(20 * 1024) } });
+    expectErrorBody(reply, 413, "PAYLOAD_TOO_LARGE");
+  });
+
+  it("answers 413 for a chunked body that grows over BODY_LIMIT", async () => {
+    const chunk = new TextEncoder().encode(`"${"x".repeat(4096)}",`);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent === 0) controller.enqueue(new TextEncoder().encode('{"a":['));
+        if (sent++ < 8) controller.enqueue(chunk);
+        else {
+          controller.enqueue(new TextEncoder().encode('""]}'));
+          controller.close();
+        }
+      },
+    });
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
+    expectErrorBody(reply, 413, "PAYLOAD_TOO_LARGE");
+  });
+
+  it("answers 400 for malformed JSON", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: '{"a":' });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+  });
+
+  it("answers 400 for a JSON body that is not an object", async () => {
+    const reply = await request(echoUrl(), { method: "POST", json: [1, 2] });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+  });
+
+  it("accepts 32 levels of nesting and rejects 33 with 400", async () => {
+    const ok = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: `{"a":${nested(31)}}` });
+    expect(ok.status).toBe(200);
+    const deep = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: `{"a":${nested(32)}}` });
+    expectErrorBody(deep, 400, "VALIDATION_ERROR");
+    expect(deep.body.validationErrors).toEqual([{ field: "body", error: expect.any(String) }]);
+  });
+
+  it("rejects a body nested 5,000 levels deep with 400, not 500", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: `{"a":${nested(5000)}}` });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+  });
+
+  it("does not let a __proto__ key in a PUT body reach the action as a field (it is stripped)", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profiles/${PROFILE_ID}`, {
+      method: "PUT",
+      headers: { ...admin, "content-type": "application/json" },
+      body: '{"__proto__":{"status":"archived"},"email":"ada@example.com"}',
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, id: PROFILE_ID, email: "ada@example.com" });
+    expect(reply.body.params.status).toBeUndefined();
+  });
+
+  it("strips __proto__, constructor and prototype at every level and keeps a plain params object", async () => {
+    const reply = await request(echoUrl(), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"constructor":{"prototype":{"polluted":true}},"list":[{"__proto__":{"admin":true},"ok":1}],"inner":{"prototype":1,"x":2}}',
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, list: [{ ok: 1 }], inner: { x: 2 } });
+    expect(reply.body.paramsProto).toBe("Object.prototype");
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it("strips prototype keys from the query string too", async () => {
+    const reply = await request(`${echoUrl()}?__proto__[status]=archived&constructor[prototype][x]=1&a[prototype]=2&b=3`, { method: "POST" });
+    expect(reply.body.params).toEqual({ store_id: STORE_A, a: {}, b: "3" });
+    expect(reply.body.paramsProto).toBe("Object.prototype");
+  });
+
+  it("delivers a text/csv body as `csv` to a route whose params take csv", async () => {
+    const listId = "0190c5d2-5555-7000-8000-000000000005";
+    const csv = "email,name\nada@example.com,Ada\n";
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profile-lists/${listId}/profiles/import?email_column=email`, {
+      method: "POST",
+      headers: { ...admin, "content-type": "text/csv" },
+      body: csv,
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, id: listId, csv, email_column: "email" });
+  });
+
+  it("answers 415 for a text/csv body on a route that does not take csv", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "text/csv" }, body: "a,b\n" });
+    expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+});
+
+describe("x-request-id", () => {
+  it("echoes a sane caller id on the response and passes it in ctx.meta.requestId", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "x-request-id": "abc-123_x.y:z" } });
+    expect(reply.headers.get("x-request-id")).toBe("abc-123_x.y:z");
+    expect(reply.body.requestId).toBe("abc-123_x.y:z");
+  });
+
+  it.each([["has spaces in it"], ["x".repeat(129)], ["<script>"], ["a\u00e9b"]])("replaces an unsafe id (%s) with a fresh uuid", async (id) => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "x-request-id": id } });
+    const sent = reply.headers.get("x-request-id");
+    expect(sent).not.toBe(id);
+    expect(sent).toMatch(/^[0-9a-f-]{36}$/);
+    expect(reply.body.requestId).toBe(sent);
+  });
+
+  it("sets a fresh id when none is sent, on errors too", async () => {
+    const ok = await request(echoUrl(), { method: "POST" });
+    expect(ok.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const missing = await request(`${gw.url}/nope`, { headers: { "x-request-id": "trace-404" } });
+    expect(missing.headers.get("x-request-id")).toBe("trace-404");
+  });
+
+  it("ignores x-correlation-id", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "x-correlation-id": "bad id !", "x-request-id": "good" } });
+    expect(reply.headers.get("x-request-id")).toBe("good");
+    expect(reply.body.requestId).toBe("good");
+  });
+});
+
+describe("CORS", () => {
+  it("allows a listed origin, echoing it with Vary: Origin and exposing x-request-id", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { origin: "https://shop.example" } });
+    expect(reply.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+    expect(reply.headers.get("vary")).toMatch(/Origin/);
+    expect(reply.headers.get("access-control-expose-headers")).toMatch(/X-Request-Id/i);
+  });
+
+  it("sends no CORS headers to an origin that is not listed", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { origin: "https://evil.example" } });
+    expect(reply.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("answers a preflight from a listed origin with 204 and the allowed methods and headers", async () => {
+    const reply = await request(echoUrl(), {
+      method: "OPTIONS",
+      headers: { origin: "https://admin.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" },
+    });
+    expect(reply.status).toBe(204);
+    expect(reply.headers.get("access-control-allow-origin")).toBe("https://admin.example");
+    expect(reply.headers.get("access-control-allow-methods")).toMatch(/POST/);
+    expect(reply.headers.get("access-control-allow-headers")).toMatch(/Authorization/i);
+  });
+
+  it("refuses a preflight from another origin with 403", async () => {
+    const reply = await request(echoUrl(), { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+    expectErrorBody(reply, 403, "FORBIDDEN");
+  });
+
+  it("puts the CORS headers on error answers too", async () => {
+    const reply = await request(`${gw.url}/nope`, { headers: { origin: "https://shop.example" } });
+    expect(reply.status).toBe(404);
+    expect(reply.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+  });
+});
+
+describe("request logs", () => {
+  it("writes one info line per request with method, path, status, time and request id, never the credentials or body", async () => {
+    const lines: string[] = [];
+    const logger = gw.gateway.logger;
+    const info = jest.spyOn(logger, "info").mockImplementation((...args: unknown[]) => void lines.push(args.join(" ")));
+    try {
+      await request(`${gw.url}/v1/stores/${STORE_A}/profiles?limit=5&secret=q`, { headers: { ...admin, "x-request-id": "log-1" } });
+      await request(echoUrl(), { method: "POST", headers: { "x-request-id": "log-2" }, json: { password: "s3cret-body" } });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      info.mockRestore();
+    }
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(new RegExp(`^GET /v1/stores/${STORE_A}/profiles 200 \\d+\\.\\dms id=log-1$`));
+    expect(lines[1]).toMatch(/^POST \/v1\/stores\/\S+\/echo 200 \d+\.\dms id=log-2$/);
+    expect(lines.join("\n")).not.toMatch(new RegExp(`${PLATFORM_KEY}|s3cret-body|secret=q`));
+  });
+});
+
+describe("request helpers", () => {
+  it("parses BODY_LIMIT sizes", () => {
+    expect(parseByteSize("1mb")).toBe(1024 * 1024);
+    expect(parseByteSize("16KB")).toBe(16 * 1024);
+    expect(parseByteSize("2048")).toBe(2048);
+    expect(() => parseByteSize("lots")).toThrow(/BODY_LIMIT/);
+  });
+
+  it("measures JSON depth outside strings only", () => {
+    expect(jsonDepthExceeds('{"a":"[[[[[[[["}', 2)).toBe(false);
+    expect(jsonDepthExceeds('{"a":"\\"[[["}', 1)).toBe(false);
+    expect(jsonDepthExceeds('{"a":[[1]]}', 2)).toBe(true);
+  });
+
+  it("parses JSON without own __proto__ keys", () => {
+    const value = parseJsonObject('{"__proto__":{"x":1},"a":1}');
+    expect(Object.keys(value)).toEqual(["a"]);
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+  });
+
+  it("merges params without letting a __proto__ key change the prototype", () => {
+    const hostile = JSON.parse('{"__proto__":{"status":"archived"}}') as Record<string, unknown>;
+    const params = mergeParams(hostile, { a: 1 });
+    expect(params).toEqual({ a: 1 });
+    expect((params as { status?: string }).status).toBeUndefined();
+  });
+
+  it("keeps a sane request id and replaces others", () => {
+    expect(requestIdOf("abc")).toBe("abc");
+    expect(requestIdOf(["a", "b"])).not.toBe("a");
+    expect(requestIdOf("")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
