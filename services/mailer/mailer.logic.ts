@@ -12,7 +12,7 @@ export interface MailerDeps {
   transport: MailTransport;
   templates: SystemTemplates;
   from: string;
-  log: { info(message: string): void; warn(message: string): void };
+  log: { debug(message: string): void; info(message: string): void; warn(message: string): void };
 }
 
 export interface MagicCodeMail {
@@ -48,7 +48,9 @@ export class Mailer {
     const mail = buildMagicCodeMail(this.deps, input);
     try {
       const receipt = await this.deps.transport.send(mail);
-      this.deps.log.info(`e-mail to ${mail.to}, subject "${mail.subject}": ${receipt.destination}`);
+      const line = `e-mail to ${mail.to}, subject "${mail.subject}": ${receipt.destination}`;
+      if (this.deps.transport.local) this.deps.log.info(line);
+      else this.deps.log.debug(line);
       return { message_id: receipt.messageId };
     } catch (err) {
       const reason = (err as { code?: unknown; responseCode?: unknown }).code ?? (err as { responseCode?: unknown }).responseCode ?? "error";

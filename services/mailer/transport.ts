@@ -27,6 +27,8 @@ export interface SendReceipt {
 
 export interface MailTransport {
   readonly name: string;
+  /** True when mail stays on this machine (the outbox): each send is logged at info for the developer. */
+  readonly local: boolean;
   send(mail: OutgoingMail): Promise<SendReceipt>;
   close(): Promise<void>;
 }

@@ -9,6 +9,7 @@ import type { MailTransport, OutgoingMail, SendReceipt } from "../transport";
 
 export class OutboxTransport implements MailTransport {
   readonly name = "outbox";
+  readonly local = true;
 
   constructor(readonly dir: string) {}
 

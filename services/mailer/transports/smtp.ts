@@ -4,6 +4,7 @@ import type { MailTransport, OutgoingMail, SendReceipt } from "../transport";
 
 export class SmtpTransport implements MailTransport {
   readonly name = "smtp";
+  readonly local = false;
   private readonly transporter: Transporter;
   private readonly host: string;
 
