@@ -12,9 +12,10 @@ import type { z } from "zod";
 
 const ZOD_KEY = "$zod";
 
-export interface ZodParams<S extends z.ZodType = z.ZodType> {
+// A type alias, not an interface: Moleculer's `ActionParams` index signature accepts only the former.
+export type ZodParams<S extends z.ZodType = z.ZodType> = {
   [ZOD_KEY]: () => S;
-}
+};
 
 /** The `params` value of an action validated by `schema`. */
 export function zodParams<S extends z.ZodType>(schema: S): ZodParams<S> {
