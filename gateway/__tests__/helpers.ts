@@ -98,7 +98,7 @@ function healthAction(name: string, state: DoubleState) {
     async handler() {
       const mode = state.health[name] ?? "ok";
       if (mode === "fail") throw new Error("storage is down");
-      if (mode === "hang") await new Promise((resolve) => setTimeout(resolve, 3_000));
+      if (mode === "hang") await new Promise((resolve) => setTimeout(resolve, 2_000));
       return { status: "ok" };
     },
   };
