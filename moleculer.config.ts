@@ -4,6 +4,7 @@
  *   TRANSPORTER          nats://host:4222 -> services talk over NATS; unset -> one process, no bus
  *   LOG_LEVEL            info (default), debug, warn, ...
  *   REQUEST_TIMEOUT_MS   broker request timeout (default 10000)
+ *   NAMESPACE            Moleculer namespace (default "crm"): separate systems sharing one NATS
  *   NODE_ID              overrides the generated node id
  */
 import os from "node:os";
@@ -20,7 +21,7 @@ function nodeId(): string {
 }
 
 const brokerConfig: BrokerOptions = {
-  namespace: "crm",
+  namespace: settings.NAMESPACE,
   nodeID: nodeId(),
   transporter: settings.TRANSPORTER ? { type: "NATS", options: { url: settings.TRANSPORTER } } : null,
   serializer: "JSON",

@@ -10,6 +10,8 @@ const ConfigSchema = z.object({
   NODE_ENV: z.string().default("development"),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   TRANSPORTER: optionalString,
+  /** Moleculer namespace: processes on the same bus see each other only within one namespace. */
+  NAMESPACE: z.string().trim().min(1).max(64).default("crm"),
   MONGO_URL: optionalString,
   DATA_DIR: z.string().default("./data"),
   /** "memory" keeps the embedded store in memory only (tests). */

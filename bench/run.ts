@@ -1,0 +1,336 @@
+/**
+ * `npm run bench`: requests/s and latency of the public auth routes through the gateway, each beside a
+ * bare `node:http` server measured in the same run, in two deployments:
+ *   - one process (every service + gateway, no bus: what `npm start` runs);
+ *   - split over NATS (gateway in one process, the services in another, TRANSPORTER=nats://...).
+ * Then the latency of walking `GET /profiles` page by page with cursors over BENCH_PROFILES profiles.
+ *
+ * Settings (env): BENCH_SECONDS (5) per duration-based scenario, BENCH_CONNECTIONS (32),
+ * BENCH_PROFILES (100000), BENCH_NATS (nats://127.0.0.1:4222; "off" skips the split run).
+ * Prints a Markdown table; also writes it to bench/results/latest.md.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import autocannon from "autocannon";
+import { startSmtpServer, type SmtpTestServer } from "../test/harness/smtp";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const PROFILES = Number(process.env.BENCH_PROFILES ?? 100_000);
+const NATS_URL = process.env.BENCH_NATS ?? "nats://127.0.0.1:4222";
+const ADMIN_KEY = `bench-${randomBytes(12).toString("hex")}`;
+const SERVER = path.resolve(__dirname, "../bin/server.js");
+
+interface Row {
+  scenario: string;
+  deployment: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  requests: number;
+  errors: number;
+}
+
+const rows: Row[] = [];
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+// ---------------------------------------------------------------- processes
+
+function startProcess(name: string, env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [SERVER], {
+    env: { ...process.env, ...env, NODE_ENV: "production", LOG_LEVEL: "warn" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    const text = chunk.toString().trim();
+    if (text) log(`[${name}] ${text}`);
+  });
+  return child;
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+}
+
+async function waitReady(base: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${base}/health/ready`);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${base} did not become ready within ${timeoutMs} ms`);
+}
+
+function commonEnv(port: number, smtp: SmtpTestServer): Record<string, string> {
+  return {
+    PORT: String(port),
+    STORAGE: "memory",
+    SMTP_URL: smtp.url,
+    CRM_ADMIN_API_KEY: ADMIN_KEY,
+    JWT_SECRET: randomBytes(32).toString("hex"),
+    RATE_LIMIT_PER_MINUTE: "100000000",
+  };
+}
+
+async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+// ---------------------------------------------------------------- measuring
+
+type Request = { method: "GET" | "POST"; path: string; headers?: Record<string, string>; body?: string };
+
+async function measure(
+  scenario: string,
+  deployment: string,
+  base: string,
+  request: Request | (() => Request),
+  amount?: number,
+): Promise<Row> {
+  const fixed = typeof request === "function" ? request() : request;
+  const result = await autocannon({
+    url: base,
+    connections: CONNECTIONS,
+    ...(amount ? { amount } : { duration: SECONDS }),
+    requests: [
+      {
+        ...fixed,
+        headers: { "content-type": "application/json", ...fixed.headers },
+        ...(typeof request === "function"
+          ? {
+              setupRequest: (req: autocannon.Request) => {
+                const next = request();
+                return { ...req, ...next, headers: { "content-type": "application/json", ...next.headers } };
+              },
+            }
+          : {}),
+      },
+    ],
+  });
+  const row: Row = {
+    scenario,
+    deployment,
+    rps: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    requests: result.requests.total,
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+  rows.push(row);
+  log(`${scenario} (${deployment}): ${row.rps} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms, ${row.errors} errors`);
+  return row;
+}
+
+async function postJson<T>(url: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`POST ${url} answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+/** Runs `task` over `items` with at most `parallel` at a time. */
+async function inParallel<T, R>(items: T[], parallel: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < items.length) {
+        const index = next++;
+        results[index] = await task(items[index]);
+      }
+    }),
+  );
+  return results;
+}
+
+interface Token {
+  access_token: string;
+  refresh_token: string;
+}
+
+/** Magic codes for `count` fresh e-mails, spread over stores so the per-store and per-IP caps hold. */
+async function prepareCodes(base: string, smtp: SmtpTestServer, count: number) {
+  const perStore = 20; // the per-IP send cap of one store
+  const targets = Array.from({ length: count }, (_, i) => ({
+    store: STORE_IDS[Math.floor(i / perStore) % STORE_IDS.length],
+    email: `bench-${randomUUID()}@example.com`,
+  }));
+  await inParallel(targets, 16, (t) => postJson(`${base}/v1/stores/${t.store}/profiles/auth/code`, { email: t.email }));
+  return inParallel(targets, 64, async (t) => {
+    const mail = await smtp.waitForMessage((m) => m.to.includes(t.email), 30_000);
+    const code = /\b(\d{6})\b/.exec(mail.text)?.[1];
+    if (!code) throw new Error(`no code in the mail to ${t.email}`);
+    return { ...t, code };
+  });
+}
+
+const STORE_IDS = Array.from({ length: 200 }, () => randomUUID());
+
+async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTestServer): Promise<void> {
+  const store = STORE_IDS[0];
+  const profiles = `/v1/stores/${store}/profiles`;
+
+  await measure("POST /profiles/initialize", deployment, base, { method: "POST", path: `${profiles}/initialize`, body: "{}" });
+
+  const me = await postJson<Token>(`${base}${profiles}/initialize`, {});
+  await measure("GET /profiles/me", deployment, base, {
+    method: "GET",
+    path: `${profiles}/me`,
+    headers: { authorization: `Bearer ${me.access_token}` },
+  });
+
+  const sessions = 3000;
+  const tokens = await inParallel(Array.from({ length: sessions }), 32, () => postJson<Token>(`${base}${profiles}/initialize`, {}));
+  let t = 0;
+  await measure(
+    "POST /profiles/auth/refresh",
+    deployment,
+    base,
+    () => ({ method: "POST", path: `${profiles}/auth/refresh`, body: JSON.stringify({ refresh_token: tokens[t++ % sessions].refresh_token }) }),
+    sessions,
+  );
+
+  const codes = await prepareCodes(base, smtp, Number(process.env.BENCH_CODES ?? 2000));
+  let c = 0;
+  await measure(
+    "POST /profiles/auth/verify",
+    deployment,
+    base,
+    () => {
+      const item = codes[c++ % codes.length];
+      return { method: "POST", path: `/v1/stores/${item.store}/profiles/auth/verify`, body: JSON.stringify({ email: item.email, code: item.code }) };
+    },
+    codes.length,
+  );
+}
+
+// ---------------------------------------------------------------- baselines and search
+
+async function measureBareHttp(): Promise<void> {
+  const server = http.createServer((_req, res) => {
+    const body = JSON.stringify({ status: "ok" });
+    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  await measure("bare node:http (baseline)", "same machine", `http://127.0.0.1:${port}`, { method: "GET", path: "/" });
+  await new Promise((r) => server.close(r));
+}
+
+async function measureSearch(base: string): Promise<string[]> {
+  const store = STORE_IDS[1];
+  const auth = { authorization: `Bearer ${ADMIN_KEY}` };
+  log(`seeding ${PROFILES} profiles through POST /profiles ...`);
+  let n = 0;
+  await measure(
+    `POST /profiles (seeding ${PROFILES})`,
+    "one process",
+    base,
+    () => ({ method: "POST", path: `/v1/stores/${store}/profiles`, headers: auth, body: JSON.stringify({ email: `p${n++}@seed.example.com` }) }),
+    PROFILES,
+  );
+
+  const lines: string[] = [];
+  for (const [label, query] of [
+    ["created_at desc", "sort_field=created_at&sort_direction=desc"],
+    ["email asc", "sort_field=email&sort_direction=asc"],
+    ["status=active, updated_at", "status=active&sort_field=updated_at"],
+  ] as const) {
+    const latencies: number[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 300; page++) {
+      const url: string = `${base}/v1/stores/${store}/profiles?limit=20&${query}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+      const started = process.hrtime.bigint();
+      const res = await fetch(url, { headers: auth });
+      const body = (await res.json()) as { items: unknown[]; cursor: string | null };
+      latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+      if (!res.ok) throw new Error(`find answered ${res.status}`);
+      cursor = body.cursor;
+      if (!cursor) break;
+    }
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))].toFixed(2);
+    const line = `| ${label} | ${latencies.length} | ${pct(50)} | ${pct(99)} |`;
+    lines.push(line);
+    log(`find ${label}: ${latencies.length} pages, p50 ${pct(50)} ms, p99 ${pct(99)} ms`);
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const smtp = await startSmtpServer();
+  try {
+    await measureBareHttp();
+
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const single = startProcess("one-process", commonEnv(port, smtp));
+    let searchLines: string[] = [];
+    try {
+      await waitReady(base);
+      await measureAuthRoutes("one process", base, smtp);
+      searchLines = await measureSearch(base);
+    } finally {
+      await stopProcess(single);
+    }
+
+    if (NATS_URL !== "off") {
+      const gatewayPort = await freePort();
+      const splitBase = `http://127.0.0.1:${gatewayPort}`;
+      const env = { ...commonEnv(gatewayPort, smtp), TRANSPORTER: NATS_URL, NAMESPACE: `bench-${randomBytes(4).toString("hex")}` };
+      const services = startProcess("services", { ...env, SERVICES: "auth,profiles,mailer,profile-lists,campaigns,billing" });
+      const gateway = startProcess("gateway", { ...env, SERVICES: "gateway" });
+      try {
+        await waitReady(splitBase);
+        await measureBareHttp();
+        await measureAuthRoutes("split over NATS", splitBase, smtp);
+      } finally {
+        await Promise.all([stopProcess(gateway), stopProcess(services)]);
+      }
+    }
+
+    const report = [
+      `Benchmark run ${new Date().toISOString()} on ${require("node:os").cpus().length} cores, Node ${process.version}, ${CONNECTIONS} connections`,
+      "",
+      "| scenario | deployment | req/s | p50 ms | p99 ms | requests | errors |",
+      "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+      ...rows.map((r) => `| ${r.scenario} | ${r.deployment} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} |`),
+      "",
+      `Find profiles with cursors over ${PROFILES} profiles (one process, embedded store, limit 20, sequential pages):`,
+      "",
+      "| order | pages | p50 ms | p99 ms |",
+      "| --- | ---: | ---: | ---: |",
+      ...searchLines,
+    ].join("\n");
+    console.log(report);
+    const out = path.resolve(__dirname, "../../bench/results");
+    mkdirSync(out, { recursive: true });
+    writeFileSync(path.join(out, "latest.md"), `${report}\n`);
+  } finally {
+    await smtp.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,133 @@
+/**
+ * The typed TypeScript client of the CRM API, named as the public docs name it (`sdk.crm.create()`,
+ * `sdk.crm.verify()`, ...). Profile sessions are kept in a `TokenStore`: `initialize`, `connect`,
+ * `verify` and `refreshToken` save the token they get, profile calls send it, and a profile call that
+ * meets a 401 refreshes once and retries.
+ *
+ *   const sdk = createCrmClient({ baseUrl: "http://localhost:3000", storeId });
+ *   await sdk.crm.requestCode({ email: "ada@example.com" });
+ *   const token = await sdk.crm.verify({ email: "ada@example.com", code: "123456" });
+ *   const me = await sdk.crm.getMe();
+ */
+import type { AuthToken } from "../shared/contracts/auth";
+import type {
+  ConnectResult,
+  OrderLink,
+  Profile,
+  ProfileStatus,
+  TaxonomyEntryInput,
+  TaxonomyQuery,
+} from "../shared/contracts/profiles";
+import { CrmApiError, HttpClient, type Query } from "./http";
+
+export { CrmApiError } from "./http";
+export type { AuthToken, ConnectResult, OrderLink, Profile, ProfileStatus, TaxonomyEntryInput, TaxonomyQuery };
+
+export interface Page<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+/** Where the SDK keeps the current profile session (memory by default; use localStorage in a browser). */
+export interface TokenStore {
+  get(): AuthToken | null;
+  set(token: AuthToken | null): void;
+}
+
+export function memoryTokenStore(initial: AuthToken | null = null): TokenStore {
+  let token = initial;
+  return { get: () => token, set: (next) => (token = next) };
+}
+
+export interface CrmClientOptions {
+  baseUrl: string;
+  storeId: string;
+  /** Admin API key, for the admin routes (server side only: never ship it to a browser). */
+  apiKey?: string;
+  tokens?: TokenStore;
+  fetch?: typeof fetch;
+}
+
+export interface FindProfilesParams {
+  query?: string;
+  taxonomy_query?: TaxonomyQuery[];
+  status?: ProfileStatus;
+  limit?: number;
+  cursor?: string;
+  sort_field?: "created_at" | "updated_at" | "email" | "createdAt" | "updatedAt";
+  sort_direction?: "asc" | "desc";
+}
+
+export function createCrmClient(options: CrmClientOptions) {
+  const http = new HttpClient(options.baseUrl, options.fetch);
+  const tokens = options.tokens ?? memoryTokenStore();
+  const store = `/v1/stores/${encodeURIComponent(options.storeId)}`;
+
+  const admin = <T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown, query?: Query) => {
+    if (!options.apiKey) throw new Error("This call needs an admin API key (createCrmClient({ apiKey }))");
+    return http.request<T>({ method, path: `${store}${path}`, body, query, bearer: options.apiKey });
+  };
+
+  const refreshToken = async (params: { refresh_token?: string } = {}): Promise<AuthToken> => {
+    const refresh_token = params.refresh_token ?? tokens.get()?.refresh_token;
+    if (!refresh_token) throw new Error("No refresh token: call initialize(), connect() or verify() first");
+    const token = await http.request<AuthToken>({ method: "POST", path: `${store}/profiles/auth/refresh`, body: { refresh_token } });
+    tokens.set(token);
+    return token;
+  };
+
+  /** A profile call with the current access token (if any); one refresh and retry on 401. */
+  const asProfile = async <T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> => {
+    const send = () => http.request<T>({ method, path: `${store}${path}`, body, bearer: tokens.get()?.access_token });
+    try {
+      return await send();
+    } catch (err) {
+      if (!(err instanceof CrmApiError) || err.status !== 401 || !tokens.get()?.refresh_token) throw err;
+      await refreshToken();
+      return send();
+    }
+  };
+
+  const crm = {
+    // Admin
+    create: (params: { email: string; taxonomies?: TaxonomyEntryInput[] }) => admin<Profile>("POST", "/profiles", params),
+    get: (params: { id: string }) => admin<Profile>("GET", `/profiles/${encodeURIComponent(params.id)}`),
+    find: (params: FindProfilesParams = {}) => admin<Page<Profile>>("GET", "/profiles", undefined, { ...params }),
+    update: ({ id, ...body }: { id: string; email?: string; taxonomies?: TaxonomyEntryInput[]; status?: ProfileStatus }) =>
+      admin<Profile>("PUT", `/profiles/${encodeURIComponent(id)}`, body),
+    merge: ({ id, source_id }: { id: string; source_id: string }) =>
+      admin<Profile>("POST", `/profiles/${encodeURIComponent(id)}/merge`, { source_id }),
+    orders: ({ id, ...query }: { id: string; limit?: number; cursor?: string }) =>
+      admin<Page<OrderLink>>("GET", `/profiles/${encodeURIComponent(id)}/orders`, undefined, query),
+    revokeToken: ({ id, tokenId }: { id: string; tokenId: string }) =>
+      admin<{ deleted: true }>("DELETE", `/profiles/${encodeURIComponent(id)}/sessions/${encodeURIComponent(tokenId)}`),
+    revokeAllTokens: ({ id }: { id: string }) =>
+      admin<{ deleted: true; revoked: number }>("DELETE", `/profiles/${encodeURIComponent(id)}/sessions`),
+
+    // Public (profile sessions)
+    initialize: async (): Promise<AuthToken> => {
+      const token = await http.request<AuthToken>({ method: "POST", path: `${store}/profiles/initialize`, body: {} });
+      tokens.set(token);
+      return token;
+    },
+    connect: async (params: { email: string }): Promise<ConnectResult> => {
+      const result = await asProfile<ConnectResult>("POST", "/profiles/connect", params);
+      tokens.set(result.token);
+      return result;
+    },
+    requestCode: (params: { email: string }) => asProfile<{ sent: true }>("POST", "/profiles/auth/code", params),
+    verify: async (params: { email: string; code: string }): Promise<AuthToken> => {
+      const token = await asProfile<AuthToken>("POST", "/profiles/auth/verify", params);
+      tokens.set(token);
+      return token;
+    },
+    refreshToken,
+    getMe: () => asProfile<Profile>("GET", "/profiles/me"),
+    /** Forget the local session (the server-side session stays until it expires or is revoked). */
+    signOut: () => tokens.set(null),
+  };
+
+  return { crm, tokens };
+}
+
+export type CrmClient = ReturnType<typeof createCrmClient>;
