@@ -38,6 +38,7 @@ describe("durable events (NATS JetStream)", () => {
   const applied: string[] = [];
   const attempts = new Map<string, number>();
   const failOnce = new Set(["o-flaky"]);
+  const requestIds = new Map<string, string | null>();
 
   const sink: ServiceSchema = {
     name: "order-sink",
@@ -45,7 +46,8 @@ describe("durable events (NATS JetStream)", () => {
     channels: {
       "order.created": durableChannel("order.created", {
         group: "order-sink",
-        async handler(payload) {
+        async handler(payload, ctx) {
+          requestIds.set(payload.order_id, ctx.requestID);
           attempts.set(payload.order_id, (attempts.get(payload.order_id) ?? 0) + 1);
           if (payload.order_id === "o-poison") throw new Error("cannot apply this one, ever");
           if (failOnce.delete(payload.order_id)) throw new Error("transient failure");
@@ -171,6 +173,28 @@ describe("durable events (NATS JetStream)", () => {
       expect(applied.filter((id) => id.startsWith("o-shared-")).sort()).toEqual([...ids].sort());
     } finally {
       await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it("carries the publishing request's id (and nothing else of its context) to the consumer", async () => {
+    const orders = producer.createService({
+      name: "orders",
+      actions: {
+        create: (ctx) => publishEvent(ctx, "order.created", order((ctx.params as { id: string }).id)),
+      },
+    });
+    const consumer = await startConsumer();
+    try {
+      await producer.waitForServices(["orders"]);
+      await producer.call("orders.create", { id: "o-ctx" }, { requestID: "req-durable-1", meta: { auth: { kind: "admin" } } });
+      await waitFor(() => applied.includes("o-ctx"), 5_000, "the order published from an action");
+      expect(requestIds.get("o-ctx")).toBe("req-durable-1");
+      const stored = await jsm.streams.getMessage(stream, { last_by_subj: `${prefix}.order.created` });
+      expect(stored.header.get("$requestID")).toBe("req-durable-1");
+      expect(stored.header.has("$meta")).toBe(false);
+    } finally {
+      await consumer.stop();
+      await producer.destroyService(orders);
     }
   });
 
