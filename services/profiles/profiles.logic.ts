@@ -13,7 +13,7 @@ import { ProfileErrors } from "./profiles.errors";
 import { toOrderLink, toProfile } from "./profiles.mapper";
 import { mergeProfiles } from "./profiles.merge";
 import type { ProfilesDeps } from "./profiles.ports";
-import { profileFilter, profileSort, type ProfileSearch } from "./profiles.search";
+import { profileSort, searchProfiles, type ProfileSearch } from "./profiles.search";
 import { PROFILE_EMAIL_INDEX, type ProfileDoc } from "./profiles.store";
 import { normalizeTaxonomies, searchValuesOf } from "./profiles.taxonomies";
 
@@ -123,7 +123,7 @@ export async function findProfiles(
   const bound = { scope: "profiles.find", store_id: p.store_id, ...search, query: search.query?.trim() || undefined };
   const after = p.cursor ? decodeCursor(p.cursor, bound) : undefined;
   const sort = profileSort(search);
-  const page = await deps.store.profiles.findPage({ filter: profileFilter(p.store_id, search), sort, limit: p.limit, after });
+  const page = await searchProfiles(deps.store.profiles, { storeId: p.store_id, search, limit: p.limit, after });
   const items = await Promise.all(page.items.map((doc) => profileView(deps, doc)));
   const last = page.items[page.items.length - 1];
   const cursor = page.hasMore && last ? encodeCursor({ value: last[sort.field], id: last._id }, bound) : null;

@@ -2,9 +2,6 @@
 import { uuidv7 } from "../../shared/ids";
 import type { PromoUsage, TaxonomyEntry, TaxonomyEntryInput } from "../../shared/contracts/profiles";
 
-const MAX_SEARCH_VALUES = 200;
-const MAX_SEARCH_VALUE_LENGTH = 200;
-
 /** Entries as stored: every field has an id (a new one when the caller gave none). */
 export function normalizeTaxonomies(input: TaxonomyEntryInput[]): TaxonomyEntry[] {
   return input.map((entry) => ({
@@ -13,15 +10,27 @@ export function normalizeTaxonomies(input: TaxonomyEntryInput[]): TaxonomyEntry[
   }));
 }
 
-/** Lowercased text and number values: what `query` matches exactly (through the search_values index). */
+/** Longer values are not indexed (they could not be typed into a search box anyway). */
+const MAX_SEARCH_VALUE_LENGTH = 200;
+
+/** How a text or number value is indexed in search_values; null when it is not indexed. */
+export function searchValueOf(value: unknown): string | null {
+  if (typeof value !== "string" && typeof value !== "number") return null;
+  const indexed = String(value).trim().toLowerCase();
+  return indexed && indexed.length <= MAX_SEARCH_VALUE_LENGTH ? indexed : null;
+}
+
+/**
+ * Every indexable text and number value, lowercased: what `query` matches exactly, and what narrows
+ * exact-value taxonomy conditions. Complete by design (no cap beyond the input limits: 50 entries x 100
+ * fields), because search relies on "not in search_values" meaning "no such value".
+ */
 export function searchValuesOf(taxonomies: TaxonomyEntry[]): string[] {
   const values = new Set<string>();
   for (const entry of taxonomies) {
     for (const field of entry.fields) {
-      if (field.type !== "text" && field.type !== "number") continue;
-      const value = String(field.value).trim().toLowerCase();
-      if (value && value.length <= MAX_SEARCH_VALUE_LENGTH) values.add(value);
-      if (values.size >= MAX_SEARCH_VALUES) return [...values];
+      const indexed = searchValueOf(field.value);
+      if (indexed !== null) values.add(indexed);
     }
   }
   return [...values];

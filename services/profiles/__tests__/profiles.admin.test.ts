@@ -1,6 +1,8 @@
 /** The admin actions of the profiles service, over a real broker with the real auth and mailer services. */
 import type { AuthToken } from "../../../shared/contracts/auth";
 import type { Profile } from "../../../shared/contracts/profiles";
+import { newProfileDoc } from "../profiles.logic";
+import { MAX_CANDIDATES } from "../profiles.search";
 import { errorOf, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
 
 let env: ProfilesEnv;
@@ -311,5 +313,53 @@ describe("profiles.revokeSession and profiles.revokeAllSessions", () => {
     const token = (await env.broker.call("auth.issueSession", { store_id: store, profile_id: owner.id, is_verified: false })) as AuthToken;
     expect(await errorOf(call("revokeSession", { store_id: store, id: other.id, token_id: token.id }))).toMatchObject({ type: "NOT_FOUND" });
     await expect(env.broker.call("auth.authenticate", { store_id: store, access_token: token.access_token })).resolves.toBeTruthy();
+  });
+});
+
+describe("profiles.find over many profiles", () => {
+  const store = newStoreId();
+  const total = MAX_CANDIDATES + 100;
+
+  beforeAll(async () => {
+    const ops = Array.from({ length: total }, (_, i) => ({
+      insertOne: {
+        document: newProfileDoc(store, `bulk${String(i).padStart(4, "0")}@many.test`, 1_700_000_000 + (i % 7), [
+          { taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: i % 100 === 0 ? "Rare" : "Common" }] },
+        ]),
+      },
+    }));
+    await env.service.store.profiles.bulkWrite(ops);
+  });
+
+  async function walk(params: object, limit: number): Promise<string[]> {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let n = 0; n < 1000; n++) {
+      const page: Page = await call<Page>("find", { store_id: store, ...params, limit, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.items.map((p) => p.email!));
+      cursor = page.cursor;
+      if (!cursor) break;
+    }
+    return seen;
+  }
+
+  it("pages an unselective search (more matches than the candidate cap) without repeats or gaps", async () => {
+    const byPrefix = await walk({ query: "bulk", sort_field: "email", sort_direction: "asc" }, 100);
+    expect(byPrefix).toHaveLength(total);
+    expect(byPrefix).toEqual([...byPrefix].sort());
+    const byValue = await walk({ query: "common", sort_field: "created_at" }, 100);
+    expect(new Set(byValue).size).toBe(total - total / 100);
+  });
+
+  it("pages a selective search from its candidates, in the same order as the full listing", async () => {
+    const rare = await walk({ taxonomy_query: [{ taxonomy_id: "tier", query: [{ key: "level", type: "text", value: "Rare" }] }] }, 2);
+    expect(rare).toHaveLength(total / 100);
+    const everything = await walk({}, 100);
+    expect(rare).toEqual(everything.filter((e) => rare.includes(e)));
+    const prefix = await walk({ query: "bulk01", sort_field: "updated_at", sort_direction: "asc" }, 7);
+    expect(prefix.sort()).toEqual(Array.from({ length: 100 }, (_, i) => `bulk01${String(i).padStart(2, "0")}@many.test`));
+    // a case-different exact value still finds them; a value matching no one finds none
+    expect((await call<Page>("find", { store_id: store, query: "RARE", limit: 100 })).items).toHaveLength(total / 100);
+    expect((await call<Page>("find", { store_id: store, query: "nobody-has-this" })).items).toEqual([]);
   });
 });
