@@ -71,7 +71,7 @@ export interface StartBrokerOptions {
   nodeID?: string;
   /** A NATS URL to join the bus (channels then use JetStream there); default null: in-process only. */
   transporter?: string | null;
-  /** Moleculer namespace; default: a fresh one when on NATS (runs never see each other), else "crm". */
+  /** Moleculer namespace; default: a fresh one when on NATS (runs never see each other), else the config's. */
   namespace?: string;
   /**
    * Durable-event subject prefix; default: the namespace when on NATS, else "". When both namespace and
@@ -101,7 +101,7 @@ export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
   setEnv({ NODE_ENV: "test", ...storageEnv, ...options.env });
 
   const transporter = options.transporter ?? null;
-  const namespace = options.namespace ?? (transporter ? uniqueName("t") : "crm");
+  const namespace = options.namespace ?? (transporter ? uniqueName("t") : (baseConfig.namespace ?? "crm"));
   const prefix = options.channelPrefix ?? (transporter ? namespace : "");
   const ownsStreams = Boolean(transporter) && options.namespace === undefined && options.channelPrefix === undefined;
   const otherMiddlewares = (baseConfig.middlewares ?? []).filter(
@@ -117,7 +117,7 @@ export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
     middlewares: [...otherMiddlewares, channelsMiddleware({ url: transporter, prefix })],
     ...options.broker,
     async stopped(b: ServiceBroker) {
-      await options.broker?.stopped?.(b);
+      await (options.broker?.stopped ?? baseConfig.stopped)?.(b);
       if (ownsStreams && transporter) await deleteStreams(prefix, transporter);
     },
   });
