@@ -4,6 +4,7 @@
  *   TRANSPORTER          nats://host:4222 -> services talk over NATS; unset -> one process, no bus
  *   LOG_LEVEL            info (default), debug, warn, ...
  *   REQUEST_TIMEOUT_MS   broker request timeout (default 10000)
+ *   EVENTS_PREFIX        subject prefix of durable events (default none), EVENTS_REPLICAS stream replicas
  *   NAMESPACE            Moleculer namespace (default "crm"): separate systems sharing one NATS
  *   NODE_ID              overrides the generated node id
  */
@@ -65,7 +66,7 @@ const brokerConfig: BrokerOptions = {
   heartbeatTimeout: 15,
 
   validator: new ZodValidator({}),
-  middlewares: [channelsMiddleware()],
+  middlewares: [channelsMiddleware({ prefix: settings.EVENTS_PREFIX, replicas: settings.EVENTS_REPLICAS })],
 
   metrics: { enabled: false },
   tracing: { enabled: false },

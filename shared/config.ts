@@ -12,6 +12,10 @@ const ConfigSchema = z.object({
   TRANSPORTER: optionalString,
   /** Moleculer namespace: processes on the same bus see each other only within one namespace. */
   NAMESPACE: z.string().trim().min(1).max(64).default("crm"),
+  /** Prefix of durable-event subjects (default none: the subject is the event name, e.g. `order.created`). */
+  EVENTS_PREFIX: z.string().trim().regex(/^[A-Za-z0-9_-]*$/).default(""),
+  /** JetStream replicas of the event streams: 1 on a single NATS server, 3 on a cluster. */
+  EVENTS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   MONGO_URL: optionalString,
   DATA_DIR: z.string().default("./data"),
   /** "memory" keeps the embedded store in memory only (tests). */

@@ -1,0 +1,169 @@
+/**
+ * The system as an operator runs it: the built entry point (`node dist/bin/server.js`, what `npm start`
+ * runs) as real processes. One process on the embedded defaults; the same code split into separate
+ * processes over NATS with SERVICES; SIGTERM stops cleanly; data survives a restart.
+ * Needs the build (`npm test` builds first) and NATS at 127.0.0.1:4222.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { assertNatsUp, deleteStreams, NATS_URL, uniqueName } from "./harness";
+
+const SERVER = path.resolve(__dirname, "../dist/bin/server.js");
+const SIX = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"];
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(env: Record<string, string>): Running {
+  const child = spawn(process.execPath, [SERVER], {
+    env: { PATH: process.env.PATH ?? "", HOME: os.tmpdir(), LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+  child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+async function stop(proc: Running): Promise<number | null> {
+  if (proc.child.exitCode === null) proc.child.kill("SIGTERM");
+  return proc.exited;
+}
+
+async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function readiness(base: string): Promise<{ status: number; body: { services?: Record<string, string> } } | null> {
+  try {
+    const res = await fetch(`${base}/health/ready`);
+    return { status: res.status, body: (await res.json()) as { services?: Record<string, string> } };
+  } catch {
+    return null;
+  }
+}
+
+async function waitFor<T>(probe: () => Promise<T | null | false>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const allOk = Object.fromEntries(SIX.map((s) => [s, "ok"]));
+
+beforeAll(() => {
+  if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing: run \`npm run build\` first (npm test does)`);
+});
+
+describe("one process on the embedded defaults (npm start)", () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "crm-start-"));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("serves every service, prints the URL and an admin key, stops on SIGTERM and keeps its data", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = { PORT: String(port), DATA_DIR: dataDir };
+    const store = "0190c5d2-1111-7000-8000-00000000abcd";
+
+    const first = run(env);
+    const ready = await waitFor(async () => {
+      const r = await readiness(base);
+      return r?.status === 200 ? r : null;
+    }, "readiness");
+    expect(ready.body.services).toEqual(allOk);
+    expect(first.output()).toContain(`http://localhost:${port}`);
+    const key = /Admin API key[^:]*: (\S+)/.exec(first.output())?.[1];
+    expect(key).toBeDefined();
+
+    const created = await fetch(`${base}/v1/stores/${store}/profiles`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ email: "kept@example.com" }),
+    });
+    expect(created.status).toBe(200);
+    const profile = (await created.json()) as { id: string };
+    expect(await stop(first)).toBe(0);
+    expect(first.output()).toMatch(new RegExp(`POST /v1/stores/${store}/profiles 200`)); // one readable line per request
+
+    const second = run({ ...env, CRM_ADMIN_API_KEY: "restart-platform-key" });
+    try {
+      await waitFor(async () => (await readiness(base))?.status === 200, "readiness after restart");
+      const again = await fetch(`${base}/v1/stores/${store}/profiles/${profile.id}`, {
+        headers: { authorization: "Bearer restart-platform-key" },
+      });
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ id: profile.id, email: "kept@example.com" });
+      expect(second.output()).not.toContain("restart-platform-key"); // a key set by the operator is never echoed
+    } finally {
+      expect(await stop(second)).toBe(0);
+    }
+  }, 90_000);
+
+  it("refuses an unknown service name with a message that lists the known ones", async () => {
+    const proc = run({ SERVICES: "gateway,profilez", DATA_DIR: dataDir });
+    expect(await proc.exited).toBe(2);
+    expect(proc.output()).toMatch(/profilez.*Known: gateway, auth, profiles/s);
+  });
+});
+
+describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
+  const namespace = uniqueName("proc");
+  const running: Running[] = [];
+
+  beforeAll(() => assertNatsUp());
+  afterAll(async () => {
+    await Promise.all(running.map(stop));
+    await deleteStreams(namespace);
+  });
+
+  it("forms one system: readiness lists all six, and names the ones whose process stopped", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = {
+      TRANSPORTER: NATS_URL,
+      NAMESPACE: namespace,
+      EVENTS_PREFIX: namespace,
+      STORAGE: "memory",
+      JWT_SECRET: `processes-${namespace}`,
+      CRM_ADMIN_API_KEY: `key-${namespace}`,
+      PORT: String(port),
+    };
+    const gateway = run({ ...env, SERVICES: "gateway" });
+    const identity = run({ ...env, SERVICES: "auth,mailer,profiles" });
+    const rest = run({ ...env, SERVICES: "profile-lists,campaigns,billing" });
+    running.push(gateway, identity, rest);
+
+    const ready = await waitFor(async () => {
+      const r = await readiness(base);
+      return r?.status === 200 ? r : null;
+    }, "all six services over NATS");
+    expect(ready.body.services).toEqual(allOk);
+
+    const guest = await fetch(`${base}/v1/stores/${"0190c5d2-1111-7000-8000-00000000beef"}/profiles/initialize`, { method: "POST" });
+    expect(guest.status).toBe(200);
+
+    expect(await stop(rest)).toBe(0);
+    const degraded = await waitFor(async () => {
+      const r = await readiness(base);
+      return r?.status === 503 ? r : null;
+    }, "readiness to report the stopped services");
+    expect(degraded.body.services).toMatchObject({ auth: "ok", profiles: "ok", mailer: "ok" });
+    for (const name of ["profile-lists", "campaigns", "billing"]) expect(degraded.body.services?.[name]).not.toBe("ok");
+  }, 90_000);
+});
