@@ -10,6 +10,7 @@ export const ProfileErrors = {
   emailTaken: () => crmError("CONFLICT", "Another profile of this store already uses this e-mail", { reason: "EMAIL_TAKEN" }),
   mergeIntoItself: () => validationError("source_id", "cannot merge a profile into itself", "A profile cannot be merged into itself"),
   mergeInProgress: () => crmError("CONFLICT", "The profile is being merged; try again shortly", { reason: "MERGE_IN_PROGRESS" }),
+  concurrentUpdate: () => crmError("CONFLICT", "The profile changed concurrently; try again", { reason: "CONCURRENT_UPDATE" }),
   mergeUnfinished: () =>
     crmError("SERVICE_UNAVAILABLE", "The merge could not finish now; it will be completed automatically", { reason: "MERGE_PENDING", retryAfter: 30 }),
   notAuthenticated: () => crmError("UNAUTHENTICATED", "Authentication required", { reason: "SESSION_REQUIRED" }),

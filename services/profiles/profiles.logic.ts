@@ -202,17 +202,18 @@ export async function recordPromoUse(
   // Compare-and-set on the whole array: no positional operators, so both storage adapters agree.
   for (let attempt = 0; attempt < 20; attempt++) {
     const current = await requireProfile(deps, p.store_id, p.id);
+    if (current.merge_lock) throw ProfileErrors.mergeInProgress(); // the merge plan would overwrite it
     const usage = current.promo_usage.map((u) => ({ ...u }));
     const entry = usage.find((u) => u.promo_code_id === p.promo_code_id);
     if (entry) entry.uses += p.uses;
     else usage.push({ promo_code_id: p.promo_code_id, uses: p.uses });
     const updated = await deps.store.profiles.updateOne(
-      { _id: p.id, store_id: p.store_id, promo_usage: { $eq: current.promo_usage } },
+      { _id: p.id, store_id: p.store_id, merge_lock: { $exists: false }, promo_usage: { $eq: current.promo_usage } },
       { $set: { promo_usage: usage, updated_at: deps.now() } },
     );
     if (updated.matched === 1) return { promo_code_id: p.promo_code_id, uses: entry?.uses ?? p.uses };
   }
-  throw ProfileErrors.mergeInProgress();
+  throw ProfileErrors.concurrentUpdate();
 }
 
 // ---------------------------------------------------------------- public session flows

@@ -363,3 +363,17 @@ describe("profiles.find over many profiles", () => {
     expect((await call<Page>("find", { store_id: store, query: "nobody-has-this" })).items).toEqual([]);
   });
 });
+
+describe("profiles.recordPromoUse", () => {
+  it("counts every use, also under concurrency, and refuses a profile of another store", async () => {
+    const store = newStoreId();
+    const profile = await call("create", { store_id: store, email: "promo@example.com" });
+    await Promise.all(Array.from({ length: 10 }, () => call("recordPromoUse", { store_id: store, id: profile.id, promo_code_id: "TEN" })));
+    await call("recordPromoUse", { store_id: store, id: profile.id, promo_code_id: "BIG", uses: 5 });
+    expect((await call("get", { store_id: store, id: profile.id })).promo_usage).toEqual([
+      { promo_code_id: "TEN", uses: 10 },
+      { promo_code_id: "BIG", uses: 5 },
+    ]);
+    expect(await errorOf(call("recordPromoUse", { store_id: newStoreId(), id: profile.id, promo_code_id: "TEN" }))).toMatchObject({ type: "NOT_FOUND" });
+  });
+});
