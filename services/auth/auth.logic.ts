@@ -15,7 +15,8 @@ import { Sessions } from "./sessions";
 
 export interface AuthDeps {
   db: Database;
-  config: Pick<Config, "NODE_ENV" | "JWT_KEYS" | "JWT_SECRET" | "ACCESS_TOKEN_TTL" | "REFRESH_TOKEN_TTL" | "CRM_ADMIN_API_KEY">;
+  config: Pick<Config, "NODE_ENV" | "JWT_KEYS" | "JWT_SECRET" | "ACCESS_TOKEN_TTL" | "REFRESH_TOKEN_TTL" | "CRM_ADMIN_API_KEY"> &
+    Partial<Pick<Config, "DATA_DIR" | "STORAGE" | "MONGO_URL">>;
   /** Unix seconds; tests pass a fake. */
   now?: () => number;
   limits?: Partial<AuthLimits>;

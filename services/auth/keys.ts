@@ -5,9 +5,13 @@
  *
  *   JWT_KEYS="kid1:secret1,kid0:secret0"   the first signs, all verify (rotation)
  *   JWT_SECRET="secret"                     one key, kid "k1"
- *   neither (not production)                a random key for this process, with a warning
+ *   neither (not production)                a development key: kept in DATA_DIR/dev-signing-key with the
+ *                                           embedded file store (tokens survive `npm start` restarts),
+ *                                           random per process otherwise; with a warning either way
  */
 import { hkdfSync, randomBytes, webcrypto } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import type { Config } from "../../shared/config";
 
 export interface AuthKey {
@@ -60,15 +64,41 @@ async function deriveKey(kid: string, secret: Buffer): Promise<AuthKey> {
  * Builds the key ring from the configuration. Outside production, with no key configured, a random
  * key is made and `warn` is told; in production that is an error.
  */
-export async function loadKeyRing(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET" | "NODE_ENV">, warn: (message: string) => void): Promise<KeyRing> {
+type KeyConfig = Pick<Config, "JWT_KEYS" | "JWT_SECRET" | "NODE_ENV"> & Partial<Pick<Config, "DATA_DIR" | "STORAGE" | "MONGO_URL">>;
+
+/** Where the development key is kept: beside the embedded file store only (not in memory mode, not with MongoDB). */
+function developmentKeyFile(cfg: KeyConfig): string | null {
+  if (!cfg.DATA_DIR || cfg.STORAGE === "memory" || cfg.MONGO_URL) return null;
+  return path.join(cfg.DATA_DIR, "dev-signing-key");
+}
+
+function developmentSecret(file: string | null): Buffer {
+  if (!file) return randomBytes(32);
+  try {
+    const kept = Buffer.from(readFileSync(file, "utf8").trim(), "base64url");
+    if (kept.length >= 32) return kept;
+  } catch {
+    // not made yet
+  }
+  const secret = randomBytes(32);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, secret.toString("base64url"), { mode: 0o600 });
+  return secret;
+}
+
+export async function loadKeyRing(cfg: KeyConfig, warn: (message: string) => void): Promise<KeyRing> {
   const sources = keySources(cfg);
   if (!sources) {
     if (cfg.NODE_ENV === "production") throw new Error("JWT_SECRET or JWT_KEYS must be set in production");
+    const file = developmentKeyFile(cfg);
     warn(
-      "No JWT_SECRET or JWT_KEYS set: using a random signing key for this process. Tokens will not survive a restart, " +
-        "and several auth instances need the same JWT_SECRET.",
+      file
+        ? `No JWT_SECRET or JWT_KEYS set: using the development signing key in ${file}. Set JWT_SECRET in production; ` +
+            "several auth instances need the same JWT_SECRET."
+        : "No JWT_SECRET or JWT_KEYS set: using a random signing key for this process. Tokens will not survive a restart, " +
+            "and several auth instances need the same JWT_SECRET.",
     );
-    const key = await deriveKey("ephemeral", randomBytes(32));
+    const key = await deriveKey("dev", developmentSecret(file));
     return { current: key, byKid: new Map([[key.kid, key]]), ephemeral: true };
   }
   for (const s of sources) {

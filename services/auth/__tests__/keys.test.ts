@@ -1,4 +1,7 @@
 /** The auth key ring and access tokens: key configuration, rotation, and what a token must carry. */
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { uuidv7 } from "../../../shared/ids";
 import { keySources, loadKeyRing } from "../keys";
 import { seal, signAccessToken, unseal, verifyAccessToken } from "../tokens";
@@ -33,6 +36,24 @@ describe("key configuration", () => {
     expect(warnings.join(" ")).toMatch(/restart/);
     expect(warnings.join(" ")).toMatch(/JWT_SECRET/);
     await expect(loadKeyRing({ NODE_ENV: "production" }, quiet)).rejects.toThrow(/JWT_SECRET/);
+  });
+
+  it("keeps the development key beside the embedded file store, so tokens survive an npm start restart", async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), "crm-keys-"));
+    try {
+      const warnings: string[] = [];
+      const first = await loadKeyRing({ NODE_ENV: "development", DATA_DIR: dataDir }, (m) => warnings.push(m));
+      const token = await signAccessToken(first, claims, 1000, 1900);
+      const second = await loadKeyRing({ NODE_ENV: "development", DATA_DIR: dataDir }, quiet);
+      await expect(verifyAccessToken(second, token, claims.store_id, 1500)).resolves.toEqual(claims);
+      expect(warnings.join(" ")).toContain(path.join(dataDir, "dev-signing-key"));
+      expect(statSync(path.join(dataDir, "dev-signing-key")).mode & 0o077).toBe(0);
+
+      const inMemory = await loadKeyRing({ NODE_ENV: "development", DATA_DIR: dataDir, STORAGE: "memory" }, quiet);
+      await expect(verifyAccessToken(inMemory, token, claims.store_id, 1500)).resolves.toBeNull(); // a fresh key per process
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 
