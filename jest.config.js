@@ -12,4 +12,5 @@ module.exports = {
   transformIgnorePatterns: ["/node_modules/(?!(jose)/)"],
   testTimeout: 30000,
   maxWorkers: 2,
+  reporters: ["default", "<rootDir>/test/summary-reporter.js"],
 };
