@@ -4,6 +4,8 @@
  * tighter limits. The rules themselves live in sessions.ts, codes.ts, api-keys.ts and limits.ts.
  */
 import type { Config } from "../../shared/config";
+import type { ProfileAuthInfo } from "../../shared/contracts/auth";
+import { normalizeEmail } from "../../shared/contracts/common";
 import { nowSeconds } from "../../shared/ids";
 import type { Database } from "../../shared/storage/port";
 import { ApiKeys } from "./api-keys";
@@ -30,6 +32,8 @@ export interface Auth {
   sessions: Sessions;
   codes: MagicCodes;
   apiKeys: ApiKeys;
+  /** Sessions and codes of several profiles of one store, keyed by profile id. */
+  describeProfiles(input: { store_id: string; profiles: { profile_id: string; email: string | null }[] }): Promise<Record<string, ProfileAuthInfo>>;
   /** Maintenance: drops expired codes, counters, refresh tokens and grace pairs past their grace. */
   purgeExpired(): Promise<void>;
 }
@@ -57,6 +61,22 @@ export async function createAuth(deps: AuthDeps): Promise<Auth> {
     sessions,
     codes,
     apiKeys,
+    async describeProfiles({ store_id, profiles }) {
+      const emails = profiles.flatMap((p) => (p.email ? [p.email] : []));
+      const [sessionsByProfile, codesByEmail] = await Promise.all([
+        sessions.listForProfiles(store_id, profiles.map((p) => p.profile_id)),
+        codes.listForEmails(store_id, emails),
+      ]);
+      return Object.fromEntries(
+        profiles.map((p) => [
+          p.profile_id,
+          {
+            sessions: sessionsByProfile.get(p.profile_id) ?? [],
+            codes: p.email ? (codesByEmail.get(normalizeEmail(p.email)) ?? []) : [],
+          },
+        ]),
+      );
+    },
     async purgeExpired() {
       await sessions.purgeExpired();
       await codes.purgeExpired();

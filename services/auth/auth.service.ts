@@ -3,7 +3,7 @@
  * Transport only: each action validates its params with the contract's zod schema and hands them to
  * the rules (auth.logic.ts). Settings `now` (a clock in unix seconds) and `limits` exist for tests.
  */
-import type { ActionParams, Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
 import { AuthActions } from "../../shared/contracts/auth";
 import { MailerActions } from "../../shared/contracts/mailer";
@@ -27,8 +27,6 @@ interface AuthThis extends StorageMixinThis {
 
 type This = Service<AuthSettings> & AuthThis;
 
-// shared `ZodParams` is an interface (no index signature), which Moleculer's `ActionParams` type rejects.
-const zp = (schema: z.ZodType) => zodParams(schema) as unknown as ActionParams;
 type P<K extends keyof typeof AuthActions> = Context<z.infer<(typeof AuthActions)[K]>>;
 
 const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, This> = {
@@ -37,28 +35,32 @@ const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, 
   settings: { purgeIntervalMs: 60_000 },
 
   actions: {
-    issueSession: { params: zp(AuthActions.issueSession), handler(ctx: P<"issueSession">) { return this.auth.sessions.issue(ctx.params); } },
-    refreshSession: { params: zp(AuthActions.refreshSession), handler(ctx: P<"refreshSession">) { return this.auth.sessions.refresh(ctx.params); } },
-    authenticate: { params: zp(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.sessions.authenticate(ctx.params); } },
-    listSessions: { params: zp(AuthActions.listSessions), handler(ctx: P<"listSessions">) { return this.auth.sessions.list(ctx.params); } },
-    revokeSession: { params: zp(AuthActions.revokeSession), handler(ctx: P<"revokeSession">) { return this.auth.sessions.revoke(ctx.params); } },
+    issueSession: { params: zodParams(AuthActions.issueSession), handler(ctx: P<"issueSession">) { return this.auth.sessions.issue(ctx.params); } },
+    refreshSession: { params: zodParams(AuthActions.refreshSession), handler(ctx: P<"refreshSession">) { return this.auth.sessions.refresh(ctx.params); } },
+    authenticate: { params: zodParams(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.sessions.authenticate(ctx.params); } },
+    listSessions: { params: zodParams(AuthActions.listSessions), handler(ctx: P<"listSessions">) { return this.auth.sessions.list(ctx.params); } },
+    revokeSession: { params: zodParams(AuthActions.revokeSession), handler(ctx: P<"revokeSession">) { return this.auth.sessions.revoke(ctx.params); } },
     revokeProfileSessions: {
-      params: zp(AuthActions.revokeProfileSessions),
+      params: zodParams(AuthActions.revokeProfileSessions),
       handler(ctx: P<"revokeProfileSessions">) { return this.auth.sessions.revokeAll(ctx.params); },
     },
     requestCode: {
-      params: zp(AuthActions.requestCode),
+      params: zodParams(AuthActions.requestCode),
       handler(ctx: P<"requestCode">) {
         return this.auth.codes.request(ctx.params, (message: z.infer<typeof MailerActions.sendMagicCode>) => ctx.call("mailer.sendMagicCode", message));
       },
     },
-    verifyCode: { params: zp(AuthActions.verifyCode), handler(ctx: P<"verifyCode">) { return this.auth.codes.verify(ctx.params); } },
-    listCodes: { params: zp(AuthActions.listCodes), handler(ctx: P<"listCodes">) { return this.auth.codes.list(ctx.params); } },
-    deleteCodes: { params: zp(AuthActions.deleteCodes), handler(ctx: P<"deleteCodes">) { return this.auth.codes.deleteAll(ctx.params); } },
-    createApiKey: { params: zp(AuthActions.createApiKey), handler(ctx: P<"createApiKey">) { return this.auth.apiKeys.create(ctx.params); } },
-    listApiKeys: { params: zp(AuthActions.listApiKeys), handler(ctx: P<"listApiKeys">) { return this.auth.apiKeys.list(ctx.params); } },
-    revokeApiKey: { params: zp(AuthActions.revokeApiKey), handler(ctx: P<"revokeApiKey">) { return this.auth.apiKeys.revoke(ctx.params); } },
-    verifyApiKey: { params: zp(AuthActions.verifyApiKey), handler(ctx: P<"verifyApiKey">) { return this.auth.apiKeys.verify(ctx.params); } },
+    verifyCode: { params: zodParams(AuthActions.verifyCode), handler(ctx: P<"verifyCode">) { return this.auth.codes.verify(ctx.params); } },
+    describeProfiles: {
+      params: zodParams(AuthActions.describeProfiles),
+      handler(ctx: P<"describeProfiles">) { return this.auth.describeProfiles(ctx.params); },
+    },
+    listCodes: { params: zodParams(AuthActions.listCodes), handler(ctx: P<"listCodes">) { return this.auth.codes.list(ctx.params); } },
+    deleteCodes: { params: zodParams(AuthActions.deleteCodes), handler(ctx: P<"deleteCodes">) { return this.auth.codes.deleteAll(ctx.params); } },
+    createApiKey: { params: zodParams(AuthActions.createApiKey), handler(ctx: P<"createApiKey">) { return this.auth.apiKeys.create(ctx.params); } },
+    listApiKeys: { params: zodParams(AuthActions.listApiKeys), handler(ctx: P<"listApiKeys">) { return this.auth.apiKeys.list(ctx.params); } },
+    revokeApiKey: { params: zodParams(AuthActions.revokeApiKey), handler(ctx: P<"revokeApiKey">) { return this.auth.apiKeys.revoke(ctx.params); } },
+    verifyApiKey: { params: zodParams(AuthActions.verifyApiKey), handler(ctx: P<"verifyApiKey">) { return this.auth.apiKeys.verify(ctx.params); } },
   },
 
   async started() {

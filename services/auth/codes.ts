@@ -123,6 +123,18 @@ export class MagicCodes {
     return docs.map(toCodeInfo);
   }
 
+  /** Code metadata of several e-mails of one store, by normalized e-mail (newest first). */
+  async listForEmails(storeId: string, emails: string[]): Promise<Map<string, VerificationCodeInfo[]>> {
+    const normalized = [...new Set(emails.map(normalizeEmail))];
+    const byEmail = new Map<string, VerificationCodeInfo[]>(normalized.map((e) => [e, []]));
+    if (normalized.length === 0) return byEmail;
+    for await (const doc of this.deps.store.codes.stream({ store_id: storeId, email: { $in: normalized } })) {
+      byEmail.get(doc.email)?.push(toCodeInfo(doc));
+    }
+    for (const list of byEmail.values()) list.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));
+    return byEmail;
+  }
+
   async deleteAll(input: { store_id: string; email: string }): Promise<{ deleted: number }> {
     const deleted = await this.deps.store.codes.deleteMany({ store_id: input.store_id, email: normalizeEmail(input.email) });
     return { deleted };

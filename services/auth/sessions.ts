@@ -121,6 +121,16 @@ export class Sessions {
     return docs.map(toSessionInfo);
   }
 
+  /** The active sessions of several profiles of one store, by profile id (newest first). */
+  async listForProfiles(storeId: string, profileIds: string[]): Promise<Map<string, SessionInfo[]>> {
+    const byProfile = new Map<string, SessionInfo[]>(profileIds.map((id) => [id, []]));
+    if (profileIds.length === 0) return byProfile;
+    const active = { store_id: storeId, profile_id: { $in: profileIds }, revoked_at: null, expires_at: { $gt: this.deps.now() } };
+    for await (const doc of this.deps.store.sessions.stream(active)) byProfile.get(doc.profile_id)?.push(toSessionInfo(doc));
+    for (const list of byProfile.values()) list.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));
+    return byProfile;
+  }
+
   /** Revokes one active session of a profile; 404 when the profile has no such session. */
   async revoke(input: { store_id: string; profile_id: string; session_id: string }): Promise<{ deleted: true }> {
     const now = this.deps.now();

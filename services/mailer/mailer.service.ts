@@ -2,7 +2,7 @@
  * The mailer service: sends system e-mail (for now the login-code e-mail) through SMTP when SMTP_URL is
  * set, else into the outbox folder. Transport only; the rules are in mailer.logic.ts.
  */
-import type { ActionParams, Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
 import { config } from "../../shared/config";
 import { MailerActions } from "../../shared/contracts/mailer";
@@ -19,8 +19,6 @@ interface MailerThis extends StorageMixinThis {
 
 type This = Service<ServiceSettingSchema> & MailerThis;
 
-// shared `ZodParams` is an interface (no index signature), which Moleculer's `ActionParams` type rejects.
-const zp = (schema: z.ZodType) => zodParams(schema) as unknown as ActionParams;
 
 const MailerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, MailerThis, This> = {
   name: "mailer",
@@ -28,7 +26,7 @@ const MailerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, 
 
   actions: {
     sendMagicCode: {
-      params: zp(MailerActions.sendMagicCode),
+      params: zodParams(MailerActions.sendMagicCode),
       handler(ctx: Context<z.infer<typeof MailerActions.sendMagicCode>>) {
         return this.mailer.sendMagicCode(ctx.params);
       },

@@ -90,6 +90,16 @@ export async function profileView(deps: ProfilesDeps, doc: ProfileDoc, { redacte
   return toProfile(doc, { sessions, codes });
 }
 
+/** Profile wire objects of one store's page, with their sessions and codes fetched in one auth call. */
+async function profileViews(deps: ProfilesDeps, storeId: string, docs: ProfileDoc[]): Promise<Profile[]> {
+  if (docs.length === 0) return [];
+  const info = await deps.auth.describeProfiles({
+    store_id: storeId,
+    profiles: docs.map((doc) => ({ profile_id: doc._id, email: doc.email })),
+  });
+  return docs.map((doc) => toProfile(doc, { sessions: info[doc._id]?.sessions ?? [], codes: info[doc._id]?.codes ?? [] }));
+}
+
 /** The caller's profile session for this store; none for anonymous or admin callers; 401 for another store's. */
 function sessionOf(principal: AuthPrincipal | undefined, storeId: string): ProfileSession | undefined {
   if (!principal || principal.kind !== "profile") return undefined;
@@ -124,7 +134,7 @@ export async function findProfiles(
   const after = p.cursor ? decodeCursor(p.cursor, bound) : undefined;
   const sort = profileSort(search);
   const page = await searchProfiles(deps.store.profiles, { storeId: p.store_id, search, limit: p.limit, after });
-  const items = await Promise.all(page.items.map((doc) => profileView(deps, doc)));
+  const items = await profileViews(deps, p.store_id, page.items);
   const last = page.items[page.items.length - 1];
   const cursor = page.hasMore && last ? encodeCursor({ value: last[sort.field], id: last._id }, bound) : null;
   return { items, cursor };

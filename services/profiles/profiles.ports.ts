@@ -4,7 +4,7 @@
  * The service builds one `ProfilesDeps` per request from `ctx` (so calls carry the caller's meta).
  */
 import type { z } from "zod";
-import type { AuthActions, AuthToken, SessionInfo, VerificationCodeInfo } from "../../shared/contracts/auth";
+import type { AuthActions, AuthToken, ProfileAuthInfo, SessionInfo, VerificationCodeInfo } from "../../shared/contracts/auth";
 import type { DurableEventPayload } from "../../shared/contracts/events";
 import type { ProfilesStore } from "./profiles.store";
 
@@ -24,6 +24,7 @@ export interface AuthClient {
   requestCode(p: Params<"requestCode">): Promise<{ sent: true }>;
   verifyCode(p: Params<"verifyCode">): Promise<{ verified: true }>;
   listCodes(p: Params<"listCodes">): Promise<VerificationCodeInfo[]>;
+  describeProfiles(p: Params<"describeProfiles">): Promise<Record<string, ProfileAuthInfo>>;
   deleteCodes(p: Params<"deleteCodes">): Promise<{ deleted: number }>;
 }
 
@@ -42,6 +43,7 @@ export function authClient(caller: ActionCaller): AuthClient {
     requestCode: call("requestCode"),
     verifyCode: call("verifyCode"),
     listCodes: call("listCodes"),
+    describeProfiles: call("describeProfiles"),
     deleteCodes: call("deleteCodes"),
   };
 }

@@ -3,7 +3,7 @@
  * search, merge, order links. Transport only: each handler maps `ctx` to a rule in profiles.logic.ts.
  * On start it creates its indexes and recovers merges a crash interrupted (then re-checks every minute).
  */
-import type { ActionParams, Context, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
 import type { RequestMeta } from "../../shared/contracts/common";
 import { ProfileActions } from "../../shared/contracts/profiles";
@@ -19,8 +19,6 @@ import { ProfilesStore } from "./profiles.store";
 
 type P<K extends keyof typeof ProfileActions> = Context<z.infer<(typeof ProfileActions)[K]>, RequestMeta>;
 
-// shared `ZodParams` has no index signature, which Moleculer's `ActionParams` type rejects.
-const zp = (schema: z.ZodType) => zodParams(schema) as unknown as ActionParams;
 
 /** How often merges left unfinished (a dead instance, auth down) are retried. */
 const RECOVERY_INTERVAL_MS = 60_000;
@@ -52,95 +50,95 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
 
   actions: {
     create: {
-      params: zp(ProfileActions.create),
+      params: zodParams(ProfileActions.create),
       handler(ctx: P<"create">) {
         return logic.createProfile(this.deps(ctx), ctx.params);
       },
     },
     get: {
       ...retryable,
-      params: zp(ProfileActions.get),
+      params: zodParams(ProfileActions.get),
       handler(ctx: P<"get">) {
         return logic.getProfile(this.deps(ctx), ctx.params);
       },
     },
     find: {
       ...retryable,
-      params: zp(ProfileActions.find),
+      params: zodParams(ProfileActions.find),
       handler(ctx: P<"find">) {
         return logic.findProfiles(this.deps(ctx), ctx.params);
       },
     },
     update: {
-      params: zp(ProfileActions.update),
+      params: zodParams(ProfileActions.update),
       handler(ctx: P<"update">) {
         return logic.updateProfile(this.deps(ctx), ctx.params);
       },
     },
     merge: {
-      params: zp(ProfileActions.merge),
+      params: zodParams(ProfileActions.merge),
       handler(ctx: P<"merge">) {
         return logic.mergeInto(this.deps(ctx), ctx.params);
       },
     },
     revokeSession: {
-      params: zp(ProfileActions.revokeSession),
+      params: zodParams(ProfileActions.revokeSession),
       handler(ctx: P<"revokeSession">) {
         return logic.revokeSession(this.deps(ctx), ctx.params);
       },
     },
     revokeAllSessions: {
-      params: zp(ProfileActions.revokeAllSessions),
+      params: zodParams(ProfileActions.revokeAllSessions),
       handler(ctx: P<"revokeAllSessions">) {
         return logic.revokeAllSessions(this.deps(ctx), ctx.params);
       },
     },
     listOrders: {
       ...retryable,
-      params: zp(ProfileActions.listOrders),
+      params: zodParams(ProfileActions.listOrders),
       handler(ctx: P<"listOrders">) {
         return logic.listOrders(this.deps(ctx), ctx.params);
       },
     },
     recordPromoUse: {
-      params: zp(ProfileActions.recordPromoUse),
+      params: zodParams(ProfileActions.recordPromoUse),
       handler(ctx: P<"recordPromoUse">) {
         return logic.recordPromoUse(this.deps(ctx), ctx.params);
       },
     },
     initialize: {
-      params: zp(ProfileActions.initialize),
+      params: zodParams(ProfileActions.initialize),
       handler(ctx: P<"initialize">) {
         return logic.initializeGuest(this.deps(ctx), ctx.params);
       },
     },
     connect: {
-      params: zp(ProfileActions.connect),
+      params: zodParams(ProfileActions.connect),
       handler(ctx: P<"connect">) {
         return logic.connect(this.deps(ctx), ctx.params, ctx.meta.auth);
       },
     },
     requestCode: {
-      params: zp(ProfileActions.requestCode),
+      params: zodParams(ProfileActions.requestCode),
       handler(ctx: P<"requestCode">) {
         return logic.requestCode(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
       },
     },
     verify: {
-      params: zp(ProfileActions.verify),
+      params: zodParams(ProfileActions.verify),
       handler(ctx: P<"verify">) {
         return logic.verify(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
       },
     },
     refreshToken: {
-      params: zp(ProfileActions.refreshToken),
+      params: zodParams(ProfileActions.refreshToken),
       handler(ctx: P<"refreshToken">) {
         return logic.refreshToken(this.deps(ctx), ctx.params);
       },
     },
     me: {
       ...retryable,
-      params: zp(ProfileActions.me),
+      params: zodParams(ProfileActions.me),
       handler(ctx: P<"me">) {
         return logic.me(this.deps(ctx), ctx.params, ctx.meta.auth);
       },

@@ -38,6 +38,9 @@ export const VerificationCodeInfo = z.object({
 });
 export type VerificationCodeInfo = z.infer<typeof VerificationCodeInfo>;
 
+export const ProfileAuthInfo = z.object({ sessions: z.array(SessionInfo), codes: z.array(VerificationCodeInfo) });
+export type ProfileAuthInfo = z.infer<typeof ProfileAuthInfo>;
+
 /** An authenticated profile session (what `auth.authenticate` answers). */
 export const SessionPrincipal = z.object({
   store_id: StoreId,
@@ -69,6 +72,14 @@ export const AuthActions = {
   requestCode: z.object({ store_id: StoreId, email: Email, ip: z.string().max(64).optional() }),
   /** `auth.verifyCode` -> { verified: true } (401 when wrong, used, expired or burnt; 429 when capped). Issue the session with `auth.issueSession` after it. */
   verifyCode: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits"), ip: z.string().max(64).optional() }),
+  /**
+   * `auth.describeProfiles` -> ProfileAuthInfo keyed by profile_id: the sessions and codes of up to 100
+   * profiles in one call (what a page of `profiles.find` shows).
+   */
+  describeProfiles: z.object({
+    store_id: StoreId,
+    profiles: z.array(z.object({ profile_id: Uuid, email: Email.nullable() })).max(100),
+  }),
   /** `auth.listCodes` -> VerificationCodeInfo[] for an e-mail, newest first. */
   listCodes: z.object({ store_id: StoreId, email: Email }),
   /** `auth.deleteCodes` -> { deleted: number } (merge and profile deletion). */

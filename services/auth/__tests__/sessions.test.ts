@@ -212,3 +212,30 @@ describe("auth.listSessions / revokeSession / revokeProfileSessions", () => {
     expect(await rejection(call("revokeSession", { store_id: storeId, profile_id: profileId, session_id: token.id }))).toMatchObject({ type: "NOT_FOUND" });
   });
 });
+
+describe("auth.describeProfiles", () => {
+  it("answers the active sessions of each profile of a page in one call, and nothing of another store", async () => {
+    const storeId = uuidv7();
+    const first = await newSession(storeId);
+    const second = await newSession(storeId, first.profileId);
+    const other = await newSession(storeId);
+    await call("revokeSession", { store_id: storeId, profile_id: other.profileId, session_id: other.token.id });
+    const elsewhere = await newSession(uuidv7(), first.profileId);
+
+    const info = await call<Record<string, { sessions: SessionInfo[]; codes: unknown[] }>>("describeProfiles", {
+      store_id: storeId,
+      profiles: [
+        { profile_id: first.profileId, email: null },
+        { profile_id: other.profileId, email: "nobody@example.com" },
+      ],
+    });
+    expect(info[first.profileId].sessions.map((s) => s.id).sort()).toEqual([first.token.id, second.token.id].sort());
+    expect(info[first.profileId].sessions.map((s) => s.id)).not.toContain(elsewhere.token.id);
+    expect(info[other.profileId]).toEqual({ sessions: [], codes: [] });
+  });
+
+  it("refuses more than 100 profiles", async () => {
+    const profiles = Array.from({ length: 101 }, () => ({ profile_id: uuidv7(), email: null }));
+    await expect(call("describeProfiles", { store_id: uuidv7(), profiles })).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
+  });
+});
