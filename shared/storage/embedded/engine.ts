@@ -8,12 +8,12 @@
  * (values..., _id) for range walks: a page sorted on an indexed field walks from the cursor and stops
  * after `limit + 1` matches. Matching uses mingo, with a fast path for plain equality filters.
  */
-import { Query, update as mingoUpdate } from "mingo";
 import type { BulkItemResult, BulkOp, Doc, Filter, IndexSpec, SortDirection, Update, UpdateResult } from "../port";
 import { StorageError } from "../port";
 import { uuidv7 } from "../../ids";
 import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter } from "./rules";
 import { SortedList, type Position } from "./sorted-list";
+import { applyUpdate, mingoPredicate } from "./update";
 import { cloneValue, compareValues, getPath, isHashable, isPlainObject, keyPart, pathValues, setPath } from "./values";
 
 export type LogRecord = { put: Doc } | { del: string };
@@ -49,12 +49,7 @@ export function compileFilter(filter: Filter): Matcher {
 }
 
 function mingoMatcher(filter: Filter): Matcher {
-  try {
-    const query = new Query(filter);
-    return (doc) => query.test(doc);
-  } catch (err) {
-    throw invalidQuery(`invalid filter: ${(err as Error).message}`);
-  }
+  return mingoPredicate(filter);
 }
 
 interface Entry {
@@ -120,8 +115,7 @@ class Index {
     return { keys: [...new Set(keys)], entry: null };
   }
 
-  add(doc: Doc): void {
-    const k = this.keysOf(doc);
+  add(doc: Doc, k = this.keysOf(doc)): void {
     if (!k) return;
     for (const key of k.keys) {
       const cur = this.hash.get(key);
@@ -133,8 +127,7 @@ class Index {
     else this.ordered?.insert(k.entry);
   }
 
-  remove(doc: Doc): void {
-    const k = this.keysOf(doc);
+  remove(doc: Doc, k = this.keysOf(doc)): void {
     if (!k) return;
     for (const key of k.keys) {
       const cur = this.hash.get(key);
@@ -231,6 +224,8 @@ export class CollectionEngine {
   private readonly indexes = new Map<string, Index>();
   private readonly idIndex: Index;
   private records: LogRecord[] = [];
+  /** Documents the last read tested against its filter (tests use it to prove index use). */
+  lastExamined = 0;
 
   constructor(readonly name: string) {
     this.idIndex = new Index({ name: "_id_", keys: { _id: 1 }, unique: true });
@@ -288,21 +283,26 @@ export class CollectionEngine {
     const single = sort && (sort.length === 1 || (sort.length === 2 && sort[1][0] === "_id" && sort[1][1] === sort[0][1])) ? sort[0] : undefined;
     const plan = this.plan(filter, single?.[0]);
     const out: Doc[] = [];
+    let examined = 0;
     if (plan.kind === "walk" && plan.sorted && single) {
       for (const doc of this.walk(plan.index, plan.prefix, single[1], options.after)) {
+        examined++;
         if (!matcher(doc)) continue;
         out.push(doc);
         if (out.length >= limit) break;
       }
+      this.lastExamined = examined;
       return out;
     }
     const after = options.after;
     const keyset = after && single ? this.keysetTest(single[0], single[1], after) : null;
     for (const doc of this.candidates(plan)) {
+      examined++;
       if (!matcher(doc) || (keyset && !keyset(doc))) continue;
       out.push(doc);
       if (!sort && out.length >= limit) break;
     }
+    this.lastExamined = examined;
     if (sort) {
       out.sort(sortComparator(sort));
       if (out.length > limit) out.length = limit;
@@ -314,7 +314,12 @@ export class CollectionEngine {
     validateFilter(filter);
     const matcher = compileFilter(filter);
     let n = 0;
-    for (const doc of this.candidates(this.plan(filter))) if (matcher(doc)) n++;
+    let examined = 0;
+    for (const doc of this.candidates(this.plan(filter))) {
+      examined++;
+      if (matcher(doc)) n++;
+    }
+    this.lastExamined = examined;
     return n;
   }
 
@@ -506,19 +511,24 @@ export class CollectionEngine {
   /** Applies changes to documents and indexes, or throws DUPLICATE_KEY and changes nothing. */
   private commit(changes: Change[]): void {
     if (changes.length === 0) return;
+    const indexes = [...this.indexes.values()];
     const changed = new Set(changes.map((c) => c.id));
-    for (const change of changes) {
+    const keyed = changes.map((change) => {
       if (!change.before && this.docs.has(change.id)) {
         throw new StorageError("DUPLICATE_KEY", `duplicate key in index _id_ (_id: ${JSON.stringify(change.id)})`, "_id_");
       }
-    }
-    for (const index of this.indexes.values()) {
-      if (!index.unique || index === this.idIndex) continue;
+      return {
+        change,
+        before: change.before ? indexes.map((index) => index.keysOf(change.before!)) : null,
+        after: change.after ? indexes.map((index) => index.keysOf(change.after!)) : null,
+      };
+    });
+    indexes.forEach((index, i) => {
+      if (!index.unique || index === this.idIndex) return;
       const claimed = new Map<string, string>();
-      for (const change of changes) {
-        if (!change.after) continue;
-        const k = index.keysOf(change.after);
-        if (!k) continue;
+      for (const { change, before, after } of keyed) {
+        const k = after?.[i];
+        if (!k || (before && sameKeys(before[i], k))) continue;
         for (const key of k.keys) {
           const other = claimed.get(key);
           if (other !== undefined && other !== change.id) throw duplicate(index);
@@ -527,22 +537,36 @@ export class CollectionEngine {
           if (owner !== undefined && owner !== change.id && !changed.has(owner)) throw duplicate(index);
         }
       }
-    }
-    for (const change of changes) {
-      if (!change.before) continue;
-      for (const index of this.indexes.values()) index.remove(change.before);
+    });
+    // An index whose keys did not change for a document is left alone (a counter bump touches no index).
+    for (const { change, before, after } of keyed) {
+      if (!before) continue;
+      indexes.forEach((index, i) => {
+        if (!after || !sameKeys(before[i], after[i])) index.remove(change.before!, before[i]);
+      });
       this.docs.delete(change.id);
     }
-    for (const change of changes) {
-      if (change.after) {
-        this.docs.set(change.id, change.after);
-        for (const index of this.indexes.values()) index.add(change.after);
-        this.records.push({ put: change.after });
+    for (const { change, before, after } of keyed) {
+      if (after) {
+        this.docs.set(change.id, change.after!);
+        indexes.forEach((index, i) => {
+          if (!before || !sameKeys(before[i], after[i])) index.add(change.after!, after[i]);
+        });
+        this.records.push({ put: change.after! });
       } else {
         this.records.push({ del: change.id });
       }
     }
   }
+}
+
+type IndexKeys = ReturnType<Index["keysOf"]>;
+
+function sameKeys(a: IndexKeys, b: IndexKeys): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.keys.length !== b.keys.length || (a.entry === null) !== (b.entry === null)) return false;
+  for (let i = 0; i < a.keys.length; i++) if (a.keys[i] !== b.keys[i]) return false;
+  return true;
 }
 
 function duplicate(index: Index): StorageError {
@@ -558,37 +582,4 @@ function sortComparator(sort: [string, SortDirection][]): (a: Doc, b: Doc) => nu
     }
     return (a._id < b._id ? -1 : a._id > b._id ? 1 : 0) * last;
   };
-}
-
-/**
- * A new copy of `doc` with `update` applied, or null when nothing changed. On insert `$setOnInsert`
- * applies as `$set`; otherwise it is ignored. Type errors MongoDB refuses (`$inc` on a string, `$push`
- * on a non-array) throw INVALID_QUERY.
- */
-function applyUpdate(doc: Doc, update: Update, inserting: boolean): Doc | null {
-  const { $setOnInsert, ...rest } = update;
-  const modifier: Record<string, Record<string, unknown>> = { ...(rest as Record<string, Record<string, unknown>>) };
-  if (inserting && $setOnInsert && Object.keys($setOnInsert).length > 0) modifier.$set = { ...$setOnInsert, ...(modifier.$set ?? {}) };
-  for (const path of Object.keys(modifier.$inc ?? {})) {
-    const v = getPath(doc, path);
-    if (v !== undefined && v !== null && typeof v !== "number") throw invalidQuery(`cannot apply $inc to the non-numeric field "${path}"`);
-    if (v === null) throw invalidQuery(`cannot apply $inc to the null field "${path}"`);
-  }
-  for (const op of ["$push", "$addToSet", "$pull"]) {
-    for (const path of Object.keys(modifier[op] ?? {})) {
-      const v = getPath(doc, path);
-      if (v !== undefined && !Array.isArray(v)) throw invalidQuery(`cannot apply ${op} to the non-array field "${path}"`);
-    }
-  }
-  for (const op of Object.keys(modifier)) if (Object.keys(modifier[op]).length === 0) delete modifier[op];
-  const next = cloneValue(doc);
-  if (Object.keys(modifier).length === 0) return inserting ? next : null;
-  let changed: string[];
-  try {
-    changed = mingoUpdate(next, modifier, undefined, undefined, { cloneMode: "deep" });
-  } catch (err) {
-    throw invalidQuery(`invalid update: ${(err as Error).message}`);
-  }
-  if (changed.length === 0 && !inserting) return null;
-  return cloneValue(next);
 }

@@ -48,6 +48,11 @@ function typeRank(v: unknown): number {
 
 /** Total order over values, following MongoDB's sort order (strings by UTF-16 code units). */
 export function compareValues(a: unknown, b: unknown): number {
+  const ta = typeof a;
+  if (ta === typeof b) {
+    if (ta === "string") return (a as string) < (b as string) ? -1 : (a as string) > (b as string) ? 1 : 0;
+    if (ta === "number" && a === a && b === b) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+  }
   const ra = typeRank(a);
   const rb = typeRank(b);
   if (ra !== rb) return ra < rb ? -1 : 1;
