@@ -7,6 +7,7 @@
  * gets its own handle; the store closes with its last handle). A memory store is discarded when its
  * last handle closes; a file store keeps its data on disk.
  */
+import { resolve } from "node:path";
 import type { BulkItemResult, BulkOp, Collection, Database, Doc, Filter, FindOneAndUpdateOptions, FindOptions, IndexSpec, Page, PageRequest, StreamOptions, Update, UpdateOptions, UpdateResult } from "./port";
 import { StorageError } from "./port";
 import { CollectionEngine, MAX_FIND_LIMIT, type LogRecord } from "./embedded/engine";
@@ -53,12 +54,12 @@ const stores = new Map<string, Store | Promise<Store>>();
 
 /** Opens (or joins) an embedded database: memory only without `dir`, else file-backed in `dir`. */
 export async function openEmbeddedDatabase(name: string, options: EmbeddedOptions = {}): Promise<Database> {
-  const key = options.dir ? `file:${options.dir}` : `memory:${name}`;
+  const dir = options.dir === undefined ? undefined : resolve(options.dir);
+  const key = dir ? `file:${dir}` : `memory:${name}`;
   let entry = stores.get(key);
   if (!entry) {
-    if (!options.dir) entry = new Store(key, null);
+    if (!dir) entry = new Store(key, null);
     else {
-      const dir = options.dir;
       entry = (async () => {
         let store: Store | undefined;
         const files = await DatabaseFiles.open(dir, {

@@ -281,7 +281,7 @@ export class CollectionEngine {
     const limit = options.limit ?? Number.POSITIVE_INFINITY;
     const sort = options.sort;
     const single = sort && (sort.length === 1 || (sort.length === 2 && sort[1][0] === "_id" && sort[1][1] === sort[0][1])) ? sort[0] : undefined;
-    const plan = this.plan(filter, single?.[0]);
+    const plan = this.plan(filter, single?.[0], limit);
     const out: Doc[] = [];
     let examined = 0;
     if (plan.kind === "walk" && plan.sorted && single) {
@@ -337,7 +337,7 @@ export class CollectionEngine {
   }
 
   /** Chooses how to find candidates: a small hash bucket, an ordered walk, a larger bucket, a range, or a scan. */
-  private plan(filter: Filter, sortField?: string): Plan {
+  private plan(filter: Filter, sortField?: string, limit = Number.POSITIVE_INFINITY): Plan {
     const eq = equalityValues(filter);
     let best: { index: Index; keys: string[]; size: number } | undefined;
     if (eq.size > 0) {
@@ -374,8 +374,10 @@ export class CollectionEngine {
         walk = { index, prefix, sorted: false };
       }
     }
-    if (walk?.sorted) return { kind: "walk", ...walk };
+    // A sorted walk examines about limit * N / matches documents; a bucket examines (and sorts) all of it.
+    if (walk?.sorted && !(best && best.size * best.size <= (limit + 1) * this.docs.size)) return { kind: "walk", ...walk };
     if (best) return bucketPlan(best);
+    if (walk?.sorted) return { kind: "walk", ...walk };
     if (walk) return { kind: "walk", ...walk };
     return { kind: "scan", sorted: false };
   }

@@ -43,6 +43,7 @@ function isAlive(pid: number): boolean {
 /** Takes the directory's lock file, or throws UNAVAILABLE naming the live process that holds it. */
 async function acquireLock(dir: string): Promise<string> {
   const lockPath = join(dir, "LOCK");
+  if (heldLocks.has(lockPath)) throw unavailable(`the database in ${dir} is already open in this process`);
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
       const fh = await open(lockPath, "wx");
