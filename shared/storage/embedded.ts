@@ -51,11 +51,14 @@ class Store {
 }
 
 const stores = new Map<string, Store | Promise<Store>>();
+/** Stores still flushing and unlocking after their last handle closed: a reopen waits for them. */
+const closing = new Map<string, Promise<void>>();
 
 /** Opens (or joins) an embedded database: memory only without `dir`, else file-backed in `dir`. */
 export async function openEmbeddedDatabase(name: string, options: EmbeddedOptions = {}): Promise<Database> {
   const dir = options.dir === undefined ? undefined : resolve(options.dir);
   const key = dir ? `file:${dir}` : `memory:${name}`;
+  await closing.get(key);
   let entry = stores.get(key);
   if (!entry) {
     if (!dir) entry = new Store(key, null);
@@ -95,7 +98,12 @@ async function closeStore(store: Store): Promise<void> {
   if (store.closed) return;
   store.closed = true;
   if (stores.get(store.key) === store) stores.delete(store.key);
-  await store.files?.close();
+  if (!store.files) return;
+  const done = store.files.close().finally(() => {
+    if (closing.get(store.key) === done) closing.delete(store.key);
+  });
+  closing.set(store.key, done);
+  await done;
 }
 
 function unavailable(what: string): StorageError {

@@ -237,3 +237,17 @@ describe("embedded file storage", () => {
     await db.close();
   });
 });
+
+describe("embedded file storage lifecycle", () => {
+  it("reopens a directory right after its last handle starts closing", async () => {
+    const dir = freshDir();
+    const db = await openEmbeddedDatabase("restart", { dir });
+    const writes = Array.from({ length: 200 }, (_, i) => db.collection<Item>("items").insertOne({ _id: `i${i}`, store_id: "s" }));
+    await Promise.all(writes);
+    const closed = db.close();
+    const again = await openEmbeddedDatabase("restart", { dir });
+    await closed;
+    expect(await again.collection<Item>("items").count({})).toBe(200);
+    await again.close();
+  });
+});
