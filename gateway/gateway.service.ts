@@ -121,6 +121,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         return;
       }
       if (entry.hasStoreId && !isUuid(path.store_id)) throw validationError("storeId", "must be a UUID");
+      // One spelling per id: an upper-case UUID must not name another store (or dodge a per-store limit).
+      for (const [name, value] of Object.entries(path)) if (isUuid(value)) path[name] = value.toLowerCase();
       req.$params = mergeParams(req.body, sanitizeQuery(req.query ?? {}) as Record<string, unknown>, path);
     },
   };

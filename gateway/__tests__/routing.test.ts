@@ -16,6 +16,13 @@ describe("gateway routes", () => {
     expect(reply.body.params).toEqual({ store_id: STORE_A, id: PROFILE_ID, token_id: SESSION_ID });
   });
 
+  it("lower-cases UUIDs in the path, so an upper-case spelling names the same store and profile", async () => {
+    const url = `${gw.url}/v1/stores/${STORE_A.toUpperCase()}/profiles/${PROFILE_ID.toUpperCase()}/sessions/${SESSION_ID.toUpperCase()}`;
+    const reply = await request(url, { method: "DELETE", headers: admin });
+    expect(reply.status).toBe(200);
+    expect(reply.body.params).toEqual({ store_id: STORE_A, id: PROFILE_ID, token_id: SESSION_ID });
+  });
+
   it("renames profileId to profile_id", async () => {
     const listId = "0190c5d2-5555-7000-8000-000000000005";
     const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profile-lists/${listId}/profiles/${PROFILE_ID}`, { method: "POST", headers: admin });

@@ -1,7 +1,11 @@
 /** Building blocks of the wire contract shared by every service's schemas. */
 import { z } from "zod";
 
-export const Uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a UUID");
+/** A UUID, lower-cased: every id has one spelling, so `ABC…` can never name another store or profile. */
+export const Uuid = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a UUID")
+  .overwrite((id) => id.toLowerCase());
 export const StoreId = Uuid;
 
 /** An e-mail address as given (trimmed); compare and index it through `normalizeEmail`. */
