@@ -49,7 +49,6 @@ export class MagicCodes {
     const { store, limits, limiter } = this.deps;
     const storeId = input.store_id;
     const email = normalizeEmail(input.email);
-    await limiter.check(storeId, "verify-fail", email, limits.verifyFailuresPerEmail);
     if (input.ip) await limiter.hit(storeId, "send-ip", input.ip, limits.sendsPerIp);
     await limiter.hit(storeId, "send-store", "*", limits.sendsPerStore);
     const claimedAt = await limiter.claimCooldown(storeId, email, limits.codeCooldownSeconds);
@@ -90,11 +89,14 @@ export class MagicCodes {
     const { store, limits, limiter } = this.deps;
     const storeId = input.store_id;
     const email = normalizeEmail(input.email);
+    const emailFromIp = `${email}\n${input.ip ?? "-"}`;
     if (input.ip) await limiter.hit(storeId, "verify-ip", input.ip, limits.verifiesPerIp);
+    await limiter.check(storeId, "verify-fail-ip", emailFromIp, limits.verifyFailuresPerEmailIp);
     await limiter.check(storeId, "verify-fail", email, limits.verifyFailuresPerEmail);
 
     const now = this.deps.now();
     const fail = async () => {
+      await limiter.increment(storeId, "verify-fail-ip", emailFromIp, limits.verifyFailuresPerEmailIp);
       await limiter.increment(storeId, "verify-fail", email, limits.verifyFailuresPerEmail);
       return AuthErrors.invalidCode();
     };

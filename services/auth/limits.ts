@@ -20,7 +20,17 @@ export interface AuthLimits {
   codeMaxAttempts: number;
   /** A new code for the same e-mail no sooner than this after the last one. */
   codeCooldownSeconds: number;
-  /** Failed verifications per (store, e-mail); a new code does not reset them. */
+  /**
+   * Failed verifications per (store, e-mail, client IP): past this, that client may not try the e-mail
+   * again this window. Keyed by IP too, so a stranger cannot lock a customer out of their own login.
+   * A new code does not reset them.
+   */
+  verifyFailuresPerEmailIp: WindowRule;
+  /**
+   * Failed verifications per (store, e-mail) from anywhere: the ceiling on a distributed guessing attack
+   * (each guess has a 1 in 1,000,000 chance). Past it, verification of that e-mail pauses for the window;
+   * asking for codes does not.
+   */
   verifyFailuresPerEmail: WindowRule;
   /** Code e-mails per client IP (per store). */
   sendsPerIp: WindowRule;
@@ -38,7 +48,8 @@ export const DEFAULT_LIMITS: AuthLimits = {
   codeTtlSeconds: 10 * 60,
   codeMaxAttempts: 5,
   codeCooldownSeconds: 60,
-  verifyFailuresPerEmail: { limit: 10, windowSeconds: 60 * 60 },
+  verifyFailuresPerEmailIp: { limit: 10, windowSeconds: 60 * 60 },
+  verifyFailuresPerEmail: { limit: 50, windowSeconds: 60 * 60 },
   sendsPerIp: { limit: 20, windowSeconds: 60 * 60 },
   sendsPerStore: { limit: 1000, windowSeconds: 60 * 60 },
   verifiesPerIp: { limit: 60, windowSeconds: 60 * 60 },
@@ -46,7 +57,7 @@ export const DEFAULT_LIMITS: AuthLimits = {
   lastUsedResolutionSeconds: 60,
 };
 
-export type LimitBucket = "send-ip" | "send-store" | "verify-ip" | "verify-fail" | "cooldown";
+export type LimitBucket = "send-ip" | "send-store" | "verify-ip" | "verify-fail" | "verify-fail-ip" | "cooldown";
 
 /** A key that names the subject (an e-mail, an IP) without storing it in clear. */
 function subjectKey(storeId: string, subject: string): string {

@@ -183,12 +183,13 @@ describe("auth.verifyCode", () => {
     expect(await call<VerificationCodeInfo[]>("listCodes", { store_id: storeId, email })).toHaveLength(1);
   });
 
-  it("counts failures per e-mail across new codes: 10 in an hour -> 429 until the window passes", async () => {
+  it("counts failures per e-mail and client across new codes: 10 in an hour -> 429 for that client until the window passes", async () => {
     alignToHour();
     const storeId = uuidv7();
     const email = freshEmail();
+    const ip = "192.0.2.10";
     const failures = async (code: string, times: number) => {
-      for (let i = 0; i < times; i++) await rejection(call("verifyCode", { store_id: storeId, email, code: wrong(code) }));
+      for (let i = 0; i < times; i++) await rejection(call("verifyCode", { store_id: storeId, email, code: wrong(code), ip }));
     };
     await failures(await requestCode(storeId, email), 4);
     h.clock.advance(61);
@@ -196,14 +197,35 @@ describe("auth.verifyCode", () => {
     h.clock.advance(61);
     const third = await requestCode(storeId, email);
     await failures(third, 2);
-    const err = await rejection(call("verifyCode", { store_id: storeId, email, code: third }));
+    const err = await rejection(call("verifyCode", { store_id: storeId, email, code: third, ip }));
     expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429 });
     expect(err.data!.retryAfter).toBeGreaterThan(0);
+
+    // Someone else's failures neither stop the owner (another client) nor block asking for a code.
+    await expect(call("verifyCode", { store_id: storeId, email, code: third, ip: "198.51.100.77" })).resolves.toEqual({ verified: true });
     h.clock.advance(61);
-    expect(await rejection(call("requestCode", { store_id: storeId, email }))).toMatchObject({ type: "RATE_LIMITED" });
+    const next = await requestCode(storeId, email);
+    expect((await rejection(call("verifyCode", { store_id: storeId, email, code: next, ip }))).type).toBe("RATE_LIMITED");
     h.clock.advance(err.data!.retryAfter as number);
     const fresh = await requestCode(storeId, email);
-    await expect(call("verifyCode", { store_id: storeId, email, code: fresh })).resolves.toEqual({ verified: true });
+    await expect(call("verifyCode", { store_id: storeId, email, code: fresh, ip })).resolves.toEqual({ verified: true });
+  });
+
+  it("pauses verification of an e-mail after 50 failures from anywhere in an hour (distributed guessing), never code requests", async () => {
+    alignToHour();
+    const storeId = uuidv7();
+    const email = freshEmail();
+    for (let i = 0; i < 50; i++) {
+      if (i % 5 === 0) {
+        if (i > 0) h.clock.advance(61);
+        await requestCode(storeId, email);
+      }
+      await rejection(call("verifyCode", { store_id: storeId, email, code: "000000", ip: `203.0.113.${i}` }));
+    }
+    h.clock.advance(61);
+    const code = await requestCode(storeId, email);
+    const err = await rejection(call("verifyCode", { store_id: storeId, email, code, ip: "198.51.100.200" }));
+    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429 });
   });
 
   it("caps verifications per IP (60 an hour)", async () => {
