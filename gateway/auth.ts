@@ -37,21 +37,22 @@ const sha256 = (text: string) => createHash("sha256").update(text).digest();
  * A revoked key therefore keeps working for at most `ttlMs`.
  */
 export class AdminKeys {
-  private readonly platformHash: Buffer;
+  /** No platform key (production without CRM_ADMIN_API_KEY): only store keys are accepted. */
+  private readonly platformHash: Buffer | null;
   private readonly cache = new Map<string, { principal: AdminPrincipal; expiresAt: number }>();
 
   constructor(
-    platformKey: string,
+    platformKey: string | undefined,
     private readonly ttlMs = 5_000,
     private readonly maxEntries = 10_000,
     private readonly now: () => number = Date.now,
   ) {
-    this.platformHash = sha256(platformKey);
+    this.platformHash = platformKey ? sha256(platformKey) : null;
   }
 
   async principal(key: string, verifyRemote: (key: string) => Promise<unknown>): Promise<AdminPrincipal> {
     const hash = sha256(key);
-    if (timingSafeEqual(hash, this.platformHash)) return { kind: "admin", store_id: "*", key_id: PLATFORM_KEY_ID };
+    if (this.platformHash && timingSafeEqual(hash, this.platformHash)) return { kind: "admin", store_id: "*", key_id: PLATFORM_KEY_ID };
 
     const cacheKey = hash.toString("base64");
     const hit = this.cache.get(cacheKey);

@@ -16,11 +16,12 @@ import { config } from "../shared/config";
 import type { AuthPrincipal, RequestMeta } from "../shared/contracts/common";
 import { crmError, validationError } from "../shared/errors";
 import { isUuid } from "../shared/ids";
+import { rateLimitSubject } from "../shared/net";
 import { AdminKeys, assertStoreAccess, bearerToken, profilePrincipal } from "./auth";
 import { clientIp, TrustedProxies } from "./client-ip";
 import { CorsPolicy } from "./cors";
 import { GatewayMessages, httpErrorOf, unauthenticated } from "./errors";
-import { checkReadiness } from "./health";
+import { ReadinessProbe } from "./health";
 import { inputFieldNames, openApiDocument } from "./openapi";
 import { pathParams, toAliasPath } from "./paths";
 import { FixedWindowLimiter } from "./rate-limit";
@@ -41,6 +42,7 @@ interface GatewayState {
   generatedKey?: string;
   adminKeys: AdminKeys;
   limiter: FixedWindowLimiter;
+  readiness: ReadinessProbe;
   trusted: TrustedProxies;
   cors: CorsPolicy | null;
   bodyLimit: number;
@@ -152,12 +154,18 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       addRoute: false,
       removeRoute: false,
 
+      // Every HTTP request runs through moleculer-web's `rest` action: the broker's per-action bulkhead
+      // would cap the whole gateway (health checks included) at its concurrency. The services behind it
+      // keep their own bulkheads.
+      rest: { bulkhead: { enabled: false } },
       live: {
+        bulkhead: { enabled: false },
         handler: () => ({ status: "ok" }),
       },
       ready: {
+        bulkhead: { enabled: false },
         async handler(ctx: Context<unknown, GatewayMeta>) {
-          const { ready, services } = await checkReadiness((svc) => ctx.call(`${svc}.health`, {}, { timeout: READINESS_TIMEOUT_MS, retries: 0 }));
+          const { ready, services } = await this.gw.readiness.check((svc) => ctx.call(`${svc}.health`, {}, { timeout: READINESS_TIMEOUT_MS, retries: 0 }));
           if (ready) return { status: "ok", services };
           ctx.meta.$statusCode = 503;
           ctx.meta.$responseHeaders = { "Retry-After": "5" };
@@ -192,7 +200,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           if (cors === "denied") throw crmError("FORBIDDEN", GatewayMessages.originNotAllowed);
 
           if (!UNLIMITED_PATHS.has(path)) {
-            const rate = this.gw.limiter.hit(req.$request.ip);
+            const rate = this.gw.limiter.hit(rateLimitSubject(req.$request.ip));
             if (!rate.allowed) throw crmError("RATE_LIMITED", GatewayMessages.rateLimited, { retryAfter: rate.retryAfter });
           }
 
@@ -275,11 +283,18 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
     created(this: GatewayThis) {
       const cfg = config();
       if (this.settings.port == null) this.settings.port = cfg.PORT;
-      const generatedKey = cfg.CRM_ADMIN_API_KEY ? undefined : `crm_sk_${randomBytes(24).toString("base64url")}`;
+      // A key for the person who just ran `npm start`; never in production, where it would land in
+      // shipped logs and differ between gateway replicas.
+      const production = cfg.NODE_ENV === "production";
+      const generatedKey = cfg.CRM_ADMIN_API_KEY || production ? undefined : `crm_sk_${randomBytes(24).toString("base64url")}`;
+      if (!cfg.CRM_ADMIN_API_KEY && production) {
+        this.logger.warn("CRM_ADMIN_API_KEY is not set: admin routes accept store keys only (npm run cli -- keys create --store <id>).");
+      }
       this.gw = {
         generatedKey,
-        adminKeys: new AdminKeys(cfg.CRM_ADMIN_API_KEY ?? generatedKey!),
+        adminKeys: new AdminKeys(cfg.CRM_ADMIN_API_KEY ?? generatedKey),
         limiter: new FixedWindowLimiter(cfg.RATE_LIMIT_PER_MINUTE),
+        readiness: new ReadinessProbe(),
         trusted: new TrustedProxies(cfg.TRUSTED_PROXIES),
         cors: CorsPolicy.from(cfg.CORS_ORIGINS),
         bodyLimit: parseByteSize(cfg.BODY_LIMIT),

@@ -22,3 +22,24 @@ export async function checkReadiness(
   });
   return { ready: Object.values(states).every((s) => s === "ok"), services: states };
 }
+
+/**
+ * Coalesces readiness checks: callers within `ttlMs` of a check share its answer, so a flood of
+ * unauthenticated `/health/ready` requests costs one round of health calls per interval.
+ */
+export class ReadinessProbe {
+  private last?: { at: number; answer: Promise<Readiness> };
+
+  constructor(
+    private readonly ttlMs = 1_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  check(askHealth: (service: string) => Promise<unknown>): Promise<Readiness> {
+    const at = this.now();
+    if (this.last && at - this.last.at < this.ttlMs) return this.last.answer;
+    const answer = checkReadiness(askHealth);
+    this.last = { at, answer };
+    return answer;
+  }
+}

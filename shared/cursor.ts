@@ -3,7 +3,7 @@
  * id) and a hash of the query it belongs to; it is HMAC-signed, so a forged, edited or foreign-query
  * cursor is rejected with 400 instead of being trusted.
  */
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { config } from "./config";
 import { validationError } from "./errors";
 
@@ -12,9 +12,12 @@ export interface CursorPosition {
   id: string;
 }
 
+/** Used when no secret is configured: cursors then hold only within this process (fine for one-process use). */
+const processSecret = randomBytes(32).toString("base64url");
+
 function secret(): string {
   const c = config();
-  return c.CURSOR_SECRET ?? c.JWT_SECRET ?? c.JWT_KEYS ?? "crm-development-cursor-secret";
+  return c.CURSOR_SECRET ?? c.JWT_SECRET ?? c.JWT_KEYS ?? processSecret;
 }
 
 /** A stable fingerprint of the query a cursor may be used with (store, filters, sort). */
@@ -45,7 +48,9 @@ export function decodeCursor(cursor: string, query: unknown): CursorPosition {
   } catch {
     throw invalid();
   }
-  if (typeof decoded.i !== "string" || decoded.q !== queryFingerprint(query)) throw invalid();
+  const value = decoded.v;
+  const sortable = value === null || typeof value === "string" || (typeof value === "number" && Number.isFinite(value));
+  if (typeof decoded.i !== "string" || !sortable || decoded.q !== queryFingerprint(query)) throw invalid();
   return { value: decoded.v, id: decoded.i };
 }
 

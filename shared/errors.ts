@@ -71,6 +71,7 @@ const MOLECULER_TYPES: Record<string, ErrorCode> = {
   UNSUPPORTED_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
   RATE_LIMIT: "RATE_LIMITED",
   REQUEST_TIMEOUT: "SERVICE_UNAVAILABLE",
+  REQUEST_SKIPPED: "SERVICE_UNAVAILABLE", // a nested call ran out of the request's time budget
   SERVICE_NOT_AVAILABLE: "SERVICE_UNAVAILABLE",
   CIRCUIT_BREAKER_OPEN: "SERVICE_UNAVAILABLE",
   QUEUE_FULL: "SERVICE_UNAVAILABLE",
@@ -96,12 +97,19 @@ export function toErrorBody(err: unknown): ErrorBody & { retryAfter?: number } {
   const body: ErrorBody & { retryAfter?: number } = {
     statusCode: ERROR_STATUS[code],
     error: code,
-    message: code === "SERVICE_UNAVAILABLE" && !isErrorCode(type) ? "Service temporarily unavailable" : String(e.message ?? code),
+    message: publicMessage(code, type, e.message),
   };
   const data = (e.data ?? undefined) as ErrorData | FieldErrorLike[] | undefined;
   if (code === "VALIDATION_ERROR") body.validationErrors = validationErrorsOf(data);
   if (data && !Array.isArray(data) && typeof data.retryAfter === "number") body.retryAfter = data.retryAfter;
   return body;
+}
+
+/** The message a client sees: ours as written; Moleculer's own replaced by a plain one. */
+function publicMessage(code: ErrorCode, type: string | undefined, message: string | undefined): string {
+  if (code === "SERVICE_UNAVAILABLE" && !isErrorCode(type)) return "Service temporarily unavailable";
+  if (code === "VALIDATION_ERROR" && message === "Parameters validation error!") return "Request validation failed";
+  return String(message ?? code);
 }
 
 interface FieldErrorLike {

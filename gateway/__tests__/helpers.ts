@@ -53,6 +53,7 @@ export const testRoutes: RouteDef[] = [
   route({ method: "GET", path: "/v1/stores/{storeId}/boom", action: "profiles.boom", auth: "public" }),
   route({ method: "GET", path: "/v1/stores/{storeId}/busy", action: "profiles.busy", auth: "public" }),
   route({ method: "GET", path: "/v1/stores/{storeId}/slow-down", action: "profiles.slowDown", auth: "public" }),
+  route({ method: "GET", path: "/v1/stores/{storeId}/wait", action: "profiles.wait", auth: "public" }),
   route({ method: "GET", path: "/v1/ghost", action: "ghost.find", auth: "public" }),
 ];
 
@@ -152,6 +153,7 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
         busy: () => {
           throw crmError("SERVICE_UNAVAILABLE", "Try again soon", { retryAfter: 7 });
         },
+        wait: () => new Promise((resolve) => setTimeout(() => resolve({ waited: true }), 1_000)),
         slowDown: () => {
           throw crmError("RATE_LIMITED", "A new code no sooner than 42 s", { retryAfter: 42 });
         },

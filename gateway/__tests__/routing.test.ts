@@ -1,4 +1,5 @@
 /** The route table over HTTP: only its routes are reachable, with path params in snake_case. */
+import { ReadinessProbe } from "../health";
 import { PLATFORM_KEY, PROFILE_ID, SESSION_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
 
 let gw: TestGateway;
@@ -130,6 +131,22 @@ describe("POST /v1/webhooks/stripe", () => {
 });
 
 describe("GET /health/live and /health/ready", () => {
+  it("keeps answering while more requests are in flight than the broker's bulkhead allows one action", async () => {
+    const finished: string[] = [];
+    const waits = Array.from({ length: 100 }, () =>
+      request(`${gw.url}/v1/stores/${STORE_A}/wait`).then((reply) => {
+        finished.push("wait");
+        return reply.status;
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const live = await request(`${gw.url}/health/live`);
+    finished.push("live");
+    expect(live.status).toBe(200);
+    expect(await Promise.all(waits)).toEqual(Array(100).fill(200));
+    expect(finished[0]).toBe("live"); // not queued behind the 100 slow calls
+  });
+
   it("live answers 200 {status: ok}", async () => {
     const reply = await request(`${gw.url}/health/live`);
     expect(reply.status).toBe(200);
@@ -148,6 +165,7 @@ describe("GET /health/live and /health/ready", () => {
   it("ready answers 503 with the failing and hanging services marked, within the short timeout", async () => {
     gw.state.health.mailer = "fail";
     gw.state.health.campaigns = "hang";
+    await new Promise((r) => setTimeout(r, 1_100)); // past the previous check's shared answer (1 s)
     const started = Date.now();
     try {
       const reply = await request(`${gw.url}/health/ready`);
@@ -159,6 +177,24 @@ describe("GET /health/live and /health/ready", () => {
     } finally {
       gw.state.health = {};
     }
+  });
+});
+
+describe("ReadinessProbe", () => {
+  it("shares one round of health calls among the callers of the same second", async () => {
+    let clock = 0;
+    let calls = 0;
+    const probe = new ReadinessProbe(1_000, () => clock);
+    const ask = async () => {
+      calls += 1;
+    };
+    await Promise.all([probe.check(ask), probe.check(ask), probe.check(ask)]);
+    clock = 999;
+    await probe.check(ask);
+    expect(calls).toBe(6); // one round of six services
+    clock = 1_000;
+    await expect(probe.check(ask)).resolves.toMatchObject({ ready: true });
+    expect(calls).toBe(12);
   });
 });
 

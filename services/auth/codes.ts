@@ -6,6 +6,7 @@
 import { createHmac, randomInt, timingSafeEqual } from "node:crypto";
 import type { VerificationCodeInfo } from "../../shared/contracts/auth";
 import { normalizeEmail } from "../../shared/contracts/common";
+import { rateLimitSubject } from "../../shared/net";
 import { uuidv7 } from "../../shared/ids";
 import type { AuthStore, CodeDoc } from "./auth.store";
 import { AuthErrors } from "./auth.errors";
@@ -49,7 +50,7 @@ export class MagicCodes {
     const { store, limits, limiter } = this.deps;
     const storeId = input.store_id;
     const email = normalizeEmail(input.email);
-    if (input.ip) await limiter.hit(storeId, "send-ip", input.ip, limits.sendsPerIp);
+    if (input.ip) await limiter.hit(storeId, "send-ip", rateLimitSubject(input.ip), limits.sendsPerIp);
     await limiter.hit(storeId, "send-store", "*", limits.sendsPerStore);
     const claimedAt = await limiter.claimCooldown(storeId, email, limits.codeCooldownSeconds);
 
@@ -89,8 +90,9 @@ export class MagicCodes {
     const { store, limits, limiter } = this.deps;
     const storeId = input.store_id;
     const email = normalizeEmail(input.email);
-    const emailFromIp = `${email}\n${input.ip ?? "-"}`;
-    if (input.ip) await limiter.hit(storeId, "verify-ip", input.ip, limits.verifiesPerIp);
+    const client = input.ip ? rateLimitSubject(input.ip) : "-";
+    const emailFromIp = `${email}\n${client}`;
+    if (input.ip) await limiter.hit(storeId, "verify-ip", client, limits.verifiesPerIp);
     await limiter.check(storeId, "verify-fail-ip", emailFromIp, limits.verifyFailuresPerEmailIp);
     await limiter.check(storeId, "verify-fail", email, limits.verifyFailuresPerEmail);
 

@@ -1,0 +1,40 @@
+import { decodeCursor, encodeCursor } from "../cursor";
+
+const query = { scope: "profiles.find", store_id: "s1", sort: "created_at" };
+
+function reasonOf(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+describe("pagination cursors", () => {
+  it("round-trip the keyset position for the same query", () => {
+    const cursor = encodeCursor({ value: 1767225600, id: "0190c5d2-0000-7000-8000-000000000001" }, query);
+    expect(decodeCursor(cursor, { ...query })).toEqual({ value: 1767225600, id: "0190c5d2-0000-7000-8000-000000000001" });
+  });
+
+  it("are refused (400 on field cursor) for another query, another store, an edit, or garbage", () => {
+    const cursor = encodeCursor({ value: "ada@example.com", id: "x" }, query);
+    const [payload, signature] = cursor.split(".");
+    const edited = `${Buffer.from(JSON.stringify({ v: "zzz", i: "x" })).toString("base64url")}.${signature}`;
+    for (const [bad, q] of [
+      [cursor, { ...query, sort: "email" }],
+      [cursor, { ...query, store_id: "s2" }],
+      [edited, query],
+      [`${payload}.`, query],
+      ["not-a-cursor", query],
+      [`${cursor}.extra`, query],
+    ] as const) {
+      expect(reasonOf(() => decodeCursor(bad, q))).toMatchObject({ type: "VALIDATION_ERROR", data: { validationErrors: [{ field: "cursor" }] } });
+    }
+  });
+
+  it("only carry a string, number or null sort value", () => {
+    const cursor = encodeCursor({ value: { $gt: "" }, id: "x" }, query);
+    expect(reasonOf(() => decodeCursor(cursor, query))).toMatchObject({ type: "VALIDATION_ERROR" });
+  });
+});
