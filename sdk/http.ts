@@ -67,15 +67,28 @@ export class HttpClient {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await response.text();
-    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    const parsed = parseJson(text);
     if (!response.ok) {
-      const errorBody = (parsed as ErrorBody | undefined) ?? {
-        statusCode: response.status,
-        error: "INTERNAL",
-        message: response.statusText,
-      };
+      // A proxy in front of the API may answer HTML: still a CrmApiError, with the HTTP status.
+      const errorBody = isErrorBody(parsed)
+        ? parsed
+        : { statusCode: response.status, error: response.status >= 500 ? "SERVICE_UNAVAILABLE" : "INTERNAL", message: response.statusText || `HTTP ${response.status}` };
       throw new CrmApiError(errorBody, response.headers);
     }
     return parsed as T;
   }
+}
+
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isErrorBody(value: unknown): value is ErrorBody {
+  const v = value as Partial<ErrorBody> | undefined;
+  return typeof v?.statusCode === "number" && typeof v.error === "string" && typeof v.message === "string";
 }

@@ -1,8 +1,10 @@
 /**
  * The typed TypeScript client of the CRM API, named as the public docs name it (`sdk.crm.create()`,
  * `sdk.crm.verify()`, ...). Profile sessions are kept in a `TokenStore`: `initialize`, `connect`,
- * `verify` and `refreshToken` save the token they get, profile calls send it, and a profile call that
- * meets a 401 refreshes once and retries.
+ * `verify` and `refreshToken` save the token they get, and profile calls send it: an expired access
+ * token is refreshed first, `getMe` refreshes once on a 401, a session that cannot be refreshed is
+ * dropped (so the shopper can log in again), and `verify` is never retried (a retry would spend a try
+ * of the code).
  *
  *   const sdk = createCrmClient({ baseUrl: "http://localhost:3000", storeId });
  *   await sdk.crm.requestCode({ email: "ada@example.com" });
@@ -76,15 +78,55 @@ export function createCrmClient(options: CrmClientOptions) {
     return token;
   };
 
-  /** A profile call with the current access token (if any); one refresh and retry on 401. */
-  const asProfile = async <T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> => {
-    const send = () => http.request<T>({ method, path: `${store}${path}`, body, bearer: tokens.get()?.access_token });
+  /** True when the access token is past (or within 30 s of) its expiry. */
+  const accessExpired = (token: AuthToken) => token.access_expires_at - 30 <= Math.floor(Date.now() / 1000);
+
+  /** The current session, refreshed first when its access token has expired; dropped when it cannot be. */
+  const currentToken = async (): Promise<AuthToken | null> => {
+    const token = tokens.get();
+    if (!token || !accessExpired(token)) return token;
     try {
-      return await send();
+      return await refreshToken();
+    } catch (err) {
+      if (err instanceof CrmApiError && err.status === 401) tokens.set(null); // revoked or expired: forget it
+      else throw err;
+      return null;
+    }
+  };
+
+  /**
+   * A public route that takes an optional session (connect, auth/code, auth/verify). Never retried on a
+   * 401 that can mean a wrong code; a 401 that can only be the session's drops the session and retries
+   * anonymously (a storefront must always be able to log in again).
+   */
+  const withOptionalSession = async <T>(path: string, body: unknown, { retryAnonymous }: { retryAnonymous: boolean }): Promise<T> => {
+    const token = await currentToken();
+    const send = (bearer?: string) => http.request<T>({ method: "POST", path: `${store}${path}`, body, bearer });
+    try {
+      return await send(token?.access_token);
+    } catch (err) {
+      if (!(err instanceof CrmApiError) || err.status !== 401 || !token || !retryAnonymous) throw err;
+      tokens.set(null);
+      return send();
+    }
+  };
+
+  /** A route that needs the session: refreshed once on a 401; the session is dropped when that fails too. */
+  const withSession = async <T>(method: "GET" | "POST", path: string): Promise<T> => {
+    const send = (token: AuthToken | null) => http.request<T>({ method, path: `${store}${path}`, bearer: token?.access_token });
+    const token = await currentToken();
+    try {
+      return await send(token);
     } catch (err) {
       if (!(err instanceof CrmApiError) || err.status !== 401 || !tokens.get()?.refresh_token) throw err;
-      await refreshToken();
-      return send();
+      let refreshed: AuthToken;
+      try {
+        refreshed = await refreshToken();
+      } catch (refreshErr) {
+        if (refreshErr instanceof CrmApiError && refreshErr.status === 401) tokens.set(null);
+        throw err;
+      }
+      return send(refreshed);
     }
   };
 
@@ -111,18 +153,18 @@ export function createCrmClient(options: CrmClientOptions) {
       return token;
     },
     connect: async (params: { email: string }): Promise<ConnectResult> => {
-      const result = await asProfile<ConnectResult>("POST", "/profiles/connect", params);
+      const result = await withOptionalSession<ConnectResult>("/profiles/connect", params, { retryAnonymous: true });
       tokens.set(result.token);
       return result;
     },
-    requestCode: (params: { email: string }) => asProfile<{ sent: true }>("POST", "/profiles/auth/code", params),
+    requestCode: (params: { email: string }) => withOptionalSession<{ sent: true }>("/profiles/auth/code", params, { retryAnonymous: true }),
     verify: async (params: { email: string; code: string }): Promise<AuthToken> => {
-      const token = await asProfile<AuthToken>("POST", "/profiles/auth/verify", params);
+      const token = await withOptionalSession<AuthToken>("/profiles/auth/verify", params, { retryAnonymous: false });
       tokens.set(token);
       return token;
     },
     refreshToken,
-    getMe: () => asProfile<Profile>("GET", "/profiles/me"),
+    getMe: () => withSession<Profile>("GET", "/profiles/me"),
     /** Forget the local session (the server-side session stays until it expires or is revoked). */
     signOut: () => tokens.set(null),
   };

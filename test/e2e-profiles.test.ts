@@ -110,6 +110,26 @@ describe("spec flows over NATS, through the gateway, with the SDK", () => {
     await expectApiError(sdk.crm.getMe(), 401, "UNAUTHENTICATED"); // the SDK's refresh-and-retry is refused too
   });
 
+  it("SDK: a wrong code costs one try, and after 'logout everywhere' the shopper can log in again", async () => {
+    const sdk = storefront();
+    const email = "relogin@example.com";
+    await sdk.crm.requestCode({ email });
+    const token = await sdk.crm.verify({ email, code: await codeFrom(email) });
+    smtp.clear();
+
+    await sdk.crm.requestCode({ email: "typo@example.com" });
+    const right = await codeFrom("typo@example.com");
+    const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, "0");
+    await expectApiError(sdk.crm.verify({ email: "typo@example.com", code: wrong }), 401, "UNAUTHENTICATED");
+    const codes = (await cluster.brokers.auth.call("auth.listCodes", { store_id: storeId, email: "typo@example.com" })) as { attempts: number }[];
+    expect(codes.map((c) => c.attempts)).toEqual([1]);
+
+    await admin.crm.revokeAllTokens({ id: token.profile_id });
+    await expectApiError(sdk.crm.getMe(), 401, "UNAUTHENTICATED");
+    expect(sdk.tokens.get()).toBeNull(); // the dead session is dropped
+    await expect(sdk.crm.requestCode({ email: "relogin-again@example.com" })).resolves.toEqual({ sent: true });
+  });
+
   it("links orders published by an outside producer once, and merge moves them onto the target", async () => {
     const keeper = await admin.crm.create({ email: "keeper@example.com" });
     const duplicate = await admin.crm.create({ email: "Duplicate@Example.com" });
