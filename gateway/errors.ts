@@ -24,6 +24,7 @@ export const GatewayMessages = {
   rateLimited: "Too many requests",
   payloadTooLarge: "Request body is too large",
   unsupportedMediaType: "Request body must be application/json",
+  unsupportedEncoding: "Request body must not be compressed (Content-Encoding is not supported)",
   malformedJson: "Request body is not valid JSON",
   tooDeep: "Request body is nested too deeply",
   notAnObject: "Request body must be a JSON object",

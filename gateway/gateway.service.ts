@@ -7,9 +7,10 @@
  * moleculer-web's alias handling with our hooks: `onBeforeCall` (params, storeId), `authenticate`
  * (ctx.meta.auth), `authorize` (store scope), then the action; `sendResponse`/`sendError` answer.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { randomBytes } from "node:crypto";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../shared/config";
@@ -302,7 +303,10 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       };
     },
 
-    started(this: GatewayThis & { server?: { address(): AddressInfo | string | null } }) {
+    started(this: GatewayThis & { server?: Server }) {
+      // Requests Node's parser refuses (headers or URL over its limit, broken HTTP) get the contract's
+      // body too, instead of Node's bare 431/400.
+      this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket));
       if (!this.gw.showBanner) return;
       const address = this.server?.address();
       const port = typeof address === "object" && address ? address.port : this.settings.port;
@@ -334,6 +338,24 @@ function pathOf(url: string): string {
   return path;
 }
 
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const body = JSON.stringify(
+    tooLarge
+      ? { statusCode: 413, error: "PAYLOAD_TOO_LARGE", message: "Request URL or headers too large" }
+      : { statusCode: 400, error: "VALIDATION_ERROR", message: "Malformed HTTP request", validationErrors: [] },
+  );
+  const status = tooLarge ? "413 Payload Too Large" : "400 Bad Request";
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Request-Id: ${randomUUID()}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 function isPayloadTooLarge(err: unknown): boolean {
   return (err as { type?: unknown } | undefined)?.type === "PAYLOAD_TOO_LARGE";
 }
@@ -348,6 +370,11 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): 
   const kind = mediaKindOf(req.headers["content-type"]);
   if (kind === "other" || (kind === "csv" && !entry.acceptsCsv)) {
     throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedMediaType);
+  }
+  // Compressed bodies are not decoded: refuse them rather than read the bytes as JSON text.
+  const encoding = String(req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
+  if (encoding !== "identity" && encoding !== "") {
+    throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedEncoding);
   }
   const text = (await readRawBody(req, limit)).toString("utf8");
   if (kind === "csv") req.body = { csv: text };

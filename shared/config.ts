@@ -18,6 +18,8 @@ const ConfigSchema = z.object({
   EVENTS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   MONGO_URL: optionalString,
   DATA_DIR: z.string().default("./data"),
+  /** Embedded store: fsync every write batch (survives an OS crash or power loss; slower writes). */
+  STORAGE_FSYNC: z.stringbool().default(false),
   /** "memory" keeps the embedded store in memory only (tests). */
   STORAGE: z.enum(["auto", "memory"]).default("auto"),
   SMTP_URL: optionalString,

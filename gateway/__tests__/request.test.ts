@@ -18,6 +18,17 @@ describe("request bodies", () => {
     expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
   });
 
+  it("answers 415 for a compressed body (Content-Encoding is not decoded)", async () => {
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: "{}" });
+    expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+
+  it("answers the contract's 413 body, with a request id, for a URL over Node's header limit", async () => {
+    const reply = await request(`${echoUrl()}?q=${"x".repeat(50_000)}`, { method: "POST", json: {} });
+    expectErrorBody(reply, 413, "PAYLOAD_TOO_LARGE");
+    expect(reply.headers.get("x-request-id")).toBeTruthy();
+  });
+
   it("answers 415 for a body without a Content-Type", async () => {
     const reply = await request(echoUrl(), { method: "POST", body: new Blob(['{"a":1}']) });
     expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");

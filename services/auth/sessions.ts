@@ -11,6 +11,9 @@ import type { KeyRing } from "./keys";
 import type { AuthLimits } from "./limits";
 import { newRefreshToken, seal, sha256, signAccessToken, unseal, verifyAccessToken } from "./tokens";
 
+
+/** How long an expired or revoked session record is kept before the purge deletes it. */
+const SESSION_RETENTION_SECONDS = 24 * 60 * 60;
 export interface SessionDeps {
   store: AuthStore;
   keys: KeyRing;
@@ -156,7 +159,11 @@ export class Sessions {
   }
 
   private async revokeIds(storeId: string, sessionIds: string[], now: number): Promise<void> {
-    await this.deps.store.sessions.updateMany({ _id: { $in: sessionIds }, store_id: storeId, revoked_at: null }, { $set: { revoked_at: now } });
+    // expires_at moves to now too, so the purge (which walks the expires_at index) forgets it in a day.
+    await this.deps.store.sessions.updateMany(
+      { _id: { $in: sessionIds }, store_id: storeId, revoked_at: null },
+      { $set: { revoked_at: now, expires_at: now } },
+    );
     // Its refresh tokens (and any sealed grace pair) are of no further use.
     await this.deps.store.refreshTokens.deleteMany({ store_id: storeId, session_id: { $in: sessionIds } });
   }
@@ -206,9 +213,13 @@ export class Sessions {
     };
   }
 
-  /** Maintenance: forgets sealed grace pairs past their grace and refresh tokens past their expiry. */
+  /**
+   * Maintenance: forgets sealed grace pairs past their grace, refresh tokens past their expiry, and
+   * sessions a day after they expired or were revoked (kept that long for the admin's view).
+   */
   async purgeExpired(): Promise<void> {
     const now = this.deps.now();
+    await this.deps.store.sessions.deleteMany({ expires_at: { $lt: now - SESSION_RETENTION_SECONDS } });
     await this.deps.store.refreshTokens.updateMany({ grace_until: { $lt: now }, next: { $ne: null } }, { $set: { next: null } });
     await this.deps.store.refreshTokens.deleteMany({ expires_at: { $lt: now } });
   }

@@ -28,7 +28,7 @@ export async function openDatabase(name: string): Promise<Database> {
     return mongo().openMongoDatabase(c.MONGO_URL, `crm_${name}`);
   }
   if (c.STORAGE === "memory") return openEmbeddedDatabase(name);
-  return openEmbeddedDatabase(name, { dir: resolve(c.DATA_DIR, name) });
+  return openEmbeddedDatabase(name, { dir: resolve(c.DATA_DIR, name), fsync: c.STORAGE_FSYNC });
 }
 
 /** Closes every database this process opened, on every adapter (tests, shutdown). */

@@ -152,6 +152,17 @@ describe("auth.refreshSession", () => {
     expect(docs[0].next).toBeNull();
   });
 
+  it("deletes session records a day after they were revoked, and keeps live ones", async () => {
+    const revoked = await newSession();
+    const live = await newSession(revoked.storeId);
+    await call("revokeSession", { store_id: revoked.storeId, profile_id: revoked.profileId, session_id: revoked.token.id });
+    const auth = h.broker.getLocalService("auth") as unknown as { auth: { purgeExpired(): Promise<void> } };
+    h.clock.advance(24 * 60 * 60 + 1);
+    await auth.auth.purgeExpired();
+    const left = await h.db().collection("sessions").find({ store_id: revoked.storeId });
+    expect(left.map((d) => d._id)).toEqual([live.token.id]);
+  });
+
   it("refuses a refresh token on another store, an unknown one and an expired one with 401", async () => {
     const { token, storeId } = await newSession();
     expect(await rejection(call("refreshSession", { store_id: uuidv7(), refresh_token: token.refresh_token }))).toMatchObject({ type: "UNAUTHENTICATED" });

@@ -46,7 +46,7 @@ async function acquireLock(dir: string): Promise<string> {
   if (heldLocks.has(lockPath)) throw unavailable(`the database in ${dir} is already open in this process`);
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
-      const fh = await open(lockPath, "wx");
+      const fh = await open(lockPath, "wx", 0o600);
       try {
         await fh.writeFile(`${process.pid}\n`);
       } finally {
@@ -140,7 +140,7 @@ async function syncDir(dir: string): Promise<void> {
 /** Writes `docs` as put records to `path` atomically (temp file, fsync, rename). */
 async function writeSnapshot(path: string, docs: Iterable<Doc>): Promise<number> {
   const tmp = `${path}.tmp`;
-  const fh = await open(tmp, "w");
+  const fh = await open(tmp, "w", 0o600);
   let count = 0;
   try {
     let batch: string[] = [];
@@ -241,7 +241,7 @@ class CollectionLog {
   }
 
   private async write(lines: string[]): Promise<void> {
-    if (!this.fh) this.fh = await open(this.path, "a");
+    if (!this.fh) this.fh = await open(this.path, "a", 0o600);
     await this.fh.appendFile(lines.join(""));
     if (this.fsync) await this.fh.datasync();
     this.records += lines.length;
@@ -302,7 +302,7 @@ export class DatabaseFiles {
 
   /** Locks `dir` (creating it), replays and compacts every collection log in it. */
   static async open(dir: string, options: { fsync: boolean; liveDocs: (collection: string) => { size: number; values(): Iterable<Doc> } }): Promise<DatabaseFiles> {
-    await mkdir(dir, { recursive: true }).catch((err) => {
+    await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => {
       throw unavailable(`cannot create the data directory ${dir}: ${(err as Error).message}`);
     });
     const lockPath = await acquireLock(dir);
