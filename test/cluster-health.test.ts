@@ -39,6 +39,7 @@ describe("GET /health/ready (gateway + six services over NATS)", () => {
 
   it("answers 503 and marks the service that went away", async () => {
     await cluster.brokers.billing.stop();
+    await new Promise((r) => setTimeout(r, 1_100)); // readiness answers are shared for a second
     const res = await httpClient(cluster.url!).get("/health/ready");
     expect(res.status).toBe(503);
     expect(res.body.services).toMatchObject({ auth: "ok", profiles: "ok", mailer: "ok" });
