@@ -20,7 +20,16 @@ import { searchValuesOf, sumPromoUsage, uniteTaxonomies } from "./profiles.taxon
 /** How long a `pending` journal may sit before recovery treats its merge as dead and undoes it. */
 export const PENDING_LEASE_SECONDS = 30;
 
-const STEPS = ["source_email_released", "target_updated", "orders_moved", "sessions_revoked", "codes_deleted", "source_deleted", "event_published"] as const;
+const STEPS = [
+  "source_email_released",
+  "target_updated",
+  "orders_moved",
+  "sessions_revoked",
+  "codes_deleted",
+  "source_deleted",
+  "event_published",
+  "target_released",
+] as const;
 type Step = (typeof STEPS)[number];
 
 export function planMerge(target: ProfileDoc, source: ProfileDoc): MergePlan {
@@ -103,60 +112,84 @@ export async function undoPendingMerge(deps: ProfilesDeps, journal: Pick<MergeDo
   await deps.store.profiles.updateMany({ store_id: journal.store_id, merge_lock: journal._id }, { $unset: { merge_lock: "" } });
 }
 
-/** Runs every step of a `running` merge that is not recorded as done yet, then marks it done. */
-export async function completeMerge(deps: ProfilesDeps, journal: MergeDoc): Promise<void> {
-  const { profiles, orderLinks, merges } = deps.store;
-  const { store_id, target_id, source_id } = journal;
-  const plan = journal.plan;
-  const snapshot = journal.snapshot;
-  if (journal.state !== "running" || !plan || !snapshot) return;
-  const done = new Set(journal.steps);
-
-  const moveOrders = () => orderLinks.updateMany({ store_id, profile_id: source_id }, { $set: { profile_id: target_id } });
-  const actions: Record<Step, () => Promise<unknown>> = {
-    // The source gives its e-mail up first so the target can take it under the unique index.
-    source_email_released: () =>
-      profiles.updateOne({ _id: source_id, store_id }, { $set: { email: null, email_lower: null, email_sort: "" } }),
-    target_updated: () => applyPlan(deps, journal, plan),
-    orders_moved: moveOrders,
-    sessions_revoked: () => deps.auth.revokeProfileSessions({ store_id, profile_id: source_id }),
-    codes_deleted: () => (snapshot.email ? deps.auth.deleteCodes({ store_id, email: snapshot.email }) : Promise.resolve()),
-    source_deleted: async () => {
-      await profiles.deleteOne({ _id: source_id, store_id });
-      await moveOrders(); // links written for the source while it was being merged
-    },
-    event_published: () => deps.events.profileMerged({ store_id, target_id, source_id }),
-  };
-
+/**
+ * Runs every step of a `running` merge not recorded as done yet, then marks it done. A live merge and a
+ * recovery pass may run this at the same time, each from its own (possibly stale) copy of the journal:
+ * the journal is re-read before every step and either stops as soon as it is no longer running; the plan
+ * is applied at most once and only while the target still holds this merge's lock (so never over changes
+ * made after the merge released it); and only one of them moves the journal from running to done.
+ */
+export async function completeMerge(deps: ProfilesDeps, journal: Pick<MergeDoc, "_id">): Promise<void> {
+  const { merges } = deps.store;
   for (const step of STEPS) {
-    if (done.has(step)) continue;
-    await actions[step]();
-    await merges.updateOne({ _id: journal._id }, { $addToSet: { steps: step }, $set: { updated_at: deps.now() } });
-    done.add(step);
+    const current = await merges.findOne({ _id: journal._id });
+    if (!current || current.state !== "running" || !current.plan || !current.snapshot) return;
+    if (current.steps.includes(step)) continue;
+    await runStep(deps, current, step);
+    await merges.updateOne({ _id: journal._id, state: "running" }, { $addToSet: { steps: step }, $set: { updated_at: deps.now() } });
   }
-  await profiles.updateOne({ _id: target_id, store_id, merge_lock: journal._id }, { $unset: { merge_lock: "" } });
   // Done: keep only the redirect (no personal data of the deleted source).
-  await merges.updateOne({ _id: journal._id }, { $set: { state: "done", updated_at: deps.now() }, $unset: { snapshot: "", plan: "" } });
-  deps.logger.info(`merge ${journal._id}: profile ${source_id} merged into ${target_id}`);
+  const finished = await merges.findOneAndUpdate(
+    { _id: journal._id, state: "running" },
+    { $set: { state: "done", updated_at: deps.now() }, $unset: { snapshot: "", plan: "" } },
+  );
+  if (finished) deps.logger.info(`merge ${journal._id}: profile ${finished.source_id} merged into ${finished.target_id}`);
 }
 
+/** One step of a running merge; each is idempotent. */
+function runStep(deps: ProfilesDeps, journal: MergeDoc, step: Step): Promise<unknown> {
+  const { profiles, orderLinks } = deps.store;
+  const { store_id, target_id, source_id } = journal;
+  const snapshot = journal.snapshot!;
+  const moveOrders = () => orderLinks.updateMany({ store_id, profile_id: source_id }, { $set: { profile_id: target_id } });
+  switch (step) {
+    case "source_email_released": // first, so the target can take the e-mail under the unique index
+      return profiles.updateOne({ _id: source_id, store_id, merge_lock: journal._id }, { $set: { email: null, email_lower: null, email_sort: "" } });
+    case "target_updated":
+      return applyPlan(deps, journal, journal.plan!);
+    case "orders_moved":
+      return moveOrders();
+    case "sessions_revoked":
+      return deps.auth.revokeProfileSessions({ store_id, profile_id: source_id });
+    case "codes_deleted":
+      return snapshot.email ? deps.auth.deleteCodes({ store_id, email: snapshot.email }) : Promise.resolve();
+    case "source_deleted":
+      return (async () => {
+        await profiles.deleteOne({ _id: source_id, store_id });
+        await moveOrders(); // links written for the source while it was being merged
+      })();
+    case "event_published":
+      return deps.events.profileMerged({ store_id, target_id, source_id });
+    case "target_released": // a step, not after `done`: a crash before `done` is still completed by recovery
+      return profiles.updateOne({ _id: target_id, store_id, merge_lock: journal._id }, { $unset: { merge_lock: "", merge_applied: "" } });
+  }
+}
+
+/** Writes the plan on the target once (marked by `merge_applied`), only while this merge holds it. */
 async function applyPlan(deps: ProfilesDeps, journal: MergeDoc, plan: MergePlan): Promise<void> {
-  const filter = { _id: journal.target_id, store_id: journal.store_id };
-  const set = { ...plan, updated_at: deps.now() };
+  const filter = { _id: journal.target_id, store_id: journal.store_id, merge_lock: journal._id, merge_applied: { $ne: journal._id } };
+  const { email, email_lower, email_sort, verified, ...rest } = plan;
+  const own = { ...rest, merge_applied: journal._id, updated_at: deps.now() };
+  // The target takes the source's e-mail (and its verification) only when it had none; otherwise its own
+  // e-mail fields are left alone, so a verification that lands during the merge is not undone.
+  const takesEmail = email_lower !== null && email_lower === journal.snapshot?.email_lower;
+  if (!takesEmail) {
+    await deps.store.profiles.updateOne(filter, { $set: own });
+    return;
+  }
   try {
-    await deps.store.profiles.updateOne(filter, { $set: set });
+    await deps.store.profiles.updateOne(filter, { $set: { ...own, email, email_lower, email_sort, verified } });
   } catch (err) {
     if (!isDuplicateKey(err)) throw err;
     // Another profile took the source's e-mail after it was released: the target keeps its own.
     deps.logger.warn(`merge ${journal._id}: e-mail taken meanwhile; target keeps its own`);
-    const { email: _e, email_lower: _l, email_sort: _s, verified: _v, ...rest } = set;
-    await deps.store.profiles.updateOne(filter, { $set: rest });
+    await deps.store.profiles.updateOne(filter, { $set: own });
   }
 }
 
 /**
  * Recovery: completes every `running` merge and undoes `pending` ones older than the lease. Runs when the
- * service starts and periodically; safe to run concurrently with a live merge (every step is idempotent).
+ * service starts and periodically; safe to run concurrently with a live merge (see completeMerge).
  */
 export async function recoverMerges(deps: ProfilesDeps): Promise<{ completed: number; undone: number; failed: number }> {
   const { merges } = deps.store;

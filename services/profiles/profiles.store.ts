@@ -24,6 +24,8 @@ export interface ProfileDoc extends Doc {
   search_values: string[];
   /** Id of the merge journal holding this profile while it merges. */
   merge_lock?: string;
+  /** Id of the merge whose plan was written on this (target) profile; removed with the lock. */
+  merge_applied?: string;
   created_at: number;
   updated_at: number;
 }

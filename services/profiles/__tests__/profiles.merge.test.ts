@@ -13,7 +13,7 @@ import { durableChannel, publishEvent } from "../../../shared/events/durable";
 import { storageMixin } from "../../../shared/mixins/storage.mixin";
 import { loadService } from "../../../test/harness/broker";
 import { startSmtpServer, type SmtpTestServer } from "../../../test/harness/smtp";
-import { planMerge, PENDING_LEASE_SECONDS } from "../profiles.merge";
+import { planMerge, PENDING_LEASE_SECONDS, recoverMerges } from "../profiles.merge";
 import type { MergeDoc, ProfileDoc } from "../profiles.store";
 import { errorOf, eventually, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
 
@@ -187,6 +187,77 @@ describe("profiles.merge", () => {
     expect(await errorOf(call(env, "update", { store_id: store, id: a.id, status: "archived" }))).toMatchObject({ type: "CONFLICT" });
     await env.service.store.profiles.updateOne({ _id: a.id, store_id: store }, { $unset: { merge_lock: "" } });
     await expect(call(env, "merge", { store_id: store, id: b.id, source_id: a.id })).resolves.toMatchObject({ id: b.id });
+  });
+
+  /** A target (promo P x1) and a source (promo P x4, taxonomy "seg") of a new store. */
+  async function pair(store: string, tag: string) {
+    const target = await call(env, "create", { store_id: store, email: `t-${tag}@example.com` });
+    const source = await call(env, "create", {
+      store_id: store,
+      email: `s-${tag}@example.com`,
+      taxonomies: [{ taxonomy_id: "seg", fields: [{ key: "k", type: "text", value: "v" }] }],
+    });
+    await call(env, "recordPromoUse", { store_id: store, id: target.id, promo_code_id: "P", uses: 1 });
+    await call(env, "recordPromoUse", { store_id: store, id: source.id, promo_code_id: "P", uses: 4 });
+    return { target, source };
+  }
+
+  /** What an admin does to the merged target afterwards: these changes must survive any later recovery pass. */
+  async function changeTarget(store: string, id: string) {
+    await call(env, "update", { store_id: store, id, taxonomies: [{ taxonomy_id: "after", fields: [] }] });
+    await call(env, "recordPromoUse", { store_id: store, id, promo_code_id: "P", uses: 10 });
+  }
+
+  async function expectChangesKept(store: string, id: string) {
+    const target = await call(env, "get", { store_id: store, id });
+    expect(target.taxonomies).toEqual([{ taxonomy_id: "after", fields: [] }]);
+    expect(target.promo_usage).toEqual([{ promo_code_id: "P", uses: 15 }]);
+    expect((await env.service.store.profiles.findOne({ _id: id }))?.merge_lock).toBeUndefined();
+  }
+
+  it("never re-applies a finished merge over later changes when recovery works from a journal read mid-merge", async () => {
+    const store = newStoreId();
+    const { target, source } = await pair(store, "stale");
+    const merges = env.service.store.merges;
+    // Keep the journal as a recovery pass listing `running` merges would have read it while the live merge ran.
+    const transition = merges.findOneAndUpdate.bind(merges);
+    let midMerge: MergeDoc | undefined;
+    const spy = jest.spyOn(merges, "findOneAndUpdate").mockImplementation((async (...args: Parameters<typeof transition>) => {
+      const doc = await transition(...args);
+      if (doc?.state === "running" && doc.source_id === source.id) midMerge = structuredClone(doc);
+      return doc;
+    }) as typeof merges.findOneAndUpdate);
+    try {
+      await call(env, "merge", { store_id: store, id: target.id, source_id: source.id });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(midMerge).toMatchObject({ state: "running", steps: [] });
+    await changeTarget(store, target.id);
+
+    jest.spyOn(merges, "find").mockResolvedValueOnce([midMerge!]);
+    await recoverMerges(env.service.deps(env.broker));
+
+    await expectChangesKept(store, target.id);
+    expect(await merges.findOne({ _id: midMerge!._id })).toMatchObject({ state: "done" });
+  });
+
+  it("lets a recovery pass run alongside a live merge: the plan is applied once and never after the merge finished", async () => {
+    const store = newStoreId();
+    const deps = env.service.deps(env.broker);
+    for (let round = 0; round < 4; round++) {
+      const { target, source } = await pair(store, `live-${round}`);
+      const [merged] = await Promise.all([
+        call(env, "merge", { store_id: store, id: target.id, source_id: source.id }),
+        recoverMerges(deps),
+        new Promise((resolve) => setImmediate(resolve)).then(() => recoverMerges(deps)),
+      ]);
+      expect(merged.promo_usage).toEqual([{ promo_code_id: "P", uses: 5 }]);
+      await changeTarget(store, target.id);
+      await recoverMerges(deps);
+      await expectChangesKept(store, target.id);
+      expect(await env.service.store.merges.findOne({ store_id: store, source_id: source.id })).toMatchObject({ state: "done" });
+    }
   });
 
   it("lets exactly one of two concurrent merges of the same source win", async () => {
