@@ -1,7 +1,7 @@
 /**
  * The profile rules: admin CRUD and search, and the public session flows (initialize, connect, code,
- * verify, refresh, me) with the unverified-session guard. Plain functions over explicit dependencies;
- * merges live in profiles.merge.ts, order links in profiles.orders.ts.
+ * verify, refresh, me) with the unverified-session guard: an unverified session never sees private data.
+ * Plain functions over explicit dependencies; merges live in profiles.merge.ts, order links in profiles.orders.ts.
  */
 import type { AuthToken } from "../../shared/contracts/auth";
 import { normalizeEmail, type AuthPrincipal } from "../../shared/contracts/common";
@@ -241,46 +241,40 @@ export async function initializeGuest(deps: ProfilesDeps, p: { store_id: string 
 }
 
 /**
- * Attaches an e-mail to the caller. Anonymous, or a session whose profile has another e-mail: the
- * profile of that e-mail (found or created). A guest session: the guest takes the e-mail when it is
- * free; else the guest is merged into the profile that has it. The new session is always unverified,
- * so a verified profile's private data stays redacted in the answer.
+ * Attaches an e-mail to the caller; never merges (only `verify`, a proof of the e-mail, does). Anonymous,
+ * or a session whose profile has another e-mail: the profile of that e-mail (found or created). A guest
+ * session: the guest takes the e-mail when it is free; else the caller gets the profile that has it and
+ * the guest stays as it is. The new session is always unverified, so the answer is always redacted.
  */
 export async function connect(deps: ProfilesDeps, p: { store_id: string; email: string }, principal?: AuthPrincipal): Promise<ConnectResult> {
   const session = sessionOf(principal, p.store_id);
   const lower = normalizeEmail(p.email);
-  let profile: ProfileDoc;
+  let profile: ProfileDoc | null = null;
   const own = session ? await findProfile(deps, p.store_id, session.profile_id) : null;
   if (session && !own) throw ProfileErrors.sessionProfileGone();
-  if (own && own.email_lower === lower) {
-    profile = own;
-  } else if (own && own.email_lower === null) {
-    profile = await attachEmailToGuest(deps, own, p.email);
-  } else {
-    profile = (await findOrCreateByEmail(deps, p.store_id, p.email)).doc;
-  }
+  if (own && own.email_lower === lower) profile = own;
+  else if (own && own.email_lower === null) profile = await attachEmailToGuest(deps, own, p.email);
+  profile ??= (await findOrCreateByEmail(deps, p.store_id, p.email)).doc;
   const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: false });
-  const view = await profileView(deps, profile, { redacted: profile.verified });
+  const view = await profileView(deps, profile, { redacted: true });
   return { ...view, token };
 }
 
-async function attachEmailToGuest(deps: ProfilesDeps, guest: ProfileDoc, email: string): Promise<ProfileDoc> {
-  const existing = await findByEmail(deps, guest.store_id, email);
-  if (existing) return mergeProfiles(deps, guest.store_id, existing._id, guest._id);
+/** Gives the guest the e-mail; null (the guest unchanged) when another profile has it. */
+async function attachEmailToGuest(deps: ProfilesDeps, guest: ProfileDoc, email: string): Promise<ProfileDoc | null> {
+  if (await findByEmail(deps, guest.store_id, email)) return null;
   const lower = normalizeEmail(email);
   try {
     const updated = await deps.store.profiles.findOneAndUpdate(
       { _id: guest._id, store_id: guest.store_id, email_lower: null, merge_lock: { $exists: false } },
       { $set: { email: email.trim(), email_lower: lower, email_sort: lower, verified: false, updated_at: deps.now() } },
     );
-    if (!updated) throw ProfileErrors.mergeInProgress();
-    return updated;
+    if (updated) return updated;
+    const now = await findProfile(deps, guest.store_id, guest._id);
+    throw now?.merge_lock ? ProfileErrors.mergeInProgress() : ProfileErrors.concurrentUpdate();
   } catch (err) {
-    if (!isDuplicateKey(err)) throw err;
-    // Someone took the e-mail in between: the guest joins that profile instead.
-    const winner = await findByEmail(deps, guest.store_id, email);
-    if (!winner) throw err;
-    return mergeProfiles(deps, guest.store_id, winner._id, guest._id);
+    if (isDuplicateKey(err)) return null; // someone took the e-mail in between
+    throw err;
   }
 }
 
@@ -328,11 +322,11 @@ export function refreshToken(deps: ProfilesDeps, p: { store_id: string; refresh_
   return deps.auth.refreshSession({ store_id: p.store_id, refresh_token: p.refresh_token });
 }
 
-/** The caller's own profile; redacted when an unverified session looks at a verified profile. */
+/** The caller's own profile; redacted for an unverified session, whether or not the profile was ever verified. */
 export async function me(deps: ProfilesDeps, p: { store_id: string }, principal: AuthPrincipal | undefined): Promise<Profile> {
   const session = sessionOf(principal, p.store_id);
   if (!session) throw ProfileErrors.notAuthenticated();
   const doc = await findProfile(deps, p.store_id, session.profile_id);
   if (!doc) throw ProfileErrors.sessionProfileGone();
-  return profileView(deps, doc, { redacted: !session.is_verified && doc.verified });
+  return profileView(deps, doc, { redacted: !session.is_verified });
 }

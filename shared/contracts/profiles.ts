@@ -102,13 +102,14 @@ export const Profile = z
     updated_at: z.number().int(),
   })
   .describe(
-    "A store's customer profile. Redaction: when the caller is an unverified profile session (from connect or " +
-      "initialize) and the profile's e-mail is verified, taxonomies, promo_usage, auth_tokens and " +
-      "verification_codes are returned empty: proving control of the e-mail (auth/code + auth/verify) unlocks them.",
+    "A store's customer profile. Redaction: whenever the caller is an unverified profile session (from connect or " +
+      "initialize), whether or not the profile's e-mail was ever verified, taxonomies, promo_usage, auth_tokens and " +
+      "verification_codes are returned empty (in profiles/me and in connect's answer); a verified session sees them " +
+      "all. Proving control of the e-mail (auth/code + auth/verify) unlocks them.",
   );
 export type Profile = z.infer<typeof Profile>;
 
-/** What `connect` answers: the Profile (redacted as described on Profile) with the fresh session under `token`. */
+/** What `connect` answers: the Profile, always redacted (its session is unverified), with the fresh session under `token`. */
 export const ConnectResult = Profile.extend({ token: AuthToken });
 export type ConnectResult = z.infer<typeof ConnectResult>;
 
@@ -167,7 +168,10 @@ export const ProfileActions = {
   recordPromoUse: z.object({ ...ProfileRef, promo_code_id: z.string().min(1).max(128), uses: z.number().int().min(1).max(1000).default(1) }),
   /** `profiles.initialize` (public) -> AuthToken of a new guest profile (no e-mail, unverified session). */
   initialize: z.object({ store_id: StoreId }),
-  /** `profiles.connect` (optional profile session) -> ConnectResult; the session it issues is unverified. */
+  /**
+   * `profiles.connect` (optional profile session) -> ConnectResult; the session it issues is unverified. Never
+   * merges: a guest takes the e-mail only when no profile has it; else it gets that profile and stays as it was.
+   */
   connect: z.object({ store_id: StoreId, email: Email }),
   /** `profiles.requestCode` (optional profile session) -> { sent: true }, known e-mail or not. */
   requestCode: z.object({ store_id: StoreId, email: Email }),
@@ -175,7 +179,7 @@ export const ProfileActions = {
   verify: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits") }),
   /** `profiles.refreshToken` (public) -> AuthToken (rotated). */
   refreshToken: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),
-  /** `profiles.me` (profile session) -> Profile of the caller's session (redacted for unverified sessions). */
+  /** `profiles.me` (profile session) -> Profile of the caller's session (always redacted for an unverified session). */
   me: z.object({ store_id: StoreId }),
 } as const;
 

@@ -17,6 +17,9 @@ const call = <T>(action: string, params: object, meta?: object) =>
   env.broker.call(`profiles.${action}`, params, meta ? { meta } : undefined) as Promise<T>;
 const authenticate = (store: string, token: AuthToken) => env.broker.call("auth.authenticate", { store_id: store, access_token: token.access_token });
 
+/** What an unverified session sees of private data. */
+const REDACTED = { taxonomies: [], promo_usage: [], auth_tokens: [], verification_codes: [] };
+
 async function verifiedProfile(store: string, email: string): Promise<{ token: AuthToken; profile: Profile }> {
   const code = await loginCode(env, store, email);
   const token = await call<AuthToken>("verify", { store_id: store, email, code });
@@ -44,12 +47,41 @@ describe("profiles.initialize", () => {
 });
 
 describe("profiles.me", () => {
-  it("answers the session's profile", async () => {
+  it("answers the session's profile, redacted for an unverified session", async () => {
     const store = newStoreId();
     const token = await call<AuthToken>("initialize", { store_id: store });
     const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
-    expect(me).toMatchObject({ id: token.profile_id, email: null });
-    expect(me.auth_tokens.map((t) => t.id)).toEqual([token.id]);
+    expect(me).toMatchObject({ id: token.profile_id, email: null, ...REDACTED });
+  });
+
+  it("never shows an unverified session the private data of a profile whose owner never logged in", async () => {
+    const store = newStoreId();
+    const taxonomies = [{ taxonomy_id: "secret", fields: [{ key: "note", type: "text", value: "vip" }] }];
+    const byAdmin = await call<Profile>("create", { store_id: store, email: "never@example.com", taxonomies });
+    await call("recordPromoUse", { store_id: store, id: byAdmin.id, promo_code_id: "WELCOME" });
+    await publishEvent(env.broker, "order.created", { store_id: store, order_id: "o-by-order", email: "buyer-only@example.com" });
+    const byOrder = await eventually(async () => (await call<{ items: Profile[] }>("find", { store_id: store, query: "buyer-only@" })).items[0]);
+    await call("update", { store_id: store, id: byOrder.id, taxonomies });
+    expect(byAdmin.verified).toBe(false);
+
+    for (const email of ["never@example.com", "buyer-only@example.com"]) {
+      const stranger = await call<ConnectResult>("connect", { store_id: store, email });
+      expect(stranger).toMatchObject({ email, verified: false, ...REDACTED, token: { is_verified: false } });
+      const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, stranger.token));
+      expect(me).toMatchObject({ id: stranger.id, ...REDACTED });
+    }
+    // the admin view still has everything
+    expect((await call<Profile>("get", { store_id: store, id: byAdmin.id })).promo_usage).toEqual([{ promo_code_id: "WELCOME", uses: 1 }]);
+  });
+
+  it("gives a verified session the full view of its profile", async () => {
+    const store = newStoreId();
+    const { token, profile } = await verifiedProfile(store, "full@example.com");
+    await call("recordPromoUse", { store_id: store, id: profile.id, promo_code_id: "VIP" });
+    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    expect(me.promo_usage).toEqual([{ promo_code_id: "VIP", uses: 1 }]);
+    expect(me.auth_tokens.map((t) => t.id)).toContain(token.id);
+    expect(me.verification_codes).toHaveLength(1);
   });
 
   it("is 401 without a profile session, and for a session of another store", async () => {
@@ -81,18 +113,26 @@ describe("profiles.connect", () => {
     expect(result.token.id).not.toBe(guest.id);
   });
 
-  it("merges a guest into the existing profile of the e-mail: orders move, the guest is removed", async () => {
+  it("never merges: a guest giving the e-mail of an existing profile gets that profile, redacted, and the guest stays as it was", async () => {
     const store = newStoreId();
     const existing = await call<Profile>("create", { store_id: store, email: "known@example.com" });
     const guest = await call<AuthToken>("initialize", { store_id: store });
     await linkOrder(store, guest.profile_id, "order-guest-1");
+    await call("recordPromoUse", { store_id: store, id: guest.profile_id, promo_code_id: "GUEST" });
+
     const result = await call<ConnectResult>("connect", { store_id: store, email: "KNOWN@example.com" }, await metaFor(env.broker, store, guest));
-    expect(result.id).toBe(existing.id);
+    expect(result).toMatchObject({ id: existing.id, email: "known@example.com", ...REDACTED });
     expect(result.token).toMatchObject({ profile_id: existing.id, is_verified: false });
-    expect(await errorOf(call("get", { store_id: store, id: guest.profile_id }))).toMatchObject({ type: "NOT_FOUND" });
-    expect(await errorOf(authenticate(store, guest))).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
-    const orders = await call<{ items: OrderLink[] }>("listOrders", { store_id: store, id: existing.id });
-    expect(orders.items.map((o) => o.order_id)).toEqual(["order-guest-1"]);
+
+    // nothing of the guest reached the existing profile
+    const target = await call<Profile>("get", { store_id: store, id: existing.id });
+    expect(target.promo_usage).toEqual([]);
+    expect((await call<{ items: OrderLink[] }>("listOrders", { store_id: store, id: existing.id })).items).toEqual([]);
+    // the guest is untouched and its session still works
+    const kept = await call<Profile>("get", { store_id: store, id: guest.profile_id });
+    expect(kept).toMatchObject({ email: null, promo_usage: [{ promo_code_id: "GUEST", uses: 1 }] });
+    expect((await call<{ items: OrderLink[] }>("listOrders", { store_id: store, id: guest.profile_id })).items.map((o) => o.order_id)).toEqual(["order-guest-1"]);
+    await expect(authenticate(store, guest)).resolves.toMatchObject({ profile_id: guest.profile_id });
   });
 
   it("with the e-mail of a verified profile gives no access to that profile's private data", async () => {
