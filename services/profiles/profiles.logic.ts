@@ -147,10 +147,18 @@ export async function updateProfile(
   const current = await requireProfile(deps, p.store_id, p.id);
   if (current.merge_lock) throw ProfileErrors.mergeInProgress();
   const set: Partial<ProfileDoc> = { updated_at: deps.now() };
+  const emailChanges = p.email !== undefined && normalizeEmail(p.email) !== current.email_lower;
   if (p.email !== undefined) {
     const lower = normalizeEmail(p.email);
     Object.assign(set, { email: p.email.trim(), email_lower: lower, email_sort: lower });
-    if (lower !== current.email_lower) set.verified = false; // nobody has proved control of a new address
+    if (emailChanges) set.verified = false; // nobody has proved control of a new address
+  }
+  if (emailChanges && p.email !== undefined) {
+    const owner = await findByEmail(deps, p.store_id, p.email);
+    if (owner && owner._id !== p.id) throw ProfileErrors.emailTaken();
+    // Sessions proved (or were opened for) the old address. Logged out before the change, so an auth
+    // outage fails the update instead of leaving them on the moved profile; and again after it (below).
+    await deps.auth.revokeProfileSessions({ store_id: p.store_id, profile_id: p.id });
   }
   if (p.taxonomies !== undefined) {
     set.taxonomies = normalizeTaxonomies(p.taxonomies);
@@ -165,6 +173,11 @@ export async function updateProfile(
     throw err;
   }
   if (!updated) throw (await findProfile(deps, p.store_id, p.id)) ? ProfileErrors.mergeInProgress() : ProfileErrors.profileNotFound();
+  if (emailChanges) {
+    // A session issued for the old address while the update ran, and the old address's codes.
+    await deps.auth.revokeProfileSessions({ store_id: p.store_id, profile_id: p.id });
+    if (current.email) await deps.auth.deleteCodes({ store_id: p.store_id, email: current.email });
+  }
   return profileView(deps, updated);
 }
 
@@ -285,8 +298,10 @@ export function requestCode(deps: ProfilesDeps, p: { store_id: string; email: st
 
 /**
  * Exchanges a code for a verified session. The profile of the e-mail is found or created and marked
- * verified; a guest caller is merged into it (its orders and memberships move, the guest is removed);
- * the caller's old session is revoked and a new verified one issued.
+ * verified; a guest caller is merged into it (its orders and memberships move, the guest is removed) and
+ * its old session revoked. The code is spent first (it is the authorization), so a failed guest merge
+ * must not cost the user their login: when the guest cannot be merged now (409/503), it simply stays a
+ * separate profile with its session, and the verified session is issued all the same.
  */
 export async function verify(
   deps: ProfilesDeps,
@@ -296,26 +311,50 @@ export async function verify(
 ): Promise<AuthToken> {
   const session = sessionOf(principal, p.store_id);
   await deps.auth.verifyCode({ store_id: p.store_id, email: p.email, code: p.code, ip });
-  let { doc: profile } = await findOrCreateByEmail(deps, p.store_id, p.email);
-  if (!profile.verified) {
-    profile =
-      (await deps.store.profiles.findOneAndUpdate(
-        { _id: profile._id, store_id: p.store_id },
-        { $set: { verified: true, updated_at: deps.now() } },
-      )) ?? profile;
-  }
+  let profile = await markVerified(deps, p.store_id, p.email);
+  let revokeCaller = session !== undefined;
   if (session && session.profile_id !== profile._id) {
     const caller = await findProfile(deps, p.store_id, session.profile_id);
-    if (caller && caller.email_lower === null) profile = await mergeProfiles(deps, p.store_id, profile._id, caller._id);
+    if (caller && caller.email_lower === null) {
+      try {
+        profile = await mergeProfiles(deps, p.store_id, profile._id, caller._id);
+      } catch (err) {
+        const e = err as { type?: string; data?: { reason?: string }; message?: string };
+        deps.logger.warn(`verify: guest ${caller._id} not merged into ${profile._id} now (${e?.data?.reason ?? e?.type ?? e?.message}); it stays a separate profile`);
+        revokeCaller = false;
+      }
+    }
   }
-  if (session) {
+  if (session && revokeCaller) {
     await deps.auth
       .revokeSession({ store_id: p.store_id, profile_id: session.profile_id, session_id: session.session_id })
       .catch((err: { type?: string }) => {
         if (err?.type !== "NOT_FOUND") throw err; // already gone with the merged guest
       });
   }
-  return deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: true });
+  const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: true });
+  // An admin may have moved the profile to another address meanwhile (updateProfile revokes sessions
+  // after its change; this catches a session issued after that): the proof was for this address only.
+  const now = await findProfile(deps, p.store_id, profile._id);
+  if (now?.email_lower !== normalizeEmail(p.email)) {
+    await deps.auth.revokeSession({ store_id: p.store_id, profile_id: profile._id, session_id: token.id }).catch(() => undefined);
+    throw ProfileErrors.concurrentUpdate();
+  }
+  return token;
+}
+
+/** The profile of the e-mail (found or created), marked verified while it still has that e-mail. */
+async function markVerified(deps: ProfilesDeps, storeId: string, email: string): Promise<ProfileDoc> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const { doc } = await findOrCreateByEmail(deps, storeId, email);
+    if (doc.verified) return doc;
+    const updated = await deps.store.profiles.findOneAndUpdate(
+      { _id: doc._id, store_id: storeId, email_lower: normalizeEmail(email) },
+      { $set: { verified: true, updated_at: deps.now() } },
+    );
+    if (updated) return updated;
+  }
+  throw ProfileErrors.concurrentUpdate();
 }
 
 export function refreshToken(deps: ProfilesDeps, p: { store_id: string; refresh_token: string }): Promise<AuthToken> {

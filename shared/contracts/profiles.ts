@@ -154,7 +154,10 @@ export const ProfileActions = {
     sort_field: ProfileSortField.describe("created_at (default), updated_at or email; createdAt/updatedAt accepted"),
     sort_direction: SortDirectionParam,
   }),
-  /** `profiles.update` (admin) -> Profile; 409 when the e-mail belongs to another profile; a new e-mail is unverified. */
+  /**
+   * `profiles.update` (admin) -> Profile; 409 when the e-mail belongs to another profile. A new e-mail (not just
+   * another case) is unverified, and every session of the profile is revoked and the old e-mail's codes deleted.
+   */
   update: z.object({ ...ProfileRef, email: Email.optional(), taxonomies: TaxonomiesInput.optional(), status: ProfileStatus.optional() }),
   /** `profiles.merge` (admin) -> the target Profile; the source is deleted. */
   merge: z.object({ ...ProfileRef, source_id: Uuid }),
@@ -175,7 +178,10 @@ export const ProfileActions = {
   connect: z.object({ store_id: StoreId, email: Email }),
   /** `profiles.requestCode` (optional profile session) -> { sent: true }, known e-mail or not. */
   requestCode: z.object({ store_id: StoreId, email: Email }),
-  /** `profiles.verify` (optional profile session) -> AuthToken of a new verified session. */
+  /**
+   * `profiles.verify` (optional profile session) -> AuthToken of a new verified session. A guest caller is merged
+   * into the e-mail's profile; if that merge cannot run now the guest stays separate and the session is issued anyway.
+   */
   verify: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits") }),
   /** `profiles.refreshToken` (public) -> AuthToken (rotated). */
   refreshToken: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),

@@ -1,7 +1,7 @@
 /** The admin actions of the profiles service, over a real broker with the real auth and mailer services. */
 import type { AuthToken } from "../../../shared/contracts/auth";
 import type { Profile } from "../../../shared/contracts/profiles";
-import { newProfileDoc } from "../profiles.logic";
+import { newProfileDoc, verify } from "../profiles.logic";
 import { MAX_CANDIDATES } from "../profiles.search";
 import { errorOf, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
 
@@ -12,6 +12,15 @@ beforeAll(async () => {
 afterAll(() => env?.stop());
 
 const call = <T = Profile>(action: string, params: object) => env.broker.call(`profiles.${action}`, params) as Promise<T>;
+const authenticate = (store: string, token: AuthToken) => env.broker.call("auth.authenticate", { store_id: store, access_token: token.access_token });
+const codeIn = (mail: { text: string }) => /\b(\d{6})\b/.exec(mail.text)![1];
+
+/** Logs in as `email` through the real code flow and answers the verified session. */
+async function verifyAs(store: string, email: string): Promise<AuthToken> {
+  await env.broker.call("profiles.requestCode", { store_id: store, email });
+  const code = codeIn(await env.smtp.waitForMessage((m) => m.to.includes(email)));
+  return (await env.broker.call("profiles.verify", { store_id: store, email, code })) as AuthToken;
+}
 type Page = { items: Profile[]; cursor: string | null };
 
 describe("profiles.create", () => {
@@ -71,6 +80,14 @@ describe("profiles.get", () => {
     expect(profile.auth_tokens).toEqual([{ id: token.id, created_at: expect.any(Number), expires_at: expect.any(Number), last_used_at: null, is_verified: true }]);
     expect(JSON.stringify(profile)).not.toContain(token.access_token);
     expect(JSON.stringify(profile)).not.toContain(token.refresh_token);
+  });
+
+  it("reads an upper-case id as the same profile (ids are lower-cased at the boundary)", async () => {
+    const store = newStoreId();
+    const created = await call("create", { store_id: store, email: "upper@example.com" });
+    expect(await call("get", { store_id: store.toUpperCase(), id: created.id.toUpperCase() })).toMatchObject({ id: created.id, store_id: store });
+    const updated = await call("update", { store_id: store, id: created.id.toUpperCase(), status: "archived" });
+    expect(updated).toMatchObject({ id: created.id, status: "archived" });
   });
 
   it("is 404 for an unknown id and 400 for a malformed one", async () => {
@@ -142,6 +159,50 @@ describe("profiles.update", () => {
     expect((await call("get", { store_id: store, id: created.id })).verified).toBe(true);
     const updated = await call("update", { store_id: store, id: created.id, email: "new@example.com" });
     expect(updated).toMatchObject({ email: "new@example.com", verified: false });
+  });
+
+  it("revokes every session of the profile and deletes the old address's codes when the e-mail changes", async () => {
+    const store = newStoreId();
+    const created = await call("create", { store_id: store, email: "before@example.com" });
+    const verified = await verifyAs(store, "before@example.com");
+    const unverified = (await env.broker.call("auth.issueSession", { store_id: store, profile_id: created.id, is_verified: false })) as AuthToken;
+    expect(await env.broker.call("auth.listCodes", { store_id: store, email: "before@example.com" })).not.toEqual([]);
+
+    const updated = await call("update", { store_id: store, id: created.id, email: "after@example.com" });
+    expect(updated).toMatchObject({ email: "after@example.com", verified: false, auth_tokens: [] });
+    for (const token of [verified, unverified]) expect(await errorOf(authenticate(store, token))).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
+    expect(await env.broker.call("auth.listCodes", { store_id: store, email: "before@example.com" })).toEqual([]);
+  });
+
+  it("keeps the sessions when the e-mail only changes case", async () => {
+    const store = newStoreId();
+    const created = await call("create", { store_id: store, email: "same@example.com" });
+    const token = await verifyAs(store, "same@example.com");
+    const updated = await call("update", { store_id: store, id: created.id, email: "Same@Example.com" });
+    expect(updated).toMatchObject({ email: "Same@Example.com", verified: true });
+    await expect(authenticate(store, token)).resolves.toMatchObject({ profile_id: created.id, is_verified: true });
+  });
+
+  it("never leaves a verified session on a profile whose e-mail changed while the code was being verified", async () => {
+    const store = newStoreId();
+    const created = await call("create", { store_id: store, email: "racing@example.com" });
+    await env.broker.call("profiles.requestCode", { store_id: store, email: "racing@example.com" });
+    const code = codeIn(await env.smtp.waitForMessage((m) => m.to.includes("racing@example.com")));
+    const deps = env.service.deps(env.broker);
+    // The admin changes the address just before the verified session is issued.
+    const racing = {
+      ...deps,
+      auth: {
+        ...deps.auth,
+        issueSession: async (p: Parameters<typeof deps.auth.issueSession>[0]) => {
+          await call("update", { store_id: store, id: created.id, email: "moved@example.com" });
+          return deps.auth.issueSession(p);
+        },
+      },
+    };
+    expect(await errorOf(verify(racing, { store_id: store, email: "racing@example.com", code }, undefined))).toMatchObject({ type: "CONFLICT" });
+    const profile = await call("get", { store_id: store, id: created.id });
+    expect(profile).toMatchObject({ email: "moved@example.com", verified: false, auth_tokens: [] });
   });
 
   it("is 409 when the e-mail belongs to another profile of the store (any case)", async () => {

@@ -222,6 +222,26 @@ describe("profiles.verify", () => {
     expect(orders.items.map((o) => o.order_id)).toEqual(["order-new"]);
   });
 
+  it("still answers a verified session for the e-mail's profile when the guest cannot be merged now; the guest stays separate", async () => {
+    const store = newStoreId();
+    const account = await call<Profile>("create", { store_id: store, email: "busy@example.com" });
+    const guest = await call<AuthToken>("initialize", { store_id: store });
+    const guestMeta = await metaFor(env.broker, store, guest);
+    await linkOrder(store, guest.profile_id, "order-busy");
+    // the guest is held by another merge: merging it now is a 409
+    await env.service.store.profiles.updateOne({ _id: guest.profile_id, store_id: store }, { $set: { merge_lock: "another-merge" } });
+
+    const code = await loginCode(env, store, "busy@example.com", guestMeta);
+    const token = await call<AuthToken>("verify", { store_id: store, email: "busy@example.com", code }, guestMeta);
+    expect(token).toMatchObject({ profile_id: account.id, is_verified: true });
+    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    expect(me).toMatchObject({ id: account.id, email: "busy@example.com", verified: true });
+
+    expect(await call<Profile>("get", { store_id: store, id: guest.profile_id })).toMatchObject({ email: null });
+    expect((await call<{ items: OrderLink[] }>("listOrders", { store_id: store, id: guest.profile_id })).items.map((o) => o.order_id)).toEqual(["order-busy"]);
+    await expect(authenticate(store, guest)).resolves.toMatchObject({ profile_id: guest.profile_id });
+  });
+
   it("revokes the caller's old session when it verifies a connected profile", async () => {
     const store = newStoreId();
     const connected = await call<ConnectResult>("connect", { store_id: store, email: "conn@example.com" });
