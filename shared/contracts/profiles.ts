@@ -46,11 +46,15 @@ export const TaxonomyEntryInput = z.object({
 });
 export type TaxonomyEntryInput = z.infer<typeof TaxonomyEntryInput>;
 
-/** A profile's taxonomies: at most 50 entries, one per taxonomy_id. */
+/** The most a profile's taxonomies may weigh as JSON: a page of 100 profiles stays a few MB at most. */
+export const TAXONOMIES_MAX_BYTES = 64 * 1024;
+
+/** A profile's taxonomies: at most 50 entries, one per taxonomy_id, 64 KB in all. */
 export const TaxonomiesInput = z
   .array(TaxonomyEntryInput)
   .max(50)
-  .refine((entries) => new Set(entries.map((e) => e.taxonomy_id)).size === entries.length, "taxonomy_id must be unique");
+  .refine((entries) => new Set(entries.map((e) => e.taxonomy_id)).size === entries.length, "taxonomy_id must be unique")
+  .refine((entries) => Buffer.byteLength(JSON.stringify(entries)) <= TAXONOMIES_MAX_BYTES, "taxonomies must total at most 64 KB of JSON");
 
 export const TaxonomyOperation = z.enum(["eq", "ne", "gt", "gte", "lt", "lte", "in", "contains"]);
 export type TaxonomyOperation = z.infer<typeof TaxonomyOperation>;

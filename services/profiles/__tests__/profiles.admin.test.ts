@@ -221,6 +221,15 @@ describe("profiles.update", () => {
       expect((await errorOf(call("update", { store_id: store, id: created.id, ...patch }))).type).toBe("VALIDATION_ERROR");
     }
   });
+
+  it("refuses taxonomies over 64 KB in all, and leaves the profile as it was", async () => {
+    const store = newStoreId();
+    const created = await call("create", { store_id: store, email: "heavy@example.com" });
+    const fields = Array.from({ length: 100 }, (_, i) => ({ key: `k${i}`, type: "text", value: "x".repeat(1000) }));
+    const err = await errorOf(call("update", { store_id: store, id: created.id, taxonomies: [{ taxonomy_id: "big", fields }] }));
+    expect(err).toMatchObject({ type: "VALIDATION_ERROR", data: [{ field: "taxonomies" }] });
+    expect((await call("get", { store_id: store, id: created.id })).taxonomies).toEqual([]);
+  });
 });
 
 describe("profiles.find", () => {
