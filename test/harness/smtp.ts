@@ -11,6 +11,8 @@ export interface CapturedMail {
   from: string;
   /** Envelope recipients (RCPT TO), lower-cased. */
   to: string[];
+  /** Envelope recipients exactly as the client sent them (case kept). */
+  rcptTo: string[];
   subject: string;
   /** The text/plain part ("" if none). */
   text: string;
@@ -29,6 +31,8 @@ export interface SmtpTestServer {
   url: string;
   port: number;
   messages: CapturedMail[];
+  /** Messages refused by `failNext` (received in full, then answered 451), oldest first. */
+  refused: CapturedMail[];
   /** The first message (already received or still to come) matching `predicate`; rejects after the timeout. */
   waitForMessage(predicate?: (mail: CapturedMail) => boolean, timeoutMs?: number): Promise<CapturedMail>;
   /** Refuses the next `count` messages at DATA with a temporary failure (451). */
@@ -41,6 +45,7 @@ type Waiter = { predicate: (mail: CapturedMail) => boolean; resolve: (mail: Capt
 
 export async function startSmtpServer(): Promise<SmtpTestServer> {
   const messages: CapturedMail[] = [];
+  const refused: CapturedMail[] = [];
   let waiters: Waiter[] = [];
   let failures = 0;
 
@@ -58,19 +63,21 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
       const chunks: Buffer[] = [];
       stream.on("data", (chunk: Buffer) => chunks.push(chunk));
       stream.on("end", () => {
-        if (failures > 0) {
-          failures -= 1;
-          const err = Object.assign(new Error("Temporary failure (test)"), { responseCode: 451 });
-          return callback(err);
-        }
         const raw = Buffer.concat(chunks).toString("utf8");
         const mail: CapturedMail = {
           ...parseMessage(raw),
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
           to: session.envelope.rcptTo.map((r) => r.address.toLowerCase()),
+          rcptTo: session.envelope.rcptTo.map((r) => r.address),
           raw,
           user: typeof session.user === "string" ? session.user : undefined,
         };
+        if (failures > 0) {
+          failures -= 1;
+          refused.push(mail);
+          const err = Object.assign(new Error("Temporary failure (test)"), { responseCode: 451 });
+          return callback(err);
+        }
         messages.push(mail);
         const matched = waiters.filter((w) => w.predicate(mail));
         waiters = waiters.filter((w) => !matched.includes(w));
@@ -90,6 +97,7 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     url: `smtp://127.0.0.1:${port}`,
     port,
     messages,
+    refused,
     waitForMessage(predicate = () => true, timeoutMs = 5000) {
       const found = messages.find(predicate);
       if (found) return Promise.resolve(found);
@@ -113,6 +121,7 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     },
     clear() {
       messages.length = 0;
+      refused.length = 0;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

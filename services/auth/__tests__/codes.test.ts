@@ -1,22 +1,20 @@
 /** auth magic codes: requestCode (mailed through the mailer to a real SMTP server), verifyCode, limits. */
 import type { VerificationCodeInfo } from "../../../shared/contracts/auth";
 import { uuidv7 } from "../../../shared/ids";
-import { codeIn, dumpAuthDb, lastMailTo, rejection, startAuth, startSmtpSink, type AuthHarness, type SmtpSink } from "./support";
+import { startSmtpServer, type SmtpTestServer } from "../../../test/harness/smtp";
+import { codeIn, dumpAuthDb, lastMailTo, rejection, startAuth, type AuthHarness } from "./support";
 
-let sink: SmtpSink;
+let sink: SmtpTestServer;
 let h: AuthHarness;
 const call = <T>(action: string, params: unknown) => h.broker.call<T, unknown>(`auth.${action}`, params);
 
 beforeAll(async () => {
-  sink = await startSmtpSink();
+  sink = await startSmtpServer();
   h = await startAuth({ smtpUrl: sink.url });
 });
 afterAll(async () => {
   await h.broker.stop();
   await sink.close();
-});
-beforeEach(() => {
-  sink.rejecting = false;
 });
 
 let n = 0;
@@ -24,7 +22,7 @@ const freshEmail = () => `user${++n}-${Date.now()}@example.com`;
 
 async function requestCode(storeId: string, email: string, ip?: string): Promise<string> {
   await expect(call("requestCode", { store_id: storeId, email, ip })).resolves.toEqual({ sent: true });
-  return codeIn(lastMailTo(sink, email));
+  return codeIn(lastMailTo(sink.messages, email));
 }
 
 /** Moves the clock forward to the start of the next hour, so a test's fixed windows do not roll over midway. */
@@ -39,7 +37,7 @@ describe("auth.requestCode", () => {
     const email = freshEmail();
     const code = await requestCode(storeId, email);
     expect(code).toMatch(/^\d{6}$/);
-    const mail = lastMailTo(sink, email)!;
+    const mail = lastMailTo(sink.messages, email)!;
     expect(mail.raw).toMatch(/^Subject: Your login code\r?$/m);
     expect(mail.raw).toMatch(/expires in 10 minutes/);
   });
@@ -82,11 +80,11 @@ describe("auth.requestCode", () => {
   it("answers 503 when the e-mail cannot be sent, and the code is unusable", async () => {
     const storeId = uuidv7();
     const email = freshEmail();
-    sink.rejecting = true;
+    sink.failNext(1);
     const err = await rejection(call("requestCode", { store_id: storeId, email }));
     expect(err).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
-    const unsent = codeIn(lastMailTo(sink, email));
-    sink.rejecting = false;
+    // The SMTP server received the message in full before refusing it: read the code it carried.
+    const unsent = codeIn(lastMailTo(sink.refused, email));
     expect(await rejection(call("verifyCode", { store_id: storeId, email, code: unsent }))).toMatchObject({ type: "UNAUTHENTICATED" });
     await expect(call("listCodes", { store_id: storeId, email })).resolves.toEqual([]);
     // No cooldown is left behind by a send that did not happen.

@@ -1,68 +1,26 @@
 /**
- * Test support for the auth service: a real SMTP server (smtp-server) that catches mail, a fake clock,
- * and a broker running auth + mailer on in-memory storage.
+ * Test support for the auth service: a fake clock, a broker running auth + mailer on in-memory storage,
+ * and readers for the login-code e-mails caught by the harness SMTP server (test/harness/smtp.ts).
  */
-import type { AddressInfo } from "node:net";
 import { ServiceBroker, type Service } from "moleculer";
-import { SMTPServer } from "smtp-server";
 import { resetConfig } from "../../../shared/config";
 import type { Database } from "../../../shared/storage/port";
 import { ZodValidator } from "../../../shared/validation";
+import type { CapturedMail } from "../../../test/harness/smtp";
 import AuthService from "../auth.service";
 import MailerService from "../../mailer/mailer.service";
 import type { AuthLimits } from "../limits";
 
-export interface CaughtMail {
-  to: string[];
-  raw: string;
-}
-
-export interface SmtpSink {
-  url: string;
-  messages: CaughtMail[];
-  /** When true, the server takes the message and then answers 550 (a failed send). */
-  rejecting: boolean;
-  close(): Promise<void>;
-}
-
-export async function startSmtpSink(): Promise<SmtpSink> {
-  const sink = { messages: [] as CaughtMail[], rejecting: false } as SmtpSink;
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-      stream.on("end", () => {
-        const mail = { to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") };
-        if (sink.rejecting) {
-          sink.messages.push(mail);
-          callback(Object.assign(new Error("Mailbox unavailable"), { responseCode: 550 }));
-          return;
-        }
-        sink.messages.push(mail);
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.server.address() as AddressInfo;
-  sink.url = `smtp://127.0.0.1:${port}`;
-  sink.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
-  return sink;
-}
-
 /** The login code in a caught message. */
-export function codeIn(mail: CaughtMail | undefined): string {
-  const match = /Your login code is:\s+(\d{6})/.exec(mail?.raw ?? "");
+export function codeIn(mail: CapturedMail | undefined): string {
+  const match = /Your login code is:\s+(\d{6})/.exec(mail?.text ?? "");
   if (!match) throw new Error("no login code in the message");
   return match[1];
 }
 
-/** The newest caught message to `email`. */
-export function lastMailTo(sink: SmtpSink, email: string): CaughtMail | undefined {
-  return [...sink.messages].reverse().find((m) => m.to.includes(email.toLowerCase()) || m.to.includes(email));
+/** The newest of `mails` (an SMTP server's `messages` or `refused`) sent to `email`. */
+export function lastMailTo(mails: CapturedMail[], email: string): CapturedMail | undefined {
+  return [...mails].reverse().find((m) => m.to.includes(email.toLowerCase()));
 }
 
 export interface FakeClock {

@@ -1,43 +1,14 @@
 /** mailer.sendMagicCode: SMTP through a real SMTP server, the outbox folder, failures as 503. */
 import { mkdtemp, readFile, readdir, rm, stat } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ServiceBroker, type Service } from "moleculer";
-import { SMTPServer } from "smtp-server";
 import { resetConfig } from "../../../shared/config";
 import { uuidv7 } from "../../../shared/ids";
 import { ZodValidator } from "../../../shared/validation";
+import { startSmtpServer } from "../../../test/harness/smtp";
 import MailerService from "../mailer.service";
 import { compileSystemTemplates } from "../templates";
-
-interface Caught {
-  from: string;
-  to: string[];
-  raw: string;
-}
-
-async function smtpSink(reject = false) {
-  const messages: Caught[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
-        if (reject) return callback(Object.assign(new Error("Mailbox unavailable"), { responseCode: 550 }));
-        const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
-        messages.push({ from, to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.server.address() as AddressInfo;
-  return { url: `smtp://127.0.0.1:${port}`, messages, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
 
 async function startMailer(env: Record<string, string | undefined>) {
   process.env.STORAGE = "memory";
@@ -56,7 +27,7 @@ const message = (code = "042917") => ({ store_id: uuidv7(), to: "Ada@Example.com
 
 describe("mailer.sendMagicCode over SMTP", () => {
   it("sends the login code e-mail (text + HTML) from MAIL_FROM and answers its message id", async () => {
-    const sink = await smtpSink();
+    const sink = await startSmtpServer();
     const broker = await startMailer({ SMTP_URL: sink.url, MAIL_FROM: "Shop <login@shop.example>", OUTBOX_DIR: undefined });
     try {
       const result = await broker.call<{ message_id: string }, unknown>("mailer.sendMagicCode", message());
@@ -65,7 +36,7 @@ describe("mailer.sendMagicCode over SMTP", () => {
       const [mail] = sink.messages;
       expect(mail.from).toBe("login@shop.example");
       // nodemailer lower-cases the domain.
-      expect(mail.to).toEqual(["Ada@example.com"]);
+      expect(mail.rcptTo).toEqual(["Ada@example.com"]);
       expect(mail.raw).toContain(`Message-ID: ${result.message_id}`);
       expect(mail.raw).toMatch(/^Subject: Your login code\r?$/m);
       expect(mail.raw).toMatch(/Content-Type: text\/plain/);
@@ -79,10 +50,13 @@ describe("mailer.sendMagicCode over SMTP", () => {
   });
 
   it("answers 503 SERVICE_UNAVAILABLE when the SMTP server refuses the message", async () => {
-    const sink = await smtpSink(true);
+    const sink = await startSmtpServer();
+    sink.failNext(1);
     const broker = await startMailer({ SMTP_URL: sink.url });
     try {
       await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
+      expect(sink.refused).toHaveLength(1);
+      expect(sink.messages).toHaveLength(0);
     } finally {
       await broker.stop();
       await sink.close();
@@ -90,7 +64,7 @@ describe("mailer.sendMagicCode over SMTP", () => {
   });
 
   it("answers 503 when the SMTP server cannot be reached", async () => {
-    const sink = await smtpSink();
+    const sink = await startSmtpServer();
     await sink.close();
     const broker = await startMailer({ SMTP_URL: sink.url });
     try {
