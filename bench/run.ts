@@ -127,7 +127,8 @@ async function measure(
   const row: Row = {
     scenario,
     deployment,
-    rps: Math.round(result.requests.average),
+    // Fixed-amount runs end mid-second: total / elapsed is fairer than the per-second sample average.
+    rps: Math.round(result.requests.total / Math.max(result.duration, 0.001)),
     p50: result.latency.p50,
     p99: result.latency.p99,
     requests: result.requests.total,

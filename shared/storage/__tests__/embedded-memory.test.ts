@@ -66,6 +66,24 @@ describe("embedded engine", () => {
     expect(engineOf(db, "profiles").lastExamined).toBe(2);
   });
 
+  it("answers $in on the key after an equality prefix with one walk per value (find and stream)", async () => {
+    const c = db.collection<Profile>("sessions");
+    await c.createIndexes([{ name: "store_profile_created", keys: { store_id: 1, email_lower: 1, created_at: -1 } }]);
+    const ops = Array.from({ length: 10_000 }, (_, i) => ({
+      insertOne: { document: { _id: `x${String(i).padStart(6, "0")}`, store_id: "s", email_lower: `p${i % 2_000}`, status: "active", created_at: i } },
+    }));
+    await c.bulkWrite(ops);
+    const engine = engineOf(db, "sessions");
+    const wanted = { store_id: "s", email_lower: { $in: ["p7", "p8", "p9"] } };
+    expect(await c.find(wanted)).toHaveLength(15);
+    expect(engine.lastExamined).toBe(15);
+    const streamed: string[] = [];
+    for await (const doc of c.stream(wanted, { batchSize: 4 })) streamed.push(doc._id);
+    expect(streamed).toHaveLength(15);
+    expect(streamed).toEqual([...streamed].sort());
+    expect(engine.lastExamined).toBeLessThanOrEqual(15);
+  });
+
   it("counts a store through the index range, not the whole collection", async () => {
     await seed(4_000);
     expect(await db.collection<Profile>("profiles").count({ store_id: "s0" })).toBe(1_000);

@@ -203,6 +203,8 @@ interface Change {
 type Plan =
   | { kind: "ids"; ids: Iterable<string>; sorted: false }
   | { kind: "walk"; index: Index; prefix: unknown[]; sorted: boolean }
+  /** Several unsorted walks of one index: `$in` on the key after an equality prefix. */
+  | { kind: "walks"; index: Index; prefixes: unknown[][]; sorted: false }
   | { kind: "scan"; sorted: false };
 
 interface SelectOptions {
@@ -375,11 +377,61 @@ export class CollectionEngine {
       }
     }
     // A sorted walk examines about limit * N / matches documents; a bucket examines (and sorts) all of it.
-    if (walk?.sorted && !(best && best.size * best.size <= (limit + 1) * this.docs.size)) return { kind: "walk", ...walk };
+    const cheaperThanSortedWalk = (size: number) => size * size <= (limit + 1) * this.docs.size;
+    if (walk?.sorted && !(best && cheaperThanSortedWalk(best.size))) {
+      const walks = this.multiWalk(eq, walk.prefix.length);
+      if (walks && cheaperThanSortedWalk(walks.size)) return walks.plan;
+      return { kind: "walk", ...walk };
+    }
     if (best) return bucketPlan(best);
     if (walk?.sorted) return { kind: "walk", ...walk };
+    const walks = this.multiWalk(eq, walk?.prefix.length ?? 0);
+    if (walks) return walks.plan;
     if (walk) return { kind: "walk", ...walk };
     return { kind: "scan", sorted: false };
+  }
+
+  /**
+   * One walk per value of an `$in` on the index key right after an equality prefix (e.g. `{ store_id: S,
+   * profile_id: { $in: ids } }` on `{ store_id, profile_id, created_at }`), when that is a longer prefix
+   * than a single walk would have.
+   */
+  private multiWalk(eq: Map<string, unknown[]>, longerThan: number): { plan: Plan; size: number } | undefined {
+    let found: { index: Index; prefix: unknown[]; values: unknown[] } | undefined;
+    for (const index of this.indexes.values()) {
+      if (index.multikey || !this.partialCovered(index, eq)) continue;
+      const prefix: unknown[] = [];
+      for (const f of index.fields) {
+        const values = eq.get(f);
+        if (!values) break;
+        if (values.length === 1) {
+          prefix.push(values[0]);
+          continue;
+        }
+        if (prefix.length + 1 > longerThan && (!found || prefix.length > found.prefix.length)) {
+          found = { index, prefix: [...prefix], values: [...new Set(values)] };
+        }
+        break;
+      }
+    }
+    if (!found) return undefined;
+    const { index, prefix, values } = found;
+    const prefixes = values.map((v) => [...prefix, v]);
+    const size = prefixes.reduce((n, p) => n + this.rangeSize(index, p), 0);
+    return { plan: { kind: "walks", index, prefixes, sorted: false }, size };
+  }
+
+  /** How many entries of `index` start with `prefix` (two binary searches). */
+  private rangeSize(index: Index, prefix: unknown[]): number {
+    const list = index.ordered!;
+    const cmp = (e: Entry): number => {
+      for (let i = 0; i < prefix.length; i++) {
+        const c = compareValues(e.k[i], prefix[i]);
+        if (c !== 0) return c;
+      }
+      return 0;
+    };
+    return list.rank(list.lowerBound((e) => cmp(e) > 0)) - list.rank(list.lowerBound((e) => cmp(e) >= 0));
   }
 
   /** A partial index holds every match only when the filter's equalities imply its partial filter. */
@@ -404,6 +456,8 @@ export class CollectionEngine {
       }
     } else if (plan.kind === "walk") {
       yield* this.walk(plan.index, plan.prefix, 1);
+    } else if (plan.kind === "walks") {
+      for (const prefix of plan.prefixes) yield* this.walk(plan.index, prefix, 1);
     } else {
       yield* this.docs.values();
     }

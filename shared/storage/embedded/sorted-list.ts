@@ -114,6 +114,13 @@ export class SortedList<E> {
     return { chunk: lo, index: a };
   }
 
+  /** How many entries come before `position` (one pass over the chunk lengths, not the entries). */
+  rank(position: Position): number {
+    let n = 0;
+    for (let c = 0; c < position.chunk && c < this.chunks.length; c++) n += this.chunks[c].length;
+    return n + position.index;
+  }
+
   /** Entries from `from` onwards (forward) or from just before `from` backwards. */
   *walk(from: Position, direction: 1 | -1): Generator<E> {
     const chunks = this.chunks;
