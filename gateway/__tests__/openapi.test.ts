@@ -116,3 +116,13 @@ describe("the route table", () => {
     );
   });
 });
+
+describe("the served document", () => {
+  it("is a valid OpenAPI 3.1 document (checked against the official JSON schema)", async () => {
+    const { Validator } = await import("@seriousme/openapi-schema-validator");
+    const doc = buildOpenApi([...routeTable.json, ...routeTable.raw], { rawBody: new Set(routeTable.raw) });
+    const result = await new Validator().validate(JSON.parse(JSON.stringify(doc)));
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+  });
+});
