@@ -16,6 +16,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import autocannon from "autocannon";
+import { freePort } from "../test/harness/ports";
 import { startSmtpServer, type SmtpTestServer } from "../test/harness/smtp";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -85,13 +86,6 @@ function commonEnv(port: number, smtp: SmtpTestServer): Record<string, string> {
   };
 }
 
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 // ---------------------------------------------------------------- measuring
 

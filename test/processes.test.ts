@@ -6,11 +6,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { assertNatsUp, deleteStreams, NATS_URL, uniqueName } from "./harness";
+import { assertNatsUp, deleteStreams, freePort, NATS_URL, uniqueName } from "./harness";
 
 const SERVER = path.resolve(__dirname, "../dist/bin/server.js");
 const SIX = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"];
@@ -38,13 +36,6 @@ async function stop(proc: Running): Promise<number | null> {
   return proc.exited;
 }
 
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 async function readiness(base: string): Promise<{ status: number; body: { services?: Record<string, string> } } | null> {
   try {

@@ -10,6 +10,7 @@
  *   httpClient(url)          tiny JSON client: get/post/put/delete -> { status, headers, body, text }
  *   startSmtpServer()        real SMTP on 127.0.0.1: { url (SMTP_URL), messages, waitForMessage(), failNext(), close() }
  *   startStripeStandIn()     Stripe API stand-in: { url (STRIPE_API_URL), clientOptions, requests, signWebhook(), ... }
+ *   freePort()               a free TCP port on 127.0.0.1 (for servers started as separate processes)
  *   NATS_URL, assertNatsUp(), uniqueName(), deleteStreams(prefix)   the test bus and its clean-up
  */
 export * from "./broker";
@@ -17,3 +18,4 @@ export * from "./gateway";
 export * from "./smtp";
 export * from "./stripe";
 export * from "./nats";
+export * from "./ports";

@@ -14,17 +14,7 @@ export class OutboxTransport implements MailTransport {
   constructor(readonly dir: string) {}
 
   async send(mail: OutgoingMail): Promise<SendReceipt> {
-    const raw = await new MailComposer({
-      from: mail.from,
-      to: mail.to,
-      subject: mail.subject,
-      text: mail.text,
-      html: mail.html,
-      messageId: mail.messageId,
-      headers: mail.headers,
-    })
-      .compile()
-      .build();
+    const raw = await new MailComposer(mail).compile().build();
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     const id = mail.messageId.replace(/^<|>$/g, "").replace(/[^A-Za-z0-9._-]/g, "_");

@@ -21,15 +21,7 @@ export class SmtpTransport implements MailTransport {
   }
 
   async send(mail: OutgoingMail): Promise<SendReceipt> {
-    await this.transporter.sendMail({
-      from: mail.from,
-      to: mail.to,
-      subject: mail.subject,
-      text: mail.text,
-      html: mail.html,
-      messageId: mail.messageId,
-      headers: mail.headers,
-    });
+    await this.transporter.sendMail(mail);
     return { messageId: mail.messageId, destination: `smtp://${this.host}` };
   }
 
