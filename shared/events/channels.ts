@@ -13,6 +13,8 @@ import type { Middleware, Service, ServiceBroker } from "moleculer";
 import { Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { nanos } from "nats";
+import type { Database } from "../storage/port";
+import { purgeProcessedEvents } from "./processed";
 import { DEAD_LETTER_CHANNEL, ensureStreams, streamSettings } from "./streams";
 
 export interface ChannelsOptions {
@@ -66,7 +68,11 @@ export function natsUrlOf(transporter: unknown): string | null {
   return typeof url === "string" && url.startsWith("nats://") ? url : null;
 }
 
+/** How often a consuming service forgets processed-event records past their retention. */
+const PURGE_INTERVAL_MS = 60 * 60 * 1000;
+
 export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
+  const purgeTimers = new Map<Service, NodeJS.Timeout>();
   const prefix = options.prefix ?? "";
   const maxRetries = options.maxRetries ?? 5;
   const maxInFlight = options.maxInFlight ?? 10;
@@ -151,7 +157,24 @@ export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
       return states.get(svc.broker)?.hooks.serviceCreated(svc);
     },
 
+    serviceStarted(svc: Service) {
+      // A service with durable channels records processed keys; forget them once no redelivery can come.
+      const durable = Object.values((svc.schema as { channels?: Record<string, unknown> }).channels ?? {}).some(
+        (def) => (def as Record<string, unknown> | undefined)?.[EVENT_MARK] !== undefined,
+      );
+      const db = (svc as unknown as { db?: Database }).db;
+      if (!durable || !db) return;
+      const purge = () =>
+        purgeProcessedEvents(db).catch((err: Error) => svc.logger.warn(`purging processed events failed: ${err.message}`));
+      const timer = setInterval(purge, PURGE_INTERVAL_MS);
+      timer.unref();
+      purgeTimers.set(svc, timer);
+      return purge().then(() => undefined);
+    },
+
     serviceStopping(svc: Service) {
+      clearInterval(purgeTimers.get(svc));
+      purgeTimers.delete(svc);
       return states.get(svc.broker)?.hooks.serviceStopping(svc);
     },
 

@@ -8,10 +8,13 @@ import { Context, type Service, type ServiceBroker } from "moleculer";
 import type { z } from "zod";
 import { DurableEvents, type DurableEventName, type DurableEventPayload } from "../contracts/events";
 import { crmError } from "../errors";
-import { isDuplicateKey, type Collection, type Database, type Doc } from "../storage/port";
+import { isDuplicateKey, type Collection, type Database } from "../storage/port";
 import { issuesOf } from "../validation";
 import { nowSeconds } from "../ids";
 import { EVENT_MARK, type ChannelBroker } from "./channels";
+import { PROCESSED_EVENTS, type ProcessedEvent } from "./processed";
+
+export { PROCESSED_EVENTS, purgeProcessedEvents } from "./processed";
 
 /** A channel definition as @moleculer/channels 0.1.8 reads it from a service schema's `channels`. */
 export interface ChannelDefinition<TThis = Service> {
@@ -82,24 +85,16 @@ export async function publishEvent<N extends DurableEventName>(
 }
 
 /** One processed (or in-progress) event of a consumer group, in the consuming service's database. */
-interface ProcessedEvent extends Doc {
-  event: string;
-  group: string;
-  key: string;
-  status: "processing" | "done";
-  claimed_at: number;
-  processed_at?: number;
-}
 
 type ProcessedKey = Pick<ProcessedEvent, "_id" | "event" | "group" | "key">;
 
-export const PROCESSED_EVENTS = "processed_events";
 /** A claim older than this belongs to a consumer that died mid-handler (equals the JetStream ack wait). */
 const CLAIM_LEASE_SECONDS = 30;
 /** How long a duplicate waits for the in-flight copy to finish before asking for a redelivery. */
 const CLAIM_WAIT_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 
 /** "run": this delivery owns the key; "done": already applied. Throws when another copy holds it too long. */
 async function claim(events: Collection<ProcessedEvent>, record: ProcessedKey) {
