@@ -93,6 +93,7 @@ export class MagicCodes {
     const client = input.ip ? rateLimitSubject(input.ip) : "-";
     const emailFromIp = `${email}\n${client}`;
     if (input.ip) await limiter.hit(storeId, "verify-ip", client, limits.verifiesPerIp);
+    await limiter.hit(storeId, "verify-store", "*", limits.verifiesPerStore);
     await limiter.check(storeId, "verify-fail-ip", emailFromIp, limits.verifyFailuresPerEmailIp);
     await limiter.check(storeId, "verify-fail", email, limits.verifyFailuresPerEmail);
 

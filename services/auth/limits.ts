@@ -38,6 +38,8 @@ export interface AuthLimits {
   sendsPerStore: WindowRule;
   /** Verification tries per client IP (per store). */
   verifiesPerIp: WindowRule;
+  /** Verification tries per store (all clients): the ceiling of a guessing campaign against one store. */
+  verifiesPerStore: WindowRule;
   /** A rotated refresh token used again within this many seconds answers the same new pair. */
   refreshGraceSeconds: number;
   /** `last_used_at` of sessions and API keys is written at most this often. */
@@ -53,11 +55,12 @@ export const DEFAULT_LIMITS: AuthLimits = {
   sendsPerIp: { limit: 20, windowSeconds: 60 * 60 },
   sendsPerStore: { limit: 1000, windowSeconds: 60 * 60 },
   verifiesPerIp: { limit: 60, windowSeconds: 60 * 60 },
+  verifiesPerStore: { limit: 5000, windowSeconds: 60 * 60 },
   refreshGraceSeconds: 10,
   lastUsedResolutionSeconds: 60,
 };
 
-export type LimitBucket = "send-ip" | "send-store" | "verify-ip" | "verify-fail" | "verify-fail-ip" | "cooldown";
+export type LimitBucket = "send-ip" | "send-store" | "verify-ip" | "verify-store" | "verify-fail" | "verify-fail-ip" | "cooldown";
 
 /** A key that names the subject (an e-mail, an IP) without storing it in clear. */
 function subjectKey(storeId: string, subject: string): string {

@@ -265,3 +265,22 @@ describe("per-store send cap", () => {
     }
   });
 });
+
+describe("per-store verification cap", () => {
+  it("refuses verifications past the store's hourly cap with 429, from any client, and not in other stores", async () => {
+    const capped = await startAuth({ smtpUrl: sink.url, limits: { verifiesPerStore: { limit: 3, windowSeconds: 3600 } } });
+    try {
+      const storeId = uuidv7();
+      for (let i = 0; i < 3; i++) {
+        const err = await rejection(capped.broker.call("auth.verifyCode", { store_id: storeId, email: freshEmail(), code: "000000", ip: `192.0.2.${i}` }));
+        expect(err).toMatchObject({ type: "UNAUTHENTICATED" });
+      }
+      const capErr = await rejection(capped.broker.call("auth.verifyCode", { store_id: storeId, email: freshEmail(), code: "000000", ip: "192.0.2.99" }));
+      expect(capErr).toMatchObject({ type: "RATE_LIMITED", code: 429 });
+      const elsewhere = await rejection(capped.broker.call("auth.verifyCode", { store_id: uuidv7(), email: freshEmail(), code: "000000" }));
+      expect(elsewhere).toMatchObject({ type: "UNAUTHENTICATED" });
+    } finally {
+      await capped.broker.stop();
+    }
+  });
+});
