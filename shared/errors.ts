@@ -40,8 +40,16 @@ export interface ErrorBody {
   validationErrors?: FieldError[];
 }
 
+/** What `crmError` makes: a Moleculer error whose `type` is a contract code and `code` its HTTP status. */
+export interface CrmError extends Error {
+  code: number;
+  type: string;
+  data?: unknown;
+  retryable: boolean;
+}
+
 /** A client-facing error with a stable code. 5xx codes are marked retryable for the broker. */
-export function crmError(code: ErrorCode, message: string, data?: ErrorData): Errors.MoleculerError {
+export function crmError(code: ErrorCode, message: string, data?: ErrorData): CrmError {
   const status = ERROR_STATUS[code];
   if (status >= 500) return new Errors.MoleculerRetryableError(message, status, code, data);
   return new Errors.MoleculerClientError(message, status, code, data);
