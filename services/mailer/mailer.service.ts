@@ -37,7 +37,7 @@ const MailerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, 
     const cfg = config();
     this.transport = createTransport(cfg);
     this.mailer = new Mailer({ transport: this.transport, templates: compileSystemTemplates(), from: cfg.MAIL_FROM, log: this.logger });
-    this.logger.info(`mailer: sending through ${this.transport.name}`);
+    this.logger.info(`mailer: sending through ${this.transport.name} (${this.transport.destination})`);
   },
 
   async stopped() {

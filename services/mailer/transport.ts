@@ -29,6 +29,8 @@ export interface MailTransport {
   readonly name: string;
   /** True when mail stays on this machine (the outbox): each send is logged at info for the developer. */
   readonly local: boolean;
+  /** Where mail goes, safe to log (an outbox folder, or the SMTP host without credentials). */
+  readonly destination: string;
   send(mail: OutgoingMail): Promise<SendReceipt>;
   close(): Promise<void>;
 }

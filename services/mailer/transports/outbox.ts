@@ -13,6 +13,10 @@ export class OutboxTransport implements MailTransport {
 
   constructor(readonly dir: string) {}
 
+  get destination(): string {
+    return this.dir;
+  }
+
   async send(mail: OutgoingMail): Promise<SendReceipt> {
     const raw = await new MailComposer(mail).compile().build();
     await mkdir(this.dir, { recursive: true, mode: 0o700 });

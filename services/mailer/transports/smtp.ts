@@ -20,9 +20,13 @@ export class SmtpTransport implements MailTransport {
     this.host = safeHost(url);
   }
 
+  get destination(): string {
+    return `smtp://${this.host}`;
+  }
+
   async send(mail: OutgoingMail): Promise<SendReceipt> {
     await this.transporter.sendMail(mail);
-    return { messageId: mail.messageId, destination: `smtp://${this.host}` };
+    return { messageId: mail.messageId, destination: this.destination };
   }
 
   async close(): Promise<void> {
