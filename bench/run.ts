@@ -16,6 +16,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import autocannon from "autocannon";
+import { deleteStreams } from "../test/harness/nats";
 import { freePort } from "../test/harness/ports";
 import { startSmtpServer, type SmtpTestServer } from "../test/harness/smtp";
 
@@ -291,7 +292,9 @@ async function main(): Promise<void> {
     if (NATS_URL !== "off") {
       const gatewayPort = await freePort();
       const splitBase = `http://127.0.0.1:${gatewayPort}`;
-      const env = { ...commonEnv(gatewayPort, smtp), TRANSPORTER: NATS_URL, NAMESPACE: `bench-${randomBytes(4).toString("hex")}` };
+      // Its own namespace and event subjects: a bench run never joins a real system's consumer groups.
+      const runId = `bench${randomBytes(4).toString("hex")}`;
+      const env = { ...commonEnv(gatewayPort, smtp), TRANSPORTER: NATS_URL, NAMESPACE: runId, EVENTS_PREFIX: runId };
       const services = startProcess("services", { ...env, SERVICES: "auth,profiles,mailer,profile-lists,campaigns,billing" });
       const gateway = startProcess("gateway", { ...env, SERVICES: "gateway" });
       try {
@@ -300,6 +303,7 @@ async function main(): Promise<void> {
         await measureAuthRoutes("split over NATS", splitBase, smtp);
       } finally {
         await Promise.all([stopProcess(gateway), stopProcess(services)]);
+        await deleteStreams(runId, NATS_URL);
       }
     }
 

@@ -198,7 +198,7 @@ describe("durable events (NATS JetStream)", () => {
     }
   });
 
-  it("acknowledges and drops a malformed payload from an outside producer instead of retrying it", async () => {
+  it("moves a malformed payload from an outside producer to DEAD_LETTER at once instead of retrying it", async () => {
     const consumer = await startConsumer();
     try {
       const before = (await consumerInfo()).num_redelivered;
@@ -208,7 +208,13 @@ describe("durable events (NATS JetStream)", () => {
       await waitFor(() => applied.includes("o-after"), 5_000, "the next valid order");
       await waitFor(settled, 5_000, "the malformed message to be acked");
       expect((await consumerInfo()).num_redelivered).toBe(before);
-      expect((await jsm.streams.info(deadLetters)).state.messages).toBe(1);
+      await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === 2, 5_000, "the dead letter");
+      const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
+      expect(letter.json()).toEqual({ store_id: "x", order_id: 42 });
+      expect(letter.header.get("x-original-channel")).toBe(`${prefix}.order.created`);
+      expect(letter.header.get("x-original-group")).toBe("order-sink");
+      expect(letter.header.get("x-error")).toMatch(/^invalid payload: .*order_id/);
+      expect(applied).toHaveLength(new Set(applied).size);
     } finally {
       await consumer.stop();
     }

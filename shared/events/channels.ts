@@ -39,12 +39,14 @@ export interface ChannelBroker {
   channelAdapter?: ChannelAdapter;
 }
 
-interface ChannelAdapter {
+export interface ChannelAdapter {
   connected: boolean;
   /** The Fake adapter's per-channel services. */
   services?: Map<string, Service>;
   connect(): Promise<void>;
   publish(channel: string, payload: unknown, opts?: Record<string, unknown>): Promise<void>;
+  /** `order.created` -> `<prefix>.order.created` when the adapter has a prefix. */
+  addPrefixTopic(topic: string): string;
 }
 
 type Hooks = ReturnType<typeof ChannelsMiddleware>;

@@ -12,6 +12,7 @@ import { isDuplicateKey, type Collection, type Database } from "../storage/port"
 import { issuesOf } from "../validation";
 import { nowSeconds } from "../ids";
 import { EVENT_MARK, type ChannelBroker } from "./channels";
+import { DEAD_LETTER_CHANNEL } from "./streams";
 import { PROCESSED_EVENTS, type ProcessedEvent } from "./processed";
 
 export { PROCESSED_EVENTS, purgeProcessedEvents } from "./processed";
@@ -133,10 +134,35 @@ export interface DurableChannelOptions<N extends DurableEventName, TThis> {
 }
 
 /**
+ * Moves a payload that fails its schema to the DEAD_LETTER channel, with the headers the channels adapter
+ * puts on its own dead letters plus `x-error` (which fields were wrong), so an operator can find and
+ * replay it. Without NATS (in-process adapter) nothing keeps dead letters, so the log line is the record.
+ */
+async function deadLetterInvalid(
+  broker: ServiceBroker,
+  name: DurableEventName,
+  group: string,
+  payload: unknown,
+  issues: Array<{ field: string; error: string }>,
+): Promise<void> {
+  const summary = issues.map(({ field, error }) => `${field || "(payload)"}: ${error}`).join("; ");
+  broker.logger.warn(`Invalid '${name}' event for group ${group} moved to ${DEAD_LETTER_CHANNEL}: ${summary}`);
+  const channels = broker as ServiceBroker & ChannelBroker;
+  if (!channels.sendToChannel || !channels.channelAdapter) return;
+  await channels.sendToChannel(DEAD_LETTER_CHANNEL, payload ?? null, {
+    headers: {
+      "x-original-channel": channels.channelAdapter.addPrefixTopic(name),
+      "x-original-group": group,
+      "x-error": `invalid payload: ${summary}`.slice(0, 1000),
+    },
+  });
+}
+
+/**
  * A channel definition for a service's `channels` block, under the event's name:
  *   channels: { "order.created": durableChannel("order.created", { group: "profiles", handler }) }
- * The service needs storageMixin (`this.db`) for the processed-keys record. Invalid payloads are logged
- * and acknowledged (a retry cannot fix them).
+ * The service needs storageMixin (`this.db`) for the processed-keys record. An invalid payload goes to
+ * DEAD_LETTER at once and is acknowledged: a retry cannot fix it.
  */
 export function durableChannel<N extends DurableEventName, TThis extends Service = Service & { db: Database }>(
   name: N,
@@ -156,7 +182,7 @@ export function durableChannel<N extends DurableEventName, TThis extends Service
     }
     const parsed = schema.safeParse(ctx.params);
     if (!parsed.success) {
-      this.logger.warn(`Dropping an invalid '${name}' event (group ${group}):`, issuesOf(parsed.error));
+      await deadLetterInvalid(this.broker, name, group, ctx.params, issuesOf(parsed.error));
       return;
     }
     if (!this.db) throw new Error(`durableChannel('${name}') in service '${this.fullName}' needs storageMixin`);
