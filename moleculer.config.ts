@@ -14,6 +14,7 @@ import type { BrokerOptions } from "moleculer";
 import { config } from "./shared/config";
 import { ZodValidator } from "./shared/validation";
 import { channelsMiddleware } from "./shared/events/channels";
+import { settleTimedOutRequests } from "./shared/middlewares/settle-timed-out-requests";
 
 const settings = config();
 
@@ -62,11 +63,17 @@ const brokerConfig: BrokerOptions = {
   tracking: { enabled: true, shutdownTimeout: 10_000 },
 
   registry: { strategy: "RoundRobin", preferLocal: true },
-  heartbeatInterval: 5,
-  heartbeatTimeout: 15,
+  // A node that vanished without saying goodbye (SIGKILL, lost host) is dropped within ~5-10 s: Moleculer
+  // checks every heartbeatTimeout seconds for nodes silent for longer than that (whole seconds). Its
+  // pending requests are then rejected. A node paused longer (a debugger) is dropped and re-joins.
+  heartbeatInterval: 1,
+  heartbeatTimeout: 4,
 
   validator: new ZodValidator({}),
-  middlewares: [channelsMiddleware({ prefix: settings.EVENTS_PREFIX, replicas: settings.EVENTS_REPLICAS })],
+  middlewares: [
+    settleTimedOutRequests(),
+    channelsMiddleware({ prefix: settings.EVENTS_PREFIX, replicas: settings.EVENTS_REPLICAS }),
+  ],
 
   metrics: { enabled: false },
   tracing: { enabled: false },

@@ -121,20 +121,23 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
   afterAll(async () => {
     await Promise.all(running.map(stop));
     await deleteStreams(namespace);
+    await deleteStreams(`${namespace}k`);
+  });
+
+  const systemEnv = (port: number, system: string) => ({
+    TRANSPORTER: NATS_URL,
+    NAMESPACE: system,
+    EVENTS_PREFIX: system,
+    STORAGE: "memory",
+    JWT_SECRET: `processes-${system}`,
+    CRM_ADMIN_API_KEY: `key-${system}`,
+    PORT: String(port),
   });
 
   it("forms one system: readiness lists all six, and names the ones whose process stopped", async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const env = {
-      TRANSPORTER: NATS_URL,
-      NAMESPACE: namespace,
-      EVENTS_PREFIX: namespace,
-      STORAGE: "memory",
-      JWT_SECRET: `processes-${namespace}`,
-      CRM_ADMIN_API_KEY: `key-${namespace}`,
-      PORT: String(port),
-    };
+    const env = systemEnv(port, namespace);
     const gateway = run({ ...env, SERVICES: "gateway" });
     const identity = run({ ...env, SERVICES: "auth,mailer,profiles" });
     const rest = run({ ...env, SERVICES: "profile-lists,campaigns,billing" });
@@ -156,5 +159,39 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
     }, "readiness to report the stopped services");
     expect(degraded.body.services).toMatchObject({ auth: "ok", profiles: "ok", mailer: "ok" });
     for (const name of ["profile-lists", "campaigns", "billing"]) expect(degraded.body.services?.[name]).not.toBe("ok");
+  }, 90_000);
+
+  it("moves requests to the surviving copy when a service process is killed without warning, and still stops cleanly", async () => {
+    const system = `${namespace}k`;
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = systemEnv(port, system);
+    const identity = [run({ ...env, SERVICES: "auth,mailer,profiles" }), run({ ...env, SERVICES: "auth,mailer,profiles" })];
+    running.push(...identity);
+    await waitFor(async () => identity.every((p) => /ServiceBroker .* started/.test(p.output())), "both identity processes");
+    const gateway = run({ ...env, SERVICES: "gateway" });
+    running.push(gateway);
+    const initialize = async () => {
+      const res = await fetch(`${base}/v1/stores/0190c5d2-1111-7000-8000-00000000dead/profiles/initialize`, { method: "POST" });
+      return res.status;
+    };
+    await waitFor(async () => (await initialize().catch(() => 0)) === 200, "the gateway over NATS");
+
+    identity[1].child.kill("SIGKILL");
+    const killedAt = Date.now();
+    // Requests keep coming while the dead node is still listed; those routed to it may fail.
+    await waitFor(async () => {
+      await initialize();
+      return /disconnected unexpectedly/.test(gateway.output());
+    }, "the gateway to drop the killed node", 30_000);
+    // Moleculer checks every heartbeatTimeout (4 s) for nodes silent longer than that: ~10 s at most.
+    expect(Date.now() - killedAt).toBeLessThan(15_000);
+
+    const after = await Promise.all(Array.from({ length: 10 }, initialize));
+    expect(after).toEqual(Array(10).fill(200));
+    const stopStarted = Date.now();
+    expect(await stop(gateway)).toBe(0);
+    expect(Date.now() - stopStarted).toBeLessThan(5_000); // nothing left "running" from calls that timed out
+    expect(gateway.output()).not.toMatch(/GracefulStopTimeout/);
   }, 90_000);
 });

@@ -29,15 +29,19 @@ type This = Service<AuthSettings> & AuthThis;
 
 type P<K extends keyof typeof AuthActions> = Context<z.infer<(typeof AuthActions)[K]>>;
 
+const fastRead = { timeout: 5_000, retryPolicy: { enabled: true } };
+
 const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, This> = {
   name: "auth",
   mixins: [storageMixin("auth")],
   settings: { purgeIntervalMs: 60_000 },
 
   actions: {
+    // `fastRead`: asked on every authenticated request, so a call stuck on a node that just died fails
+    // after 5 s and is retried (round-robin: on another node) instead of hanging for the request timeout.
     issueSession: { params: zodParams(AuthActions.issueSession), handler(ctx: P<"issueSession">) { return this.auth.sessions.issue(ctx.params); } },
     refreshSession: { params: zodParams(AuthActions.refreshSession), handler(ctx: P<"refreshSession">) { return this.auth.sessions.refresh(ctx.params); } },
-    authenticate: { params: zodParams(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.sessions.authenticate(ctx.params); } },
+    authenticate: { ...fastRead, params: zodParams(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.sessions.authenticate(ctx.params); } },
     listSessions: { params: zodParams(AuthActions.listSessions), handler(ctx: P<"listSessions">) { return this.auth.sessions.list(ctx.params); } },
     revokeSession: { params: zodParams(AuthActions.revokeSession), handler(ctx: P<"revokeSession">) { return this.auth.sessions.revoke(ctx.params); } },
     revokeProfileSessions: {
@@ -60,7 +64,7 @@ const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, 
     createApiKey: { params: zodParams(AuthActions.createApiKey), handler(ctx: P<"createApiKey">) { return this.auth.apiKeys.create(ctx.params); } },
     listApiKeys: { params: zodParams(AuthActions.listApiKeys), handler(ctx: P<"listApiKeys">) { return this.auth.apiKeys.list(ctx.params); } },
     revokeApiKey: { params: zodParams(AuthActions.revokeApiKey), handler(ctx: P<"revokeApiKey">) { return this.auth.apiKeys.revoke(ctx.params); } },
-    verifyApiKey: { params: zodParams(AuthActions.verifyApiKey), handler(ctx: P<"verifyApiKey">) { return this.auth.apiKeys.verify(ctx.params); } },
+    verifyApiKey: { ...fastRead, params: zodParams(AuthActions.verifyApiKey), handler(ctx: P<"verifyApiKey">) { return this.auth.apiKeys.verify(ctx.params); } },
   },
 
   async started() {

@@ -1,0 +1,61 @@
+/**
+ * A call to a node that never answers (hung or killed without a goodbye) must not stay "running" on the
+ * caller after its timeout: otherwise the caller's next graceful stop waits for it and fails.
+ * Two brokers over the real NATS server, built from moleculer.config.ts (which installs the middleware).
+ */
+import { Errors, type ServiceBroker } from "moleculer";
+import { assertNatsUp, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
+
+interface TrackedBroker {
+  _trackedContexts: unknown[];
+  transit: { pendingRequests: Map<string, unknown> };
+}
+
+describe("settleTimedOutRequests (middleware)", () => {
+  let caller: ServiceBroker;
+  let callee: ServiceBroker;
+  const release: Array<() => void> = [];
+
+  beforeAll(async () => {
+    await assertNatsUp();
+    const namespace = uniqueName("settle");
+    callee = await startBroker({
+      transporter: NATS_URL,
+      namespace,
+      services: [
+        {
+          name: "stuck",
+          actions: {
+            wait: () => new Promise<string>((resolve) => release.push(() => resolve("late answer"))),
+          },
+        },
+      ],
+    });
+    caller = await startBroker({ transporter: NATS_URL, namespace, broker: { tracking: { enabled: true, shutdownTimeout: 2_000 } } });
+    await caller.waitForServices(["stuck"], 10_000);
+  });
+
+  afterAll(async () => {
+    release.forEach((answer) => answer());
+    await Promise.all([caller?.stop(), callee?.stop()]);
+  });
+
+  it("ends the caller's tracked context and pending request when the call times out", async () => {
+    const tracked = caller as unknown as TrackedBroker;
+    const call = caller.call("stuck.wait", {}, { timeout: 300, retries: 0 });
+    await expect(call).rejects.toBeInstanceOf(Errors.RequestTimeoutError);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(tracked.transit.pendingRequests.size).toBe(0);
+    expect(tracked._trackedContexts).toHaveLength(0);
+  });
+
+  it("ignores the answer that arrives after the timeout, and the next call still works", async () => {
+    const late = caller.call("stuck.wait", {}, { timeout: 200, retries: 0 });
+    await expect(late).rejects.toBeInstanceOf(Errors.RequestTimeoutError);
+    release.splice(0).forEach((answer) => answer());
+    const next = caller.call("stuck.wait", {}, { timeout: 5_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    release.splice(0).forEach((answer) => answer());
+    await expect(next).resolves.toBe("late answer");
+  });
+});
