@@ -44,7 +44,8 @@ export class MagicCodes {
 
   /**
    * Issues a code for an e-mail and mails it. Answers `{ sent: true }` for any address. If the mail
-   * cannot be sent the code is deleted and the error is 503.
+   * cannot be sent the code is deleted and the error is 503 (400 on the `email` field when the mail
+   * server refuses the address for good).
    */
   async request(input: { store_id: string; email: string; ip?: string }, mail: MagicCodeMailer): Promise<{ sent: true }> {
     const { store, limits, limiter } = this.deps;
@@ -71,10 +72,12 @@ export class MagicCodes {
     await store.codes.insertOne(doc);
     try {
       await mail({ store_id: storeId, to: input.email, code, expires_in_minutes: Math.max(1, Math.ceil(limits.codeTtlSeconds / 60)) });
-    } catch {
+    } catch (err) {
       // Not left usable-but-unsent; and the caller may ask again at once.
       await store.codes.deleteOne({ _id: doc._id, store_id: storeId });
       await limiter.releaseCooldown(storeId, email, claimedAt);
+      // The mail server refusing the address for good is the caller's to fix (400); anything else is ours.
+      if ((err as { type?: unknown }).type === "VALIDATION_ERROR") throw err;
       throw AuthErrors.mailUnavailable();
     }
     // The new code supersedes every older unused one.

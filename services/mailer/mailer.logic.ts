@@ -1,7 +1,8 @@
 /**
  * The mailer's rules for system mail (the login-code e-mail for now): render the compiled template,
- * address it from MAIL_FROM, send it through the configured transport, and turn any send failure into
- * a 503. Logs say where a message went, never what it says.
+ * address it from MAIL_FROM, send it through the configured transport, and turn a send failure into
+ * a 503 (or a 400 when the server refuses the recipient for good). Logs say where a message went, never
+ * what it says.
  */
 import { randomUUID } from "node:crypto";
 import type { SystemTemplates } from "./templates";
@@ -12,7 +13,7 @@ export interface MailerDeps {
   transport: MailTransport;
   templates: SystemTemplates;
   from: string;
-  log: { debug(message: string): void; info(message: string): void; warn(message: string): void };
+  log: { debug(message: string): void; info(message: string): void; warn(message: string): void; error(message: string): void };
 }
 
 export interface MagicCodeMail {
@@ -53,9 +54,25 @@ export class Mailer {
       else this.deps.log.debug(line);
       return { message_id: receipt.messageId };
     } catch (err) {
-      const reason = (err as { code?: unknown; responseCode?: unknown }).code ?? (err as { responseCode?: unknown }).responseCode ?? "error";
-      this.deps.log.warn(`login code e-mail to ${mail.to} could not be sent via ${this.deps.transport.name} (${String(reason)})`);
-      throw MailerErrors.sendFailed();
+      throw this.failure(err, mail.to);
     }
+  }
+
+  /** Logs a send failure in words an operator can act on, and picks the caller's error. */
+  private failure(err: unknown, to: string): Error {
+    const { code, responseCode } = err as { code?: unknown; responseCode?: unknown };
+    const reply = typeof responseCode === "number" ? responseCode : null;
+    const via = this.deps.transport.name;
+    if (code === "EENVELOPE" && reply !== null && reply >= 500) {
+      this.deps.log.warn(`login code e-mail to ${to} refused by the ${via} server for this recipient (${reply})`);
+      return MailerErrors.recipientRefused();
+    }
+    if (reply !== null && reply >= 500) {
+      // Permanent refusals other than the recipient's are the set-up's: credentials, sender, relay policy.
+      this.deps.log.error(`login code e-mail to ${to} refused by the ${via} server (${String(code ?? "")} ${reply}): check SMTP_URL and MAIL_FROM`);
+    } else {
+      this.deps.log.warn(`login code e-mail to ${to} could not be sent via ${via} (${String(code ?? reply ?? "error")})`);
+    }
+    return MailerErrors.sendFailed();
   }
 }

@@ -37,6 +37,8 @@ export interface SmtpTestServer {
   waitForMessage(predicate?: (mail: CapturedMail) => boolean, timeoutMs?: number): Promise<CapturedMail>;
   /** Refuses the next `count` messages at DATA with a temporary failure (451). */
   failNext(count?: number): void;
+  /** Refuses this recipient for good at RCPT TO (550 mailbox unavailable), until `clear()`. */
+  refuseRecipient(address: string): void;
   clear(): void;
   close(): Promise<void>;
 }
@@ -48,6 +50,7 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
   const refused: CapturedMail[] = [];
   let waiters: Waiter[] = [];
   let failures = 0;
+  const refusedRecipients = new Set<string>();
 
   const server = new SMTPServer({
     secure: false,
@@ -58,6 +61,10 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     closeTimeout: 200,
     onAuth(auth, _session, callback) {
       callback(null, { user: auth.username });
+    },
+    onRcptTo(address, _session, callback) {
+      if (!refusedRecipients.has(address.address.toLowerCase())) return callback();
+      callback(Object.assign(new Error("Mailbox unavailable (test)"), { responseCode: 550 }));
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
@@ -119,9 +126,13 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     failNext(count = 1) {
       failures += count;
     },
+    refuseRecipient(address) {
+      refusedRecipients.add(address.toLowerCase());
+    },
     clear() {
       messages.length = 0;
       refused.length = 0;
+      refusedRecipients.clear();
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -91,6 +91,21 @@ describe("auth.requestCode", () => {
     await expect(call("requestCode", { store_id: storeId, email })).resolves.toEqual({ sent: true });
   });
 
+  it("answers 400 on the email field when the mail server refuses the address for good, and keeps no code", async () => {
+    const storeId = uuidv7();
+    const email = freshEmail();
+    sink.refuseRecipient(email);
+    try {
+      const err = await rejection(call("requestCode", { store_id: storeId, email }));
+      expect(err).toMatchObject({ type: "VALIDATION_ERROR", code: 400, data: { validationErrors: [{ field: "email" }] } });
+      await expect(call("listCodes", { store_id: storeId, email })).resolves.toEqual([]);
+    } finally {
+      sink.clear();
+    }
+    // The corrected (here: now accepted) address can ask again at once: no cooldown was left behind.
+    await expect(call("requestCode", { store_id: storeId, email })).resolves.toEqual({ sent: true });
+  });
+
   it("rejects values of the wrong type as a validation error", async () => {
     for (const params of [
       { store_id: uuidv7(), email: { $ne: null } },

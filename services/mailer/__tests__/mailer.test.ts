@@ -63,6 +63,23 @@ describe("mailer.sendMagicCode over SMTP", () => {
     }
   });
 
+  it("answers 400 VALIDATION_ERROR on email when the SMTP server refuses the recipient for good (550)", async () => {
+    const sink = await startSmtpServer();
+    sink.refuseRecipient(message().to);
+    const broker = await startMailer({ SMTP_URL: sink.url });
+    try {
+      await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({
+        type: "VALIDATION_ERROR",
+        code: 400,
+        data: { validationErrors: [{ field: "email", error: expect.stringMatching(/refused this address/) }] },
+      });
+      expect(sink.messages).toHaveLength(0);
+    } finally {
+      await broker.stop();
+      await sink.close();
+    }
+  });
+
   it("answers 503 when the SMTP server cannot be reached", async () => {
     const sink = await startSmtpServer();
     await sink.close();

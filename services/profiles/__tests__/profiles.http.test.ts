@@ -125,6 +125,22 @@ describe("profile routes over HTTP and NATS", () => {
     expect(afterRevokeAll.body).toMatchObject({ statusCode: 401, error: "UNAUTHENTICATED" });
   });
 
+  it("answers a code request for an address the mail server refuses for good with 400 on email", async () => {
+    smtp.refuseRecipient("nobody-here@example.com");
+    try {
+      const res = await http.post(`${base}/auth/code`, { email: "nobody-here@example.com" });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({
+        statusCode: 400,
+        error: "VALIDATION_ERROR",
+        message: expect.stringMatching(/refused this address/),
+        validationErrors: [{ field: "email", error: expect.stringMatching(/refused this address/) }],
+      });
+    } finally {
+      smtp.clear();
+    }
+  });
+
   it("routes /profiles/me to the session's profile, never to GET /profiles/{id}", async () => {
     expect((await admin.get(`${base}/me`)).status).toBe(401);
     expect((await http.get(`${base}/me`)).status).toBe(401);
