@@ -30,6 +30,42 @@ export class CrmApiError extends Error {
   }
 }
 
+/** The request never got an HTTP answer: connection refused or reset, DNS failure, or `timeoutMs` passed. */
+export class CrmNetworkError extends Error {
+  readonly code = "NETWORK_ERROR";
+
+  constructor(url: string, cause: unknown) {
+    // The abort of AbortSignal.timeout is a DOMException: not always an `instanceof Error` across realms.
+    const reason = (cause as { name?: unknown })?.name === "TimeoutError" ? "no answer in time" : describe(cause);
+    super(`Could not reach the CRM API at ${url}: ${reason}`, { cause });
+    this.name = "CrmNetworkError";
+  }
+}
+
+function describe(cause: unknown): string {
+  // undici reports "fetch failed" and keeps the socket error (ECONNREFUSED, ENOTFOUND, ...) as its cause.
+  const inner = (cause as { cause?: { code?: unknown; message?: unknown } })?.cause;
+  if (inner && typeof inner.code === "string") return inner.code;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/** The contract's code for an error answer that carried no contract body (a proxy's HTML page, say). */
+const CODE_OF_STATUS: Record<number, string> = {
+  400: "VALIDATION_ERROR",
+  401: "UNAUTHENTICATED",
+  403: "FORBIDDEN",
+  404: "NOT_FOUND",
+  409: "CONFLICT",
+  413: "PAYLOAD_TOO_LARGE",
+  415: "UNSUPPORTED_MEDIA_TYPE",
+  429: "RATE_LIMITED",
+  500: "INTERNAL",
+};
+
+function codeOfStatus(status: number): string {
+  return CODE_OF_STATUS[status] ?? (status >= 500 ? "SERVICE_UNAVAILABLE" : "VALIDATION_ERROR");
+}
+
 export type Query = Record<string, string | number | boolean | unknown[] | Record<string, unknown> | undefined | null>;
 
 export interface RequestOptions {
@@ -55,24 +91,34 @@ export class HttpClient {
   constructor(
     private readonly baseUrl: string,
     private readonly fetchImpl: typeof fetch = fetch,
+    /** Gives up on a request (CrmNetworkError) after this long; 0: never. */
+    private readonly timeoutMs = 30_000,
   ) {}
 
   async request<T>({ method, path, query, body, bearer }: RequestOptions): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (bearer) headers.authorization = `Bearer ${bearer}`;
-    const response = await this.fetchImpl(`${this.baseUrl.replace(/\/$/, "")}${path}${encodeQuery(query)}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
+    const url = `${this.baseUrl.replace(/\/$/, "")}${path}${encodeQuery(query)}`;
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetchImpl(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: this.timeoutMs > 0 ? AbortSignal.timeout(this.timeoutMs) : undefined,
+      });
+      text = await response.text();
+    } catch (err) {
+      throw new CrmNetworkError(url.split("?")[0], err);
+    }
     const parsed = parseJson(text);
     if (!response.ok) {
       // A proxy in front of the API may answer HTML: still a CrmApiError, with the HTTP status.
       const errorBody = isErrorBody(parsed)
         ? parsed
-        : { statusCode: response.status, error: response.status >= 500 ? "SERVICE_UNAVAILABLE" : "INTERNAL", message: response.statusText || `HTTP ${response.status}` };
+        : { statusCode: response.status, error: codeOfStatus(response.status), message: response.statusText || `HTTP ${response.status}` };
       throw new CrmApiError(errorBody, response.headers);
     }
     return parsed as T;

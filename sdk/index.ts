@@ -22,7 +22,7 @@ import type {
 } from "../shared/contracts/profiles";
 import { CrmApiError, HttpClient, type Query } from "./http";
 
-export { CrmApiError } from "./http";
+export { CrmApiError, CrmNetworkError } from "./http";
 export type { AuthToken, ConnectResult, OrderLink, Profile, ProfileStatus, TaxonomyEntryInput, TaxonomyQuery };
 
 export interface Page<T> {
@@ -48,6 +48,8 @@ export interface CrmClientOptions {
   apiKey?: string;
   tokens?: TokenStore;
   fetch?: typeof fetch;
+  /** A request with no answer after this long fails with CrmNetworkError (default 30000; 0: no limit). */
+  timeoutMs?: number;
 }
 
 export interface FindProfilesParams {
@@ -61,11 +63,11 @@ export interface FindProfilesParams {
 }
 
 export function createCrmClient(options: CrmClientOptions) {
-  const http = new HttpClient(options.baseUrl, options.fetch);
+  const http = new HttpClient(options.baseUrl, options.fetch, options.timeoutMs);
   const tokens = options.tokens ?? memoryTokenStore();
   const store = `/v1/stores/${encodeURIComponent(options.storeId)}`;
 
-  const admin = <T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown, query?: Query) => {
+  const admin = async <T>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown, query?: Query) => {
     if (!options.apiKey) throw new Error("This call needs an admin API key (createCrmClient({ apiKey }))");
     return http.request<T>({ method, path: `${store}${path}`, body, query, bearer: options.apiKey });
   };
