@@ -21,7 +21,7 @@ import { MongoClient, type Collection as MongoCollection, type Db, type Document
 import type { BulkItemResult, BulkOp, Collection, Database, Doc, Filter, FindOneAndUpdateOptions, FindOptions, IndexSpec, Page, PageRequest, SortDirection, StreamOptions, Update, UpdateOptions, UpdateResult } from "./port";
 import { StorageError } from "./port";
 import { uuidv7 } from "../ids";
-import { invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter } from "./embedded/rules";
+import { invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./embedded/rules";
 import { isPlainObject } from "./embedded/values";
 
 const MAX_FIND_LIMIT = 1000;
@@ -232,31 +232,11 @@ function checkLimit(limit: unknown, what: string): number {
   return Math.min(limit, MAX_FIND_LIMIT);
 }
 
-// What MongoDB takes in a partialFilterExpression besides equality and top-level $and/$or.
-const PARTIAL_OPERATORS = new Set(["$eq", "$gt", "$gte", "$lt", "$lte", "$type", "$exists", "$in"]);
-
-function checkPartialFilter(filter: Filter, index: string): void {
-  for (const [key, value] of Object.entries(filter)) {
-    if (key === "$and" || key === "$or") {
-      for (const sub of value as Filter[]) checkPartialFilter(sub, index);
-    } else if (isOperatorObject(value)) {
-      for (const [op, operand] of Object.entries(value)) {
-        if (!PARTIAL_OPERATORS.has(op) || (op === "$exists" && operand !== true)) {
-          throw invalidQuery(`index ${index}: MongoDB does not take ${op === "$exists" ? "$exists: false" : op} in a partial filter`);
-        }
-      }
-    }
-  }
-}
-
 function checkIndexSpec(spec: IndexSpec): void {
   if (!spec || typeof spec.name !== "string" || spec.name.length === 0) throw invalidQuery("an index needs a name");
   const fields = Object.keys(spec.keys ?? {});
   if (fields.length === 0 || fields.some((f) => spec.keys[f] !== 1 && spec.keys[f] !== -1)) throw invalidQuery(`index ${spec.name}: keys must map fields to 1 or -1`);
-  if (spec.partial !== undefined) {
-    validateFilter(spec.partial, true);
-    checkPartialFilter(spec.partial, spec.name);
-  }
+  if (spec.partial !== undefined) validatePartialFilter(spec.partial, spec.name);
 }
 
 // ------------------------------------------------------------------ clients

@@ -239,6 +239,14 @@ export function describeStorageContract(label: string, makeDatabase: () => Promi
         expect(await c.findOne({ store_id: "s1", email_lower: "ANN@example.com".toLowerCase() })).toMatchObject({ _id: "p1", email: "Ann@Example.COM" });
       });
 
+      it("refuses partial index filters MongoDB cannot take, on every adapter alike", async () => {
+        const c = fresh();
+        for (const partial of [{ email: { $exists: false } }, { status: { $ne: "gone" } }, { status: { $nin: ["a"] } }]) {
+          await expectCode(c.createIndexes([{ name: "p", keys: { email: 1 }, partial }]), "INVALID_QUERY");
+        }
+        await c.createIndexes([{ name: "p", keys: { email: 1 }, partial: { email: { $type: "string", $exists: true } } }]);
+      });
+
       it("an update that would break a unique index fails and changes nothing", async () => {
         const c = fresh();
         await c.createIndexes([{ name: "email_unique", keys: { store_id: 1, email_lower: 1 }, unique: true, partial: { email_lower: { $type: "string" } } }]);

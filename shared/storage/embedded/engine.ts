@@ -11,7 +11,7 @@
 import type { BulkItemResult, BulkOp, Doc, Filter, IndexSpec, SortDirection, Update, UpdateResult } from "../port";
 import { StorageError } from "../port";
 import { uuidv7 } from "../../ids";
-import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter } from "./rules";
+import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./rules";
 import { SortedList, type Position } from "./sorted-list";
 import { applyUpdate, mingoPredicate } from "./update";
 import { cloneValue, compareValues, getPath, isHashable, isPlainObject, keyPart, pathValues, setPath } from "./values";
@@ -262,7 +262,7 @@ export class CollectionEngine {
       if (fields.length === 0 || fields.some((f) => spec.keys[f] !== 1 && spec.keys[f] !== -1)) {
         throw invalidQuery(`index ${spec.name}: keys must map fields to 1 or -1`);
       }
-      if (spec.partial !== undefined) validateFilter(spec.partial, true);
+      if (spec.partial !== undefined) validatePartialFilter(spec.partial, spec.name);
       const existing = this.indexes.get(spec.name);
       if (existing) {
         if (!sameSpec(existing.spec, spec)) throw invalidQuery(`index ${spec.name} already exists with a different definition`);

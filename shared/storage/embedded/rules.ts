@@ -111,6 +111,33 @@ function validateCondition(value: unknown, path: string, partial: boolean): void
   }
 }
 
+// What MongoDB takes in a partialFilterExpression besides equality and $and/$or.
+const PARTIAL_OPERATORS = new Set(["$eq", "$gt", "$gte", "$lt", "$lte", "$type", "$exists", "$in"]);
+
+function checkPartialOperators(filter: Filter, index: string): void {
+  for (const [key, value] of Object.entries(filter)) {
+    if (key === "$and" || key === "$or") {
+      for (const sub of value as Filter[]) checkPartialOperators(sub, index);
+    } else if (isOperatorObject(value)) {
+      for (const [op, operand] of Object.entries(value)) {
+        if (!PARTIAL_OPERATORS.has(op) || (op === "$exists" && operand !== true)) {
+          throw invalidQuery(`index ${index}: MongoDB does not take ${op === "$exists" ? "$exists: false" : op} in a partial filter`);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Throws INVALID_QUERY unless `filter` is a partial-index filter both adapters take: the port's filter
+ * subset (plus `$type`), limited to what MongoDB accepts in a partialFilterExpression. Checked by the
+ * embedded store too, so a spec that works in tests cannot fail on a MongoDB server.
+ */
+export function validatePartialFilter(filter: unknown, index: string): asserts filter is Filter {
+  validateFilter(filter, true);
+  checkPartialOperators(filter, index);
+}
+
 /**
  * Checks an update and returns it without `undefined` fields (the MongoDB adapter drops them too,
  * with `ignoreUndefined`). Throws INVALID_QUERY for anything outside the port's operators.
