@@ -104,6 +104,9 @@ async function measure(
     url: base,
     connections: CONNECTIONS,
     ...(amount ? { amount } : { duration: SECONDS }),
+    // autocannon notices the end of a run only at a sample tick: 100 ms ticks (not 1 s) keep a short
+    // fixed-amount run from being stretched to the next whole second.
+    sampleInt: 100,
     requests: [
       {
         ...fixed,
@@ -122,7 +125,7 @@ async function measure(
   const row: Row = {
     scenario,
     deployment,
-    // Fixed-amount runs end mid-second: total / elapsed is fairer than the per-second sample average.
+    // Fixed-amount runs end between ticks: total / elapsed is fairer than the per-tick sample average.
     rps: Math.round(result.requests.total / Math.max(result.duration, 0.001)),
     p50: result.latency.p50,
     p99: result.latency.p99,
