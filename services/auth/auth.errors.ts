@@ -2,7 +2,7 @@
  * The auth service's public error catalog: stable contract codes with the messages clients see.
  * Messages are deliberately generic (no hint whether a token, code, session or e-mail exists).
  */
-import { crmError } from "../../shared/errors";
+import { crmError, validationError } from "../../shared/errors";
 
 export const AuthMessages = {
   invalidToken: "Invalid or expired token",
@@ -13,6 +13,7 @@ export const AuthMessages = {
   sessionNotFound: "Session not found",
   apiKeyNotFound: "API key not found",
   mailUnavailable: "The e-mail could not be sent, try again later",
+  recipientRefused: "The mail server refused this address; check it for typos",
 } as const;
 
 export const AuthErrors = {
@@ -25,4 +26,6 @@ export const AuthErrors = {
   sessionNotFound: () => crmError("NOT_FOUND", AuthMessages.sessionNotFound),
   apiKeyNotFound: () => crmError("NOT_FOUND", AuthMessages.apiKeyNotFound),
   mailUnavailable: () => crmError("SERVICE_UNAVAILABLE", AuthMessages.mailUnavailable),
+  /** 400 on `email`: the mail server refused the address for good (a corrected one may ask at once). */
+  recipientRefused: () => validationError("email", AuthMessages.recipientRefused, AuthMessages.recipientRefused),
 };

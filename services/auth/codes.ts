@@ -6,6 +6,7 @@
 import { createHmac, randomInt, timingSafeEqual } from "node:crypto";
 import type { VerificationCodeInfo } from "../../shared/contracts/auth";
 import { normalizeEmail } from "../../shared/contracts/common";
+import { isRecipientRefused } from "../../shared/contracts/mailer";
 import { rateLimitSubject } from "../../shared/net";
 import { uuidv7 } from "../../shared/ids";
 import type { AuthStore, CodeDoc } from "./auth.store";
@@ -77,8 +78,7 @@ export class MagicCodes {
       await store.codes.deleteOne({ _id: doc._id, store_id: storeId });
       await limiter.releaseCooldown(storeId, email, claimedAt);
       // The mail server refusing the address for good is the caller's to fix (400); anything else is ours.
-      if ((err as { type?: unknown }).type === "VALIDATION_ERROR") throw err;
-      throw AuthErrors.mailUnavailable();
+      throw isRecipientRefused(err) ? AuthErrors.recipientRefused() : AuthErrors.mailUnavailable();
     }
     // The new code supersedes every older unused one.
     await store.codes.deleteMany({ store_id: storeId, email, used_at: null, _id: { $ne: doc._id } });

@@ -41,6 +41,26 @@ export function buildMagicCodeMail(deps: Pick<MailerDeps, "templates" | "from">,
   };
 }
 
+/** What nodemailer puts on an SMTP failure. */
+interface SmtpFailure {
+  code?: unknown;
+  command?: unknown;
+  responseCode?: unknown;
+  response?: unknown;
+}
+
+/**
+ * A permanent refusal of the address itself: a 550-553 answer to RCPT TO (no such mailbox, bad domain,
+ * mailbox disabled). A 5.7.x enhanced status there is policy (relay denied, authentication required):
+ * the set-up's fault, not the address's. A refused sender (MAIL FROM) or message (DATA) never is.
+ */
+function isRecipientRefusal(err: SmtpFailure): boolean {
+  if (err.code !== "EENVELOPE" || err.command !== "RCPT TO") return false;
+  const reply = typeof err.responseCode === "number" ? err.responseCode : 0;
+  if (reply < 550 || reply > 553) return false;
+  return !/^\d{3}[ -]5\.7\./.test(String(err.response ?? ""));
+}
+
 export class Mailer {
   constructor(private readonly deps: MailerDeps) {}
 
@@ -60,10 +80,10 @@ export class Mailer {
 
   /** Logs a send failure in words an operator can act on, and picks the caller's error. */
   private failure(err: unknown, to: string): Error {
-    const { code, responseCode } = err as { code?: unknown; responseCode?: unknown };
+    const { code, responseCode } = err as SmtpFailure;
     const reply = typeof responseCode === "number" ? responseCode : null;
     const via = this.deps.transport.name;
-    if (code === "EENVELOPE" && reply !== null && reply >= 500) {
+    if (isRecipientRefusal(err as SmtpFailure)) {
       this.deps.log.warn(`login code e-mail to ${to} refused by the ${via} server for this recipient (${reply})`);
       return MailerErrors.recipientRefused();
     }

@@ -145,7 +145,12 @@ async function deadLetterInvalid(
   payload: unknown,
   issues: Array<{ field: string; error: string }>,
 ): Promise<void> {
-  const summary = issues.map(({ field, error }) => `${field || "(payload)"}: ${error}`).join("; ");
+  // Field names come from the payload's keys: no control characters into a log line or a NATS header.
+  const summary = issues
+    .map(({ field, error }) => `${field || "(payload)"}: ${error}`)
+    .join("; ")
+    .replace(/[\u0000-\u001f\u007f]/g, " ")
+    .slice(0, 1000);
   broker.logger.warn(`Invalid '${name}' event for group ${group} moved to ${DEAD_LETTER_CHANNEL}: ${summary}`);
   const channels = broker as ServiceBroker & ChannelBroker;
   if (!channels.sendToChannel || !channels.channelAdapter) return;
@@ -153,7 +158,7 @@ async function deadLetterInvalid(
     headers: {
       "x-original-channel": channels.channelAdapter.addPrefixTopic(name),
       "x-original-group": group,
-      "x-error": `invalid payload: ${summary}`.slice(0, 1000),
+      "x-error": `invalid payload: ${summary}`,
     },
   });
 }

@@ -37,11 +37,21 @@ export interface SmtpTestServer {
   waitForMessage(predicate?: (mail: CapturedMail) => boolean, timeoutMs?: number): Promise<CapturedMail>;
   /** Refuses the next `count` messages at DATA with a temporary failure (451). */
   failNext(count?: number): void;
-  /** Refuses this recipient for good at RCPT TO (550 mailbox unavailable), until `clear()`. */
-  refuseRecipient(address: string): void;
+  /** Refuses this recipient at RCPT TO (default: 550 mailbox unavailable), until `clear()`. */
+  refuseRecipient(address: string, reply?: SmtpReply): void;
+  /** Refuses every sender at MAIL FROM (default: 553 sender not allowed), until `clear()`. */
+  refuseSenders(reply?: SmtpReply): void;
   clear(): void;
   close(): Promise<void>;
 }
+
+/** An SMTP error reply: `code` and the text after it (which may start with an enhanced status). */
+export interface SmtpReply {
+  code: number;
+  text: string;
+}
+
+const replyError = (reply: SmtpReply) => Object.assign(new Error(reply.text), { responseCode: reply.code });
 
 type Waiter = { predicate: (mail: CapturedMail) => boolean; resolve: (mail: CapturedMail) => void };
 
@@ -50,7 +60,8 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
   const refused: CapturedMail[] = [];
   let waiters: Waiter[] = [];
   let failures = 0;
-  const refusedRecipients = new Set<string>();
+  const refusedRecipients = new Map<string, SmtpReply>();
+  let senderRefusal: SmtpReply | null = null;
 
   const server = new SMTPServer({
     secure: false,
@@ -62,9 +73,12 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     onAuth(auth, _session, callback) {
       callback(null, { user: auth.username });
     },
+    onMailFrom(_address, _session, callback) {
+      callback(senderRefusal ? replyError(senderRefusal) : undefined);
+    },
     onRcptTo(address, _session, callback) {
-      if (!refusedRecipients.has(address.address.toLowerCase())) return callback();
-      callback(Object.assign(new Error("Mailbox unavailable (test)"), { responseCode: 550 }));
+      const reply = refusedRecipients.get(address.address.toLowerCase());
+      callback(reply ? replyError(reply) : undefined);
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
@@ -126,13 +140,17 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     failNext(count = 1) {
       failures += count;
     },
-    refuseRecipient(address) {
-      refusedRecipients.add(address.toLowerCase());
+    refuseRecipient(address, reply = { code: 550, text: "Mailbox unavailable (test)" }) {
+      refusedRecipients.set(address.toLowerCase(), reply);
+    },
+    refuseSenders(reply = { code: 553, text: "Sender not allowed (test)" }) {
+      senderRefusal = reply;
     },
     clear() {
       messages.length = 0;
       refused.length = 0;
       refusedRecipients.clear();
+      senderRefusal = null;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -63,7 +63,7 @@ describe("mailer.sendMagicCode over SMTP", () => {
     }
   });
 
-  it("answers 400 VALIDATION_ERROR on email when the SMTP server refuses the recipient for good (550)", async () => {
+  it("answers a VALIDATION_ERROR on `to`, marked recipient_refused, when the SMTP server refuses the address for good (550)", async () => {
     const sink = await startSmtpServer();
     sink.refuseRecipient(message().to);
     const broker = await startMailer({ SMTP_URL: sink.url });
@@ -71,8 +71,30 @@ describe("mailer.sendMagicCode over SMTP", () => {
       await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({
         type: "VALIDATION_ERROR",
         code: 400,
-        data: { validationErrors: [{ field: "email", error: expect.stringMatching(/refused this address/) }] },
+        data: { reason: "recipient_refused", validationErrors: [{ field: "to", error: expect.stringMatching(/refused this address/) }] },
       });
+      expect(sink.messages).toHaveLength(0);
+    } finally {
+      await broker.stop();
+      await sink.close();
+    }
+  });
+
+  it("answers 503, not an address error, when the server refuses for set-up reasons (relay policy at RCPT, the sender at MAIL FROM, a 4xx)", async () => {
+    const sink = await startSmtpServer();
+    const broker = await startMailer({ SMTP_URL: sink.url });
+    const refusals: Array<() => void> = [
+      () => sink.refuseRecipient(message().to, { code: 554, text: "5.7.1 Relay access denied (test)" }),
+      () => sink.refuseRecipient(message().to, { code: 550, text: "5.7.1 Relaying denied (test)" }),
+      () => sink.refuseRecipient(message().to, { code: 450, text: "4.2.0 Mailbox busy (test)" }),
+      () => sink.refuseSenders(),
+    ];
+    try {
+      for (const refuse of refusals) {
+        sink.clear();
+        refuse();
+        await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
+      }
       expect(sink.messages).toHaveLength(0);
     } finally {
       await broker.stop();
