@@ -4,7 +4,7 @@
  * Two brokers over the real NATS server, built from moleculer.config.ts (which installs the middleware).
  */
 import { Errors, type ServiceBroker } from "moleculer";
-import { assertNatsUp, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
+import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
 
 interface TrackedBroker {
   _trackedContexts: unknown[];
@@ -14,11 +14,13 @@ interface TrackedBroker {
 describe("settleTimedOutRequests (middleware)", () => {
   let caller: ServiceBroker;
   let callee: ServiceBroker;
+  const namespace = uniqueName("settle");
   const release: Array<() => void> = [];
+  let flakyCalls = 0;
+  let dropNextAnswer = false;
 
   beforeAll(async () => {
     await assertNatsUp();
-    const namespace = uniqueName("settle");
     callee = await startBroker({
       transporter: NATS_URL,
       namespace,
@@ -27,10 +29,23 @@ describe("settleTimedOutRequests (middleware)", () => {
           name: "stuck",
           actions: {
             wait: () => new Promise<string>((resolve) => release.push(() => resolve("late answer"))),
+            // Its first answer is lost on the way (see dropNextAnswer): a retry gets the second.
+            flaky: {
+              retryPolicy: { enabled: true, retries: 1, delay: 10 },
+              handler: () => (++flakyCalls === 1 ? "first attempt" : "second attempt"),
+            },
           },
         },
       ],
     });
+    // A node that hangs or dies mid-call never answers; here the callee's transit drops one answer.
+    const transit = callee.transit as unknown as { sendResponse: (...args: unknown[]) => Promise<void> };
+    const sendResponse = transit.sendResponse.bind(transit);
+    transit.sendResponse = (...args: unknown[]) => {
+      if (!dropNextAnswer) return sendResponse(...args);
+      dropNextAnswer = false;
+      return Promise.resolve();
+    };
     caller = await startBroker({ transporter: NATS_URL, namespace, broker: { tracking: { enabled: true, shutdownTimeout: 2_000 } } });
     await caller.waitForServices(["stuck"], 10_000);
   });
@@ -38,6 +53,7 @@ describe("settleTimedOutRequests (middleware)", () => {
   afterAll(async () => {
     release.forEach((answer) => answer());
     await Promise.all([caller?.stop(), callee?.stop()]);
+    await deleteStreams(namespace);
   });
 
   it("ends the caller's tracked context and pending request when the call times out", async () => {
@@ -49,12 +65,22 @@ describe("settleTimedOutRequests (middleware)", () => {
     expect(tracked._trackedContexts).toHaveLength(0);
   });
 
+  it("leaves nothing pending when a retry after a timed-out attempt succeeds", async () => {
+    const tracked = caller as unknown as TrackedBroker;
+    dropNextAnswer = true;
+    await expect(caller.call("stuck.flaky", {}, { timeout: 300 })).resolves.toBe("second attempt");
+    expect(flakyCalls).toBe(2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(tracked.transit.pendingRequests.size).toBe(0);
+    expect(tracked._trackedContexts).toHaveLength(0);
+  });
+
   it("ignores the answer that arrives after the timeout, and the next call still works", async () => {
     const late = caller.call("stuck.wait", {}, { timeout: 200, retries: 0 });
     await expect(late).rejects.toBeInstanceOf(Errors.RequestTimeoutError);
     release.splice(0).forEach((answer) => answer());
-    const next = caller.call("stuck.wait", {}, { timeout: 5_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    const next = caller.call("stuck.wait", {}, { timeout: 10_000 });
+    while (release.length === 0) await new Promise((r) => setTimeout(r, 10)); // the call reached the callee
     release.splice(0).forEach((answer) => answer());
     await expect(next).resolves.toBe("late answer");
   });
