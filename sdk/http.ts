@@ -36,13 +36,13 @@ export class CrmNetworkError extends Error {
 
   constructor(url: string, cause: unknown) {
     // The abort of AbortSignal.timeout is a DOMException: not always an `instanceof Error` across realms.
-    const reason = (cause as { name?: unknown })?.name === "TimeoutError" ? "no answer in time" : describe(cause);
+    const reason = (cause as { name?: unknown })?.name === "TimeoutError" ? "no answer in time" : describeCause(cause);
     super(`Could not reach the CRM API at ${url}: ${reason}`, { cause });
     this.name = "CrmNetworkError";
   }
 }
 
-function describe(cause: unknown): string {
+function describeCause(cause: unknown): string {
   // undici reports "fetch failed" and keeps the socket error (ECONNREFUSED, ENOTFOUND, ...) as its cause.
   const inner = (cause as { cause?: { code?: unknown; message?: unknown } })?.cause;
   if (inner && typeof inner.code === "string") return inner.code;
@@ -57,6 +57,7 @@ const CODE_OF_STATUS: Record<number, string> = {
   404: "NOT_FOUND",
   409: "CONFLICT",
   413: "PAYLOAD_TOO_LARGE",
+  408: "SERVICE_UNAVAILABLE", // a proxy gave up waiting: worth a retry, like a 503
   415: "UNSUPPORTED_MEDIA_TYPE",
   429: "RATE_LIMITED",
   500: "INTERNAL",

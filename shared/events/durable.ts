@@ -136,7 +136,7 @@ export interface DurableChannelOptions<N extends DurableEventName, TThis> {
 /**
  * Moves a payload that fails its schema to the DEAD_LETTER channel, with the headers the channels adapter
  * puts on its own dead letters plus `x-error` (which fields were wrong), so an operator can find and
- * replay it. Without NATS (in-process adapter) nothing keeps dead letters, so the log line is the record.
+ * replay it. The in-process adapter (no NATS) keeps no dead letters: there the log line is the record.
  */
 async function deadLetterInvalid(
   broker: ServiceBroker,

@@ -115,6 +115,11 @@ export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
     logger: testLogger(),
     validator: new ZodValidator({}),
     middlewares: [...otherMiddlewares, channelsMiddleware({ url: transporter, prefix })],
+    // Brokers of one Jest worker share its event loop: a long stall there (module compilation on a loaded
+    // CI machine) must not make them drop each other. No test here relies on a fast drop; the failover
+    // test runs real processes on the production settings.
+    heartbeatInterval: 2,
+    heartbeatTimeout: 10,
     ...options.broker,
     async stopped(b: ServiceBroker) {
       await (options.broker?.stopped ?? baseConfig.stopped)?.(b);
