@@ -15,6 +15,7 @@ import { config } from "./shared/config";
 import { ZodValidator } from "./shared/validation";
 import { channelsMiddleware } from "./shared/events/channels";
 import { settleTimedOutRequests } from "./shared/middlewares/settle-timed-out-requests";
+import { drainGatewaysFirst } from "./gateway/drain";
 
 const settings = config();
 
@@ -71,6 +72,7 @@ const brokerConfig: BrokerOptions = {
 
   validator: new ZodValidator({}),
   middlewares: [
+    drainGatewaysFirst(),
     settleTimedOutRequests(),
     channelsMiddleware({ prefix: settings.EVENTS_PREFIX, replicas: settings.EVENTS_REPLICAS }),
   ],

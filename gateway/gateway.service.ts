@@ -48,6 +48,8 @@ interface GatewayState {
   cors: CorsPolicy | null;
   bodyLimit: number;
   showBanner: boolean;
+  /** Set by `drain()`: answers close their connection, no new connection is taken. */
+  draining: boolean;
 }
 
 type GatewayRequest = IncomingMessage & {
@@ -186,6 +188,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         req.headers["x-request-id"] = id;
         delete req.headers["x-correlation-id"];
         res.setHeader("X-Request-Id", id);
+        if (this.gw.draining) res.setHeader("Connection", "close");
         req.$request = { id, ip: clientIp(req.socket.remoteAddress, req.headers["x-forwarded-for"], this.gw.trusted) };
 
         const path = pathOf(req.url ?? "/");
@@ -279,6 +282,22 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       send404(this: GatewayThis, req: GatewayRequest, res: ServerResponse) {
         this.sendError(req, res, crmError("NOT_FOUND", GatewayMessages.routeNotFound));
       },
+
+      /** See drain.ts: called by `broker.stop()` before any service stops. */
+      async drain(this: GatewayThis & { server?: Server }, timeoutMs: number) {
+        const server = this.server;
+        if (!server?.listening || this.gw.draining) return;
+        this.gw.draining = true;
+        this.logger.info("Stopping: no new connections; finishing the requests in flight");
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+          server.close(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+          server.closeIdleConnections();
+        });
+      },
     },
 
     created(this: GatewayThis) {
@@ -300,6 +319,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         cors: CorsPolicy.from(cfg.CORS_ORIGINS),
         bodyLimit: parseByteSize(cfg.BODY_LIMIT),
         showBanner: cfg.NODE_ENV !== "test",
+        draining: false,
       };
     },
 

@@ -106,6 +106,64 @@ describe("one process on the embedded defaults (npm start)", () => {
     }
   }, 90_000);
 
+  it("answers every request in flight when stopped under load, and keeps every write it answered", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const loadDir = mkdtempSync(path.join(os.tmpdir(), "crm-stop-"));
+    const env = { PORT: String(port), DATA_DIR: loadDir, CRM_ADMIN_API_KEY: "stop-key", RATE_LIMIT_PER_MINUTE: "1000000" };
+    const store = "0190c5d2-1111-7000-8000-00000000f00d";
+    const admin = { authorization: "Bearer stop-key", "content-type": "application/json" };
+    const answered: string[] = [];
+    const server = run(env);
+    try {
+      await waitFor(async () => (await readiness(base))?.status === 200, "readiness");
+      const statuses: number[] = [];
+      let refused = false;
+      const worker = async (w: number) => {
+        for (let i = 0; !refused; i++) {
+          const email = `load-${w}-${i}@example.com`;
+          try {
+            const res = await fetch(`${base}/v1/stores/${store}/profiles`, { method: "POST", headers: admin, body: JSON.stringify({ email }) });
+            await res.arrayBuffer();
+            statuses.push(res.status);
+            if (res.status === 200) answered.push(email);
+          } catch {
+            refused = true; // the server stopped taking connections
+          }
+        }
+      };
+      const workers = Array.from({ length: 8 }, (_, w) => worker(w));
+      await waitFor(async () => answered.length >= 200, "some load", 20_000);
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+      refused = true;
+      await Promise.all(workers);
+      expect(statuses.filter((s) => s !== 200)).toEqual([]); // nothing answered 500 (or anything else) while stopping
+      expect(server.output()).not.toMatch(/is closed|GracefulStopTimeout|INTERNAL/);
+    } finally {
+      await stop(server);
+    }
+
+    const again = run(env);
+    try {
+      await waitFor(async () => (await readiness(base))?.status === 200, "readiness after restart");
+      const stored = new Set<string>();
+      let cursor: string | null = null;
+      do {
+        const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+        const res = await fetch(`${base}/v1/stores/${store}/profiles?limit=100${query}`, { headers: admin });
+        const page = (await res.json()) as { items: Array<{ email: string }>; cursor: string | null };
+        page.items.forEach((p) => stored.add(p.email));
+        cursor = page.cursor;
+      } while (cursor);
+      expect(answered.length).toBeGreaterThanOrEqual(200);
+      expect(answered.filter((email) => !stored.has(email))).toEqual([]); // every write answered 200 survived
+    } finally {
+      expect(await stop(again)).toBe(0);
+      rmSync(loadDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it("refuses an unknown service name with a message that lists the known ones", async () => {
     const proc = run({ SERVICES: "gateway,profilez", DATA_DIR: dataDir });
     expect(await proc.exited).toBe(2);
