@@ -110,8 +110,13 @@ function sessionOf(principal: AuthPrincipal | undefined, storeId: string): Profi
 // ---------------------------------------------------------------- admin
 
 export async function createProfile(deps: ProfilesDeps, p: { store_id: string; email: string; taxonomies?: TaxonomyEntryInput[] }): Promise<Profile> {
-  const { doc } = await findOrCreateByEmail(deps, p.store_id, p.email, p.taxonomies);
-  return profileView(deps, doc);
+  const existing = await findByEmail(deps, p.store_id, p.email);
+  if (existing) return profileView(deps, existing);
+  // Asked before the insert, so an auth outage answers 503 with nothing written. A new profile has no
+  // sessions yet, but codes requested for its e-mail before it existed are listed.
+  const codes = await deps.auth.listCodes({ store_id: p.store_id, email: p.email });
+  const { doc, created } = await findOrCreateByEmail(deps, p.store_id, p.email, p.taxonomies);
+  return created ? toProfile(doc, { sessions: [], codes }) : profileView(deps, doc);
 }
 
 export async function getProfile(deps: ProfilesDeps, p: { store_id: string; id: string }): Promise<Profile> {

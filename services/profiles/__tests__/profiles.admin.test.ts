@@ -1,6 +1,7 @@
 /** The admin actions of the profiles service, over a real broker with the real auth and mailer services. */
 import type { AuthToken } from "../../../shared/contracts/auth";
 import type { Profile } from "../../../shared/contracts/profiles";
+import { toErrorBody } from "../../../shared/errors";
 import { newProfileDoc, verify } from "../profiles.logic";
 import { MAX_CANDIDATES } from "../profiles.search";
 import { errorOf, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
@@ -53,6 +54,27 @@ describe("profiles.create", () => {
     expect(again.id).toBe(first.id);
     expect(again.email).toBe("grace@example.com");
     expect(again.taxonomies).toEqual([]);
+  });
+
+  it("lists the codes asked for the e-mail before the profile existed", async () => {
+    const store = newStoreId();
+    await env.broker.call("profiles.requestCode", { store_id: store, email: "early@example.com" });
+    const profile = await call("create", { store_id: store, email: "Early@Example.com" });
+    expect(profile.verification_codes).toEqual([expect.objectContaining({ used: false, attempts: 0 })]);
+    expect(profile.auth_tokens).toEqual([]);
+  });
+
+  it("answers 503 and creates nothing while the auth service is down", async () => {
+    const own = await startProfiles();
+    try {
+      const store = newStoreId();
+      await own.broker.destroyService(own.broker.getLocalService("auth"));
+      const err = await errorOf(own.broker.call("profiles.create", { store_id: store, email: "nobody-yet@example.com" }));
+      expect(toErrorBody(err)).toMatchObject({ statusCode: 503, error: "SERVICE_UNAVAILABLE" }); // what HTTP gets
+      expect(await own.service.store.profiles.findOne({ store_id: store })).toBeNull();
+    } finally {
+      await own.stop();
+    }
   });
 
   it("gives one profile to concurrent creates of the same e-mail", async () => {
