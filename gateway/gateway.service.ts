@@ -60,7 +60,8 @@ type GatewayRequest = IncomingMessage & {
   $ctx?: Context<unknown, GatewayMeta>;
   $params?: Record<string, unknown>;
   $alias?: { routeIndex?: number };
-  $request: { id: string; ip: string; entry?: RouteEntry };
+  /** `tokenRejected`: the bearer credential itself was refused (see the WWW-Authenticate header). */
+  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean };
 };
 
 type GatewayMeta = RequestMeta & {
@@ -79,6 +80,9 @@ type GatewayThis = Service<ApiSettingsSchema> & {
 const UNLIMITED_PATHS = new Set(["/health/live", "/health/ready"]);
 
 const READINESS_TIMEOUT_MS = 1_500;
+
+const BEARER_CHALLENGE = 'Bearer realm="crm"';
+const BEARER_INVALID_TOKEN = 'Bearer realm="crm", error="invalid_token"';
 
 const mwMethods = ApiGateway.methods as Record<string, (...args: unknown[]) => unknown>;
 
@@ -229,10 +233,15 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         if (!token) throw unauthenticated();
 
         let principal: AuthPrincipal;
-        if (auth === "admin") {
-          principal = await this.gw.adminKeys.principal(token, (key) => ctx.call("auth.verifyApiKey", { key }));
-        } else {
-          principal = await profilePrincipal(req.$params?.store_id, token, (params) => ctx.call("auth.authenticate", params));
+        try {
+          if (auth === "admin") {
+            principal = await this.gw.adminKeys.principal(token, (key) => ctx.call("auth.verifyApiKey", { key }));
+          } else {
+            principal = await profilePrincipal(req.$params?.store_id, token, (params) => ctx.call("auth.authenticate", params));
+          }
+        } catch (err) {
+          if (httpErrorOf(err).status === 401) req.$request.tokenRejected = true;
+          throw err;
         }
         ctx.meta.auth = principal;
         return principal;
@@ -268,6 +277,9 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           return;
         }
         if (retryAfter !== undefined) res.setHeader("Retry-After", String(retryAfter));
+        // RFC 6750: `invalid_token` tells a client its session is the problem (drop it, log in again), as
+        // opposed to a wrong code or refresh token on the same 401.
+        if (status === 401) res.setHeader("WWW-Authenticate", req.$request?.tokenRejected ? BEARER_INVALID_TOKEN : BEARER_CHALLENGE);
         const text = JSON.stringify(body);
         res.statusCode = status;
         res.setHeader("Content-Type", "application/json; charset=utf-8");

@@ -17,6 +17,8 @@ export class CrmApiError extends Error {
   readonly validationErrors: { field: string; error: string }[];
   readonly retryAfter?: number;
   readonly requestId?: string;
+  /** A 401 for the bearer credential itself (`WWW-Authenticate: ... error="invalid_token"`), not a wrong code. */
+  readonly tokenRejected: boolean;
 
   constructor(body: ErrorBody, headers?: Headers) {
     super(body.message);
@@ -27,6 +29,7 @@ export class CrmApiError extends Error {
     const retryAfter = headers?.get("retry-after");
     if (retryAfter) this.retryAfter = Number(retryAfter);
     this.requestId = headers?.get("x-request-id") ?? undefined;
+    this.tokenRejected = this.status === 401 && /error="invalid_token"/.test(headers?.get("www-authenticate") ?? "");
   }
 }
 

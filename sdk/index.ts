@@ -97,9 +97,10 @@ export function createCrmClient(options: CrmClientOptions) {
   };
 
   /**
-   * A public route that takes an optional session (connect, auth/code, auth/verify). Never retried on a
-   * 401 that can mean a wrong code; a 401 that can only be the session's drops the session and retries
-   * anonymously (a storefront must always be able to log in again).
+   * A public route that takes an optional session (connect, auth/code, auth/verify). A 401 for the
+   * session itself (`tokenRejected`: revoked, merged away) drops it and retries anonymously, since a
+   * storefront must always be able to log in again; the gateway refused it before any code was tried.
+   * Any other 401 of verify (a wrong code) is never retried: a retry would spend another try.
    */
   const withOptionalSession = async <T>(path: string, body: unknown, { retryAnonymous }: { retryAnonymous: boolean }): Promise<T> => {
     const token = await currentToken();
@@ -107,7 +108,7 @@ export function createCrmClient(options: CrmClientOptions) {
     try {
       return await send(token?.access_token);
     } catch (err) {
-      if (!(err instanceof CrmApiError) || err.status !== 401 || !token || !retryAnonymous) throw err;
+      if (!(err instanceof CrmApiError) || err.status !== 401 || !token || !(retryAnonymous || err.tokenRejected)) throw err;
       tokens.set(null);
       return send();
     }

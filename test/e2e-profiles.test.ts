@@ -130,6 +130,18 @@ describe("spec flows over NATS, through the gateway, with the SDK", () => {
     await expect(sdk.crm.requestCode({ email: "relogin-again@example.com" })).resolves.toEqual({ sent: true });
   });
 
+  it("SDK: a guest whose session was revoked (access token not yet expired) can still verify a code", async () => {
+    const sdk = storefront();
+    const guest = await sdk.crm.initialize();
+    await sdk.crm.requestCode({ email: "revoked-guest@example.com" });
+    const code = await codeFrom("revoked-guest@example.com");
+    await admin.crm.revokeAllTokens({ id: guest.profile_id });
+    const verified = await sdk.crm.verify({ email: "revoked-guest@example.com", code });
+    expect(verified).toMatchObject({ is_verified: true });
+    expect(verified.profile_id).not.toBe(guest.profile_id);
+    await expect(sdk.crm.getMe()).resolves.toMatchObject({ email: "revoked-guest@example.com", verified: true });
+  });
+
   it("links orders published by an outside producer once, and merge moves them onto the target", async () => {
     const keeper = await admin.crm.create({ email: "keeper@example.com" });
     const duplicate = await admin.crm.create({ email: "Duplicate@Example.com" });

@@ -141,6 +141,23 @@ describe("profile routes over HTTP and NATS", () => {
     }
   });
 
+  it("tells a refused session apart from a wrong code with WWW-Authenticate (RFC 6750 invalid_token)", async () => {
+    const guest = (await http.post<AuthToken>(`${base}/initialize`)).body;
+    await bearer(guest).post(`${base}/auth/code`, { email: "challenge@example.com" });
+    const code = await codeFor("challenge@example.com");
+    const wrongCode = await bearer(guest).post(`${base}/auth/verify`, { email: "challenge@example.com", code: code === "000000" ? "000001" : "000000" });
+    expect(wrongCode.status).toBe(401);
+    expect(wrongCode.headers["www-authenticate"]).toBe('Bearer realm="crm"');
+
+    expect((await admin.delete(`${base}/${guest.profile_id}/sessions`)).status).toBe(200);
+    const revoked = await bearer(guest).post(`${base}/auth/verify`, { email: "challenge@example.com", code });
+    expect(revoked.status).toBe(401);
+    expect(revoked.headers["www-authenticate"]).toBe('Bearer realm="crm", error="invalid_token"');
+    expect((await http.with({ authorization: "Bearer not-a-key" }).get(base)).headers["www-authenticate"]).toMatch(/error="invalid_token"/);
+    // The refused session spent no try: the same code still logs in without it.
+    expect((await http.post(`${base}/auth/verify`, { email: "challenge@example.com", code })).status).toBe(200);
+  });
+
   it("routes /profiles/me to the session's profile, never to GET /profiles/{id}", async () => {
     expect((await admin.get(`${base}/me`)).status).toBe(401);
     expect((await http.get(`${base}/me`)).status).toBe(401);
