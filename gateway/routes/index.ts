@@ -38,17 +38,12 @@ export const operationRoutes: RouteDef[] = [
   },
 ];
 
-/** Routes whose body reaches the action as the exact raw text (`{ payload, signature }`), not parsed. */
-export const rawBodyRoutes: RouteDef[] = [
-  {
-    method: "POST",
-    path: "/v1/webhooks/stripe",
-    action: "billing.handleStripeWebhook",
-    auth: "public",
-    tag: "Billing",
-    summary: "Stripe events, checked against the Stripe-Signature header; each event id is applied once",
-  },
-];
+/**
+ * Routes whose body reaches the action as the exact raw text (`{ payload, signature }`), not parsed.
+ * `POST /v1/webhooks/stripe` lands here with the billing work: until billing handles it, the route would
+ * only answer 503 to Stripe (which retries for days), so it is not served yet.
+ */
+export const rawBodyRoutes: RouteDef[] = [];
 
 /** JSON routes: body, query string and path parameters merged into the action's params. */
 export const jsonRoutes: RouteDef[] = [...profileRoutes, ...operationRoutes];
