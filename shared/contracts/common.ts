@@ -27,21 +27,28 @@ export const SortDirection = z.enum(["asc", "desc"]).default("desc");
 
 /**
  * A query-string value that holds an array or object: JSON text (`ids=["a","b"]`, what the public SDK
- * sends) or, for arrays, repeated keys (`ids=a&ids=b`) or a single bare value.
+ * sends) or, for arrays, repeated keys (`ids=a&ids=b`, also one JSON object per key:
+ * `taxonomy_query={...}&taxonomy_query={...}`) or a single bare value.
  */
 export function fromQueryJson<S extends z.ZodType>(schema: S, { wrapSingle = true } = {}) {
   return z.preprocess((value) => {
+    if (Array.isArray(value)) return value.map((item) => (typeof item === "string" ? parseJsonText(item) : item));
     if (typeof value !== "string") return value;
-    const text = value.trim();
-    if (text.startsWith("[") || text.startsWith("{")) {
-      try {
-        return JSON.parse(text);
-      } catch {
-        return value; // let the schema report the type error
-      }
-    }
+    const parsed = parseJsonText(value);
+    if (parsed !== value) return parsed;
     return wrapSingle ? [value] : value;
   }, schema);
+}
+
+/** JSON text of an array or object, parsed; anything else as it came (the schema reports a bad one). */
+function parseJsonText(value: string): unknown {
+  const text = value.trim();
+  if (!text.startsWith("[") && !text.startsWith("{")) return value;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return value;
+  }
 }
 
 /** `{ "deleted": true }`, what every delete answers. */

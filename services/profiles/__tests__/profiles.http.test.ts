@@ -91,6 +91,24 @@ describe("profile routes over HTTP and NATS", () => {
     expect(updated.body.status).toBe("archived");
   });
 
+  it("takes taxonomy_query as one JSON array or as repeated keys of one JSON object each", async () => {
+    const tagged = (await admin.post<Profile>(base, {
+      email: "repeat@example.com",
+      taxonomies: [{ taxonomy_id: "prefs", fields: [{ key: "color", type: "text", value: "teal" }, { key: "size", type: "text", value: "xl" }] }],
+    })).body;
+    const color = { taxonomy_id: "prefs", query: [{ key: "color", type: "text", value: "teal" }] };
+    const size = { taxonomy_id: "prefs", query: [{ key: "size", type: "text", value: "xl" }] };
+    const q = (value: unknown) => `taxonomy_query=${encodeURIComponent(JSON.stringify(value))}`;
+    const asArray = await admin.get<{ items: Profile[] }>(`${base}?${q([color, size])}`);
+    const repeated = await admin.get<{ items: Profile[] }>(`${base}?${q(color)}&${q(size)}`);
+    expect(asArray.status).toBe(200);
+    expect(repeated.status).toBe(200);
+    expect(asArray.body.items.map((p) => p.id)).toEqual([tagged.id]);
+    expect(repeated.body.items.map((p) => p.id)).toEqual([tagged.id]);
+    const broken = await admin.get(`${base}?taxonomy_query=${encodeURIComponent("{nope")}&${q(size)}`);
+    expect(broken.status).toBe(400);
+  });
+
   it("answers the contract's 400 for values of the wrong type and for a cursor of another store", async () => {
     const res = await admin.post(base, { email: { $ne: null } });
     expect(res.status).toBe(400);
