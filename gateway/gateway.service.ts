@@ -339,18 +339,28 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       // Requests Node's parser refuses (headers or URL over its limit, broken HTTP) get the contract's
       // body too, instead of Node's bare 431/400.
       this.server?.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket));
-      if (!this.gw.showBanner) return;
-      const address = this.server?.address();
-      const port = typeof address === "object" && address ? address.port : this.settings.port;
-      const host = typeof address === "object" && address && !["0.0.0.0", "::"].includes(address.address) ? address.address : "localhost";
-      // The banner is for the person who just ran `npm start`: plain stdout, not the logger.
-      console.log(`\nStore CRM is listening on http://${host.includes(":") ? `[${host}]` : host}:${port}`);
-      if (this.gw.generatedKey) {
-        console.log(`Admin API key for this run (set CRM_ADMIN_API_KEY to choose your own): ${this.gw.generatedKey}\n`);
-      }
+    },
+
+    events: {
+      // Once every service of the process has started: a process that fails to start (its data folder
+      // held by another one, say) never claims to be listening or hands out a key.
+      "$broker.started"(this: GatewayThis & { server?: Server }) {
+        if (this.gw.showBanner) printBanner(this);
+      },
     },
   };
   return schema as unknown as ServiceSchema;
+}
+
+/** The banner is for the person who just ran `npm start`: plain stdout, not the logger. */
+function printBanner(gateway: GatewayThis & { server?: Server }): void {
+  const address = gateway.server?.address();
+  const port = typeof address === "object" && address ? address.port : gateway.settings.port;
+  const host = typeof address === "object" && address && !["0.0.0.0", "::"].includes(address.address) ? address.address : "localhost";
+  console.log(`\nStore CRM is listening on http://${host.includes(":") ? `[${host}]` : host}:${port}`);
+  if (gateway.gw.generatedKey) {
+    console.log(`Admin API key for this run (set CRM_ADMIN_API_KEY to choose your own): ${gateway.gw.generatedKey}\n`);
+  }
 }
 
 function routeEntry(def: RouteDef, body: RouteEntry["body"]): RouteEntry {

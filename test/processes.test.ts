@@ -164,6 +164,22 @@ describe("one process on the embedded defaults (npm start)", () => {
     }
   }, 90_000);
 
+  it("refuses to start on a data folder another process holds, says why, and never claims to be listening", async () => {
+    const heldDir = mkdtempSync(path.join(os.tmpdir(), "crm-held-"));
+    const holderPort = await freePort();
+    const holder = run({ PORT: String(holderPort), DATA_DIR: heldDir });
+    try {
+      await waitFor(async () => (await readiness(`http://127.0.0.1:${holderPort}`))?.status === 200, "the first process");
+      const second = run({ PORT: String(await freePort()), DATA_DIR: heldDir });
+      expect(await second.exited).toBe(1);
+      expect(second.output()).toMatch(/is open in another process \(pid \d+.*Stop that process or use another DATA_DIR/);
+      expect(second.output()).not.toMatch(/Store CRM is listening|Admin API key/);
+    } finally {
+      expect(await stop(holder)).toBe(0);
+      rmSync(heldDir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses an unknown service name with a message that lists the known ones", async () => {
     const proc = run({ SERVICES: "gateway,profilez", DATA_DIR: dataDir });
     expect(await proc.exited).toBe(2);

@@ -56,6 +56,7 @@ describe("cli usage", () => {
     [["keys", "create", "--store", "not-a-uuid"]],
     [["keys", "create", "--store"]],
     [["keys", "create", "--store", uuidv7(), "--colour", "red"]],
+    [["keys", "create", "--store", uuidv7(), "--name", "evil\u001b[2J\nline2"]],
     [["keys", "revoke"]],
     [["keys", "revoke", "nope"]],
     [["keys", "list", "--store", "x"]],

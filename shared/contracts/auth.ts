@@ -85,7 +85,11 @@ export const AuthActions = {
   /** `auth.deleteCodes` -> { deleted: number } (merge and profile deletion). */
   deleteCodes: z.object({ store_id: StoreId, email: Email }),
   /** `auth.createApiKey` -> ApiKeyCreated (the key is shown once). */
-  createApiKey: z.object({ store_id: StoreId, name: z.string().trim().max(100).optional() }),
+  createApiKey: z.object({
+    store_id: StoreId,
+    // Shown in `keys list` tables and logs: printable text only.
+    name: z.string().trim().max(100).regex(/^[^\p{Cc}\p{Cf}]*$/u, "must not contain control characters").optional(),
+  }),
   /** `auth.listApiKeys` -> ApiKeyInfo[], newest first, revoked ones included (every store's when `store_id` is absent: operator CLI). */
   listApiKeys: z.object({ store_id: StoreId.optional() }),
   /** `auth.revokeApiKey` -> { deleted: true } (again for an already revoked key; 404 for an unknown id). */
