@@ -268,6 +268,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
 
       sendError(this: GatewayThis, req: GatewayRequest, res: ServerResponse, err: unknown) {
         const { status, body, retryAfter } = httpErrorOf(err);
+        const entry = req.$request?.entry ?? entries[req.$alias?.routeIndex ?? -1];
+        if (body.validationErrors && entry) body.validationErrors = withPathNames(body.validationErrors, entry.def.path);
         if (status === 500) {
           const e = err as Error | undefined;
           this.logger.error(`${req.method} ${pathOf(req.url ?? "/")} failed id=${req.$request?.id}: ${e?.name}: ${e?.message}`, e?.stack);
@@ -361,6 +363,17 @@ function printBanner(gateway: GatewayThis & { server?: Server }): void {
   if (gateway.gw.generatedKey) {
     console.log(`Admin API key for this run (set CRM_ADMIN_API_KEY to choose your own): ${gateway.gw.generatedKey}\n`);
   }
+}
+
+/** A path parameter's error under its documented name (`tokenId`), not the action's (`token_id`). */
+function withPathNames(errors: Array<{ field: string; error: string }>, path: string): Array<{ field: string; error: string }> {
+  const renamed = new Map(pathParams(path).filter((p) => p.param !== p.name).map((p) => [p.param, p.name]));
+  if (renamed.size === 0) return errors;
+  return errors.map((e) => {
+    const [head, ...rest] = e.field.split(".");
+    const name = renamed.get(head);
+    return name ? { ...e, field: [name, ...rest].join(".") } : e;
+  });
 }
 
 function routeEntry(def: RouteDef, body: RouteEntry["body"]): RouteEntry {

@@ -93,6 +93,18 @@ describe("openApiDocument", () => {
     expect(doc.openapi).toBe("3.1.0");
     expectEveryRoute(doc, routes);
   });
+
+  it("documents id path parameters with a pattern that takes the upper case the API accepts", () => {
+    const doc = buildOpenApi(jsonRoutes) as unknown as { paths: Record<string, Record<string, { parameters: Array<{ name: string; schema: { pattern?: string } }> }>> };
+    const get = doc.paths["/v1/stores/{storeId}/profiles/{id}"].get;
+    for (const name of ["storeId", "id"]) {
+      const pattern = get.parameters.find((p) => p.name === name)?.schema.pattern;
+      expect(pattern).toBeDefined();
+      expect(new RegExp(pattern!).test("0190C5D2-1111-7000-8000-00000000ABCD")).toBe(true);
+      expect(new RegExp(pattern!).test("0190c5d2-1111-7000-8000-00000000abcd")).toBe(true);
+      expect(new RegExp(pattern!).test("not-a-uuid")).toBe(false);
+    }
+  });
 });
 
 describe("the route table", () => {

@@ -1,10 +1,14 @@
 /** Building blocks of the wire contract shared by every service's schemas. */
 import { z } from "zod";
 
-/** A UUID, lower-cased: every id has one spelling, so `ABC…` can never name another store or profile. */
+/**
+ * A UUID, lower-cased: every id has one spelling, so `ABC…` can never name another store or profile.
+ * Both cases spelled out (no `i` flag): a JSON Schema `pattern` carries no flags, and OpenAPI must accept
+ * the upper case the API accepts.
+ */
 export const Uuid = z
   .string()
-  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, "must be a UUID")
+  .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, "must be a UUID")
   .overwrite((id) => id.toLowerCase());
 export const StoreId = Uuid;
 

@@ -113,6 +113,10 @@ describe("profile routes over HTTP and NATS", () => {
     const res = await admin.post(base, { email: { $ne: null } });
     expect(res.status).toBe(400);
     expect(res.body).toMatchObject({ statusCode: 400, error: "VALIDATION_ERROR", validationErrors: [expect.objectContaining({ field: "email" })] });
+    // A bad path parameter is named as the documented path names it.
+    const badTokenId = await admin.delete(`${base}/${newStoreId()}/sessions/abc`);
+    expect(badTokenId.status).toBe(400);
+    expect(badTokenId.body).toMatchObject({ validationErrors: [expect.objectContaining({ field: "tokenId" })] });
     const proto = await admin.put(`${base}/${newStoreId()}`, JSON.parse('{"__proto__":{"status":"archived"}}'));
     expect(proto.status).toBe(404);
 
