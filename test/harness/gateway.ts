@@ -32,8 +32,23 @@ export interface HttpClient {
   with(headers: Record<string, string>): HttpClient;
 }
 
-/** A JSON-in/JSON-out client for `baseUrl` (global fetch; never throws on an HTTP status). */
-export function httpClient(baseUrl: string, defaultHeaders: Record<string, string> = {}): HttpClient {
+/** What a client saw, for `onResponse` (e.g. to check every answer against the documented shapes). */
+export interface ObservedExchange {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  response: HttpResponse;
+}
+
+/**
+ * A JSON-in/JSON-out client for `baseUrl` (global fetch; never throws on an HTTP status). `onResponse`
+ * sees every answer of this client and of the clients `with()` makes from it.
+ */
+export function httpClient(
+  baseUrl: string,
+  defaultHeaders: Record<string, string> = {},
+  onResponse?: (exchange: ObservedExchange) => void,
+): HttpClient {
   const request = async <T>(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse<T>> => {
     const url = new URL(path, baseUrl);
     for (const [key, value] of Object.entries(options.query ?? {})) {
@@ -61,7 +76,9 @@ export function httpClient(baseUrl: string, defaultHeaders: Record<string, strin
         parsed = text;
       }
     }
-    return { status: res.status, headers: responseHeaders, body: parsed as T, text };
+    const response = { status: res.status, headers: responseHeaders, body: parsed as T, text };
+    onResponse?.({ method, path: url.pathname, response });
+    return response;
   };
   return {
     baseUrl,
@@ -70,7 +87,7 @@ export function httpClient(baseUrl: string, defaultHeaders: Record<string, strin
     post: (path, body, options) => request("POST", path, { ...options, body }),
     put: (path, body, options) => request("PUT", path, { ...options, body }),
     delete: (path, options) => request("DELETE", path, options),
-    with: (headers) => httpClient(baseUrl, { ...defaultHeaders, ...headers }),
+    with: (headers) => httpClient(baseUrl, { ...defaultHeaders, ...headers }, onResponse),
   };
 }
 

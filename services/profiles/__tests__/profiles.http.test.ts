@@ -3,11 +3,15 @@
  * each on a broker of their own, login-code mail caught by a real SMTP server, order.created and
  * profile.merged over JetStream. Checks the route table (auth kinds, literal paths before {id}) too.
  */
+import { isDeepStrictEqual } from "node:util";
 import type { AuthToken } from "../../../shared/contracts/auth";
 import type { ConnectResult, OrderLink, Profile } from "../../../shared/contracts/profiles";
 import { publishEvent } from "../../../shared/events/durable";
 import { profileRoutes } from "../../../gateway/routes/profiles";
-import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type SmtpTestServer } from "../../../test/harness";
+import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type ObservedExchange, type SmtpTestServer } from "../../../test/harness";
+import { ErrorBodySchema } from "../../../gateway/errors";
+import { jsonRoutes } from "../../../gateway/routes";
+import type { RouteDef } from "../../../gateway/routes/types";
 import ProfilesService from "../profiles.service";
 import { eventually, newStoreId } from "./helpers";
 
@@ -43,6 +47,11 @@ describe("profile routes (table)", () => {
   });
 });
 
+/** The documented route an HTTP request landed on (literal paths are listed before `{id}` ones). */
+function routeOf(method: string, path: string): RouteDef | undefined {
+  return jsonRoutes.find((r) => r.method === method && new RegExp(`^${r.path.replace(/\{\w+\}/g, "[^/]+")}$`).test(path));
+}
+
 describe("profile routes over HTTP and NATS", () => {
   let cluster: Cluster;
   let smtp: SmtpTestServer;
@@ -51,13 +60,14 @@ describe("profile routes over HTTP and NATS", () => {
   const store = newStoreId();
   const base = `/v1/stores/${store}/profiles`;
   const bearer = (token: AuthToken) => http.with({ authorization: `Bearer ${token.access_token}` });
+  const exchanges: ObservedExchange[] = [];
 
   beforeAll(async () => {
     smtp = await startSmtpServer();
     cluster = await startCluster(["gateway", "auth", "mailer", "profiles"], {
       env: { SMTP_URL: smtp.url, JWT_SECRET: "profiles-http-test-secret-0123456789", CRM_ADMIN_API_KEY: ADMIN_KEY },
     });
-    http = httpClient(cluster.url!);
+    http = httpClient(cluster.url!, {}, (exchange) => exchanges.push(exchange));
     admin = http.with({ authorization: `Bearer ${ADMIN_KEY}` });
   }, 60_000);
 
@@ -223,4 +233,26 @@ describe("profile routes over HTTP and NATS", () => {
     expect(again.status).toBe(404);
     expect((await admin.post(`${base}/${target.id}/merge`, { source_id: target.id })).status).toBe(400);
   });
+
+  // Last on purpose: checks every answer the tests above received.
+  it("answered every request of this suite in the documented shape (the OpenAPI document's schemas)", () => {
+    expect(exchanges.length).toBeGreaterThan(50);
+    const mismatches = exchanges.flatMap(({ method, path, response }) => {
+      const route = routeOf(method, path);
+      const ok = response.status < 400;
+      const schema = ok ? route?.response : ErrorBodySchema;
+      if (ok && !route) return [`${method} ${path}: ${response.status} from no documented route`];
+      if (!schema) return [];
+      const parsed = schema.safeParse(response.body);
+      if (!parsed.success) return [`${method} ${path} ${response.status}: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`];
+      // Parsing drops undocumented fields: equal means the answer has exactly the documented ones.
+      if (!isDeepStrictEqual(parsed.data, response.body)) return [`${method} ${path} ${response.status}: fields beyond the documented ones`];
+      return [];
+    });
+    expect(mismatches).toEqual([]);
+    // ... and every profile route answered successfully at least once.
+    const succeeded = new Set(exchanges.filter((x) => x.response.status < 400).map((x) => routeOf(x.method, x.path)));
+    expect(profileRoutes.filter((r) => !succeeded.has(r)).map((r) => `${r.method} ${r.path}`)).toEqual([]);
+  });
+
 });
