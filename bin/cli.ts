@@ -11,8 +11,7 @@
 import os from "node:os";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
 import type { z } from "zod";
-import brokerConfig from "../moleculer.config";
-import { config } from "../shared/config";
+import { config, ConfigError, type Config } from "../shared/config";
 import { AuthActions, type ApiKeyCreated, type ApiKeyInfo } from "../shared/contracts/auth";
 import { ZodValidator } from "../shared/validation";
 import AuthService from "../services/auth/auth.service";
@@ -191,10 +190,17 @@ export async function main(argv: string[], options: CliOptions = {}): Promise<nu
     return 0;
   }
 
-  const cfg = config();
+  let cfg: Config;
+  try {
+    cfg = config();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.err(err.message);
+    return 2;
+  }
   const remote = Boolean(cfg.TRANSPORTER);
   const broker = new ServiceBroker({
-    namespace: brokerConfig.namespace,
+    namespace: cfg.NAMESPACE,
     nodeID: `cli-${os.hostname()}-${process.pid}`,
     transporter: remote ? { type: "NATS", options: { url: cfg.TRANSPORTER } } : null,
     logger: false,

@@ -6,6 +6,7 @@
  */
 import path from "node:path";
 import { Runner } from "moleculer";
+import { config } from "../shared/config";
 
 export const SERVICE_FILES: Record<string, string> = {
   gateway: "gateway/gateway.service.js",
@@ -31,6 +32,7 @@ function main(): void {
   const distRoot = path.resolve(__dirname, "..");
   let names: string[];
   try {
+    config(); // a bad setting stops here, with a message naming it (not deep inside a service's start)
     names = selectServices(process.env.SERVICES);
   } catch (err) {
     console.error((err as Error).message);

@@ -4,7 +4,21 @@
  */
 import { z } from "zod";
 
-const optionalString = z.string().trim().min(1).optional().catch(undefined);
+const optionalString = z.string().trim().min(1).optional();
+
+/** `Name <addr@host>` or `addr@host`, on one line. */
+const MAIL_FROM_RE = /^(?:[^<>\r\n]*<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)$/;
+
+const isOrigin = (value: string) => {
+  try {
+    return value === "*" || new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+};
+
+/** Secrets shorter than this are refused in production (a key anyone can guess opens every store). */
+const MIN_SECRET_BYTES = 32;
 
 const ConfigSchema = z.object({
   NODE_ENV: z.string().default("development"),
@@ -22,8 +36,8 @@ const ConfigSchema = z.object({
   STORAGE_FSYNC: z.stringbool().default(false),
   /** "memory" keeps the embedded store in memory only (tests). */
   STORAGE: z.enum(["auto", "memory"]).default("auto"),
-  SMTP_URL: optionalString,
-  MAIL_FROM: z.string().default("Store CRM <no-reply@localhost>"),
+  SMTP_URL: optionalString.refine((url) => url === undefined || /^smtps?:\/\/[^/\s]+/.test(url), "must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587"),
+  MAIL_FROM: z.string().trim().regex(MAIL_FROM_RE, 'must be an address, e.g. "Shop <no-reply@shop.example>"').default("Store CRM <no-reply@localhost>"),
   OUTBOX_DIR: optionalString,
   CRM_ADMIN_API_KEY: optionalString,
   JWT_SECRET: optionalString,
@@ -36,7 +50,10 @@ const ConfigSchema = z.object({
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: optionalString,
-  CORS_ORIGINS: optionalString,
+  CORS_ORIGINS: optionalString.refine(
+    (list) => list === undefined || list.split(",").every((o) => isOrigin(o.trim())),
+    "must be * or a comma list of origins with their scheme, e.g. https://shop.example,https://admin.shop.example",
+  ),
   TRUSTED_PROXIES: optionalString,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
   BODY_LIMIT: z.string().default("1mb"),
@@ -46,11 +63,43 @@ const ConfigSchema = z.object({
 
 export type Config = z.infer<typeof ConfigSchema>;
 
+/** Production refuses secrets anyone could guess; development only warns (see services/auth/keys.ts). */
+const ProductionSchema = ConfigSchema.superRefine((cfg, ctx) => {
+  if (cfg.NODE_ENV !== "production") return;
+  const short = (value: string) => Buffer.byteLength(value, "utf8") < MIN_SECRET_BYTES;
+  const tooShort = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
+  if (cfg.CRM_ADMIN_API_KEY && short(cfg.CRM_ADMIN_API_KEY)) ctx.addIssue({ code: "custom", path: ["CRM_ADMIN_API_KEY"], message: tooShort });
+  if (cfg.JWT_SECRET && short(cfg.JWT_SECRET)) ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: tooShort });
+  for (const pair of cfg.JWT_KEYS?.split(",") ?? []) {
+    const secret = pair.slice(pair.indexOf(":") + 1);
+    if (short(secret)) ctx.addIssue({ code: "custom", path: ["JWT_KEYS"], message: `each secret ${tooShort}` });
+  }
+  if (cfg.CURSOR_SECRET && short(cfg.CURSOR_SECRET)) ctx.addIssue({ code: "custom", path: ["CURSOR_SECRET"], message: tooShort });
+});
+
+/** A configuration that cannot run: its message names each variable and what to fix. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration (see README "Configuration"):\n${problems.map((p) => `  ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** The environment without empty values: `PORT=` in a compose file means "use the default". */
+function presentValues(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[1].trim() !== ""));
+}
+
 let cached: Config | undefined;
 
-/** The configuration of this process. Tests that change env vars call `resetConfig()`. */
+/** The configuration of this process (ConfigError when invalid). Tests that change env vars call `resetConfig()`. */
 export function config(): Config {
-  if (!cached) cached = ConfigSchema.parse(process.env);
+  if (cached) return cached;
+  const parsed = ProductionSchema.safeParse(presentValues(process.env));
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".") || "(environment)"}: ${issue.message}`));
+  }
+  cached = parsed.data;
   return cached;
 }
 

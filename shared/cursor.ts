@@ -15,9 +15,16 @@ export interface CursorPosition {
 /** Used when no secret is configured: cursors then hold only within this process (fine for one-process use). */
 const processSecret = randomBytes(32).toString("base64url");
 
-function secret(): string {
+/**
+ * The signing secrets, the first of which signs and all of which verify: CURSOR_SECRET, else the JWT
+ * secrets in `JWT_KEYS` order (so a key rotation leaves cursors of the previous key valid), else
+ * JWT_SECRET.
+ */
+function secrets(): string[] {
   const c = config();
-  return c.CURSOR_SECRET ?? c.JWT_SECRET ?? c.JWT_KEYS ?? processSecret;
+  if (c.CURSOR_SECRET) return [c.CURSOR_SECRET];
+  if (c.JWT_KEYS) return c.JWT_KEYS.split(",").map((pair) => pair.slice(pair.indexOf(":") + 1).trim());
+  return [c.JWT_SECRET ?? processSecret];
 }
 
 /** A stable fingerprint of the query a cursor may be used with (store, filters, sort). */
@@ -25,23 +32,28 @@ export function queryFingerprint(query: unknown): string {
   return createHash("sha256").update(stableStringify(query)).digest("base64url").slice(0, 16);
 }
 
-function sign(payload: string): string {
-  return createHmac("sha256", secret()).update(payload).digest("base64url").slice(0, 22);
+function sign(payload: string, secret: string): string {
+  return createHmac("sha256", secret).update(payload).digest("base64url").slice(0, 22);
+}
+
+function signedByAny(payload: string, signature: string): boolean {
+  const given = Buffer.from(signature);
+  return secrets().some((secret) => {
+    const expected = Buffer.from(sign(payload, secret));
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  });
 }
 
 export function encodeCursor(position: CursorPosition, query: unknown): string {
   const payload = Buffer.from(JSON.stringify({ v: position.value, i: position.id, q: queryFingerprint(query) })).toString("base64url");
-  return `${payload}.${sign(payload)}`;
+  return `${payload}.${sign(payload, secrets()[0])}`;
 }
 
 /** The position in `cursor`, or a 400 VALIDATION_ERROR when it is malformed, forged or for another query. */
 export function decodeCursor(cursor: string, query: unknown): CursorPosition {
   const invalid = () => validationError("cursor", "invalid or expired cursor");
   const [payload, signature, extra] = cursor.split(".");
-  if (!payload || !signature || extra !== undefined) throw invalid();
-  const expected = Buffer.from(sign(payload));
-  const given = Buffer.from(signature);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalid();
+  if (!payload || !signature || extra !== undefined || !signedByAny(payload, signature)) throw invalid();
   let decoded: { v?: unknown; i?: unknown; q?: unknown };
   try {
     decoded = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));

@@ -180,6 +180,14 @@ describe("one process on the embedded defaults (npm start)", () => {
     }
   });
 
+  it("refuses a bad setting at start-up with a message naming it, not a stack trace", async () => {
+    const proc = run({ SMTP_URL: "notaurl", PORT: "", DATA_DIR: dataDir });
+    expect(await proc.exited).toBe(2);
+    expect(proc.output().trim()).toBe(
+      'Invalid configuration (see README "Configuration"):\n  SMTP_URL: must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587',
+    );
+  });
+
   it("refuses an unknown service name with a message that lists the known ones", async () => {
     const proc = run({ SERVICES: "gateway,profilez", DATA_DIR: dataDir });
     expect(await proc.exited).toBe(2);

@@ -1,0 +1,70 @@
+/** Configuration from the environment: defaults, what a bad value says, and production's stricter rules. */
+import { config, ConfigError, resetConfig } from "../config";
+
+const saved = { ...process.env };
+const KNOWN = ["NODE_ENV", "PORT", "DATA_DIR", "SMTP_URL", "MAIL_FROM", "CORS_ORIGINS", "CRM_ADMIN_API_KEY", "JWT_SECRET", "JWT_KEYS", "CURSOR_SECRET", "LOG_LEVEL"];
+
+function withEnv(vars: Record<string, string>) {
+  for (const name of KNOWN) delete process.env[name];
+  Object.assign(process.env, vars);
+  resetConfig();
+}
+
+function problemsOf(vars: Record<string, string>): string[] {
+  withEnv(vars);
+  try {
+    config();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+afterAll(() => {
+  process.env = saved;
+  resetConfig();
+});
+
+describe("config()", () => {
+  it("treats an empty value as unset (PORT= in a compose file means the default)", () => {
+    withEnv({ PORT: "", DATA_DIR: "  ", SMTP_URL: "" });
+    expect(config()).toMatchObject({ PORT: 3000, DATA_DIR: "./data" });
+    expect(config().SMTP_URL).toBeUndefined();
+  });
+
+  it("names each bad variable and says what it should be, all at once", () => {
+    const problems = problemsOf({ PORT: "http", SMTP_URL: "notaurl", MAIL_FROM: "garbage", CORS_ORIGINS: "example.com", LOG_LEVEL: "loud" });
+    expect(problems).toEqual([
+      expect.stringMatching(/^PORT: /),
+      expect.stringMatching(/^SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/),
+      expect.stringMatching(/^MAIL_FROM: must be an address/),
+      expect.stringMatching(/^CORS_ORIGINS: must be \* or a comma list of origins with their scheme/),
+      expect.stringMatching(/^LOG_LEVEL: /),
+    ]);
+    withEnv({ SMTP_URL: "notaurl" });
+    expect(() => config()).toThrow(/^Invalid configuration \(see README "Configuration"\):\n {2}SMTP_URL: /);
+  });
+
+  it("takes the usual good values", () => {
+    expect(problemsOf({ SMTP_URL: "smtps://user:p%40ss@mail.example.com:465", MAIL_FROM: "Shop <no-reply@shop.example>", CORS_ORIGINS: "https://shop.example, http://localhost:5173" })).toEqual([]);
+    expect(problemsOf({ MAIL_FROM: "no-reply@shop.example", CORS_ORIGINS: "*" })).toEqual([]);
+  });
+
+  it("refuses a header break in MAIL_FROM", () => {
+    expect(problemsOf({ MAIL_FROM: "Shop <a@b.example>\r\nBcc: x@evil.example" })).toEqual([expect.stringMatching(/^MAIL_FROM/)]);
+  });
+
+  it("refuses short secrets in production only", () => {
+    const short = { CRM_ADMIN_API_KEY: "x", JWT_SECRET: "short", JWT_KEYS: "k2:also-short", CURSOR_SECRET: "tiny" };
+    expect(problemsOf(short)).toEqual([]);
+    expect(problemsOf({ NODE_ENV: "production", ...short })).toEqual([
+      expect.stringMatching(/^CRM_ADMIN_API_KEY: must be at least 32 bytes in production/),
+      expect.stringMatching(/^JWT_SECRET: /),
+      expect.stringMatching(/^JWT_KEYS: each secret/),
+      expect.stringMatching(/^CURSOR_SECRET: /),
+    ]);
+    const long = "k".repeat(32);
+    expect(problemsOf({ NODE_ENV: "production", CRM_ADMIN_API_KEY: long, JWT_KEYS: `new:${long},old:${long}` })).toEqual([]);
+  });
+});
