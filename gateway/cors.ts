@@ -34,16 +34,15 @@ export class CorsPolicy {
    * from an allowed origin and has been answered, "denied" for a preflight from another origin.
    */
   apply(req: IncomingMessage, res: ServerResponse): "preflight" | "denied" | "continue" {
+    // The answer depends on Origin for every request (with it, without it, refused): a shared cache
+    // must not hand an answer without CORS headers to an allowed origin.
+    if (!this.any) res.setHeader("Vary", "Origin");
     const origin = req.headers.origin;
     if (!origin) return "continue";
     const preflight = req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined;
     if (!this.allows(origin)) return preflight ? "denied" : "continue";
 
-    if (this.any) res.setHeader("Access-Control-Allow-Origin", "*");
-    else {
-      res.setHeader("Access-Control-Allow-Origin", origin);
-      res.setHeader("Vary", "Origin");
-    }
+    res.setHeader("Access-Control-Allow-Origin", this.any ? "*" : origin);
     res.setHeader("Access-Control-Expose-Headers", EXPOSED_HEADERS);
     if (!preflight) return "continue";
 

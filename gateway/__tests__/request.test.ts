@@ -176,9 +176,14 @@ describe("CORS", () => {
     expect(reply.headers.get("access-control-expose-headers")).toMatch(/X-Request-Id/i);
   });
 
-  it("sends no CORS headers to an origin that is not listed", async () => {
-    const reply = await request(echoUrl(), { method: "POST", headers: { origin: "https://evil.example" } });
-    expect(reply.headers.get("access-control-allow-origin")).toBeNull();
+  it("sends no CORS headers to an origin that is not listed, nor without an Origin, but Vary: Origin always", async () => {
+    const refused = await request(echoUrl(), { method: "POST", headers: { origin: "https://evil.example" } });
+    expect(refused.headers.get("access-control-allow-origin")).toBeNull();
+    const noOrigin = await request(echoUrl(), { method: "POST" });
+    expect(noOrigin.headers.get("access-control-allow-origin")).toBeNull();
+    // A shared cache keys these answers on Origin, so it never serves them to an allowed origin.
+    expect(refused.headers.get("vary")).toMatch(/Origin/);
+    expect(noOrigin.headers.get("vary")).toMatch(/Origin/);
   });
 
   it("answers a preflight from a listed origin with 204 and the allowed methods and headers", async () => {
