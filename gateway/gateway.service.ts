@@ -76,9 +76,6 @@ type GatewayThis = Service<ApiSettingsSchema> & {
   sendError(req: GatewayRequest, res: ServerResponse, err: unknown): void;
 };
 
-/** Paths that load balancers poll: never rate limited. */
-const UNLIMITED_PATHS = new Set(["/health/live", "/health/ready"]);
-
 const READINESS_TIMEOUT_MS = 1_500;
 
 const BEARER_CHALLENGE = 'Bearer realm="crm"';
@@ -108,6 +105,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
   const rawSet = new Set(table.raw);
   const csvSet = new Set(entries.filter((e) => e.acceptsCsv).map((e) => e.def));
   const allRoutes = [...table.json, ...table.raw];
+  // Paths that load balancers poll: never rate limited.
+  const unlimitedPaths = new Set(allRoutes.filter((r) => r.unlimited).map((r) => r.path));
 
   // Shared by both moleculer-web routes: no auto aliases, no default body parsers, no param merging.
   const common = {
@@ -207,7 +206,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           if (cors === "preflight") return;
           if (cors === "denied") throw crmError("FORBIDDEN", GatewayMessages.originNotAllowed);
 
-          if (!UNLIMITED_PATHS.has(path)) {
+          if (!unlimitedPaths.has(path)) {
             const rate = this.gw.limiter.hit(rateLimitSubject(req.$request.ip));
             if (!rate.allowed) throw crmError("RATE_LIMITED", GatewayMessages.rateLimited, { retryAfter: rate.retryAfter });
           }

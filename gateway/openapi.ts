@@ -51,6 +51,7 @@ const ERROR_RESPONSES = {
   Unauthenticated: "Missing or invalid credentials (`UNAUTHENTICATED`)",
   Forbidden: "The credentials are not valid for this store (`FORBIDDEN`)",
   NotFound: "No such route or object (`NOT_FOUND`)",
+  Conflict: "The change conflicts with the current state, e.g. an e-mail another profile has or a merge in progress (`CONFLICT`)",
   PayloadTooLarge: "The body exceeds the size limit (`PAYLOAD_TOO_LARGE`)",
   UnsupportedMediaType: "The body is not `application/json` (`UNSUPPORTED_MEDIA_TYPE`)",
   RateLimited: "Too many requests from this client (`RATE_LIMITED`); see `Retry-After`",
@@ -102,7 +103,7 @@ export function buildOpenApi(routes: readonly RouteDef[], options: OpenApiOption
     info: {
       title: options.title ?? "Store CRM API",
       version: options.version ?? "1.0.0",
-      description: "Profiles, passwordless profile login, profile lists and campaigns of a store. JSON in and out, snake_case fields, unix-second timestamps.",
+      description: "Customer profiles and passwordless profile login of online stores. JSON in and out, snake_case fields, unix-second timestamps.",
     },
     tags: tags.map((name) => ({ name })),
     paths,
@@ -136,17 +137,25 @@ function responsesOf(route: RouteDef, hasBody: boolean, convert: (s: z.ZodType, 
   if (status !== 204) success.content = { "application/json": { schema: route.response ? convert(route.response, "output") : {} } };
 
   const ref = (name: keyof typeof ERROR_RESPONSES) => ({ $ref: `#/components/responses/${name}` });
+  const extra = new Set(route.errors ?? []);
   const responses: Record<string, unknown> = { [String(status)]: success, "400": ref("BadRequest") };
-  if (route.auth !== "public") responses["401"] = ref("Unauthenticated");
+  if (route.auth !== "public" || extra.has(401)) responses["401"] = ref("Unauthenticated");
   if (route.auth === "admin") responses["403"] = ref("Forbidden");
   responses["404"] = ref("NotFound");
+  if (extra.has(409)) responses["409"] = ref("Conflict");
   if (hasBody) {
     responses["413"] = ref("PayloadTooLarge");
     responses["415"] = ref("UnsupportedMediaType");
   }
-  responses["429"] = ref("RateLimited");
+  if (!route.unlimited) responses["429"] = ref("RateLimited");
   responses["500"] = ref("Internal");
-  responses["503"] = ref("ServiceUnavailable");
+  responses["503"] = route.unavailableResponse
+    ? {
+        description: "Some services are unavailable; each is named",
+        headers: { "Retry-After": { $ref: "#/components/headers/RetryAfter" } },
+        content: { "application/json": { schema: convert(route.unavailableResponse, "output") } },
+      }
+    : ref("ServiceUnavailable");
   return responses;
 }
 

@@ -94,6 +94,16 @@ describe("openApiDocument", () => {
     expectEveryRoute(doc, routes);
   });
 
+  it("documents the health routes as never rate limited, and readiness' own 503 body", () => {
+    type Responses = Record<string, { content?: Record<string, { schema: { properties?: Record<string, unknown> } }> }>;
+    const doc = buildOpenApi(jsonRoutes) as unknown as { paths: Record<string, Record<string, { responses: Responses }>> };
+    for (const path of ["/health/live", "/health/ready"]) expect(doc.paths[path].get.responses["429"]).toBeUndefined();
+    const unavailable = doc.paths["/health/ready"].get.responses["503"].content!["application/json"].schema;
+    expect(Object.keys(unavailable.properties ?? {})).toEqual(expect.arrayContaining(["status", "services", "error"]));
+    expect(doc.paths["/v1/stores/{storeId}/profiles/{id}"].put.responses["409"]).toBeDefined();
+    expect(doc.paths["/v1/stores/{storeId}/profiles/auth/refresh"].post.responses["401"]).toBeDefined();
+  });
+
   it("documents id path parameters with a pattern that takes the upper case the API accepts", () => {
     const doc = buildOpenApi(jsonRoutes) as unknown as { paths: Record<string, Record<string, { parameters: Array<{ name: string; schema: { pattern?: string } }> }>> };
     const get = doc.paths["/v1/stores/{storeId}/profiles/{id}"].get;

@@ -17,6 +17,7 @@ export const operationRoutes: RouteDef[] = [
     tag: "Operations",
     summary: "Liveness: the gateway process answers",
     response: z.object({ status: z.literal("ok") }),
+    unlimited: true,
   },
   {
     method: "GET",
@@ -26,6 +27,14 @@ export const operationRoutes: RouteDef[] = [
     tag: "Operations",
     summary: "Readiness: every service answers its health check (503 naming the failing ones otherwise)",
     response: z.object({ status: z.literal("ok"), services: z.record(z.string(), z.enum(["ok", "unavailable"])) }),
+    unlimited: true,
+    unavailableResponse: z.object({
+      statusCode: z.literal(503),
+      error: z.literal("SERVICE_UNAVAILABLE"),
+      message: z.string(),
+      status: z.literal("unavailable"),
+      services: z.record(z.string(), z.enum(["ok", "unavailable"])),
+    }),
   },
   {
     method: "GET",

@@ -75,6 +75,7 @@ export const profileRoutes: RouteDef[] = [
     tag,
     params: ProfileActions.refreshToken,
     response: AuthToken,
+    errors: [401],
   },
   {
     method: "GET",
@@ -132,6 +133,7 @@ export const profileRoutes: RouteDef[] = [
     tag,
     params: ProfileActions.update,
     response: Profile,
+    errors: [409],
   },
   {
     method: "POST",
@@ -143,6 +145,7 @@ export const profileRoutes: RouteDef[] = [
     tag,
     params: ProfileActions.merge,
     response: Profile,
+    errors: [409],
   },
   {
     method: "GET",

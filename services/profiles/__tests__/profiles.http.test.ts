@@ -10,6 +10,7 @@ import { publishEvent } from "../../../shared/events/durable";
 import { profileRoutes } from "../../../gateway/routes/profiles";
 import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type ObservedExchange, type SmtpTestServer } from "../../../test/harness";
 import { ErrorBodySchema } from "../../../gateway/errors";
+import { buildOpenApi } from "../../../gateway/openapi";
 import { jsonRoutes } from "../../../gateway/routes";
 import type { RouteDef } from "../../../gateway/routes/types";
 import ProfilesService from "../profiles.service";
@@ -157,6 +158,18 @@ describe("profile routes over HTTP and NATS", () => {
     expect(afterRevokeAll.body).toMatchObject({ statusCode: 401, error: "UNAUTHENTICATED" });
   });
 
+  it("answers 409 for an e-mail another profile has and 401 for a refresh token that is not one", async () => {
+    const first = (await admin.post<Profile>(base, { email: "taken@example.com" })).body;
+    const second = (await admin.post<Profile>(base, { email: "other@example.com" })).body;
+    const conflict = await admin.put(`${base}/${second.id}`, { email: "TAKEN@example.com" });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body).toMatchObject({ statusCode: 409, error: "CONFLICT" });
+    expect((await admin.get<Profile>(`${base}/${first.id}`)).body.email).toBe("taken@example.com");
+    const refresh = await http.post(`${base}/auth/refresh`, { refresh_token: "not-a-refresh-token" });
+    expect(refresh.status).toBe(401);
+    expect(refresh.body).toMatchObject({ error: "UNAUTHENTICATED" });
+  });
+
   it("answers a code request for an address the mail server refuses for good with 400 on email", async () => {
     smtp.refuseRecipient("nobody-here@example.com");
     try {
@@ -237,8 +250,12 @@ describe("profile routes over HTTP and NATS", () => {
   // Last on purpose: checks every answer the tests above received.
   it("answered every request of this suite in the documented shape (the OpenAPI document's schemas)", () => {
     expect(exchanges.length).toBeGreaterThan(50);
+    const documented = buildOpenApi(jsonRoutes) as unknown as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
     const mismatches = exchanges.flatMap(({ method, path, response }) => {
       const route = routeOf(method, path);
+      if (route && !documented.paths[route.path][method.toLowerCase()].responses[String(response.status)]) {
+        return [`${method} ${route.path}: status ${response.status} is not in the OpenAPI document`];
+      }
       const ok = response.status < 400;
       const schema = ok ? route?.response : ErrorBodySchema;
       if (ok && !route) return [`${method} ${path}: ${response.status} from no documented route`];
