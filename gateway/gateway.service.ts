@@ -316,6 +316,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
     created(this: GatewayThis) {
       const cfg = config();
       if (this.settings.port == null) this.settings.port = cfg.PORT;
+      // moleculer-web's default is 0.0.0.0 (IPv4 only); null lets Node take every interface, IPv6 too.
+      if (this.settings.ip === "0.0.0.0") this.settings.ip = (cfg.HOST ?? null) as unknown as string;
       // A key for the person who just ran `npm start`; never in production, where it would land in
       // shipped logs and differ between gateway replicas.
       const production = cfg.NODE_ENV === "production";

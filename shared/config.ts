@@ -23,6 +23,8 @@ const MIN_SECRET_BYTES = 32;
 const ConfigSchema = z.object({
   NODE_ENV: z.string().default("development"),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** Address the gateway listens on; unset: every interface, IPv6 and IPv4 (IPv4 only where IPv6 is off). */
+  HOST: optionalString,
   TRANSPORTER: optionalString,
   /** Moleculer namespace: processes on the same bus see each other only within one namespace. */
   NAMESPACE: z.string().trim().min(1).max(64).default("crm"),

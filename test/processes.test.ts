@@ -78,6 +78,7 @@ describe("one process on the embedded defaults (npm start)", () => {
       return r?.status === 200 ? r : null;
     }, "readiness");
     expect(ready.body.services).toEqual(allOk);
+    expect((await fetch(`http://[::1]:${port}/health/live`)).status).toBe(200); // IPv6 too, with HOST unset
     expect(first.output()).toContain(`http://localhost:${port}`);
     const key = /Admin API key[^:]*: (\S+)/.exec(first.output())?.[1];
     expect(key).toBeDefined();
