@@ -129,9 +129,14 @@ class EmbeddedDatabase implements Database {
     return c as unknown as Collection<T>;
   }
 
-  /** The live engine of a collection; throws UNAVAILABLE once this handle or the store is closed. */
+  /**
+   * The live engine of a collection; throws UNAVAILABLE once this handle or the store is closed, and
+   * once a log write has failed (disk full, I/O error): the memory then holds changes the disk does
+   * not, so nothing is read or written until the process restarts and replays what the disk has.
+   */
   engine(name: string): CollectionEngine {
     if (this.closed || this.store.closed) throw unavailable(`database ${this.name}`);
+    this.store.files?.check();
     return this.store.engine(name);
   }
 

@@ -4,7 +4,7 @@
  * process at a time holds a database directory.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { closeAllEmbeddedDatabases, openEmbeddedDatabase } from "../embedded";
@@ -139,6 +139,35 @@ describe("embedded file storage", () => {
     await expect(openEmbeddedDatabase("corrupt", { dir })).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("line 1") });
     // The failed open released its lock.
     expect(readdirSync(dir)).not.toContain("LOCK");
+  });
+
+  it("refuses a last line that was damaged after it was written (it has its newline: not a torn write)", async () => {
+    const dir = freshDir();
+    const db = await openEmbeddedDatabase("damaged-tail", { dir });
+    for (const id of ["a", "b"]) await db.collection<Item>("items").insertOne({ _id: id, store_id: "s" });
+    await db.close();
+    const path = join(dir, "items.jsonl");
+    const text = readFileSync(path, "utf8");
+    const lastLine = text.lastIndexOf("{");
+    writeFileSync(path, `${text.slice(0, lastLine + 3)}\u0000\u0000\u0000${text.slice(lastLine + 6)}`);
+    await expect(openEmbeddedDatabase("damaged-tail", { dir })).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+      message: expect.stringMatching(/corrupt storage log .*items\.jsonl at line 2; restore the file from a backup/),
+    });
+    expect(readFileSync(path, "utf8")).toContain("\u0000"); // the evidence is left as it was
+  });
+
+  it("after a failed log write refuses every read and write, so a change the disk does not have is never served", async () => {
+    const dir = freshDir();
+    const db = await openEmbeddedDatabase("failed-write", { dir });
+    const items = db.collection<Item>("items");
+    mkdirSync(join(dir, "items.jsonl")); // the log cannot be opened for appending: as good as a full disk
+    await expect(items.insertOne({ _id: "lost", store_id: "s" })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(items.findOne({ _id: "lost" })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(items.count({})).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(db.collection<Item>("other").insertOne({ _id: "x", store_id: "s" })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(db.ping()).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("items.jsonl") });
+    await db.close();
   });
 
   it("compacts a log that grows with rewrites of the same documents", async () => {

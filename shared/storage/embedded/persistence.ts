@@ -2,8 +2,8 @@
  * Files of a file-backed embedded database: one directory per database holding
  *   LOCK                 the pid of the process that has it open (one process at a time);
  *   <collection>.jsonl   an append-only log of `{"put":doc}` / `{"del":id}` lines.
- * On open every log is replayed (a torn last line, left by a crash mid-write, is ignored) and
- * rewritten compactly when it holds garbage. While open, each collection has one write queue: records
+ * On open every log is replayed (a torn last line, left by a crash mid-write, is cut off; any other
+ * damage stops the open with the file and line named) and rewritten compactly when it holds garbage. While open, each collection has one write queue: records
  * are appended in order, a batch per write call, and a write's promise resolves once its batch is
  * handed to the OS. What a crash can lose: a process crash loses nothing that was acknowledged; an OS
  * crash or power loss can lose the last acknowledged writes unless `fsync` is on (then each batch is
@@ -11,7 +11,7 @@
  * documents is compacted in the background (snapshot to `.tmp`, fsync, rename).
  */
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, stat, truncate, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { unlinkSync, readFileSync } from "node:fs";
@@ -97,31 +97,61 @@ function releaseLockSync(lockPath: string): void {
 
 // ------------------------------------------------------------------ replay
 
-/** Replays one log; returns the live documents and how many records the file held. */
-async function replay(path: string): Promise<{ docs: Map<string, Doc>; records: number; torn: boolean }> {
+async function endsWithNewline(path: string): Promise<boolean> {
+  const fh = await open(path, "r");
+  try {
+    const { size } = await fh.stat();
+    if (size === 0) return false;
+    const last = Buffer.alloc(1);
+    await fh.read(last, 0, 1, size - 1);
+    return last[0] === 0x0a;
+  } finally {
+    await fh.close();
+  }
+}
+
+const corrupt = (path: string, line: number, what: string) =>
+  unavailable(`corrupt storage log ${path} at line ${line}${what}; restore the file from a backup, or remove that line to lose only its record`);
+
+/**
+ * Replays one log; returns the live documents, how many records the file held, and, when its last
+ * line was torn (a crash mid-write: unparsable and without its newline), the length of the intact part.
+ */
+async function replay(path: string): Promise<{ docs: Map<string, Doc>; records: number; intactBytes: number | null }> {
   const docs = new Map<string, Doc>();
   let records = 0;
-  let bad: { line: number; text: string } | null = null;
+  let bad: number | null = null;
   let lineNo = 0;
+  let bytes = 0; // of the lines read so far (exact for intact lines, which are valid UTF-8)
+  let goodBytes = 0;
   const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Infinity });
   for await (const line of lines) {
     lineNo++;
-    if (line.length === 0) continue;
-    if (bad) throw unavailable(`corrupt storage log ${path} at line ${bad.line}; restore it from a backup or remove the damaged line`);
+    bytes += Buffer.byteLength(line) + 1;
+    if (bad !== null) throw corrupt(path, bad, "");
+    if (line.length === 0) {
+      goodBytes = bytes;
+      continue;
+    }
     let record: Partial<{ put: Doc; del: string }>;
     try {
       record = JSON.parse(line);
     } catch {
-      bad = { line: lineNo, text: line };
+      bad = lineNo;
       continue;
     }
     records++;
+    goodBytes = bytes;
     if (record && typeof record.put === "object" && record.put !== null && typeof record.put._id === "string") docs.set(record.put._id, record.put);
     else if (record && typeof record.del === "string") docs.delete(record.del);
-    else throw unavailable(`corrupt storage log ${path} at line ${lineNo}: not a put/del record`);
+    else throw corrupt(path, lineNo, " (not a put/del record)");
   }
-  if (bad) process.emitWarning(`ignored a torn last line in ${path} (an interrupted write)`, { code: "CRM_STORAGE_TORN_LOG" });
-  return { docs, records, torn: bad !== null };
+  if (bad === null) return { docs, records, intactBytes: null };
+  // Every record is written with its newline in one append: a damaged line that has its newline was
+  // not cut short by a crash, it was damaged afterwards.
+  if (await endsWithNewline(path)) throw corrupt(path, bad, "");
+  process.emitWarning(`ignored a torn last line in ${path} (an interrupted write)`, { code: "CRM_STORAGE_TORN_LOG" });
+  return { docs, records, intactBytes: goodBytes };
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -154,10 +184,14 @@ async function writeSnapshot(path: string, docs: Iterable<Doc>): Promise<number>
     }
     if (batch.length > 0) await fh.appendFile(batch.join(""));
     await fh.sync();
-  } finally {
     await fh.close();
+    await rename(tmp, path);
+  } catch (err) {
+    // A half-written snapshot must not keep the disk space a full disk needs back.
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, path);
   return count;
 }
 
@@ -313,9 +347,16 @@ export class DatabaseFiles {
         if (!entry.endsWith(LOG_SUFFIX)) continue;
         const collection = entry.slice(0, -LOG_SUFFIX.length);
         const path = join(dir, entry);
-        const { docs, records, torn } = await replay(path);
+        const { docs, records, intactBytes } = await replay(path);
         let count = records;
-        if (torn || records !== docs.size) count = await writeSnapshot(path, docs.values());
+        // Cut a torn tail off in place (needs no free space), then compact when it pays and room allows.
+        if (intactBytes !== null) await truncate(path, intactBytes);
+        if (records !== docs.size) {
+          count = await writeSnapshot(path, docs.values()).catch((err) => {
+            process.emitWarning(`could not compact ${path} at start-up (${(err as Error).message}); using it as it is`);
+            return records;
+          });
+        }
         files.loaded.set(collection, [...docs.values()]);
         files.recordCounts.set(collection, count);
       }

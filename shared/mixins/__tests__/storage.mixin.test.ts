@@ -1,0 +1,48 @@
+/** storageMixin: a service's actions answer 503 (never 500) once its storage cannot be used. */
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { ServiceBroker, ServiceSchema } from "moleculer";
+import { toErrorBody } from "../../errors";
+import { startBroker } from "../../../test/harness";
+import { storageMixin, type StorageMixinThis } from "../storage.mixin";
+
+const dbOf = (service: unknown) => (service as StorageMixinThis).db;
+
+describe("storageMixin", () => {
+  let broker: ServiceBroker;
+  let dataDir: string;
+
+  const notes: ServiceSchema = {
+    name: "notes",
+    mixins: [storageMixin("notes")],
+    actions: {
+      add(ctx) {
+        return dbOf(this).collection("notes").insertOne({ _id: (ctx.params as { id: string }).id, store_id: "s" });
+      },
+      count() {
+        return dbOf(this).collection("notes").count({});
+      },
+    },
+  };
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(path.join(os.tmpdir(), "crm-mixin-"));
+    broker = await startBroker({ services: [notes], storage: { dataDir } });
+  });
+  afterAll(async () => {
+    await broker?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("answers 503 with Retry-After from every action, and fails its health check, once a disk write failed", async () => {
+    await expect(broker.call("notes.health")).resolves.toEqual({ status: "ok" });
+    // The log cannot be opened for appending: to the store, as good as a full disk.
+    mkdirSync(path.join(dataDir, "notes", "notes.jsonl"));
+    for (const call of [() => broker.call("notes.add", { id: "lost" }), () => broker.call("notes.count")]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(toErrorBody(err)).toEqual({ statusCode: 503, error: "SERVICE_UNAVAILABLE", message: "Storage is unavailable, try again later", retryAfter: 5 });
+    }
+    await expect(broker.call("notes.health")).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+  });
+});
