@@ -4,7 +4,7 @@
  * process at a time holds a database directory.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { closeAllEmbeddedDatabases, openEmbeddedDatabase } from "../embedded";
@@ -168,6 +168,31 @@ describe("embedded file storage", () => {
     await expect(db.collection<Item>("other").insertOne({ _id: "x", store_id: "s" })).rejects.toMatchObject({ code: "UNAVAILABLE" });
     await expect(db.ping()).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("items.jsonl") });
     await db.close();
+  });
+
+  it("stops writing when another process replaces its log or its LOCK (never acknowledges a write no restart finds)", async () => {
+    for (const damage of ["log", "lock"] as const) {
+      const dir = freshDir();
+      const db = await openEmbeddedDatabase(`taken-${damage}`, { dir });
+      const items = db.collection<Item>("items");
+      await items.insertOne({ _id: "before", store_id: "s" });
+      if (damage === "log") {
+        // What a second server does at open: rewrite the log and rename it into place.
+        writeFileSync(join(dir, "items.jsonl.tmp"), readFileSync(join(dir, "items.jsonl")));
+        renameSync(join(dir, "items.jsonl.tmp"), join(dir, "items.jsonl"));
+      } else {
+        rmSync(join(dir, "LOCK"));
+        writeFileSync(join(dir, "LOCK"), "999999\n");
+      }
+      await new Promise((r) => setTimeout(r, 600)); // writers check their ownership every 500 ms
+      await expect(items.insertOne({ _id: "after", store_id: "s" })).rejects.toMatchObject({
+        code: "UNAVAILABLE",
+        message: damage === "log" ? expect.stringMatching(/replaced or removed by another process/) : expect.stringMatching(/LOCK of this process was removed or replaced/),
+      });
+      await expect(items.count({})).rejects.toMatchObject({ code: "UNAVAILABLE" });
+      await db.close();
+      expect(readFileSync(join(dir, "items.jsonl"), "utf8")).not.toContain("after");
+    }
   });
 
   it("compacts a log that grows with rewrites of the same documents", async () => {

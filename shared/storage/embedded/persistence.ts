@@ -21,6 +21,11 @@ import type { LogRecord } from "./engine";
 
 const LOG_SUFFIX = ".jsonl";
 const COMPACT_MIN_RECORDS = 10_000;
+/**
+ * How often a writer makes sure it still owns the directory (its LOCK, its log file). Checking every
+ * write would halve write throughput; someone deleting a live LOCK by hand is caught within this.
+ */
+const OWNERSHIP_CHECK_MS = 500;
 
 function unavailable(message: string): StorageError {
   return new StorageError("UNAVAILABLE", message);
@@ -211,6 +216,7 @@ class CollectionLog {
   private running = false;
   failed: Error | null = null;
   private records: number;
+  private ownershipCheckedAt = 0;
   private compacting = false;
 
   constructor(
@@ -219,6 +225,8 @@ class CollectionLog {
     records: number,
     private readonly fsync: boolean,
     private readonly live: () => { size: number; values(): Iterable<Doc> },
+    /** Throws when this process no longer holds the directory's lock. */
+    private readonly assertLockHeld: () => Promise<void>,
   ) {
     this.records = records;
   }
@@ -275,10 +283,26 @@ class CollectionLog {
   }
 
   private async write(lines: string[]): Promise<void> {
+    if (Date.now() - this.ownershipCheckedAt > OWNERSHIP_CHECK_MS) {
+      await this.assertLockHeld();
+      if (this.fh) await this.assertStillTheLog(this.fh);
+      this.ownershipCheckedAt = Date.now();
+    }
     if (!this.fh) this.fh = await open(this.path, "a", 0o600);
     await this.fh.appendFile(lines.join(""));
     if (this.fsync) await this.fh.datasync();
     this.records += lines.length;
+  }
+
+  /**
+   * Appending to a file another process has since replaced (its LOCK deleted by hand, a second server
+   * started) would acknowledge writes that no restart can find: refuse instead.
+   */
+  private async assertStillTheLog(fh: FileHandle): Promise<void> {
+    const [mine, current] = await Promise.all([fh.stat(), stat(this.path).catch(() => null)]);
+    if (!current || current.ino !== mine.ino || current.dev !== mine.dev) {
+      throw unavailable(`storage log ${this.path} was replaced or removed by another process; restart this one to reload it`);
+    }
   }
 
   private maybeCompact(): void {
@@ -371,12 +395,25 @@ export class DatabaseFiles {
   private log(collection: string): CollectionLog {
     let log = this.logs.get(collection);
     if (!log) {
-      log = new CollectionLog(join(this.dir, `${collection}${LOG_SUFFIX}`), this.dir, this.recordCounts.get(collection) ?? 0, this.fsync, () =>
-        this.liveDocs(collection),
+      log = new CollectionLog(
+        join(this.dir, `${collection}${LOG_SUFFIX}`),
+        this.dir,
+        this.recordCounts.get(collection) ?? 0,
+        this.fsync,
+        () => this.liveDocs(collection),
+        () => this.assertLockHeld(),
       );
       this.logs.set(collection, log);
     }
     return log;
+  }
+
+  private async assertLockHeld(): Promise<void> {
+    // By content, not inode: a file made right after ours was deleted may get the same inode number.
+    const holder = await readFile(this.lockPath, "utf8").catch(() => "");
+    if (Number.parseInt(holder, 10) !== process.pid) {
+      throw unavailable(`the lock ${this.lockPath} of this process was removed or replaced (by hand, or by another process); restart this one`);
+    }
   }
 
   append(collection: string, records: LogRecord[]): Promise<void> {
