@@ -38,8 +38,15 @@ const ConfigSchema = z.object({
   STORAGE_FSYNC: z.stringbool().default(false),
   /** "memory" keeps the embedded store in memory only (tests). */
   STORAGE: z.enum(["auto", "memory"]).default("auto"),
-  SMTP_URL: optionalString.refine((url) => url === undefined || /^smtps?:\/\/[^/\s]+/.test(url), "must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587"),
-  MAIL_FROM: z.string().trim().regex(MAIL_FROM_RE, 'must be an address, e.g. "Shop <no-reply@shop.example>"').default("Store CRM <no-reply@localhost>"),
+  SMTP_URL: optionalString.refine(
+    (url) => url === undefined || /^smtps?:\/\/[^/\s]+/.test(url),
+    "must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587",
+  ),
+  MAIL_FROM: z
+    .string()
+    .trim()
+    .regex(MAIL_FROM_RE, 'must be an address, e.g. "Shop <no-reply@shop.example>"')
+    .default("Store CRM <no-reply@localhost>"),
   OUTBOX_DIR: optionalString,
   CRM_ADMIN_API_KEY: optionalString,
   JWT_SECRET: optionalString,
@@ -68,15 +75,15 @@ export type Config = z.infer<typeof ConfigSchema>;
 /** Production refuses secrets anyone could guess; development only warns (see services/auth/keys.ts). */
 const ProductionSchema = ConfigSchema.superRefine((cfg, ctx) => {
   if (cfg.NODE_ENV !== "production") return;
-  const short = (value: string) => Buffer.byteLength(value, "utf8") < MIN_SECRET_BYTES;
-  const tooShort = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
-  if (cfg.CRM_ADMIN_API_KEY && short(cfg.CRM_ADMIN_API_KEY)) ctx.addIssue({ code: "custom", path: ["CRM_ADMIN_API_KEY"], message: tooShort });
-  if (cfg.JWT_SECRET && short(cfg.JWT_SECRET)) ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: tooShort });
-  for (const pair of cfg.JWT_KEYS?.split(",") ?? []) {
-    const secret = pair.slice(pair.indexOf(":") + 1);
-    if (short(secret)) ctx.addIssue({ code: "custom", path: ["JWT_KEYS"], message: `each secret ${tooShort}` });
-  }
-  if (cfg.CURSOR_SECRET && short(cfg.CURSOR_SECRET)) ctx.addIssue({ code: "custom", path: ["CURSOR_SECRET"], message: tooShort });
+  const rule = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
+  const check = (name: keyof Config, secrets: string[], message = rule) => {
+    if (secrets.some((s) => Buffer.byteLength(s, "utf8") < MIN_SECRET_BYTES)) ctx.addIssue({ code: "custom", path: [name], message });
+  };
+  const present = (value: string | undefined) => (value === undefined ? [] : [value]);
+  check("CRM_ADMIN_API_KEY", present(cfg.CRM_ADMIN_API_KEY));
+  check("JWT_SECRET", present(cfg.JWT_SECRET));
+  check("JWT_KEYS", (cfg.JWT_KEYS?.split(",") ?? []).map((pair) => pair.slice(pair.indexOf(":") + 1)), `each secret ${rule}`);
+  check("CURSOR_SECRET", present(cfg.CURSOR_SECRET));
 });
 
 /** A configuration that cannot run: its message names each variable and what to fix. */
@@ -89,7 +96,8 @@ export class ConfigError extends Error {
 
 /** The environment without empty values: `PORT=` in a compose file means "use the default". */
 function presentValues(env: NodeJS.ProcessEnv): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[1].trim() !== ""));
+  const present = Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[1].trim() !== "");
+  return Object.fromEntries(present);
 }
 
 let cached: Config | undefined;

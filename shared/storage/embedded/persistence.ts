@@ -3,9 +3,10 @@
  *   LOCK                 the pid of the process that has it open (one process at a time);
  *   <collection>.jsonl   an append-only log of `{"put":doc}` / `{"del":id}` lines.
  * On open every log is replayed (a torn last line, left by a crash mid-write, is cut off; any other
- * damage stops the open with the file and line named) and rewritten compactly when it holds garbage. While open, each collection has one write queue: records
- * are appended in order, a batch per write call, and a write's promise resolves once its batch is
- * handed to the OS. What a crash can lose: a process crash loses nothing that was acknowledged; an OS
+ * damage stops the open with the file and line named) and rewritten compactly when it holds garbage.
+ * While open, each collection has one write queue: records are appended in order, a batch per write
+ * call, and a write's promise resolves once its batch is handed to the OS. A failed write stops the
+ * log for good (the store then refuses everything until reopened). What a crash can lose: a process crash loses nothing that was acknowledged; an OS
  * crash or power loss can lose the last acknowledged writes unless `fsync` is on (then each batch is
  * fdatasync'ed before it is acknowledged). A log that keeps growing with rewrites of the same
  * documents is compacted in the background (snapshot to `.tmp`, fsync, rename).
