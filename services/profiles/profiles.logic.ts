@@ -55,8 +55,30 @@ export async function requireProfile(deps: ProfilesDeps, storeId: string, id: st
   return doc;
 }
 
-export function findByEmail(deps: ProfilesDeps, storeId: string, email: string): Promise<ProfileDoc | null> {
-  return deps.store.profiles.findOne({ store_id: storeId, email_lower: normalizeEmail(email) });
+/** The profile that has (or, mid-merge, is about to have) this e-mail. */
+export async function findByEmail(deps: ProfilesDeps, storeId: string, email: string): Promise<ProfileDoc | null> {
+  const lower = normalizeEmail(email);
+  const owner = await deps.store.profiles.findOne({ store_id: storeId, email_lower: lower });
+  return owner ?? mergeTargetTaking(deps, storeId, lower);
+}
+
+/** How long a lookup waits for a merge to hand its source's e-mail to the target (its steps take ms). */
+const MERGE_EMAIL_WAIT_MS = 1_000;
+
+/**
+ * Between a merge releasing the source's e-mail and the target taking it (the unique index allows one
+ * holder), no profile has the address. A lookup in that gap answers the target, so nothing creates a
+ * second profile for the address or hands it to a guest and leaves the merged customer without it.
+ */
+async function mergeTargetTaking(deps: ProfilesDeps, storeId: string, lower: string): Promise<ProfileDoc | null> {
+  const merge = await deps.store.merges.findOne({ state: "running", store_id: storeId, "plan.email_lower": lower });
+  if (!merge) return null;
+  for (let waited = 0; waited < MERGE_EMAIL_WAIT_MS; waited += 25) {
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    const owner = await deps.store.profiles.findOne({ store_id: storeId, email_lower: lower });
+    if (owner) return owner;
+  }
+  return findProfile(deps, storeId, merge.target_id); // a stalled merge: recovery gives it the e-mail
 }
 
 /** The profile with this e-mail, created (unverified, no taxonomies unless given) when there is none. Race-safe. */

@@ -355,6 +355,50 @@ describe("profiles.merge recovery", () => {
     }
   });
 
+  it("answers the target for the source's e-mail while a merge hands it over: no second profile takes it", async () => {
+    const store = newStoreId();
+    const env = await startProfiles({ storage: { dataDir }, smtp });
+    try {
+      const guest = await call<{ profile_id: string }>(env, "initialize", { store_id: store });
+      const source = await call(env, "create", { store_id: store, email: "handover@example.com" });
+      // A merge of the source into the guest, stopped between releasing the e-mail and the target taking it.
+      const profiles = env.service.store.profiles;
+      const t = (await profiles.findOne({ _id: guest.profile_id })) as ProfileDoc;
+      const s = (await profiles.findOne({ _id: source.id })) as ProfileDoc;
+      const journalId = "0190c5d2-3333-7000-8000-000000000003";
+      const journal: MergeDoc = {
+        _id: journalId,
+        store_id: store,
+        target_id: t._id,
+        source_id: s._id,
+        state: "running",
+        steps: ["source_email_released"],
+        snapshot: { ...s, merge_lock: journalId },
+        plan: planMerge(t, s),
+        created_at: 1,
+        updated_at: 1,
+      };
+      expect(journal.plan?.email_lower).toBe("handover@example.com");
+      await env.service.store.merges.insertOne(journal);
+      await profiles.updateOne({ _id: s._id }, { $set: { merge_lock: journalId, email: null, email_lower: null, email_sort: "" } });
+      await profiles.updateOne({ _id: t._id }, { $set: { merge_lock: journalId } });
+
+      // Every way in by e-mail lands on the target, and none creates a profile.
+      expect((await call(env, "create", { store_id: store, email: "Handover@example.com" })).id).toBe(t._id);
+      expect((await call<{ id: string }>(env, "connect", { store_id: store, email: "handover@example.com" })).id).toBe(t._id);
+      await publishEvent(env.broker, "order.created", { store_id: store, order_id: "h-1", email: "handover@example.com" });
+      await eventually(async () => (await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" })) !== null);
+      expect((await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" }))?.profile_id).toBe(t._id);
+
+      await env.service.recover();
+      expect(await env.service.store.merges.findOne({ _id: journalId })).toMatchObject({ state: "done" });
+      expect(await profiles.count({ store_id: store, email_lower: "handover@example.com" })).toBe(1);
+      expect(await call(env, "get", { store_id: store, id: t._id })).toMatchObject({ email: "handover@example.com" });
+    } finally {
+      await env.stop();
+    }
+  });
+
   it("undoes a merge that crashed before its point of no return", async () => {
     const store = newStoreId();
     const first = await startProfiles({ storage: { dataDir }, smtp });
