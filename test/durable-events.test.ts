@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { connect, type NatsConnection, type JetStreamManager } from "nats";
 import type { Service, ServiceBroker, ServiceSchema } from "moleculer";
-import { durableChannel, publishEvent, PROCESSED_EVENTS } from "../shared/events/durable";
+import { durableChannel, publishEvent, PROCESSED_EVENTS, UnprocessableEvent } from "../shared/events/durable";
 import { prefixedSubject, streamNameOf } from "../shared/events/streams";
 import { storageMixin, type StorageMixinThis } from "../shared/mixins/storage.mixin";
 import type { DurableEventPayload } from "../shared/contracts/events";
@@ -50,6 +50,7 @@ describe("durable events (NATS JetStream)", () => {
           requestIds.set(payload.order_id, ctx.requestID);
           attempts.set(payload.order_id, (attempts.get(payload.order_id) ?? 0) + 1);
           if (payload.order_id === "o-poison") throw new Error("cannot apply this one, ever");
+          if (payload.order_id === "o-unknown-profile") throw new UnprocessableEvent("profile unknown and no e-mail");
           if (failOnce.delete(payload.order_id)) throw new Error("transient failure");
           applied.push(payload.order_id);
         },
@@ -158,6 +159,24 @@ describe("durable events (NATS JetStream)", () => {
       expect(applied).not.toContain("o-poison");
       const svc = consumer.getLocalService("order-sink") as Service & StorageMixinThis;
       expect(await svc.db.collection(PROCESSED_EVENTS).findOne({ key: `${STORE}:o-poison` })).toBeNull();
+    } finally {
+      await consumer.stop();
+    }
+  });
+
+  it("dead-letters at once an event its handler calls unprocessable, without recording it as applied", async () => {
+    const consumer = await startConsumer();
+    try {
+      const lettersBefore = (await jsm.streams.info(deadLetters)).state.messages;
+      await publishEvent(producer, "order.created", order("o-unknown-profile"));
+      await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === lettersBefore + 1, 5_000, "the dead letter");
+      await waitFor(settled, 5_000, "the event to be acked");
+      expect(attempts.get("o-unknown-profile")).toBe(1); // no retries
+      const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
+      expect(letter.header.get("x-error")).toBe("unprocessable: profile unknown and no e-mail");
+      expect(letter.json()).toMatchObject({ order_id: "o-unknown-profile" });
+      const svc = consumer.getLocalService("order-sink") as Service & StorageMixinThis;
+      expect(await svc.db.collection(PROCESSED_EVENTS).findOne({ key: `${STORE}:o-unknown-profile` })).toBeNull();
     } finally {
       await consumer.stop();
     }

@@ -5,6 +5,7 @@
  */
 import type { DurableEventPayload } from "../../shared/contracts/events";
 import { uuidv7 } from "../../shared/ids";
+import { UnprocessableEvent } from "../../shared/events/durable";
 import { isDuplicateKey } from "../../shared/storage/port";
 import { findOrCreateByEmail } from "./profiles.logic";
 import { resolveProfileId } from "./profiles.merge";
@@ -13,8 +14,11 @@ import type { OrderLinkDoc } from "./profiles.store";
 
 export type OrderCreated = DurableEventPayload<"order.created">;
 
-/** Links the order and answers its link; null when the event names no profile that exists and no e-mail. */
-export async function linkOrder(deps: ProfilesDeps, event: OrderCreated): Promise<OrderLinkDoc | null> {
+/**
+ * Links the order and answers its link. An event naming no profile that exists and no e-mail is
+ * UnprocessableEvent (dead-lettered, so a corrected event for the same order still links).
+ */
+export async function linkOrder(deps: ProfilesDeps, event: OrderCreated): Promise<OrderLinkDoc> {
   const { orderLinks } = deps.store;
   const storeId = event.store_id;
   const existing = await orderLinks.findOne({ store_id: storeId, order_id: event.order_id });
@@ -23,8 +27,7 @@ export async function linkOrder(deps: ProfilesDeps, event: OrderCreated): Promis
   let profileId = event.profile_id ? await resolveProfileId(deps, storeId, event.profile_id) : null;
   if (!profileId && event.email) profileId = (await findOrCreateByEmail(deps, storeId, event.email)).doc._id;
   if (!profileId) {
-    deps.logger.warn(`order.created ${event.order_id}: no such profile and no e-mail; order not linked`);
-    return null;
+    throw new UnprocessableEvent(`order ${event.order_id}: profile ${event.profile_id} does not exist in store ${storeId} and the order has no e-mail`);
   }
 
   const now = deps.now();
@@ -42,7 +45,9 @@ export async function linkOrder(deps: ProfilesDeps, event: OrderCreated): Promis
     await orderLinks.insertOne(link);
   } catch (err) {
     if (!isDuplicateKey(err)) throw err;
-    return orderLinks.findOne({ store_id: storeId, order_id: event.order_id });
+    const winner = await orderLinks.findOne({ store_id: storeId, order_id: event.order_id });
+    if (!winner) throw err; // removed again in between: let the event be redelivered
+    return winner;
   }
   // A merge may have removed the profile while we linked: follow it to where it went.
   const current = await resolveProfileId(deps, storeId, profileId);

@@ -85,6 +85,18 @@ export async function publishEvent<N extends DurableEventName>(
   await broker.sendToChannel(name, parsed.data, { msgID: `${name}:${key}`, headers });
 }
 
+/**
+ * Thrown by a handler for a valid event it can never apply as it stands (an order naming a profile that
+ * does not exist and no e-mail): the event goes to DEAD_LETTER at once, and is not recorded as applied,
+ * so a corrected event with the same key is applied when it comes.
+ */
+export class UnprocessableEvent extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "UnprocessableEvent";
+  }
+}
+
 /** One processed (or in-progress) event of a consumer group, in the consuming service's database. */
 
 type ProcessedKey = Pick<ProcessedEvent, "_id" | "event" | "group" | "key">;
@@ -133,32 +145,25 @@ export interface DurableChannelOptions<N extends DurableEventName, TThis> {
   maxInFlight?: number;
 }
 
+const summaryOf = (issues: Array<{ field: string; error: string }>) =>
+  issues.map(({ field, error }) => `${field || "(payload)"}: ${error}`).join("; ");
+
 /**
- * Moves a payload that fails its schema to the DEAD_LETTER channel, with the headers the channels adapter
- * puts on its own dead letters plus `x-error` (which fields were wrong), so an operator can find and
- * replay it. The in-process adapter (no NATS) keeps no dead letters: there the log line is the record.
+ * Moves an event no retry can fix to the DEAD_LETTER channel, with the headers the channels adapter puts
+ * on its own dead letters plus `x-error` (why), so an operator can find and replay it. The in-process
+ * adapter (no NATS) keeps no dead letters: there the log line is the record.
  */
-async function deadLetterInvalid(
-  broker: ServiceBroker,
-  name: DurableEventName,
-  group: string,
-  payload: unknown,
-  issues: Array<{ field: string; error: string }>,
-): Promise<void> {
-  // Field names come from the payload's keys: no control characters into a log line or a NATS header.
-  const summary = issues
-    .map(({ field, error }) => `${field || "(payload)"}: ${error}`)
-    .join("; ")
-    .replace(/[\u0000-\u001f\u007f]/g, " ")
-    .slice(0, 1000);
-  broker.logger.warn(`Invalid '${name}' event for group ${group} moved to ${DEAD_LETTER_CHANNEL}: ${summary}`);
+async function deadLetter(broker: ServiceBroker, name: DurableEventName, group: string, payload: unknown, reason: string): Promise<void> {
+  // Reasons quote payload fields: no control characters into a log line or a NATS header.
+  const why = reason.replace(/[\u0000-\u001f\u007f]/g, " ").slice(0, 1000);
+  broker.logger.warn(`'${name}' event for group ${group} moved to ${DEAD_LETTER_CHANNEL}: ${why}`);
   const channels = broker as ServiceBroker & ChannelBroker;
   if (!channels.sendToChannel || !channels.channelAdapter) return;
   await channels.sendToChannel(DEAD_LETTER_CHANNEL, payload ?? null, {
     headers: {
       "x-original-channel": channels.channelAdapter.addPrefixTopic(name),
       "x-original-group": group,
-      "x-error": `invalid payload: ${summary}`,
+      "x-error": why,
     },
   });
 }
@@ -166,8 +171,9 @@ async function deadLetterInvalid(
 /**
  * A channel definition for a service's `channels` block, under the event's name:
  *   channels: { "order.created": durableChannel("order.created", { group: "profiles", handler }) }
- * The service needs storageMixin (`this.db`) for the processed-keys record. An invalid payload goes to
- * DEAD_LETTER at once and is acknowledged: a retry cannot fix it.
+ * The service needs storageMixin (`this.db`) for the processed-keys record. An invalid payload, or one
+ * the handler refuses with UnprocessableEvent, goes to DEAD_LETTER at once and is acknowledged: a retry
+ * cannot fix it.
  */
 export function durableChannel<N extends DurableEventName, TThis extends Service = Service & { db: Database }>(
   name: N,
@@ -187,7 +193,7 @@ export function durableChannel<N extends DurableEventName, TThis extends Service
     }
     const parsed = schema.safeParse(ctx.params);
     if (!parsed.success) {
-      await deadLetterInvalid(this.broker, name, group, ctx.params, issuesOf(parsed.error));
+      await deadLetter(this.broker, name, group, ctx.params, `invalid payload: ${summaryOf(issuesOf(parsed.error))}`);
       return;
     }
     if (!this.db) throw new Error(`durableChannel('${name}') in service '${this.fullName}' needs storageMixin`);
@@ -201,8 +207,12 @@ export function durableChannel<N extends DurableEventName, TThis extends Service
     try {
       await options.handler.call(this, parsed.data, ctx);
     } catch (err) {
-      this.logger.warn(`'${name}' ${key} failed in ${group}; it will be redelivered:`, (err as Error)?.message ?? err);
       await events.deleteOne({ _id: record._id, status: "processing" }).catch(() => undefined);
+      if (err instanceof UnprocessableEvent) {
+        await deadLetter(this.broker, name, group, ctx.params, `unprocessable: ${err.message}`);
+        return;
+      }
+      this.logger.warn(`'${name}' ${key} failed in ${group}; it will be redelivered:`, (err as Error)?.message ?? err);
       throw err;
     }
     await events.updateOne({ _id: record._id }, { $set: { status: "done", processed_at: nowSeconds() } });

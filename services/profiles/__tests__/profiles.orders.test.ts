@@ -84,6 +84,21 @@ describe("order.created", () => {
   });
 });
 
+describe("order.created that names an unknown profile and no e-mail", () => {
+  it("links nothing, yet is not recorded as applied: the corrected event for the same order links", async () => {
+    const store = newStoreId();
+    await publishEvent(env.broker, "order.created", { store_id: store, order_id: "G-1", profile_id: newStoreId() });
+    await publishEvent(env.broker, "order.created", { store_id: store, order_id: "G-0", email: "marker@example.com" });
+    await eventually(() => linkOf(store, "G-0")); // a later event went through
+    expect(await linkOf(store, "G-1")).toBeNull();
+
+    await publishEvent(env.broker, "order.created", { store_id: store, order_id: "G-1", email: "late@example.com" });
+    await eventually(() => linkOf(store, "G-1"));
+    const late = await env.service.store.profiles.findOne({ store_id: store, email_lower: "late@example.com" });
+    expect(await linkOf(store, "G-1")).toMatchObject({ profile_id: late?._id });
+  });
+});
+
 describe("profiles.listOrders", () => {
   it("pages newest first with a cursor bound to the profile", async () => {
     const store = newStoreId();
