@@ -24,7 +24,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const PROFILES = Number(process.env.BENCH_PROFILES ?? 100_000);
 const NATS_URL = process.env.BENCH_NATS ?? "nats://127.0.0.1:4222";
-const ADMIN_KEY = `bench-${randomBytes(12).toString("hex")}`;
+const ADMIN_KEY = `bench-${randomBytes(24).toString("hex")}`;
 const SERVER = path.resolve(__dirname, "../bin/server.js");
 
 interface Row {
