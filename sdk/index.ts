@@ -11,19 +11,11 @@
  *   const token = await sdk.crm.verify({ email: "ada@example.com", code: "123456" });
  *   const me = await sdk.crm.getMe();
  */
-import type { AuthToken } from "../shared/contracts/auth";
-import type {
-  ConnectResult,
-  OrderLink,
-  Profile,
-  ProfileStatus,
-  TaxonomyEntryInput,
-  TaxonomyQuery,
-} from "../shared/contracts/profiles";
+import type { AuthToken, ConnectResult, OrderLink, Profile, ProfileStatus, TaxonomyEntryInput, TaxonomyQuery } from "./types";
 import { CrmApiError, HttpClient, type Query } from "./http";
 
 export { CrmApiError, CrmNetworkError } from "./http";
-export type { AuthToken, ConnectResult, OrderLink, Profile, ProfileStatus, TaxonomyEntryInput, TaxonomyQuery };
+export type * from "./types";
 
 export interface Page<T> {
   items: T[];
