@@ -4,10 +4,12 @@
  * are bearer tokens, never cookies, so `Access-Control-Allow-Credentials` is not sent.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { corsOriginList } from "../shared/net";
 
 const ALLOWED_METHODS = "GET, POST, PUT, DELETE";
 const ALLOWED_HEADERS = "Authorization, Content-Type, X-Request-Id";
-const EXPOSED_HEADERS = "X-Request-Id, Retry-After";
+// WWW-Authenticate: the SDK reads `error="invalid_token"` from it to drop a refused session.
+const EXPOSED_HEADERS = "X-Request-Id, Retry-After, WWW-Authenticate";
 const MAX_AGE_SECONDS = "600";
 
 export class CorsPolicy {
@@ -15,9 +17,9 @@ export class CorsPolicy {
   private readonly origins: Set<string>;
 
   constructor(setting: string) {
-    const list = setting.split(",").map((s) => s.trim().replace(/\/+$/, "")).filter(Boolean);
+    const list = corsOriginList(setting);
     this.any = list.includes("*");
-    this.origins = new Set(list.map((o) => o.toLowerCase()));
+    this.origins = new Set(list);
   }
 
   /** Returns null when CORS_ORIGINS is unset. */
@@ -35,8 +37,9 @@ export class CorsPolicy {
    */
   apply(req: IncomingMessage, res: ServerResponse): "preflight" | "denied" | "continue" {
     // The answer depends on Origin for every request (with it, without it, refused): a shared cache
-    // must not hand an answer without CORS headers to an allowed origin.
-    if (!this.any) res.setHeader("Vary", "Origin");
+    // must not hand an answer without CORS headers to an allowed origin. With `*` it never depends on it.
+    if (this.any) res.setHeader("Access-Control-Allow-Origin", "*");
+    else res.setHeader("Vary", "Origin");
     const origin = req.headers.origin;
     if (!origin) return "continue";
     const preflight = req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined;

@@ -23,7 +23,8 @@ export function drainGatewaysFirst(): Middleware {
 
     created(broker: ServiceBroker) {
       const stop = broker.stop.bind(broker);
-      const timeoutMs = broker.options.tracking?.shutdownTimeout ?? 10_000;
+      // Half the stop budget: the services' own in-flight calls get the tracker's full budget after it.
+      const timeoutMs = (broker.options.tracking?.shutdownTimeout ?? 10_000) / 2;
       let draining: Promise<unknown> | null = null;
       broker.stop = () => {
         draining ??= Promise.all(broker.services.filter(isDrainable).map((gateway) => gateway.drain(timeoutMs)));

@@ -171,6 +171,10 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       ready: {
         bulkhead: { enabled: false },
         async handler(ctx: Context<unknown, GatewayMeta>) {
+          if (this.gw.draining) {
+            ctx.meta.$statusCode = 503;
+            return { statusCode: 503, error: "SERVICE_UNAVAILABLE", message: "Stopping", status: "unavailable", services: {} };
+          }
           const { ready, services } = await this.gw.readiness.check((svc) => ctx.call(`${svc}.health`, {}, { timeout: READINESS_TIMEOUT_MS, retries: 0 }));
           if (ready) return { status: "ok", services };
           ctx.meta.$statusCode = 503;
@@ -254,6 +258,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
 
       sendResponse(this: GatewayThis, req: GatewayRequest, res: ServerResponse, data: unknown) {
         if (res.headersSent) return;
+        // Set at answer time too: a request that arrived before the drain must not keep its connection.
+        if (this.gw.draining) res.setHeader("Connection", "close");
         const meta = req.$ctx?.meta;
         const status = meta?.$statusCode ?? entryOf(req)?.def.status ?? 200;
         for (const [name, value] of Object.entries(meta?.$responseHeaders ?? {})) res.setHeader(name, value);
@@ -278,6 +284,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           return;
         }
         if (retryAfter !== undefined) res.setHeader("Retry-After", String(retryAfter));
+        if (this.gw.draining) res.setHeader("Connection", "close");
         // RFC 6750: `invalid_token` tells a client its session is the problem (drop it, log in again), as
         // opposed to a wrong code or refresh token on the same 401.
         if (status === 401) res.setHeader("WWW-Authenticate", req.$request?.tokenRejected ? BEARER_INVALID_TOKEN : BEARER_CHALLENGE);
@@ -302,13 +309,16 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         if (!server?.listening || this.gw.draining) return;
         this.gw.draining = true;
         this.logger.info("Stopping: no new connections; finishing the requests in flight");
+        // close() stops accepting and closes idle keep-alive connections (Node >= 19); busy ones close
+        // after their answer (Connection: close). A client that sends on an idle connection at that very
+        // instant sees it closed before its request was read: nothing was done, and a load balancer
+        // stops routing here first (readiness answers 503 while draining).
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
           server.close(() => {
             clearTimeout(timer);
             resolve();
           });
-          server.closeIdleConnections();
         });
       },
     },

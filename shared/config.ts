@@ -3,15 +3,16 @@
  * ("Configuration"); unset values fall back to the embedded single-process defaults.
  */
 import { z } from "zod";
+import { corsOriginList } from "./net";
 
 const optionalString = z.string().trim().min(1).optional();
 
 /** `Name <addr@host>` or `addr@host`, on one line. */
 const MAIL_FROM_RE = /^(?:[^<>\r\n]*<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)$/;
 
-const isOrigin = (value: string) => {
+const isOriginList = (list: string) => {
   try {
-    return value === "*" || new URL(value).origin === value;
+    return corsOriginList(list).length > 0;
   } catch {
     return false;
   }
@@ -60,7 +61,7 @@ const ConfigSchema = z.object({
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: optionalString,
   CORS_ORIGINS: optionalString.refine(
-    (list) => list === undefined || list.split(",").every((o) => isOrigin(o.trim())),
+    (list) => list === undefined || isOriginList(list),
     "must be * or a comma list of origins with their scheme, e.g. https://shop.example,https://admin.shop.example",
   ),
   TRUSTED_PROXIES: optionalString,

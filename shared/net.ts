@@ -15,3 +15,26 @@ export function rateLimitSubject(ip: string): string {
   const groups = ip.includes("::") ? [...left, ...Array(8 - left.length - right.length).fill("0"), ...right] : left;
   return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
+
+/**
+ * CORS_ORIGINS as a list of origins the way browsers send them (`https://shop.example`): trimmed, lower
+ * case, default ports and trailing slashes dropped, empty entries ignored. Throws on an entry that is not
+ * `*` or an origin with its scheme.
+ */
+export function corsOriginList(setting: string): string[] {
+  return setting
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      if (entry === "*") return entry;
+      let url: URL;
+      try {
+        url = new URL(entry);
+      } catch {
+        throw new Error(`"${entry}" is not an origin`);
+      }
+      if (!/^https?:$/.test(url.protocol) || !/^\/?$/.test(url.pathname) || url.search || url.hash || url.username) throw new Error(`"${entry}" is not an origin`);
+      return url.origin;
+    });
+}

@@ -169,11 +169,13 @@ describe("x-request-id", () => {
 });
 
 describe("CORS", () => {
-  it("allows a listed origin, echoing it with Vary: Origin and exposing x-request-id", async () => {
+  it("allows a listed origin, echoing it with Vary: Origin and exposing x-request-id and WWW-Authenticate", async () => {
     const reply = await request(echoUrl(), { method: "POST", headers: { origin: "https://shop.example" } });
     expect(reply.headers.get("access-control-allow-origin")).toBe("https://shop.example");
     expect(reply.headers.get("vary")).toMatch(/Origin/);
     expect(reply.headers.get("access-control-expose-headers")).toMatch(/X-Request-Id/i);
+    // A storefront on another origin reads error="invalid_token" from it to drop a refused session.
+    expect(reply.headers.get("access-control-expose-headers")).toMatch(/WWW-Authenticate/i);
   });
 
   it("sends no CORS headers to an origin that is not listed, nor without an Origin, but Vary: Origin always", async () => {

@@ -42,6 +42,7 @@ export const profileRoutes: RouteDef[] = [
     tag,
     params: ProfileActions.connect,
     response: ConnectResult,
+    errors: [409],
   },
   {
     method: "POST",
@@ -64,6 +65,7 @@ export const profileRoutes: RouteDef[] = [
     tag,
     params: ProfileActions.verify,
     response: AuthToken,
+    errors: [409],
   },
   {
     method: "POST",

@@ -49,6 +49,8 @@ describe("config()", () => {
   it("takes the usual good values", () => {
     expect(problemsOf({ SMTP_URL: "smtps://user:p%40ss@mail.example.com:465", MAIL_FROM: "Shop <no-reply@shop.example>", CORS_ORIGINS: "https://shop.example, http://localhost:5173" })).toEqual([]);
     expect(problemsOf({ MAIL_FROM: "no-reply@shop.example", CORS_ORIGINS: "*" })).toEqual([]);
+    // Spellings that name an origin all the same (the gateway compares normalised origins).
+    expect(problemsOf({ CORS_ORIGINS: "https://Shop.Example/, https://shop.example:443,https://admin.example," })).toEqual([]);
   });
 
   it("refuses a header break in MAIL_FROM", () => {

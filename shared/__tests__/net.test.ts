@@ -1,4 +1,4 @@
-import { rateLimitSubject } from "../net";
+import { corsOriginList, rateLimitSubject } from "../net";
 
 describe("rateLimitSubject", () => {
   it("counts an IPv4 address (also IPv4-mapped IPv6) as itself", () => {
@@ -17,5 +17,19 @@ describe("rateLimitSubject", () => {
 
   it("leaves anything that is not an IP address as it is", () => {
     expect(rateLimitSubject("unknown")).toBe("unknown");
+  });
+});
+
+describe("corsOriginList", () => {
+  it("normalises origins the way browsers send them and refuses what is not one", () => {
+    expect(corsOriginList("https://Shop.Example/, https://shop.example:443 ,http://localhost:5173,, *")).toEqual([
+      "https://shop.example",
+      "https://shop.example",
+      "http://localhost:5173",
+      "*",
+    ]);
+    for (const bad of ["example.com", "https://shop.example/path", "ftp://shop.example", "https://user@shop.example"]) {
+      expect(() => corsOriginList(bad)).toThrow(/is not an origin/);
+    }
   });
 });
