@@ -73,8 +73,39 @@ const ConfigSchema = z.object({
 
 export type Config = z.infer<typeof ConfigSchema>;
 
+export type KeySource = { kid: string; secret: string }[];
+
+/**
+ * The JWT signing secrets, the first of which signs (undefined when none is configured): `JWT_KEYS`
+ * pairs in order, else `JWT_SECRET` as the key `k1`. Throws when JWT_KEYS is malformed. The one parser
+ * of these settings: auth's key ring, the cursor secrets and the configuration checks all use it.
+ */
+export function keySources(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET">): KeySource | undefined {
+  if (cfg.JWT_KEYS) {
+    const entries = cfg.JWT_KEYS.split(",").map((part) => part.trim()).filter(Boolean);
+    const sources = entries.map((entry) => {
+      const at = entry.indexOf(":");
+      const kid = at > 0 ? entry.slice(0, at).trim() : "";
+      const secret = at > 0 ? entry.slice(at + 1) : "";
+      if (!kid || !secret) throw new Error('JWT_KEYS must be a comma list of "kid:secret" pairs');
+      return { kid, secret };
+    });
+    if (sources.length === 0) throw new Error('JWT_KEYS must be a comma list of "kid:secret" pairs');
+    if (new Set(sources.map((s) => s.kid)).size !== sources.length) throw new Error("JWT_KEYS has a duplicate kid");
+    return sources;
+  }
+  if (cfg.JWT_SECRET) return [{ kid: "k1", secret: cfg.JWT_SECRET }];
+  return undefined;
+}
+
 /** Production refuses secrets anyone could guess; development only warns (see services/auth/keys.ts). */
 const ProductionSchema = ConfigSchema.superRefine((cfg, ctx) => {
+  let secrets: KeySource | undefined;
+  try {
+    secrets = keySources(cfg);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", path: ["JWT_KEYS"], message: `${(err as Error).message}, e.g. k2:<new secret>,k1:<old secret>` });
+  }
   if (cfg.NODE_ENV !== "production") return;
   const rule = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
   const check = (name: keyof Config, secrets: string[], message = rule) => {
@@ -82,8 +113,8 @@ const ProductionSchema = ConfigSchema.superRefine((cfg, ctx) => {
   };
   const present = (value: string | undefined) => (value === undefined ? [] : [value]);
   check("CRM_ADMIN_API_KEY", present(cfg.CRM_ADMIN_API_KEY));
-  check("JWT_SECRET", present(cfg.JWT_SECRET));
-  check("JWT_KEYS", (cfg.JWT_KEYS?.split(",") ?? []).map((pair) => pair.slice(pair.indexOf(":") + 1)), `each secret ${rule}`);
+  if (cfg.JWT_KEYS) check("JWT_KEYS", (secrets ?? []).map((s) => s.secret), `each secret ${rule}`);
+  else check("JWT_SECRET", present(cfg.JWT_SECRET));
   check("CURSOR_SECRET", present(cfg.CURSOR_SECRET));
 });
 

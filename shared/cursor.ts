@@ -4,7 +4,7 @@
  * cursor is rejected with 400 instead of being trusted.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { config } from "./config";
+import { config, keySources } from "./config";
 import { validationError } from "./errors";
 
 export interface CursorPosition {
@@ -23,8 +23,7 @@ const processSecret = randomBytes(32).toString("base64url");
 function secrets(): string[] {
   const c = config();
   if (c.CURSOR_SECRET) return [c.CURSOR_SECRET];
-  if (c.JWT_KEYS) return c.JWT_KEYS.split(",").map((pair) => pair.slice(pair.indexOf(":") + 1).trim());
-  return [c.JWT_SECRET ?? processSecret];
+  return keySources(c)?.map((source) => source.secret) ?? [processSecret];
 }
 
 /** A stable fingerprint of the query a cursor may be used with (store, filters, sort). */

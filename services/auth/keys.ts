@@ -12,7 +12,7 @@
 import { hkdfSync, randomBytes, webcrypto } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { Config } from "../../shared/config";
+import { keySources, type Config, type KeySource } from "../../shared/config";
 
 export interface AuthKey {
   kid: string;
@@ -33,26 +33,7 @@ export interface KeyRing {
   ephemeral: boolean;
 }
 
-export type KeySource = { kid: string; secret: string }[];
-
-/** The configured secrets (undefined when none); throws when JWT_KEYS is malformed. */
-export function keySources(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET">): KeySource | undefined {
-  if (cfg.JWT_KEYS) {
-    const entries = cfg.JWT_KEYS.split(",").map((part) => part.trim()).filter(Boolean);
-    const sources = entries.map((entry) => {
-      const at = entry.indexOf(":");
-      const kid = at > 0 ? entry.slice(0, at).trim() : "";
-      const secret = at > 0 ? entry.slice(at + 1) : "";
-      if (!kid || !secret) throw new Error('JWT_KEYS must be a comma list of "kid:secret" pairs');
-      return { kid, secret };
-    });
-    if (sources.length === 0) throw new Error('JWT_KEYS must be a comma list of "kid:secret" pairs');
-    if (new Set(sources.map((s) => s.kid)).size !== sources.length) throw new Error("JWT_KEYS has a duplicate kid");
-    return sources;
-  }
-  if (cfg.JWT_SECRET) return [{ kid: "k1", secret: cfg.JWT_SECRET }];
-  return undefined;
-}
+export { keySources, type KeySource };
 
 async function deriveKey(kid: string, secret: Buffer): Promise<AuthKey> {
   const jwt = await webcrypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);

@@ -53,6 +53,12 @@ describe("config()", () => {
     expect(problemsOf({ CORS_ORIGINS: "https://Shop.Example/, https://shop.example:443,https://admin.example," })).toEqual([]);
   });
 
+  it("refuses a malformed JWT_KEYS in every environment, and takes a trailing comma", () => {
+    expect(problemsOf({ JWT_KEYS: "k2:" })).toEqual([expect.stringMatching(/^JWT_KEYS: .*kid:secret/)]);
+    expect(problemsOf({ JWT_KEYS: "a:1,a:2" })).toEqual([expect.stringMatching(/^JWT_KEYS: .*duplicate kid/)]);
+    expect(problemsOf({ JWT_KEYS: "k2:secret-two,k1:secret-one," })).toEqual([]);
+  });
+
   it("refuses a header break in MAIL_FROM", () => {
     expect(problemsOf({ MAIL_FROM: "Shop <a@b.example>\r\nBcc: x@evil.example" })).toEqual([expect.stringMatching(/^MAIL_FROM/)]);
   });
@@ -62,10 +68,10 @@ describe("config()", () => {
     expect(problemsOf(short)).toEqual([]);
     expect(problemsOf({ NODE_ENV: "production", ...short })).toEqual([
       expect.stringMatching(/^CRM_ADMIN_API_KEY: must be at least 32 bytes in production/),
-      expect.stringMatching(/^JWT_SECRET: /),
-      expect.stringMatching(/^JWT_KEYS: each secret/),
+      expect.stringMatching(/^JWT_KEYS: each secret/), // JWT_KEYS wins over JWT_SECRET, as in auth
       expect.stringMatching(/^CURSOR_SECRET: /),
     ]);
+    expect(problemsOf({ NODE_ENV: "production", JWT_SECRET: "short" })).toEqual([expect.stringMatching(/^JWT_SECRET: /)]);
     const long = "k".repeat(32);
     expect(problemsOf({ NODE_ENV: "production", CRM_ADMIN_API_KEY: long, JWT_KEYS: `new:${long},old:${long}` })).toEqual([]);
   });
