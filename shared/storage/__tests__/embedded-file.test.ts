@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { closeAllEmbeddedDatabases, openEmbeddedDatabase } from "../embedded";
 import type { Doc } from "../port";
@@ -258,8 +258,19 @@ describe("embedded file storage", () => {
     // SIGKILL left the lock file behind; its process is gone, so the lock is stale.
     const db = await openEmbeddedDatabase("locked", { dir });
     expect(await db.collection<Item>("items").findOne({ _id: "from-child" })).toEqual({ _id: "from-child", store_id: "s" });
-    expect(readFileSync(join(dir, "LOCK"), "utf8").trim()).toBe(String(process.pid));
+    expect(readFileSync(join(dir, "LOCK"), "utf8")).toMatch(new RegExp(`^${process.pid} ${hostname()} [0-9a-f]{16}\n$`));
     await db.close();
+  });
+
+  it("refuses a folder held by a process on another host or container (its liveness cannot be checked)", async () => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "LOCK"), `${process.pid} other-container 0123456789abcdef\n`); // same pid: pid 1 in two containers
+    await expect(openEmbeddedDatabase("foreign", { dir })).rejects.toMatchObject({
+      code: "UNAVAILABLE",
+      message: expect.stringMatching(/open by pid \d+ on host other-container .*must not share a DATA_DIR/),
+    });
+    expect(readFileSync(join(dir, "LOCK"), "utf8")).toContain("other-container"); // left alone
   });
 
   it("loses no acknowledged write when the process is killed mid-stream", async () => {

@@ -1,6 +1,6 @@
 /**
  * Files of a file-backed embedded database: one directory per database holding
- *   LOCK                 the pid of the process that has it open (one process at a time);
+ *   LOCK                 pid, host and a random token of the process that has it open (one at a time);
  *   <collection>.jsonl   an append-only log of `{"put":doc}` / `{"del":id}` lines.
  * On open every log is replayed (a torn last line, left by a crash mid-write, is cut off; any other
  * damage stops the open with the file and line named) and rewritten compactly when it holds garbage.
@@ -13,7 +13,9 @@
  */
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, stat, truncate, unlink, type FileHandle } from "node:fs/promises";
+import { hostname } from "node:os";
 import { join } from "node:path";
+import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { unlinkSync, readFileSync } from "node:fs";
 import type { Doc } from "../port";
@@ -33,6 +35,9 @@ function unavailable(message: string): StorageError {
 }
 
 // ------------------------------------------------------------------ lock
+
+/** What this process writes into the LOCK files it takes: `<pid> <host> <random>`. */
+const LOCK_CONTENT = `${process.pid} ${hostname()} ${randomBytes(8).toString("hex")}\n`;
 
 const heldLocks = new Set<string>();
 let exitHookInstalled = false;
@@ -54,7 +59,7 @@ async function acquireLock(dir: string): Promise<string> {
     try {
       const fh = await open(lockPath, "wx", 0o600);
       try {
-        await fh.writeFile(`${process.pid}\n`);
+        await fh.writeFile(LOCK_CONTENT);
       } finally {
         await fh.close();
       }
@@ -70,7 +75,15 @@ async function acquireLock(dir: string): Promise<string> {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw unavailable(`cannot create the lock file ${lockPath}: ${(err as Error).message}`);
     }
     const content = await readFile(lockPath, "utf8").catch(() => "");
-    const pid = Number.parseInt(content, 10);
+    const [pidText, host] = content.trim().split(" ");
+    const pid = Number.parseInt(pidText ?? "", 10);
+    if (content.endsWith("\n") && host && host !== hostname()) {
+      // Another machine or container shares this folder: whether its process lives cannot be checked.
+      throw unavailable(
+        `the database in ${dir} is open by pid ${pid} on host ${host} (see ${lockPath}); two hosts or containers must not ` +
+          `share a DATA_DIR (use MongoDB, MONGO_URL). If nothing on ${host} uses it any more, delete ${lockPath}.`,
+      );
+    }
     if (!content.endsWith("\n")) {
       // Another process is between creating the lock and writing its pid: give it a moment, then
       // treat a still-empty lock (left by a crash at that instant) as stale.
@@ -94,7 +107,7 @@ async function acquireLock(dir: string): Promise<string> {
 
 function releaseLockSync(lockPath: string): void {
   try {
-    if (Number.parseInt(readFileSync(lockPath, "utf8"), 10) === process.pid) unlinkSync(lockPath);
+    if (readFileSync(lockPath, "utf8") === LOCK_CONTENT) unlinkSync(lockPath);
   } catch {
     // already gone
   }
@@ -300,8 +313,10 @@ class CollectionLog {
    * started) would acknowledge writes that no restart can find: refuse instead.
    */
   private async assertStillTheLog(fh: FileHandle): Promise<void> {
-    const [mine, current] = await Promise.all([fh.stat(), stat(this.path).catch(() => null)]);
-    if (!current || current.ino !== mine.ino || current.dev !== mine.dev) {
+    const missing = (err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? null : undefined);
+    const [mine, current] = await Promise.all([fh.stat(), stat(this.path).catch(missing)]);
+    if (current === undefined) return; // a passing error proves nothing
+    if (current === null || current.ino !== mine.ino || current.dev !== mine.dev) {
       throw unavailable(`storage log ${this.path} was replaced or removed by another process; restart this one to reload it`);
     }
   }
@@ -411,8 +426,14 @@ export class DatabaseFiles {
 
   private async assertLockHeld(): Promise<void> {
     // By content, not inode: a file made right after ours was deleted may get the same inode number.
-    const holder = await readFile(this.lockPath, "utf8").catch(() => "");
-    if (Number.parseInt(holder, 10) !== process.pid) {
+    let holder: string;
+    try {
+      holder = await readFile(this.lockPath, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") return; // a passing error (EMFILE...) proves nothing
+      holder = "";
+    }
+    if (holder !== LOCK_CONTENT) {
       throw unavailable(`the lock ${this.lockPath} of this process was removed or replaced (by hand, or by another process); restart this one`);
     }
   }
