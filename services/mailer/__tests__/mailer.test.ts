@@ -6,7 +6,7 @@ import { ServiceBroker, type Service } from "moleculer";
 import { resetConfig } from "../../../shared/config";
 import { uuidv7 } from "../../../shared/ids";
 import { ZodValidator } from "../../../shared/validation";
-import { startSmtpServer } from "../../../test/harness/smtp";
+import { startSmtpServer, type SmtpTestServer } from "../../../test/harness/smtp";
 import MailerService from "../mailer.service";
 import { compileSystemTemplates } from "../templates";
 
@@ -23,13 +23,23 @@ async function startMailer(env: Record<string, string | undefined>) {
   return broker;
 }
 
+/** A real SMTP server and a mailer sending to it, both stopped after `run`. */
+async function withSmtpMailer(env: Record<string, string | undefined>, run: (sink: SmtpTestServer, broker: ServiceBroker) => Promise<void>) {
+  const sink = await startSmtpServer();
+  const broker = await startMailer({ SMTP_URL: sink.url, ...env });
+  try {
+    await run(sink, broker);
+  } finally {
+    await broker.stop();
+    await sink.close();
+  }
+}
+
 const message = (code = "042917") => ({ store_id: uuidv7(), to: "Ada@Example.com", code, expires_in_minutes: 10 });
 
 describe("mailer.sendMagicCode over SMTP", () => {
   it("sends the login code e-mail (text + HTML) from MAIL_FROM and answers its message id", async () => {
-    const sink = await startSmtpServer();
-    const broker = await startMailer({ SMTP_URL: sink.url, MAIL_FROM: "Shop <login@shop.example>", OUTBOX_DIR: undefined });
-    try {
+    await withSmtpMailer({ MAIL_FROM: "Shop <login@shop.example>", OUTBOX_DIR: undefined }, async (sink, broker) => {
       const result = await broker.call<{ message_id: string }, unknown>("mailer.sendMagicCode", message());
       expect(result).toEqual({ message_id: expect.stringMatching(/^<[0-9a-f-]{36}@shop\.example>$/) });
       expect(sink.messages).toHaveLength(1);
@@ -43,63 +53,45 @@ describe("mailer.sendMagicCode over SMTP", () => {
       expect(mail.raw).toMatch(/Content-Type: text\/html/);
       expect(mail.raw).toMatch(/Your login code is:\s+042917/);
       expect(mail.raw).toMatch(/expires in 10 minutes/);
-    } finally {
-      await broker.stop();
-      await sink.close();
-    }
+    });
   });
 
   it("answers 503 SERVICE_UNAVAILABLE when the SMTP server refuses the message", async () => {
-    const sink = await startSmtpServer();
-    sink.failNext(1);
-    const broker = await startMailer({ SMTP_URL: sink.url });
-    try {
+    await withSmtpMailer({}, async (sink, broker) => {
+      sink.failNext(1);
       await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
       expect(sink.refused).toHaveLength(1);
       expect(sink.messages).toHaveLength(0);
-    } finally {
-      await broker.stop();
-      await sink.close();
-    }
+    });
   });
 
   it("answers a VALIDATION_ERROR on `to`, marked recipient_refused, when the SMTP server refuses the address for good (550)", async () => {
-    const sink = await startSmtpServer();
-    sink.refuseRecipient(message().to);
-    const broker = await startMailer({ SMTP_URL: sink.url });
-    try {
+    await withSmtpMailer({}, async (sink, broker) => {
+      sink.refuseRecipient(message().to);
       await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({
         type: "VALIDATION_ERROR",
         code: 400,
         data: { reason: "recipient_refused", validationErrors: [{ field: "to", error: expect.stringMatching(/refused this address/) }] },
       });
       expect(sink.messages).toHaveLength(0);
-    } finally {
-      await broker.stop();
-      await sink.close();
-    }
+    });
   });
 
   it("answers 503, not an address error, when the server refuses for set-up reasons (relay policy at RCPT, the sender at MAIL FROM, a 4xx)", async () => {
-    const sink = await startSmtpServer();
-    const broker = await startMailer({ SMTP_URL: sink.url });
-    const refusals: Array<() => void> = [
-      () => sink.refuseRecipient(message().to, { code: 554, text: "5.7.1 Relay access denied (test)" }),
-      () => sink.refuseRecipient(message().to, { code: 550, text: "5.7.1 Relaying denied (test)" }),
-      () => sink.refuseRecipient(message().to, { code: 450, text: "4.2.0 Mailbox busy (test)" }),
-      () => sink.refuseSenders(),
-    ];
-    try {
+    await withSmtpMailer({}, async (sink, broker) => {
+      const refusals: Array<() => void> = [
+        () => sink.refuseRecipient(message().to, { code: 554, text: "5.7.1 Relay access denied (test)" }),
+        () => sink.refuseRecipient(message().to, { code: 550, text: "5.7.1 Relaying denied (test)" }),
+        () => sink.refuseRecipient(message().to, { code: 450, text: "4.2.0 Mailbox busy (test)" }),
+        () => sink.refuseSenders(),
+      ];
       for (const refuse of refusals) {
         sink.clear();
         refuse();
         await expect(broker.call("mailer.sendMagicCode", message())).rejects.toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
       }
       expect(sink.messages).toHaveLength(0);
-    } finally {
-      await broker.stop();
-      await sink.close();
-    }
+    });
   });
 
   it("answers 503 when the SMTP server cannot be reached", async () => {

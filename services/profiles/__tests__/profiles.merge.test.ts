@@ -306,31 +306,39 @@ describe("profiles.merge recovery", () => {
     return { target, source, session };
   }
 
-  it("completes a merge interrupted after the target was updated when the service restarts", async () => {
-    const store = newStoreId();
-    const first = await startProfiles({ storage: { dataDir }, smtp });
-    const { target, source, session } = await seed(first, store);
-
-    // What a crash leaves behind: locks held, journal running, target already updated, nothing else done.
-    const profiles = first.service.store.profiles;
-    const t = (await profiles.findOne({ _id: target.id })) as ProfileDoc;
-    const s = (await profiles.findOne({ _id: source.id })) as ProfileDoc;
-    const journalId = "0190c5d2-3333-7000-8000-000000000001";
+  /**
+   * What a crash mid-merge leaves behind: both profiles locked, the journal `running` with `steps` done,
+   * the source's e-mail released, and the target updated when that step is among them.
+   */
+  async function crashedMerge(env: ProfilesEnv, store: string, ids: { target: string; source: string; journal: string }, steps: string[]): Promise<MergeDoc> {
+    const profiles = env.service.store.profiles;
+    const t = (await profiles.findOne({ _id: ids.target })) as ProfileDoc;
+    const s = (await profiles.findOne({ _id: ids.source })) as ProfileDoc;
     const journal: MergeDoc = {
-      _id: journalId,
+      _id: ids.journal,
       store_id: store,
-      target_id: target.id,
-      source_id: source.id,
+      target_id: ids.target,
+      source_id: ids.source,
       state: "running",
-      steps: ["source_email_released", "target_updated"],
-      snapshot: { ...s, merge_lock: journalId },
+      steps,
+      snapshot: { ...s, merge_lock: ids.journal },
       plan: planMerge(t, s),
       created_at: 1,
       updated_at: 1,
     };
-    await first.service.store.merges.insertOne(journal);
-    await profiles.updateOne({ _id: source.id }, { $set: { merge_lock: journalId, email: null, email_lower: null, email_sort: "" } });
-    await profiles.updateOne({ _id: target.id }, { $set: { ...journal.plan, merge_lock: journalId } });
+    await env.service.store.merges.insertOne(journal);
+    await profiles.updateOne({ _id: ids.source }, { $set: { merge_lock: ids.journal, email: null, email_lower: null, email_sort: "" } });
+    const targetSet = steps.includes("target_updated") ? { ...journal.plan, merge_lock: ids.journal } : { merge_lock: ids.journal };
+    await profiles.updateOne({ _id: ids.target }, { $set: targetSet });
+    return journal;
+  }
+
+  it("completes a merge interrupted after the target was updated when the service restarts", async () => {
+    const store = newStoreId();
+    const first = await startProfiles({ storage: { dataDir }, smtp });
+    const { target, source, session } = await seed(first, store);
+    const journalId = "0190c5d2-3333-7000-8000-000000000001";
+    await crashedMerge(first, store, { target: target.id, source: source.id, journal: journalId }, ["source_email_released", "target_updated"]);
     await first.stop();
 
     const received: Merged[] = [];
@@ -363,37 +371,21 @@ describe("profiles.merge recovery", () => {
       const source = await call(env, "create", { store_id: store, email: "handover@example.com" });
       // A merge of the source into the guest, stopped between releasing the e-mail and the target taking it.
       const profiles = env.service.store.profiles;
-      const t = (await profiles.findOne({ _id: guest.profile_id })) as ProfileDoc;
-      const s = (await profiles.findOne({ _id: source.id })) as ProfileDoc;
       const journalId = "0190c5d2-3333-7000-8000-000000000003";
-      const journal: MergeDoc = {
-        _id: journalId,
-        store_id: store,
-        target_id: t._id,
-        source_id: s._id,
-        state: "running",
-        steps: ["source_email_released"],
-        snapshot: { ...s, merge_lock: journalId },
-        plan: planMerge(t, s),
-        created_at: 1,
-        updated_at: 1,
-      };
+      const journal = await crashedMerge(env, store, { target: guest.profile_id, source: source.id, journal: journalId }, ["source_email_released"]);
       expect(journal.plan?.email_lower).toBe("handover@example.com");
-      await env.service.store.merges.insertOne(journal);
-      await profiles.updateOne({ _id: s._id }, { $set: { merge_lock: journalId, email: null, email_lower: null, email_sort: "" } });
-      await profiles.updateOne({ _id: t._id }, { $set: { merge_lock: journalId } });
 
       // Every way in by e-mail lands on the target, and none creates a profile.
-      expect((await call(env, "create", { store_id: store, email: "Handover@example.com" })).id).toBe(t._id);
-      expect((await call<{ id: string }>(env, "connect", { store_id: store, email: "handover@example.com" })).id).toBe(t._id);
+      expect((await call(env, "create", { store_id: store, email: "Handover@example.com" })).id).toBe(guest.profile_id);
+      expect((await call<{ id: string }>(env, "connect", { store_id: store, email: "handover@example.com" })).id).toBe(guest.profile_id);
       await publishEvent(env.broker, "order.created", { store_id: store, order_id: "h-1", email: "handover@example.com" });
       await eventually(async () => (await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" })) !== null);
-      expect((await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" }))?.profile_id).toBe(t._id);
+      expect((await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" }))?.profile_id).toBe(guest.profile_id);
 
       await env.service.recover();
       expect(await env.service.store.merges.findOne({ _id: journalId })).toMatchObject({ state: "done" });
       expect(await profiles.count({ store_id: store, email_lower: "handover@example.com" })).toBe(1);
-      expect(await call(env, "get", { store_id: store, id: t._id })).toMatchObject({ email: "handover@example.com" });
+      expect(await call(env, "get", { store_id: store, id: guest.profile_id })).toMatchObject({ email: "handover@example.com" });
     } finally {
       await env.stop();
     }
