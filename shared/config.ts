@@ -10,14 +10,6 @@ const optionalString = z.string().trim().min(1).optional();
 /** `Name <addr@host>` or `addr@host`, on one line. */
 const MAIL_FROM_RE = /^(?:[^<>\r\n]*<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)$/;
 
-const isOriginList = (list: string) => {
-  try {
-    return corsOriginList(list).length > 0;
-  } catch {
-    return false;
-  }
-};
-
 /** Secrets shorter than this are refused in production (a key anyone can guess opens every store). */
 const MIN_SECRET_BYTES = 32;
 
@@ -60,10 +52,7 @@ const ConfigSchema = z.object({
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: optionalString,
-  CORS_ORIGINS: optionalString.refine(
-    (list) => list === undefined || isOriginList(list),
-    "must be * or a comma list of origins with their scheme, e.g. https://shop.example,https://admin.shop.example",
-  ),
+  CORS_ORIGINS: optionalString,
   TRUSTED_PROXIES: optionalString,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
   BODY_LIMIT: z.string().default("1mb"),
@@ -98,25 +87,37 @@ export function keySources(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET">): KeySou
   return undefined;
 }
 
-/** Production refuses secrets anyone could guess; development only warns (see services/auth/keys.ts). */
-const ProductionSchema = ConfigSchema.superRefine((cfg, ctx) => {
-  let secrets: KeySource | undefined;
-  try {
-    secrets = keySources(cfg);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", path: ["JWT_KEYS"], message: `${(err as Error).message}, e.g. k2:<new secret>,k1:<old secret>` });
-  }
-  if (cfg.NODE_ENV !== "production") return;
-  const rule = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
-  const check = (name: keyof Config, secrets: string[], message = rule) => {
-    if (secrets.some((s) => Buffer.byteLength(s, "utf8") < MIN_SECRET_BYTES)) ctx.addIssue({ code: "custom", path: [name], message });
+/**
+ * The checks that read a value through the parser its users share (JWT_KEYS, CORS_ORIGINS), and
+ * production's refusal of secrets anyone could guess (development only warns: services/auth/keys.ts).
+ * Run on the raw values beside the schema, so every problem is reported at once.
+ */
+function crossChecks(env: Record<string, string>): string[] {
+  const problems: string[] = [];
+  const value = (name: keyof Config) => env[name]?.trim();
+  const parsedBy = (name: keyof Config, parse: () => unknown, example: string) => {
+    try {
+      parse();
+    } catch (err) {
+      problems.push(`${name}: ${(err as Error).message}, e.g. ${example}`);
+    }
   };
-  const present = (value: string | undefined) => (value === undefined ? [] : [value]);
-  check("CRM_ADMIN_API_KEY", present(cfg.CRM_ADMIN_API_KEY));
-  if (cfg.JWT_KEYS) check("JWT_KEYS", (secrets ?? []).map((s) => s.secret), `each secret ${rule}`);
-  else check("JWT_SECRET", present(cfg.JWT_SECRET));
-  check("CURSOR_SECRET", present(cfg.CURSOR_SECRET));
-});
+  let secrets: KeySource | undefined;
+  parsedBy("JWT_KEYS", () => (secrets = keySources({ JWT_KEYS: value("JWT_KEYS"), JWT_SECRET: value("JWT_SECRET") })), "k2:<new secret>,k1:<old secret>");
+  const cors = value("CORS_ORIGINS");
+  if (cors) parsedBy("CORS_ORIGINS", () => corsOriginList(cors), "* or https://shop.example,https://admin.shop.example");
+  if (value("NODE_ENV") !== "production") return problems;
+
+  const rule = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
+  const check = (name: keyof Config, values: Array<string | undefined>, message = rule) => {
+    if (values.some((v) => v !== undefined && Buffer.byteLength(v, "utf8") < MIN_SECRET_BYTES)) problems.push(`${name}: ${message}`);
+  };
+  check("CRM_ADMIN_API_KEY", [value("CRM_ADMIN_API_KEY")]);
+  if (value("JWT_KEYS")) check("JWT_KEYS", (secrets ?? []).map((s) => s.secret), `each secret ${rule}`);
+  else check("JWT_SECRET", [value("JWT_SECRET")]);
+  check("CURSOR_SECRET", [value("CURSOR_SECRET")]);
+  return problems;
+}
 
 /** A configuration that cannot run: its message names each variable and what to fix. */
 export class ConfigError extends Error {
@@ -137,10 +138,13 @@ let cached: Config | undefined;
 /** The configuration of this process (ConfigError when invalid). Tests that change env vars call `resetConfig()`. */
 export function config(): Config {
   if (cached) return cached;
-  const parsed = ProductionSchema.safeParse(presentValues(process.env));
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".") || "(environment)"}: ${issue.message}`));
-  }
+  const env = presentValues(process.env);
+  const parsed = ConfigSchema.safeParse(env);
+  const problems = [
+    ...(parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join(".") || "(environment)"}: ${issue.message}`)),
+    ...crossChecks(env),
+  ];
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   cached = parsed.data;
   return cached;
 }

@@ -32,9 +32,11 @@ export function corsOriginList(setting: string): string[] {
       try {
         url = new URL(entry);
       } catch {
-        throw new Error(`"${entry}" is not an origin`);
+        throw new Error(`"${entry}" is not an origin with its scheme`);
       }
-      if (!/^https?:$/.test(url.protocol) || !/^\/?$/.test(url.pathname) || url.search || url.hash || url.username) throw new Error(`"${entry}" is not an origin`);
+      if (!/^https?:$/.test(url.protocol) || !/^\/?$/.test(url.pathname) || url.search || url.hash || url.username) {
+        throw new Error(`"${entry}" is not an origin with its scheme`);
+      }
       return url.origin;
     });
 }

@@ -39,8 +39,8 @@ describe("config()", () => {
       expect.stringMatching(/^PORT: /),
       expect.stringMatching(/^SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/),
       expect.stringMatching(/^MAIL_FROM: must be an address/),
-      expect.stringMatching(/^CORS_ORIGINS: must be \* or a comma list of origins with their scheme/),
       expect.stringMatching(/^LOG_LEVEL: /),
+      expect.stringMatching(/^CORS_ORIGINS: "example.com" is not an origin with its scheme, e.g. \* or https:\/\/shop.example/),
     ]);
     withEnv({ SMTP_URL: "notaurl" });
     expect(() => config()).toThrow(/^Invalid configuration \(see README "Configuration"\):\n {2}SMTP_URL: /);
