@@ -191,6 +191,18 @@ describe("one process on the embedded defaults (npm start)", () => {
     }
   });
 
+  it("listens only on HOST when it is set", async () => {
+    const port = await freePort();
+    const proc = run({ PORT: String(port), HOST: "127.0.0.1", STORAGE: "memory" });
+    try {
+      await waitFor(async () => (await readiness(`http://127.0.0.1:${port}`))?.status === 200, "readiness on 127.0.0.1");
+      const v6 = await fetch(`http://[::1]:${port}/health/live`).catch((err: { cause?: { code?: string } }) => err.cause?.code);
+      expect(v6).toBe("ECONNREFUSED");
+    } finally {
+      expect(await stop(proc)).toBe(0);
+    }
+  });
+
   it("refuses a bad setting at start-up with a message naming it, not a stack trace", async () => {
     const proc = run({ SMTP_URL: "notaurl", PORT: "", DATA_DIR: dataDir });
     expect(await proc.exited).toBe(2);
