@@ -90,6 +90,16 @@ export async function findOrCreateByEmail(
 ): Promise<{ doc: ProfileDoc; created: boolean }> {
   const existing = await findByEmail(deps, storeId, email);
   if (existing) return { doc: existing, created: false };
+  return insertForEmail(deps, storeId, email, taxonomies);
+}
+
+/** Inserts a profile for an e-mail no profile had; a concurrent insert that won answers its profile. */
+async function insertForEmail(
+  deps: ProfilesDeps,
+  storeId: string,
+  email: string,
+  taxonomies?: TaxonomyEntryInput[],
+): Promise<{ doc: ProfileDoc; created: boolean }> {
   const doc = newProfileDoc(storeId, email, deps.now(), taxonomies);
   try {
     await deps.store.profiles.insertOne(doc);
@@ -137,7 +147,7 @@ export async function createProfile(deps: ProfilesDeps, p: { store_id: string; e
   // Asked before the insert, so an auth outage answers 503 with nothing written. A new profile has no
   // sessions yet, but codes requested for its e-mail before it existed are listed.
   const codes = await deps.auth.listCodes({ store_id: p.store_id, email: p.email });
-  const { doc, created } = await findOrCreateByEmail(deps, p.store_id, p.email, p.taxonomies);
+  const { doc, created } = await insertForEmail(deps, p.store_id, p.email, p.taxonomies);
   return created ? toProfile(doc, { sessions: [], codes }) : profileView(deps, doc);
 }
 
