@@ -15,7 +15,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../shared/config";
 import type { AuthPrincipal, RequestMeta } from "../shared/contracts/common";
-import { crmError, validationError } from "../shared/errors";
+import { crmError, validationError, type FieldError } from "../shared/errors";
 import { isUuid } from "../shared/ids";
 import { rateLimitSubject } from "../shared/net";
 import { AdminKeys, assertStoreAccess, bearerToken, profilePrincipal } from "./auth";
@@ -377,7 +377,7 @@ function printBanner(gateway: GatewayThis & { server?: Server }): void {
 }
 
 /** A path parameter's error under its documented name (`tokenId`), not the action's (`token_id`). */
-function withPathNames(errors: Array<{ field: string; error: string }>, path: string): Array<{ field: string; error: string }> {
+function withPathNames(errors: FieldError[], path: string): FieldError[] {
   const renamed = new Map(pathParams(path).filter((p) => p.param !== p.name).map((p) => [p.param, p.name]));
   if (renamed.size === 0) return errors;
   return errors.map((e) => {

@@ -52,15 +52,18 @@ function describeCause(cause: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
 }
 
-/** The contract's code for an error answer that carried no contract body (a proxy's HTML page, say). */
+/**
+ * The contract's code for an error answer that carried no contract body (a proxy's HTML page, say).
+ * The reverse of the server's table in shared/errors.ts, kept here so the SDK needs nothing at run time.
+ */
 const CODE_OF_STATUS: Record<number, string> = {
   400: "VALIDATION_ERROR",
   401: "UNAUTHENTICATED",
   403: "FORBIDDEN",
   404: "NOT_FOUND",
+  408: "SERVICE_UNAVAILABLE", // a proxy gave up waiting: worth a retry, like a 503
   409: "CONFLICT",
   413: "PAYLOAD_TOO_LARGE",
-  408: "SERVICE_UNAVAILABLE", // a proxy gave up waiting: worth a retry, like a 503
   415: "UNSUPPORTED_MEDIA_TYPE",
   429: "RATE_LIMITED",
   500: "INTERNAL",

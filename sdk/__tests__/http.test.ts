@@ -25,7 +25,7 @@ async function listen(handler: http.RequestListener): Promise<{ base: string; cl
 
 describe("SDK errors that are not contract answers", () => {
   it("turns a proxy's HTML error page into a CrmApiError with the contract code of its status", async () => {
-    const statuses = [404, 413, 429, 502, 500];
+    const statuses = [404, 408, 413, 429, 502, 500];
     let next = 0;
     const proxy = await listen((_req, res) => {
       const status = statuses[next++];
@@ -43,6 +43,7 @@ describe("SDK errors that are not contract answers", () => {
       }
       expect(codes).toEqual([
         [404, "NOT_FOUND"],
+        [408, "SERVICE_UNAVAILABLE"],
         [413, "PAYLOAD_TOO_LARGE"],
         [429, "RATE_LIMITED"],
         [502, "SERVICE_UNAVAILABLE"],

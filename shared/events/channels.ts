@@ -39,7 +39,7 @@ export interface ChannelBroker {
   channelAdapter?: ChannelAdapter;
 }
 
-export interface ChannelAdapter {
+interface ChannelAdapter {
   connected: boolean;
   /** The Fake adapter's per-channel services. */
   services?: Map<string, Service>;
