@@ -12,8 +12,8 @@ import type { BulkItemResult, BulkOp, Collection, Database, Doc, Filter, FindOne
 import { StorageError } from "./port";
 import { CollectionEngine, MAX_FIND_LIMIT, type LogRecord } from "./embedded/engine";
 import { DatabaseFiles } from "./embedded/persistence";
-import { invalidQuery } from "./embedded/rules";
-import { cloneValue } from "./embedded/values";
+import { invalidQuery } from "./query/rules";
+import { cloneValue } from "./query/values";
 
 export interface EmbeddedOptions {
   /** Directory of a file-backed database; memory only when absent. */

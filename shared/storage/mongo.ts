@@ -2,7 +2,7 @@
  * The MongoDB storage adapter (official driver): production storage, one database per service, one
  * MongoClient per process and URL (opened lazily, closed with its last database handle). It behaves
  * like the embedded adapter, proven by the same contract suite whenever a server is available:
- *   - filters and updates pass the same port rules (embedded/rules.ts) before reaching the driver;
+ *   - filters and updates pass the same port rules (query/rules.ts) before reaching the driver;
  *     operator-shaped values inside `$in`/`$nin` (data to the port, refused by the server) are sent
  *     as `$eq`/`$ne` clauses;
  *   - `_id` strings; upserts without an `_id` get a uuidv7 through `$setOnInsert`;
@@ -21,8 +21,8 @@ import { MongoClient, type Collection as MongoCollection, type Db, type Document
 import type { BulkItemResult, BulkOp, Collection, Database, Doc, Filter, FindOneAndUpdateOptions, FindOptions, IndexSpec, Page, PageRequest, SortDirection, StreamOptions, Update, UpdateOptions, UpdateResult } from "./port";
 import { StorageError } from "./port";
 import { uuidv7 } from "../ids";
-import { invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./embedded/rules";
-import { isPlainObject } from "./embedded/values";
+import { invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./query/rules";
+import { isPlainObject } from "./query/values";
 
 const MAX_FIND_LIMIT = 1000;
 const SERVER_SELECTION_TIMEOUT_MS = 3000;

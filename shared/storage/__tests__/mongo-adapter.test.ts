@@ -7,9 +7,9 @@
 import { MongoBulkWriteError, MongoInvalidArgumentError, MongoNetworkError, MongoServerError, type Collection as DriverCollection, type Document } from "mongodb";
 import { keysetFilter, mongoCollection, mongoUpdate, portableFilter, toStorageError } from "../mongo";
 import { CollectionEngine } from "../embedded/engine";
-import { isOperatorObject } from "../embedded/rules";
-import { mingoPredicate } from "../embedded/update";
-import { cloneValue, compareValues, getPath } from "../embedded/values";
+import { isOperatorObject } from "../query/rules";
+import { mingoPredicate } from "../query/update";
+import { cloneValue, compareValues, getPath } from "../query/values";
 import type { Database, Doc, Filter, Update } from "../port";
 import { isUuid } from "../../ids";
 import { describeStorageContract } from "./contract";

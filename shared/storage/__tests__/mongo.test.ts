@@ -9,8 +9,8 @@ import { existsSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import type { MongoMemoryServer } from "mongodb-memory-server";
 import { closeAllMongoDatabases, duplicateIndexName, keysetFilter, openMongoDatabase, toStorageError } from "../mongo";
-import { mingoPredicate } from "../embedded/update";
-import { compareValues } from "../embedded/values";
+import { mingoPredicate } from "../query/update";
+import { compareValues } from "../query/values";
 import { StorageError } from "../port";
 import { describeStorageContract } from "./contract";
 

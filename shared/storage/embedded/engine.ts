@@ -11,10 +11,10 @@
 import type { BulkItemResult, BulkOp, Doc, Filter, IndexSpec, SortDirection, Update, UpdateResult } from "../port";
 import { StorageError } from "../port";
 import { uuidv7 } from "../../ids";
-import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./rules";
+import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
 import { SortedList, type Position } from "./sorted-list";
-import { applyUpdate, mingoPredicate } from "./update";
-import { cloneValue, compareValues, getPath, isHashable, isPlainObject, keyPart, pathValues, setPath } from "./values";
+import { applyUpdate, mingoPredicate } from "../query/update";
+import { cloneValue, compareValues, getPath, isHashable, isPlainObject, keyPart, pathValues, setPath } from "../query/values";
 
 export type LogRecord = { put: Doc } | { del: string };
 
