@@ -13,6 +13,30 @@ const MAIL_FROM_RE = /^(?:[^<>\r\n]*<[^<>\s@]+@[^<>\s@]+>|[^<>\s@]+@[^<>\s@]+)$/
 /** Secrets shorter than this are refused in production (a key anyone can guess opens every store). */
 const MIN_SECRET_BYTES = 32;
 
+/** `500ms`, `1s`, `2m`, `1h`: a duration, in milliseconds. */
+const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const DURATION_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const MAX_RETRY_DELAY_MS = 24 * 3_600_000;
+const MAX_RETRY_DELAYS = 20;
+
+/** `1s,5s,30s,2m,10m` -> [1000, 5000, 30000, 120000, 600000]; each delay > 0 and at most a day. */
+const RetryDelays = z
+  .string()
+  .transform((text, ctx) => {
+    const delays = text.split(",").map((part) => {
+      const match = DURATION_RE.exec(part.trim());
+      return match ? Math.round(Number(match[1]) * DURATION_MS[match[2] as keyof typeof DURATION_MS]) : NaN;
+    });
+    if (delays.length > MAX_RETRY_DELAYS || delays.some((ms) => !(ms > 0 && ms <= MAX_RETRY_DELAY_MS))) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be a comma list of 1 to ${MAX_RETRY_DELAYS} durations (ms, s, m or h; each > 0 and at most 24h), e.g. 1s,5s,30s,2m,10m`,
+      });
+      return z.NEVER;
+    }
+    return delays;
+  });
+
 const ConfigSchema = z.object({
   NODE_ENV: z.string().default("development"),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -25,9 +49,14 @@ const ConfigSchema = z.object({
   EVENTS_PREFIX: z.string().trim().regex(/^[A-Za-z0-9_-]*$/).default(""),
   /** JetStream replicas of the event streams: 1 on a single NATS server, 3 on a cluster. */
   EVENTS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /**
+   * Waits before each redelivery of a durable event whose handler failed (milliseconds once parsed);
+   * after the last one fails too, the event goes to DEAD_LETTER. Five delays: six deliveries in all.
+   */
+  EVENTS_RETRY_DELAYS: RetryDelays.prefault("1s,5s,30s,2m,10m"),
   MONGO_URL: optionalString,
   DATA_DIR: z.string().default("./data"),
-  /** Embedded store: fsync every write batch (survives an OS crash or power loss; slower writes). */
+  /** Embedded (SQLite) store: synchronous=FULL, every commit on disk before it is acknowledged (survives an OS crash or power loss; slower writes). */
   STORAGE_FSYNC: z.stringbool().default(false),
   /** "memory" keeps the embedded store in memory only (tests). */
   STORAGE: z.enum(["auto", "memory"]).default("auto"),

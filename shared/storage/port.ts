@@ -2,7 +2,7 @@
  * The storage port: the one narrow interface every service stores its data through. Two adapters
  * implement it with the same behaviour, proven by one contract suite (storage/__tests__):
  *   - MongoDB (official driver), one database per service — production;
- *   - embedded (in-process, file-backed under DATA_DIR, or memory-only for tests) — `npm start` and CI.
+ *   - SQLite (`node:sqlite`), one file per service under DATA_DIR, or in memory — `npm start` and CI.
  *
  * Filters and updates use the MongoDB query language, restricted to the subset listed below so that
  * both adapters agree. Callers must build filters from validated values only (never pass a request
@@ -64,7 +64,11 @@ export interface Page<T> {
 }
 
 export interface StreamOptions {
-  /** Documents fetched per round trip (default 500). Streams walk `_id` order with keyset batches. */
+  /**
+   * Documents read per round trip (default 500). A stream reads keyset batches in an index's order
+   * (`_id` order when no index narrows the filter); each document comes once, and writes made while
+   * it runs may or may not be seen, as with a MongoDB cursor.
+   */
   batchSize?: number;
 }
 
@@ -99,7 +103,12 @@ export interface BulkItemResult {
   error?: { code: StorageErrorCode; message: string; index?: string };
 }
 
-export type StorageErrorCode = "DUPLICATE_KEY" | "INVALID_QUERY" | "UNAVAILABLE";
+/**
+ * DUPLICATE_KEY: a unique index refused the write. INVALID_QUERY: outside the port's subset.
+ * UNAVAILABLE: the storage cannot be used now (503). SCAN_LIMIT: the query would read too many
+ * documents that no index rules out (the embedded adapter's budget; callers answer 400).
+ */
+export type StorageErrorCode = "DUPLICATE_KEY" | "INVALID_QUERY" | "UNAVAILABLE" | "SCAN_LIMIT";
 
 /** The only error type adapters throw for expected failures; check `code`, not the class. */
 export class StorageError extends Error {

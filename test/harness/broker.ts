@@ -78,7 +78,7 @@ export interface StartBrokerOptions {
    * prefix are left to their defaults on NATS, the broker deletes its streams when it stops.
    */
   channelPrefix?: string;
-  /** "memory" (default): STORAGE=memory. `{ dataDir }`: the embedded file store under that folder. */
+  /** "memory" (default): STORAGE=memory. `{ dataDir }`: the embedded SQLite files under that folder. */
   storage?: "memory" | { dataDir: string };
   /** More environment for the services (e.g. SMTP_URL), set before they load. */
   env?: Record<string, string | undefined>;

@@ -1,10 +1,10 @@
 /** The processed-event record of durable consumers is forgotten once no redelivery can come. */
-import { openEmbeddedDatabase } from "../../storage/embedded";
+import { openSqliteDatabase } from "../../storage/sqlite/database";
 import { PROCESSED_EVENTS, PROCESSED_RETENTION_SECONDS, purgeProcessedEvents, type ProcessedEvent } from "../processed";
 
 describe("purgeProcessedEvents", () => {
   it("deletes applied keys past the stream's retention and keeps recent and in-flight ones", async () => {
-    const db = await openEmbeddedDatabase("processed-purge");
+    const db = await openSqliteDatabase("processed-purge");
     const events = db.collection<ProcessedEvent>(PROCESSED_EVENTS);
     const now = 2_000_000_000;
     const old = now - PROCESSED_RETENTION_SECONDS - 1;

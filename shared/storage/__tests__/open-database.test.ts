@@ -27,17 +27,15 @@ describe("openDatabase", () => {
     const db = await openDatabase("profiles");
     await db.collection("people").insertOne({ _id: "a" });
     expect(await db.collection("people").count({})).toBe(1);
-    expect(existsSync(join(dataDir, "profiles"))).toBe(false);
+    expect(existsSync(join(dataDir, "profiles.sqlite"))).toBe(false);
   });
 
-  it("stores files under DATA_DIR/<name>/ by default, and closeAllDatabases releases them", async () => {
+  it("stores one SQLite file per service, DATA_DIR/<name>.sqlite, by default; closeAllDatabases closes them", async () => {
     configure({ DATA_DIR: dataDir });
     const db = await openDatabase("campaigns");
     await db.collection("sends").insertOne({ _id: "a" });
-    expect(existsSync(join(dataDir, "campaigns", "sends.jsonl"))).toBe(true);
-    expect(existsSync(join(dataDir, "campaigns", "LOCK"))).toBe(true);
+    expect(existsSync(join(dataDir, "campaigns.sqlite"))).toBe(true);
     await closeAllDatabases();
-    expect(existsSync(join(dataDir, "campaigns", "LOCK"))).toBe(false);
     await expect(db.ping()).rejects.toMatchObject({ code: "UNAVAILABLE" });
     const again = await openDatabase("campaigns");
     expect(await again.collection("sends").findOne({ _id: "a" })).toEqual({ _id: "a" });

@@ -1,0 +1,236 @@
+/**
+ * What the SQLite adapter promises beyond the contract: reads walk real indexes (a deep page reads
+ * about a page of rows), a query no index serves stops at the examine budget, documents keep their
+ * Dates, data survives a reopen and a killed process, two processes share one file, and the file is
+ * in WAL mode (synchronous=FULL with fsync).
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import type { Collection, Database, Doc } from "../port";
+import { EXAMINE_BUDGET, type SqliteCollection } from "../sqlite/collection";
+import { closeAllSqliteDatabases, openSqliteDatabase } from "../sqlite/database";
+
+interface Profile extends Doc {
+  store_id: string;
+  email_lower?: string | null;
+  status?: string;
+  created_at?: number;
+  tags?: string[];
+  seen_at?: Date;
+}
+
+const root = mkdtempSync(join(tmpdir(), "crm-sqlite-"));
+let files = 0;
+const freshFile = () => join(root, `db${++files}.sqlite`);
+const pad = (i: number) => String(i).padStart(6, "0");
+const examined = (c: Collection<Profile>) => (c as unknown as SqliteCollection<Profile>).lastExamined;
+
+afterAll(async () => {
+  await closeAllSqliteDatabases();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const INDEXES = [
+  { name: "store_email", keys: { store_id: 1, email_lower: 1 }, unique: true, partial: { email_lower: { $type: "string" } } },
+  { name: "store_created", keys: { store_id: 1, created_at: 1 } },
+  { name: "store_tags", keys: { store_id: 1, tags: 1 } },
+] as const;
+
+async function seed(c: Collection<Profile>, n: number): Promise<void> {
+  await c.createIndexes(INDEXES.map((spec) => ({ ...spec, keys: { ...spec.keys } })));
+  for (let from = 0; from < n; from += 5000) {
+    const ops = Array.from({ length: Math.min(5000, n - from) }, (_, k) => {
+      const i = from + k;
+      return {
+        insertOne: {
+          document: {
+            _id: `p${pad(i)}`,
+            store_id: `s${i % 2}`,
+            email_lower: `u${i}@x.io`,
+            status: i % 3 === 0 ? "archived" : "active",
+            created_at: Math.floor(i / 10),
+            tags: i % 1000 === 0 ? ["rare", "vip"] : ["common"],
+          },
+        },
+      };
+    });
+    expect((await c.bulkWrite(ops)).every((r) => r.ok)).toBe(true);
+  }
+}
+
+describe("sqlite adapter: index use", () => {
+  const N = 60_000;
+  let db: Database;
+  let c: Collection<Profile>;
+
+  beforeAll(async () => {
+    db = await openSqliteDatabase("index_use");
+    c = db.collection<Profile>("profiles");
+    await seed(c, N);
+  }, 60_000);
+  afterAll(() => db.close());
+
+  it("a page deep into a store walks the sort index from the cursor: it reads one page of rows", async () => {
+    const filter = { store_id: "s1" };
+    const sort = { field: "created_at", direction: -1 as const };
+    const deep = await c.findPage({ filter, sort, limit: 20, after: { value: 300, id: "p003009" } });
+    expect(deep.items.map((d) => d._id)).toEqual(
+      Array.from({ length: 40 }, (_, k) => 3007 - k)
+        .filter((i) => i % 2 === 1)
+        .map((i) => `p${pad(i)}`),
+    );
+    expect(deep.hasMore).toBe(true);
+    expect(examined(c)).toBe(21);
+    const first = await c.findPage({ filter: { store_id: "s0", status: "active" }, sort: { field: "created_at", direction: 1 }, limit: 50 });
+    expect(first.items).toHaveLength(50);
+    expect(examined(c)).toBeLessThan(80);
+  });
+
+  it("an equality on a unique index reads one document; an array element is found through a multikey index", async () => {
+    expect(await c.findOne({ store_id: "s1", email_lower: "u59999@x.io" })).toMatchObject({ _id: "p059999" });
+    expect(examined(c)).toBe(1);
+    const rare = await c.find({ store_id: "s0", tags: "rare" }, { sort: { created_at: -1 } });
+    expect(rare.map((d) => d._id)).toEqual(Array.from({ length: 60 }, (_, k) => `p${pad((59 - k) * 1000)}`).filter((id) => Number(id.slice(1)) % 2 === 0));
+    expect(examined(c)).toBe(rare.length);
+  });
+
+  it("counts and updates through an index, and keeps the index right after the update", async () => {
+    expect(await c.count({ store_id: "s0", tags: "vip" })).toBe(60);
+    expect(examined(c)).toBe(60);
+    expect(await c.updateMany({ store_id: "s0", tags: "vip" }, { $set: { tags: ["gone"] } })).toEqual({ matched: 60, modified: 60 });
+    expect(await c.count({ store_id: "s0", tags: "vip" })).toBe(0);
+    expect(await c.count({ store_id: "s0", tags: "gone" })).toBe(60);
+    expect(examined(c)).toBe(60);
+  });
+
+  it("a query no index serves fails with SCAN_LIMIT instead of reading the whole collection", async () => {
+    await expect(c.findOne({ status: "nope" })).rejects.toMatchObject({ code: "SCAN_LIMIT" });
+    await expect(c.findPage({ filter: { store_id: "s1", status: "nope" }, sort: { field: "created_at", direction: 1 }, limit: 20 })).rejects.toMatchObject({
+      code: "SCAN_LIMIT",
+    });
+    expect(examined(c)).toBeLessThanOrEqual(EXAMINE_BUDGET + 1);
+    // An unindexed filter that matches soon is fine: the budget counts documents read and not returned.
+    expect(await c.findOne({ status: "archived" })).toMatchObject({ status: "archived" });
+  });
+
+  it("a stream reads every match in batches without a budget, through the index range", async () => {
+    let n = 0;
+    for await (const doc of c.stream({ store_id: "s1", status: "archived" }, { batchSize: 1000 })) {
+      expect(doc.status).toBe("archived");
+      n++;
+    }
+    expect(n).toBe(Array.from({ length: N }, (_, i) => i).filter((i) => i % 2 === 1 && i % 3 === 0).length);
+  });
+});
+
+describe("sqlite adapter: values and durability", () => {
+  it("keeps Dates as Dates, also after a reopen, and finds them by equality and range", async () => {
+    const file = freshFile();
+    const when = new Date("2026-12-02T10:00:00.000Z");
+    const db = await openSqliteDatabase("dates", { file });
+    const c = db.collection<Profile>("profiles");
+    await c.createIndexes([{ name: "seen", keys: { seen_at: 1 } }]);
+    await c.insertOne({ _id: "a", store_id: "s", seen_at: when });
+    await c.insertOne({ _id: "b", store_id: "s", seen_at: new Date(when.getTime() + 1000) });
+    await db.close();
+    const again = (await openSqliteDatabase("dates", { file })).collection<Profile>("profiles");
+    const a = await again.findOne({ _id: "a" });
+    expect(a!.seen_at).toBeInstanceOf(Date);
+    expect(a!.seen_at!.toISOString()).toBe(when.toISOString());
+    expect((await again.find({ seen_at: when })).map((d) => d._id)).toEqual(["a"]);
+    expect((await again.find({ seen_at: { $gt: when } })).map((d) => d._id)).toEqual(["b"]);
+  });
+
+  it("uses WAL mode, and synchronous=FULL when asked to fsync", async () => {
+    const plain = freshFile();
+    const synced = freshFile();
+    await (await openSqliteDatabase("wal", { file: plain })).collection("x").insertOne({ _id: "a" });
+    await (await openSqliteDatabase("full", { file: synced, fsync: true })).collection("x").insertOne({ _id: "a" });
+    const reader = new DatabaseSync(plain, { readOnly: true });
+    expect(reader.prepare("PRAGMA journal_mode").get()).toEqual({ journal_mode: "wal" });
+    reader.close();
+    const handle = (await openSqliteDatabase("full", { file: synced })) as unknown as { live(): { db: DatabaseSync } };
+    expect(handle.live().db.prepare("PRAGMA synchronous").get()).toEqual({ synchronous: 2 });
+  });
+
+  it("answers UNAVAILABLE once closed", async () => {
+    const db = await openSqliteDatabase("closed", { file: freshFile() });
+    const c = db.collection("x");
+    await db.close();
+    await expect(c.insertOne({ _id: "a" })).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    await expect(db.ping()).rejects.toMatchObject({ code: "UNAVAILABLE" });
+  });
+
+  it("shares one file with another process: both read each other's writes, and a killed writer loses nothing it acknowledged", async () => {
+    const file = freshFile();
+    const db = await openSqliteDatabase("shared", { file });
+    const c = db.collection<Profile>("items");
+    await c.createIndexes([{ name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
+    await c.insertOne({ _id: "parent", store_id: "s", created_at: 0 });
+
+    const child = runChild(`
+      const db = await openSqliteDatabase("shared", { file: ${JSON.stringify(file)} });
+      const c = db.collection("items");
+      await c.createIndexes([{ name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
+      const parent = await c.findOne({ _id: "parent" });
+      for (let i = 1; i <= 200; i++) await c.insertOne({ _id: "child" + i, store_id: "s", created_at: i });
+      console.log("written " + (parent ? parent._id : "none"));
+      setInterval(() => {}, 1000);
+    `);
+    await child.waitFor("written parent");
+    // The parent writes while the child is alive, then the child is killed without closing anything.
+    await c.insertOne({ _id: "parent2", store_id: "s", created_at: 1000 });
+    await child.kill();
+    const page = await c.findPage({ filter: { store_id: "s" }, sort: { field: "created_at", direction: 1 }, limit: 1000 });
+    expect(page.items).toHaveLength(202);
+    expect(page.items.map((d) => d._id).slice(0, 3)).toEqual(["parent", "child1", "child2"]);
+    await db.close();
+    const reopened = (await openSqliteDatabase("shared", { file })).collection<Profile>("items");
+    expect(await reopened.count({ store_id: "s" })).toBe(202);
+  });
+});
+
+/** Runs a snippet in another Node process with `openSqliteDatabase` in scope (TypeScript through @swc/core). */
+function runChild(body: string): { waitFor(text: string): Promise<void>; kill(): Promise<void> } {
+  const module = resolve(__dirname, "../sqlite/database.ts");
+  const hook = `
+    const fs = require("node:fs");
+    const { transformSync } = require("@swc/core");
+    require.extensions[".ts"] = (m, filename) => {
+      const { code } = transformSync(fs.readFileSync(filename, "utf8"), {
+        filename, jsc: { target: "es2022", parser: { syntax: "typescript" } }, module: { type: "commonjs" },
+      });
+      m._compile(code, filename);
+    };
+    const { openSqliteDatabase } = require(${JSON.stringify(module)});
+    (async () => { ${body} })().catch((e) => { console.log("error " + (e.code || "") + " " + e.message); process.exit(3); });
+  `;
+  const proc = spawn(process.execPath, ["-e", hook], { cwd: resolve(__dirname, "../../.."), stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  const waiters: (() => void)[] = [];
+  proc.stdout!.on("data", (chunk: Buffer) => {
+    out += chunk.toString();
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    waitFor: (text) =>
+      new Promise((resolvePromise, reject) => {
+        const check = () => {
+          if (out.includes(text)) return resolvePromise();
+          if (out.includes("error ") || proc.exitCode !== null) return reject(new Error(`child: ${out}`));
+          waiters.push(check);
+        };
+        proc.once("exit", check);
+        check();
+      }),
+    kill: () =>
+      new Promise((resolvePromise) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolvePromise();
+        proc.once("exit", () => resolvePromise());
+        proc.kill("SIGKILL");
+      }),
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Compiled filters and sort orders with MongoDB's semantics, for adapters that evaluate (part of) a
+ * filter themselves: mingo for the general case, a fast path for plain equality filters.
+ */
+import type { Doc, Filter, SortDirection } from "../port";
+import { mingoPredicate } from "./update";
+import { compareValues, getPath, isHashable, isPlainObject, pathValues } from "./values";
+
+export type Matcher = (doc: Doc) => boolean;
+
+/** Compiles a (validated) filter to a predicate; plain equality filters skip mingo. */
+export function compileFilter(filter: Filter): Matcher {
+  const keys = Object.keys(filter);
+  if (keys.length === 0) return () => true;
+  const simple: { key: string; parts: string[] | null; value: unknown }[] = [];
+  for (const key of keys) {
+    if (key.startsWith("$")) return mingoPredicate(filter);
+    let value = filter[key];
+    if (isPlainObject(value) && "$eq" in value && Object.keys(value).length === 1) value = value.$eq;
+    if (value === null || !isHashable(value) || value instanceof Date || Number.isNaN(value)) return mingoPredicate(filter);
+    simple.push({ key, parts: key.includes(".") ? key.split(".") : null, value });
+  }
+  return (doc) => {
+    for (const { key, parts, value } of simple) {
+      if (parts === null) {
+        const v = (doc as Record<string, unknown>)[key];
+        if (v === value) continue;
+        if (Array.isArray(v) && v.includes(value)) continue;
+        return false;
+      }
+      const found: unknown[] = [];
+      pathValues(doc, parts, found);
+      if (!found.includes(value)) return false;
+    }
+    return true;
+  };
+}
+
+/** A comparator for a sort specification, ties broken by `_id` in the last field's direction. */
+export function sortComparator(sort: [string, SortDirection][]): (a: Doc, b: Doc) => number {
+  const last = sort[sort.length - 1][1];
+  return (a, b) => {
+    for (const [field, direction] of sort) {
+      const c = compareValues(getPath(a, field), getPath(b, field));
+      if (c !== 0) return c * direction;
+    }
+    return (a._id < b._id ? -1 : a._id > b._id ? 1 : 0) * last;
+  };
+}
+
+/** True for documents strictly after the keyset position `after` in the order (field, _id) × direction. */
+export function afterKeyset(field: string, direction: SortDirection, after: { value: unknown; id: string }): Matcher {
+  return (doc) => {
+    let c = compareValues(getPath(doc, field), after.value);
+    if (c === 0) c = doc._id < after.id ? -1 : doc._id > after.id ? 1 : 0;
+    return direction === 1 ? c > 0 : c < 0;
+  };
+}

@@ -1,0 +1,638 @@
+/**
+ * One collection on SQLite: a table of documents (`id`, JSON `doc`) and, per declared index, an index
+ * table whose primary key is the index's key columns then `id` (WITHOUT ROWID, so the table is the
+ * SQLite index). Index tables are kept by this code on every write, inside the write's transaction, so
+ * multikey (array) fields, partial indexes and MongoDB's cross-type order hold exactly as in MongoDB,
+ * which expression indexes over JSON could not give (see keys.ts).
+ *
+ * Reads are planned over those tables (`plan()`): a lookup by `_id`, a small range of an index read
+ * whole, an index walked in the order a page asks for (stopping once the page is full), or a walk of
+ * the whole table. The full filter is then checked on each document read (MongoDB semantics, through
+ * query/matcher.ts). A read that would examine more than EXAMINE_BUDGET documents it does not return
+ * fails with SCAN_LIMIT instead of blocking the event loop: a request path must have an index.
+ * `stream` has no budget; it reads in chunks and yields the event loop between them.
+ */
+import { setImmediate as nextTick } from "node:timers/promises";
+import type { BulkItemResult, BulkOp, Collection, Doc, Filter, FindOneAndUpdateOptions, FindOptions, IndexSpec, Page, PageRequest, SortDirection, StreamOptions, Update, UpdateOptions, UpdateResult } from "../port";
+import { StorageError } from "../port";
+import { uuidv7 } from "../../ids";
+import { afterKeyset, compileFilter, sortComparator, type Matcher } from "../query/matcher";
+import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
+import { applyUpdate } from "../query/update";
+import { isPlainObject, setPath } from "../query/values";
+import { decodeDoc, encodeDoc } from "./codec";
+import { checkName, quote, type Connection } from "./database";
+import { asStorageError, isConstraintError } from "./errors";
+import { IndexKeys, keyOf, sameKeys, type IndexedKeys, type KeyColumn } from "./keys";
+
+export const MAX_FIND_LIMIT = 1000;
+/** Documents one call may read without returning (or acting on) them, before it fails with SCAN_LIMIT. */
+export const EXAMINE_BUDGET = 5_000;
+/** An index range at most this large is read whole (and sorted in memory) rather than walked in order. */
+const SMALL_RANGE = 1000;
+/** At most this many key prefixes (the product of `$in` lists) are looked up one by one. */
+const MAX_PREFIXES = 100;
+/** Rows per SQL round of a walk. */
+const CHUNK = 256;
+
+interface IndexState {
+  spec: IndexSpec;
+  keys: IndexKeys;
+  table: string;
+  unique: boolean;
+  partial: Matcher | null;
+  multikey: boolean;
+}
+
+interface CollectionState {
+  generation: number;
+  indexes: Map<string, IndexState>;
+}
+
+/** Where a read finds its candidates. */
+type Source =
+  | { kind: "ids"; ids: string[] }
+  | { kind: "table" }
+  /** Rows of an index whose leading key columns equal one of `prefixes` (flattened t, v pairs). */
+  | { kind: "index"; index: IndexState; prefixes: KeyColumn[][] };
+
+interface Plan {
+  source: Source;
+  /** The rows come in the requested order (then `after` and `limit` are applied while walking). */
+  sorted: boolean;
+}
+
+interface Row {
+  id: string;
+  doc: string;
+  [column: string]: KeyColumn;
+}
+
+interface SelectOptions {
+  sort?: [string, SortDirection][];
+  limit?: number;
+  after?: { value: unknown; id: string };
+  /** Every match is acted on (updateMany, deleteMany): only non-matching reads count against the budget. */
+  all?: boolean;
+}
+
+function scanLimit(examined: number): StorageError {
+  return new StorageError(
+    "SCAN_LIMIT",
+    `the query read ${examined} documents that did not match without finishing: narrow it with a condition an index serves`,
+  );
+}
+
+function duplicate(index: string): StorageError {
+  return new StorageError("DUPLICATE_KEY", `duplicate key in unique index ${index}`, index);
+}
+
+function sameSpec(a: IndexSpec, b: IndexSpec): boolean {
+  return (
+    JSON.stringify(Object.entries(a.keys)) === JSON.stringify(Object.entries(b.keys)) &&
+    (a.unique === true) === (b.unique === true) &&
+    JSON.stringify(a.partial ?? null) === JSON.stringify(b.partial ?? null)
+  );
+}
+
+function checkSpec(spec: IndexSpec): void {
+  if (!spec || typeof spec.name !== "string" || spec.name.length === 0) throw invalidQuery("an index needs a name");
+  checkName(spec.name, "index");
+  const fields = Object.keys(spec.keys ?? {});
+  if (fields.length === 0 || fields.some((f) => spec.keys[f] !== 1 && spec.keys[f] !== -1)) {
+    throw invalidQuery(`index ${spec.name}: keys must map fields to 1 or -1`);
+  }
+  if (spec.partial !== undefined) validatePartialFilter(spec.partial, spec.name);
+}
+
+function checkLimit(limit: unknown, what: string): number {
+  if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 1) throw invalidQuery(`${what} must be a positive integer`);
+  return Math.min(limit, MAX_FIND_LIMIT);
+}
+
+function sortEntries(sort: FindOptions["sort"]): [string, SortDirection][] | undefined {
+  if (sort === undefined) return undefined;
+  const entries = Object.entries(sort);
+  if (entries.length === 0) return undefined;
+  for (const [, d] of entries) if (d !== 1 && d !== -1) throw invalidQuery("sort directions are 1 or -1");
+  return entries as [string, SortDirection][];
+}
+
+/** Column names of key field i. */
+const t = (i: number) => `t${i}`;
+const v = (i: number) => `v${i}`;
+
+export class SqliteCollection<T extends Doc> implements Collection<T> {
+  private readonly docs: string;
+  /** Documents the last read examined (tests use it to prove that a query walked an index). */
+  lastExamined = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly connection: () => Connection,
+  ) {
+    this.docs = quote(name);
+  }
+
+  // ------------------------------------------------------------------ tables and indexes
+
+  /** The collection's tables and index definitions, created or reloaded when first used (or after a drop). */
+  private state(conn: Connection): CollectionState {
+    const cached = conn.cache.get(this.name) as CollectionState | undefined;
+    if (cached && cached.generation === conn.generation) return cached;
+    conn.db.exec(`CREATE TABLE IF NOT EXISTS ${this.docs} (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL)`);
+    const indexes = new Map<string, IndexState>();
+    for (const [name, record] of conn.indexRecords(this.name)) {
+      const index = this.indexState(record.spec, record.multikey);
+      if (!conn.tableExists(`${this.name}$${name}`)) throw new StorageError("UNAVAILABLE", `index table of ${this.name}.${name} is missing`);
+      indexes.set(name, index);
+    }
+    const state = { generation: conn.generation, indexes };
+    conn.cache.set(this.name, state);
+    return state;
+  }
+
+  private indexState(spec: IndexSpec, multikey: boolean): IndexState {
+    return {
+      spec,
+      keys: new IndexKeys(spec),
+      table: quote(`${this.name}$${spec.name}`),
+      unique: spec.unique === true,
+      partial: spec.partial ? compileFilter(spec.partial) : null,
+      multikey,
+    };
+  }
+
+  /** Runs `fn` on the live connection; SQLite's failures come out as the port's errors. */
+  private use<R>(fn: (conn: Connection, state: CollectionState) => R): R {
+    try {
+      const conn = this.connection();
+      return fn(conn, this.state(conn));
+    } catch (err) {
+      throw asStorageError(err);
+    }
+  }
+
+  /** Like `use`, inside one write transaction. */
+  private write<R>(fn: (conn: Connection, state: CollectionState) => R): R {
+    return this.use((conn, state) => conn.transaction(() => fn(conn, state)));
+  }
+
+  async createIndexes(specs: IndexSpec[]): Promise<void> {
+    for (const spec of specs) checkSpec(spec);
+    this.write((conn, state) => {
+      for (const spec of specs) {
+        const existing = state.indexes.get(spec.name);
+        if (existing) {
+          if (!sameSpec(existing.spec, spec)) throw invalidQuery(`index ${spec.name} already exists with a different definition`);
+          continue;
+        }
+        const index = this.indexState(structuredClone(spec), false);
+        this.createIndexTable(conn, index);
+        for (const row of conn.statement(`SELECT doc FROM ${this.docs}`).iterate() as Iterable<{ doc: string }>) {
+          this.addKeys(conn, index, decodeDoc(row.doc));
+        }
+        conn.statement("INSERT INTO _indexes (collection, name, spec, multikey) VALUES (?, ?, ?, ?)").run(this.name, spec.name, JSON.stringify(index.spec), index.multikey ? 1 : 0);
+        state.indexes.set(spec.name, index);
+      }
+    });
+  }
+
+  private createIndexTable(conn: Connection, index: IndexState): void {
+    const n = index.keys.fields.length;
+    const columns = Array.from({ length: n }, (_, i) => `${t(i)} INTEGER NOT NULL, ${v(i)} NOT NULL`).join(", ");
+    const key = Array.from({ length: n }, (_, i) => `${t(i)}, ${v(i)}`).join(", ");
+    // A unique index's primary key is its key columns alone: SQLite then refuses a second document.
+    conn.db.exec(`CREATE TABLE ${index.table} (${columns}, id TEXT NOT NULL, PRIMARY KEY (${key}${index.unique ? "" : ", id"})) WITHOUT ROWID`);
+  }
+
+  // ------------------------------------------------------------------ writes of one document
+
+  private keysOf(index: IndexState, doc: Doc): IndexedKeys {
+    if (index.partial && !index.partial(doc)) return { tuples: [], multikey: false };
+    return index.keys.of(doc);
+  }
+
+  private addKeys(conn: Connection, index: IndexState, doc: Doc, keys = this.keysOf(index, doc)): void {
+    if (keys.tuples.length === 0) return;
+    const n = index.keys.fields.length;
+    const insert = conn.statement(`INSERT INTO ${index.table} VALUES (${"?, ".repeat(2 * n)}?)`);
+    for (const tuple of keys.tuples) {
+      try {
+        insert.run(...tuple, doc._id);
+      } catch (err) {
+        if (isConstraintError(err)) throw duplicate(index.spec.name);
+        throw err;
+      }
+    }
+    if (keys.multikey && !index.multikey) {
+      conn.statement("UPDATE _indexes SET multikey = 1 WHERE collection = ? AND name = ?").run(this.name, index.spec.name);
+      index.multikey = true;
+    }
+  }
+
+  private removeKeys(conn: Connection, index: IndexState, doc: Doc, keys = this.keysOf(index, doc)): void {
+    if (keys.tuples.length === 0) return;
+    const n = index.keys.fields.length;
+    const where = Array.from({ length: n }, (_, i) => `${t(i)} = ? AND ${v(i)} = ?`).join(" AND ");
+    const remove = conn.statement(`DELETE FROM ${index.table} WHERE ${where} AND id = ?`);
+    for (const tuple of keys.tuples) remove.run(...tuple, doc._id);
+  }
+
+  private insertDoc(conn: Connection, state: CollectionState, doc: Doc): void {
+    try {
+      conn.statement(`INSERT INTO ${this.docs} (id, doc) VALUES (?, ?)`).run(doc._id, encodeDoc(doc));
+    } catch (err) {
+      if (isConstraintError(err)) throw new StorageError("DUPLICATE_KEY", `duplicate key in index _id_ (_id: ${JSON.stringify(doc._id)})`, "_id_");
+      throw err;
+    }
+    for (const index of state.indexes.values()) this.addKeys(conn, index, doc);
+  }
+
+  /** Replaces a document; index rows are touched only where its keys changed (a counter bump touches none). */
+  private replaceDoc(conn: Connection, state: CollectionState, before: Doc, after: Doc): void {
+    conn.statement(`UPDATE ${this.docs} SET doc = ? WHERE id = ?`).run(encodeDoc(after), after._id);
+    for (const index of state.indexes.values()) {
+      const old = this.keysOf(index, before);
+      const next = this.keysOf(index, after);
+      if (sameKeys(old, next)) continue;
+      this.removeKeys(conn, index, before, old);
+      this.addKeys(conn, index, after, next);
+    }
+  }
+
+  private deleteDoc(conn: Connection, state: CollectionState, before: Doc): void {
+    conn.statement(`DELETE FROM ${this.docs} WHERE id = ?`).run(before._id);
+    for (const index of state.indexes.values()) this.removeKeys(conn, index, before);
+  }
+
+  // ------------------------------------------------------------------ planning
+
+  /** A partial index holds every match only when the filter's equalities imply its partial filter. */
+  private partialCovered(index: IndexState, eq: Map<string, unknown[]>): boolean {
+    if (!index.partial) return true;
+    const fields = filterFields(index.spec.partial!);
+    if (!fields) return false;
+    const probe: Record<string, unknown> = {};
+    for (const f of fields) {
+      const values = eq.get(f);
+      if (!values || values.length !== 1) return false;
+      setPath(probe, f, values[0]);
+    }
+    return index.partial(probe as Doc);
+  }
+
+  /** The key prefixes of `index` that the filter's equalities fix (their cross product), or null. */
+  private prefixesOf(index: IndexState, eq: Map<string, unknown[]>, singleOnly: boolean): KeyColumn[][] | null {
+    let prefixes: KeyColumn[][] = [[]];
+    for (const field of index.keys.fields) {
+      const values = eq.get(field);
+      if (!values || (singleOnly && values.length !== 1)) break;
+      if (prefixes.length * values.length > MAX_PREFIXES) break;
+      const keys = [...new Map(values.map((value) => [JSON.stringify(keyOf(value)), keyOf(value)])).values()];
+      prefixes = prefixes.flatMap((prefix) => keys.map((key) => [...prefix, ...key]));
+    }
+    return prefixes[0].length === 0 ? null : prefixes;
+  }
+
+  /** How many index rows start with `prefixes`, counted up to `cap` (so estimating stays cheap). */
+  private rangeSize(conn: Connection, index: IndexState, prefixes: KeyColumn[][], cap: number): number {
+    const p = prefixes[0].length / 2;
+    const where = Array.from({ length: p }, (_, i) => `${t(i)} = ? AND ${v(i)} = ?`).join(" AND ");
+    const count = conn.statement(`SELECT count(*) AS n FROM (SELECT 1 FROM ${index.table} WHERE ${where} LIMIT ?)`);
+    let total = 0;
+    for (const prefix of prefixes) {
+      total += (count.get(...prefix, cap - total + 1) as { n: number }).n;
+      if (total > cap) break;
+    }
+    return total;
+  }
+
+  /** The smallest index range the filter's equalities select, with its (capped) size. */
+  private smallestRange(conn: Connection, state: CollectionState, eq: Map<string, unknown[]>): { source: Source; size: number } | undefined {
+    let best: { source: Source & { kind: "index" }; size: number } | undefined;
+    for (const index of state.indexes.values()) {
+      if (!this.partialCovered(index, eq)) continue;
+      const prefixes = this.prefixesOf(index, eq, false);
+      if (!prefixes) continue;
+      const fixesAll = prefixes[0].length === 2 * index.keys.fields.length;
+      const cap = best ? Math.min(best.size, SMALL_RANGE + 1) : SMALL_RANGE + 1;
+      const size = index.unique && fixesAll && !index.multikey ? prefixes.length : this.rangeSize(conn, index, prefixes, cap);
+      if (!best || size < best.size || (size === best.size && prefixes[0].length > best.source.prefixes[0].length)) {
+        best = { source: { kind: "index", index, prefixes }, size };
+      }
+    }
+    return best;
+  }
+
+  /**
+   * An index that yields the filter's matches in `sort` order: its leading fields fixed by single
+   * equalities, then the sort field (then `_id`, implicit in every non-unique index). `_id` order
+   * comes from an index whose every field is fixed, or from the table itself.
+   */
+  private sortedSource(state: CollectionState, eq: Map<string, unknown[]>, sort: [string, SortDirection][]): Source | undefined {
+    const [field, direction] = sort[0];
+    const tail = sort.slice(1);
+    if (tail.length > 1 || (tail.length === 1 && (tail[0][0] !== "_id" || tail[0][1] !== direction))) return undefined;
+    let best: { source: Source & { kind: "index" }; p: number } | undefined;
+    for (const index of state.indexes.values()) {
+      if (index.multikey || !this.partialCovered(index, eq)) continue;
+      const prefixes = this.prefixesOf(index, eq, true) ?? [[]];
+      const p = prefixes[0].length / 2;
+      const fields = index.keys.fields;
+      const serves = field === "_id" ? p === fields.length : fields[p] === field && p === fields.length - 1;
+      if (serves && p > 0 && (!best || p > best.p)) best = { source: { kind: "index", index, prefixes }, p };
+    }
+    if (best) return best.source;
+    return field === "_id" && tail.length === 0 ? { kind: "table" } : undefined;
+  }
+
+  private plan(conn: Connection, state: CollectionState, filter: Filter, sort?: [string, SortDirection][]): Plan {
+    const eq = equalityValues(filter);
+    const ids = eq.get("_id");
+    if (ids) return { source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))] }, sorted: false };
+    const range = this.smallestRange(conn, state, eq);
+    if (sort) {
+      if (range && range.size <= SMALL_RANGE) return { source: range.source, sorted: false };
+      const sorted = this.sortedSource(state, eq, sort);
+      if (sorted) return { source: sorted, sorted: true };
+    }
+    return { source: range?.source ?? { kind: "table" }, sorted: false };
+  }
+
+  // ------------------------------------------------------------------ reading rows
+
+  /** The columns a source's rows come ordered by (and resume from). */
+  private orderOf(source: Source): string[] {
+    if (source.kind !== "index") return ["id"];
+    const p = source.prefixes[0].length / 2;
+    const n = source.index.keys.fields.length;
+    const order: string[] = [];
+    for (let i = p; i < n; i++) order.push(t(i), v(i));
+    // A unique index has no ties once the prefix is fixed: its rows are ordered by the key alone.
+    if (!source.index.unique || p === n) order.push("id");
+    return order;
+  }
+
+  /**
+   * The rows of `source`, in its order (`direction`), starting strictly after `start` (values of the
+   * source's order columns; not with several prefixes). Reads CHUNK rows per query, so a walk that
+   * stops early reads little.
+   */
+  private *rows(conn: Connection, source: Source, direction: SortDirection = 1, start?: KeyColumn[]): Generator<Row> {
+    if (source.kind === "ids") {
+      const get = conn.statement(`SELECT id, doc FROM ${this.docs} WHERE id = ?`);
+      for (const id of source.ids) {
+        if (start && id <= (start[0] as string)) continue;
+        const row = get.get(id) as Row | undefined;
+        if (row) yield row;
+      }
+      return;
+    }
+    if (source.kind === "table") {
+      yield* this.walk(conn, `SELECT id, doc FROM ${this.docs}`, "", [], ["id"], direction, start);
+      return;
+    }
+    const { index, prefixes } = source;
+    const p = prefixes[0].length / 2;
+    const order = this.orderOf(source);
+    const fixed = Array.from({ length: p }, (_, i) => `k.${t(i)} = ? AND k.${v(i)} = ?`).join(" AND ");
+    const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
+    const seen = prefixes.length > 1 || index.multikey ? new Set<string>() : null;
+    for (const prefix of prefixes) {
+      for (const row of this.walk(conn, select, fixed, prefix, order, direction, prefixes.length === 1 ? start : undefined, "k.")) {
+        if (seen) {
+          if (seen.has(row.id)) continue;
+          seen.add(row.id);
+        }
+        yield row;
+      }
+    }
+  }
+
+  /** Keyset walk: `select` WHERE `fixed` AND (order columns) > start, ORDER BY the order columns, CHUNK at a time. */
+  private *walk(conn: Connection, select: string, fixed: string, prefix: KeyColumn[], order: string[], direction: SortDirection, start: KeyColumn[] | undefined, alias = ""): Generator<Row> {
+    const dir = direction === 1 ? "ASC" : "DESC";
+    const cmp = direction === 1 ? ">" : "<";
+    const orderBy = order.map((c) => `${alias}${c} ${dir}`).join(", ");
+    const tuple = order.length === 1 ? `${alias}${order[0]}` : `(${order.map((c) => alias + c).join(", ")})`;
+    const marks = order.length === 1 ? "?" : `(${order.map(() => "?").join(", ")})`;
+    const first = conn.statement(`${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy} LIMIT ?`);
+    const next = conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ?`);
+    let cursor = start;
+    for (;;) {
+      const rows = (cursor ? next.all(...prefix, ...cursor, CHUNK) : first.all(...prefix, CHUNK)) as Row[];
+      for (const row of rows) yield row;
+      if (rows.length < CHUNK) return;
+      const last = rows[rows.length - 1];
+      cursor = order.map((c) => last[c]);
+    }
+  }
+
+  /** The keyset position of `after` in the order columns of `source`. */
+  private startOf(source: Source, after: { value: unknown; id: string }): KeyColumn[] {
+    const order = this.orderOf(source);
+    return order.length === 1 ? [after.id] : order[order.length - 1] === "id" ? [...keyOf(after.value), after.id] : [...keyOf(after.value)];
+  }
+
+  /** The matching documents, as the plan finds them, within the examine budget. */
+  private select(conn: Connection, state: CollectionState, filter: Filter, options: SelectOptions = {}): Doc[] {
+    validateFilter(filter);
+    const matcher = compileFilter(filter);
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const sort = options.sort;
+    const plan = this.plan(conn, state, filter, sort);
+    const after = options.after;
+    const direction = plan.sorted && sort ? sort[0][1] : 1;
+    const start = plan.sorted && after ? this.startOf(plan.source, after) : undefined;
+    const keyset = !plan.sorted && after && sort ? afterKeyset(sort[0][0], sort[0][1], after) : null;
+    const out: Doc[] = [];
+    let examined = 0;
+    for (const row of this.rows(conn, plan.source, direction, start)) {
+      examined++;
+      const doc = decodeDoc(row.doc);
+      if (matcher(doc) && (!keyset || keyset(doc))) {
+        out.push(doc);
+        if (out.length >= limit && (plan.sorted || !sort)) break;
+      }
+      const kept = options.all ? out.length : Math.min(out.length, limit);
+      if (examined - kept > EXAMINE_BUDGET) throw scanLimit(examined - kept);
+    }
+    this.lastExamined = examined;
+    if (sort && !plan.sorted) {
+      out.sort(sortComparator(sort));
+      if (out.length > limit) out.length = limit;
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ the port
+
+  async insertOne(doc: T): Promise<void> {
+    if (!isPlainObject(doc)) throw invalidQuery("a document must be a plain object");
+    if (typeof doc._id !== "string" || doc._id.length === 0) throw invalidQuery("a document needs a string _id");
+    this.write((conn, state) => this.insertDoc(conn, state, doc));
+  }
+
+  async findOne(filter: Filter): Promise<T | null> {
+    const [doc] = this.use((conn, state) => this.select(conn, state, filter, { limit: 1 }));
+    return (doc as T) ?? null;
+  }
+
+  async find(filter: Filter, options: FindOptions = {}): Promise<T[]> {
+    const limit = options.limit === undefined || options.limit === 0 ? MAX_FIND_LIMIT : checkLimit(options.limit, "limit");
+    const sort = sortEntries(options.sort);
+    return this.use((conn, state) => this.select(conn, state, filter, { sort, limit })) as T[];
+  }
+
+  async findPage(request: PageRequest): Promise<Page<T>> {
+    const limit = checkLimit(request.limit, "limit");
+    const { field, direction } = request.sort ?? ({} as PageRequest["sort"]);
+    if (typeof field !== "string" || (direction !== 1 && direction !== -1)) throw invalidQuery("findPage needs sort { field, direction }");
+    if (request.after !== undefined && typeof request.after?.id !== "string") throw invalidQuery("after.id must be a string");
+    const sort: [string, SortDirection][] = field === "_id" ? [["_id", direction]] : [[field, direction], ["_id", direction]];
+    const docs = this.use((conn, state) => this.select(conn, state, request.filter, { sort, limit: limit + 1, after: request.after }));
+    const hasMore = docs.length > limit;
+    if (hasMore) docs.length = limit;
+    return { items: docs as T[], hasMore };
+  }
+
+  async *stream(filter: Filter, options: StreamOptions = {}): AsyncIterable<T> {
+    const batchSize = options.batchSize === undefined ? 500 : checkLimit(options.batchSize, "batchSize");
+    validateFilter(filter);
+    const matcher = compileFilter(filter);
+    for (const source of this.use((conn, state) => this.streamSources(conn, state, filter))) {
+      const order = this.orderOf(source);
+      let start: KeyColumn[] | undefined;
+      for (;;) {
+        // Each batch is a fresh read from the last position: writers run between batches.
+        const { batch, done } = this.use((conn) => {
+          const out: T[] = [];
+          let read = 0;
+          for (const row of this.rows(conn, source, 1, start)) {
+            read++;
+            start = order.map((c) => row[c]);
+            const doc = decodeDoc<T>(row.doc);
+            if (matcher(doc)) out.push(doc);
+            if (read >= batchSize) break;
+          }
+          return { batch: out, done: read < batchSize };
+        });
+        for (const doc of batch) yield doc;
+        if (done) break;
+        await nextTick();
+      }
+    }
+  }
+
+  /**
+   * What a stream walks, one source after another, each resumable from a position: the filter's
+   * `_id`s in order, an index in `_id` order, the smallest index range (one walk per key prefix), or
+   * the table in `_id` order.
+   */
+  private streamSources(conn: Connection, state: CollectionState, filter: Filter): Source[] {
+    const eq = equalityValues(filter);
+    const ids = eq.get("_id");
+    if (ids) return [{ kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() }];
+    const byId = this.sortedSource(state, eq, [["_id", 1]]);
+    if (byId && byId.kind === "index") return [byId];
+    const range = this.smallestRange(conn, state, eq)?.source;
+    if (range?.kind === "index") return range.prefixes.map((prefix) => ({ kind: "index", index: range.index, prefixes: [prefix] }));
+    return [{ kind: "table" }];
+  }
+
+  async count(filter: Filter): Promise<number> {
+    return this.use((conn, state) => this.select(conn, state, filter, { all: true }).length);
+  }
+
+  async updateOne(filter: Filter, update: Update, options: UpdateOptions = {}): Promise<UpdateResult> {
+    const r = this.write((conn, state) => this.updateFirst(conn, state, filter, normalizeUpdate(update), options.upsert === true));
+    return { matched: r.matched, modified: r.modified, ...(r.upsertedId ? { upsertedId: r.upsertedId } : {}) };
+  }
+
+  async findOneAndUpdate(filter: Filter, update: Update, options: FindOneAndUpdateOptions = {}): Promise<T | null> {
+    const r = this.write((conn, state) => this.updateFirst(conn, state, filter, normalizeUpdate(update), options.upsert === true));
+    return ((options.returnDocument === "before" ? r.before : r.after) as T | undefined) ?? null;
+  }
+
+  private updateFirst(conn: Connection, state: CollectionState, filter: Filter, update: Update, upsert: boolean): UpdateResult & { before?: Doc; after?: Doc } {
+    const [before] = this.select(conn, state, filter, { limit: 1 });
+    if (before) {
+      const after = applyUpdate(before, update, false);
+      if (!after) return { matched: 1, modified: 0, before, after: before };
+      this.replaceDoc(conn, state, before, after);
+      return { matched: 1, modified: 1, before, after };
+    }
+    if (!upsert) return { matched: 0, modified: 0 };
+    const created = applyUpdate(upsertSeed(filter) as Doc, update, true)!;
+    if (created._id === undefined) created._id = uuidv7();
+    if (typeof created._id !== "string" || created._id.length === 0) throw invalidQuery("an upserted document needs a string _id");
+    this.insertDoc(conn, state, created);
+    return { matched: 0, modified: 0, upsertedId: created._id, after: created };
+  }
+
+  async updateMany(filter: Filter, update: Update): Promise<UpdateResult> {
+    const normalized = normalizeUpdate(update);
+    return this.write((conn, state) => {
+      const matches = this.select(conn, state, filter, { all: true });
+      let modified = 0;
+      for (const before of matches) {
+        const after = applyUpdate(before, normalized, false);
+        if (!after) continue;
+        this.replaceDoc(conn, state, before, after);
+        modified++;
+      }
+      return { matched: matches.length, modified };
+    });
+  }
+
+  async deleteOne(filter: Filter): Promise<number> {
+    return this.write((conn, state) => {
+      const [before] = this.select(conn, state, filter, { limit: 1 });
+      if (before) this.deleteDoc(conn, state, before);
+      return before ? 1 : 0;
+    });
+  }
+
+  async deleteMany(filter: Filter): Promise<number> {
+    return this.write((conn, state) => {
+      const matches = this.select(conn, state, filter, { all: true });
+      for (const before of matches) this.deleteDoc(conn, state, before);
+      return matches.length;
+    });
+  }
+
+  /** Every op in one transaction, each in its own savepoint: a failed op is undone alone and reported. */
+  async bulkWrite(ops: BulkOp<T>[]): Promise<BulkItemResult[]> {
+    if (!Array.isArray(ops)) throw invalidQuery("bulkWrite takes an array of operations");
+    return this.write((conn, state) => ops.map((op) => this.bulkItem(conn, state, op)));
+  }
+
+  private bulkItem(conn: Connection, state: CollectionState, op: BulkOp<T>): BulkItemResult {
+    try {
+      return conn.savepoint((): BulkItemResult => {
+        if (op && "insertOne" in op) {
+          const doc = op.insertOne.document;
+          if (!isPlainObject(doc) || typeof doc._id !== "string" || doc._id.length === 0) throw invalidQuery("a document needs a string _id");
+          this.insertDoc(conn, state, doc);
+          return { ok: true, inserted: true };
+        }
+        if (op && "updateOne" in op) {
+          const { filter, update, upsert } = op.updateOne;
+          const r = this.updateFirst(conn, state, filter, normalizeUpdate(update), upsert === true);
+          return { ok: true, matched: r.matched, modified: r.modified, ...(r.upsertedId ? { upsertedId: r.upsertedId } : {}) };
+        }
+        if (op && "deleteOne" in op) {
+          const [before] = this.select(conn, state, op.deleteOne.filter, { limit: 1 });
+          if (before) this.deleteDoc(conn, state, before);
+          return { ok: true, deleted: before ? 1 : 0 };
+        }
+        throw invalidQuery("unknown bulk operation");
+      });
+    } catch (err) {
+      const e = asStorageError(err) as StorageError;
+      if (!(e?.code === "DUPLICATE_KEY" || e?.code === "INVALID_QUERY" || e?.code === "SCAN_LIMIT")) throw e;
+      return { ok: false, error: { code: e.code, message: e.message, ...(e.index ? { index: e.index } : {}) } };
+    }
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The embedded storage adapter: SQLite through Node's built-in `node:sqlite`, one database file per
+ * service (`<DATA_DIR>/<service>.sqlite`, WAL mode) or `:memory:` for tests. This is what `npm start`
+ * and CI run on.
+ *
+ * Several processes may open one file at once (the CLI while the server runs): SQLite serialises their
+ * writes (a writer waits up to BUSY_TIMEOUT_MS for another's transaction) and readers never wait.
+ * Within one process, opening the same database twice shares one connection; it closes with its last
+ * handle, and a memory database is discarded then.
+ *
+ * Every call of node:sqlite is synchronous, so each port operation runs to the end in one turn of the
+ * event loop: a write is atomic against every other caller in the process without locks, and a read
+ * sees no write half-done. Operations are kept short by the planner's examine budget (see collection.ts).
+ */
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { Collection, Database, Doc, IndexSpec } from "../port";
+import { StorageError } from "../port";
+import { invalidQuery } from "../query/rules";
+import { SqliteCollection } from "./collection";
+import { asStorageError } from "./errors";
+
+export interface SqliteOptions {
+  /** The database file; memory only when absent. */
+  file?: string;
+  /** `synchronous=FULL`: every commit is on disk before it is acknowledged (survives power loss). */
+  fsync?: boolean;
+}
+
+const BUSY_TIMEOUT_MS = 5000;
+const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,119}$/;
+
+/** What one collection has on disk: its document table and the index tables the port declared. */
+export interface IndexRecord {
+  spec: IndexSpec;
+  /** Some document gave this index several keys (an array field): it cannot serve sorted walks. */
+  multikey: boolean;
+}
+
+/** One open SQLite connection, shared by every handle of the same database in this process. */
+export class Connection {
+  readonly db: DatabaseSync;
+  handles = 0;
+  closed = false;
+  /** Bumped by drop(): collections re-create their tables when they see a new generation. */
+  generation = 0;
+  /** Per-collection state (its index definitions), shared by every handle of this connection. */
+  readonly cache = new Map<string, unknown>();
+  private readonly statements = new Map<string, StatementSync>();
+
+  constructor(
+    readonly key: string,
+    file: string | undefined,
+    fsync: boolean,
+  ) {
+    if (file) mkdirSync(dirname(file), { recursive: true });
+    this.db = new DatabaseSync(file ?? ":memory:");
+    try {
+      this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      if (file) {
+        this.db.exec("PRAGMA journal_mode = WAL");
+        this.db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
+      }
+      this.db.exec("CREATE TABLE IF NOT EXISTS _indexes (collection TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, multikey INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (collection, name)) WITHOUT ROWID");
+    } catch (err) {
+      this.db.close();
+      throw asStorageError(err);
+    }
+  }
+
+  /** A prepared statement, compiled once per connection. */
+  statement(sql: string): StatementSync {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in one transaction (BEGIN IMMEDIATE: another process's writer waits, never interleaves). */
+  transaction<R>(fn: () => R): R {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      this.db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  /** Runs `fn` inside a savepoint of the current transaction: a failure undoes only what `fn` did. */
+  savepoint<R>(fn: () => R): R {
+    this.db.exec("SAVEPOINT op");
+    try {
+      const result = fn();
+      this.db.exec("RELEASE op");
+      return result;
+    } catch (err) {
+      this.db.exec("ROLLBACK TO op");
+      this.db.exec("RELEASE op");
+      throw err;
+    }
+  }
+
+  indexRecords(collection: string): Map<string, IndexRecord> {
+    const rows = this.statement("SELECT name, spec, multikey FROM _indexes WHERE collection = ?").all(collection) as { name: string; spec: string; multikey: number }[];
+    return new Map(rows.map((r) => [r.name, { spec: JSON.parse(r.spec) as IndexSpec, multikey: r.multikey === 1 }]));
+  }
+
+  tableExists(table: string): boolean {
+    return this.statement("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?").get(table) !== undefined;
+  }
+
+  /** Removes every table (tests): documents and index definitions alike, as dropping a MongoDB database does. */
+  dropAll(): void {
+    const tables = this.statement("SELECT name FROM sqlite_schema WHERE type = 'table' AND name <> '_indexes' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
+    this.transaction(() => {
+      for (const { name } of tables) this.db.exec(`DROP TABLE ${quote(name)}`);
+      this.db.exec("DELETE FROM _indexes");
+    });
+    this.statements.clear();
+    this.cache.clear();
+    this.generation++;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.statements.clear();
+    this.db.close();
+  }
+}
+
+/** A quoted SQL identifier (names are checked against NAME_RE before they get here). */
+export function quote(identifier: string): string {
+  return `"${identifier.replace(/"/g, '""')}"`;
+}
+
+export function checkName(name: string, what: string): string {
+  if (!NAME_RE.test(name)) throw invalidQuery(`invalid ${what} name "${name}"`);
+  return name;
+}
+
+const connections = new Map<string, Connection>();
+
+/** Opens (or joins) an embedded SQLite database: in memory without `file`, else that file. */
+export async function openSqliteDatabase(name: string, options: SqliteOptions = {}): Promise<Database> {
+  const file = options.file === undefined ? undefined : resolve(options.file);
+  const key = file ? `file:${file}` : `memory:${name}`;
+  let connection = connections.get(key);
+  if (!connection) {
+    connection = new Connection(key, file, options.fsync === true);
+    connections.set(key, connection);
+  }
+  connection.handles++;
+  return new SqliteDatabase(name, connection);
+}
+
+/** Closes every SQLite database of this process (tests, shutdown). */
+export async function closeAllSqliteDatabases(): Promise<void> {
+  for (const connection of connections.values()) connection.close();
+  connections.clear();
+}
+
+class SqliteDatabase implements Database {
+  private closed = false;
+  private readonly collections = new Map<string, SqliteCollection<Doc>>();
+
+  constructor(
+    readonly name: string,
+    private readonly connection: Connection,
+  ) {}
+
+  /** The live connection; UNAVAILABLE once this handle or the connection is closed. */
+  live(): Connection {
+    if (this.closed || this.connection.closed) throw new StorageError("UNAVAILABLE", `database ${this.name} is closed`);
+    return this.connection;
+  }
+
+  collection<T extends Doc>(name: string): Collection<T> {
+    let c = this.collections.get(name);
+    if (!c) {
+      c = new SqliteCollection<Doc>(checkName(name, "collection"), () => this.live());
+      this.collections.set(name, c);
+    }
+    return c as unknown as Collection<T>;
+  }
+
+  async ping(): Promise<void> {
+    try {
+      this.live().statement("SELECT 1").get();
+    } catch (err) {
+      throw asStorageError(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (--this.connection.handles <= 0) {
+      this.connection.close();
+      if (connections.get(this.connection.key) === this.connection) connections.delete(this.connection.key);
+    }
+  }
+
+  async drop(): Promise<void> {
+    this.live().dropAll();
+  }
+}
