@@ -2,7 +2,7 @@
  * Token primitives: HS256 access tokens (jose), opaque refresh tokens and their hashes, and the
  * AES-256-GCM sealing of the pair a rotation answered (kept only for the reuse grace).
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from "node:crypto";
 import { SignJWT, jwtVerify } from "jose";
 import { isUuid } from "../../shared/ids";
 import type { AuthKey, KeyRing } from "./keys";
@@ -18,10 +18,14 @@ export interface AccessClaims {
   session_id: string;
 }
 
-/** A signed access token for a session, valid until `expiresAt` (unix seconds). */
+/**
+ * A signed access token for a session, valid until `expiresAt` (unix seconds). Each carries its own
+ * `jti` (RFC 9068), so two tokens issued in the same second for one session still differ.
+ */
 export function signAccessToken(keys: KeyRing, claims: AccessClaims, issuedAt: number, expiresAt: number): Promise<string> {
   return new SignJWT({ sid: claims.session_id })
     .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: keys.current.kid })
+    .setJti(randomUUID())
     .setSubject(claims.profile_id)
     .setAudience(audienceOf(claims.store_id))
     .setIssuer(ISSUER)

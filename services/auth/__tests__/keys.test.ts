@@ -76,6 +76,15 @@ describe("access tokens", () => {
     await expect(verifyAccessToken(ring, await signAccessToken(impostor, claims, 1000, 1900), claims.store_id, 1500)).resolves.toBeNull();
   });
 
+  it("are unique: two tokens for one session in the same second differ by their jti", async () => {
+    const ring = await loadKeyRing({ NODE_ENV: "test", JWT_SECRET: "a" }, quiet);
+    const tokens = await Promise.all([1, 2, 3].map(() => signAccessToken(ring, claims, 1000, 1900)));
+    expect(new Set(tokens).size).toBe(3);
+    const jtis = tokens.map((token) => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).jti as string);
+    expect(new Set(jtis).size).toBe(3);
+    for (const jti of jtis) expect(jti).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   it("refuses alg none", async () => {
     const ring = await loadKeyRing({ NODE_ENV: "test", JWT_SECRET: "a" }, quiet);
     const part = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");

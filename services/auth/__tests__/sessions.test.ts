@@ -111,6 +111,13 @@ describe("auth.refreshSession", () => {
     expect(again.id).toBe(token.id);
   });
 
+  it("answers a different access token on a refresh in the same second (each has its own jti)", async () => {
+    const { token, storeId } = await newSession();
+    const next = await call<AuthToken>("refreshSession", { store_id: storeId, refresh_token: token.refresh_token });
+    expect(next.expires_at).toBe(token.expires_at);
+    expect(next.access_token).not.toBe(token.access_token);
+  });
+
   it("answers the same new pair to concurrent refreshes with one token (tabs)", async () => {
     const { token, storeId } = await newSession();
     const pairs = await Promise.all([1, 2, 3].map(() => call<AuthToken>("refreshSession", { store_id: storeId, refresh_token: token.refresh_token })));
