@@ -114,7 +114,7 @@ describe("auth.refreshSession", () => {
   it("answers a different access token on a refresh in the same second (each has its own jti)", async () => {
     const { token, storeId } = await newSession();
     const next = await call<AuthToken>("refreshSession", { store_id: storeId, refresh_token: token.refresh_token });
-    expect(next.expires_at).toBe(token.expires_at);
+    expect(next.access_expires_at).toBe(token.access_expires_at);
     expect(next.access_token).not.toBe(token.access_token);
   });
 

@@ -144,6 +144,32 @@ export function describeStorageContract(label: string, makeDatabase: () => Promi
         expect((await c.find({ store_id: "s" }, { limit: 5000 })).length).toBe(1000);
       });
 
+      it("answers ranges and anchored prefixes on an indexed (array) field by MongoDB's rules, types bracketed", async () => {
+        const c = fresh();
+        await c.createIndexes([{ name: "store_tags", keys: { store_id: 1, tags: 1 } }, { name: "store_rank", keys: { store_id: 1, rank: 1 } }]);
+        const docs: Person[] = [
+          { _id: "p1", store_id: "s", tags: ["mary.jane@x.com", "jane@x.com", "x.com", "com"], rank: 1 },
+          { _id: "p2", store_id: "s", tags: ["janet@y.org", "y.org", "org"], rank: 2 },
+          { _id: "p3", store_id: "s", tags: ["Jane@z.io"], rank: 3 },
+          { _id: "p4", store_id: "s", tags: ["ja"], rank: "3" as unknown as number },
+          { _id: "p5", store_id: "t", tags: ["jane@x.com"], rank: 2 },
+          { _id: "p6", store_id: "s", tags: ["j\u{10FFFF}", "jb"], rank: 10 },
+        ];
+        for (const doc of docs) await c.insertOne(doc);
+        const ids = async (filter: Filter) => (await c.find(filter, { sort: { _id: 1 } })).map((d) => d._id);
+        expect(await ids({ store_id: "s", tags: { $regex: `^${escapeRegex("jane")}` } })).toEqual(["p1", "p2"]);
+        expect(await ids({ store_id: "s", tags: { $regex: `^${escapeRegex("ja")}` } })).toEqual(["p1", "p2", "p4"]);
+        expect(await ids({ store_id: "s", tags: { $regex: `^${escapeRegex("jane@x.")}` } })).toEqual(["p1"]);
+        expect(await ids({ store_id: "s", tags: { $regex: `^${escapeRegex("jane")}`, $options: "i" } })).toEqual(["p1", "p2", "p3"]);
+        expect(await ids({ store_id: "s", tags: { $regex: "^ja(ne|zz)" } })).toEqual(["p1", "p2"]);
+        expect(await ids({ store_id: "s", tags: { $regex: "^jx?a" } })).toEqual(["p1", "p2", "p4"]);
+        expect(await ids({ store_id: "s", tags: { $regex: "^x|org" } })).toEqual(["p1", "p2"]);
+        expect(await ids({ store_id: "s", rank: { $gt: 1, $lte: 3 } })).toEqual(["p2", "p3"]);
+        expect(await ids({ store_id: "s", rank: { $gte: "3" } })).toEqual(["p4"]);
+        expect(await ids({ store_id: "s", rank: { $lt: 100 } })).toEqual(["p1", "p2", "p3", "p6"]);
+        expect(await c.count({ store_id: "s", tags: { $gte: "x", $lt: "y" } })).toBe(1);
+      });
+
       it("rejects operators outside the port's subset and undefined values", async () => {
         const c = fresh();
         await c.insertOne({ _id: "p1", store_id: "s1" });

@@ -97,6 +97,14 @@ describe("sqlite adapter: index use", () => {
     expect(examined(c)).toBe(rare.length);
   });
 
+  it("reads only the index range of an anchored prefix or a comparison on the key after the equalities", async () => {
+    expect(await c.count({ store_id: "s0", tags: { $regex: "^ra" } })).toBe(60);
+    expect(examined(c)).toBe(60);
+    const window = await c.find({ store_id: "s1", created_at: { $gte: 100, $lt: 102 } });
+    expect(window.map((d) => d._id).sort()).toEqual(["p001001", "p001003", "p001005", "p001007", "p001009", "p001011", "p001013", "p001015", "p001017", "p001019"]);
+    expect(examined(c)).toBe(10);
+  });
+
   it("counts and updates through an index, and keeps the index right after the update", async () => {
     expect(await c.count({ store_id: "s0", tags: "vip" })).toBe(60);
     expect(examined(c)).toBe(60);

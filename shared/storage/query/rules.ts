@@ -248,3 +248,75 @@ export function filterFields(filter: Filter, out = new Set<string>()): Set<strin
   }
   return out;
 }
+
+/** Bounds on one field's values that every match must fall within, of one type (MongoDB's type bracketing). */
+export interface RangeBounds {
+  lower?: { value: unknown; inclusive: boolean };
+  upper?: { value: unknown; inclusive: boolean };
+}
+
+const REGEX_SPECIAL = new Set([".", "*", "+", "?", "^", "$", "{", "}", "(", ")", "|", "[", "]"]);
+
+/**
+ * The literal text every match of an anchored `$regex` starts with (`^abc` -> "abc"); "" when the
+ * pattern is not anchored or case-insensitive / multiline (then it bounds nothing).
+ */
+export function regexPrefix(pattern: string, options = ""): string {
+  if (!pattern.startsWith("^") || /[im]/.test(options)) return "";
+  let prefix = "";
+  for (let i = 1; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") {
+      const next = pattern[i + 1];
+      if (next === undefined || /[A-Za-z0-9]/.test(next)) break; // \d, \w, \b ...: a class, not a literal
+      prefix += next;
+      i++;
+    } else if (c === "*" || c === "?" || c === "{") {
+      return prefix.slice(0, -1); // the last literal is optional
+    } else if (REGEX_SPECIAL.has(c)) break;
+    else prefix += c;
+  }
+  return pattern.includes("|") ? "" : prefix; // an alternation may match elsewhere
+}
+
+/** The smallest string greater than every string that starts with `prefix` (by code point). */
+function prefixEnd(prefix: string): string {
+  const points = [...prefix];
+  const last = points.pop()!.codePointAt(0)!;
+  return points.join("") + String.fromCodePoint(last + 1 > 0x10ffff ? last : last + 1);
+}
+
+/**
+ * The range the filter's comparisons and anchored regexes put `field` in (top level and `$and`), when
+ * its bounds are of one type; undefined when there is none.
+ */
+export function rangeBounds(filter: Filter, field: string): RangeBounds | undefined {
+  const bounds: RangeBounds = {};
+  const tighten = (side: "lower" | "upper", value: unknown, inclusive: boolean) => {
+    const cur = bounds[side];
+    if (!cur) bounds[side] = { value, inclusive };
+    else if (typeof cur.value === typeof value && (side === "lower" ? (value as number) > (cur.value as number) : (value as number) < (cur.value as number))) bounds[side] = { value, inclusive };
+  };
+  const visit = (f: Filter) => {
+    for (const [key, value] of Object.entries(f)) {
+      if (key === "$and") for (const sub of value as Filter[]) visit(sub);
+      if (key !== field || !isOperatorObject(value)) continue;
+      for (const [op, operand] of Object.entries(value)) {
+        if (!isHashable(operand) || operand === null) continue;
+        if (op === "$gt" || op === "$gte") tighten("lower", operand, op === "$gte");
+        if (op === "$lt" || op === "$lte") tighten("upper", operand, op === "$lte");
+      }
+      if (typeof value.$regex === "string") {
+        const prefix = regexPrefix(value.$regex, typeof value.$options === "string" ? value.$options : "");
+        if (prefix) {
+          tighten("lower", prefix, true);
+          tighten("upper", prefixEnd(prefix), false);
+        }
+      }
+    }
+  };
+  visit(filter);
+  if (!bounds.lower && !bounds.upper) return undefined;
+  const types = [bounds.lower, bounds.upper].filter(Boolean).map((b) => (b!.value instanceof Date ? "date" : typeof b!.value));
+  return types.every((t) => t === types[0]) ? bounds : undefined;
+}

@@ -17,7 +17,7 @@ import type { BulkItemResult, BulkOp, Collection, Doc, Filter, FindOneAndUpdateO
 import { StorageError } from "../port";
 import { uuidv7 } from "../../ids";
 import { afterKeyset, compileFilter, sortComparator, type Matcher } from "../query/matcher";
-import { equalityValues, filterFields, invalidQuery, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
+import { equalityValues, filterFields, invalidQuery, normalizeUpdate, rangeBounds, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
 import { applyUpdate } from "../query/update";
 import { isPlainObject, setPath } from "../query/values";
 import { decodeDoc, encodeDoc } from "./codec";
@@ -53,8 +53,18 @@ interface CollectionState {
 type Source =
   | { kind: "ids"; ids: string[] }
   | { kind: "table" }
-  /** Rows of an index whose leading key columns equal one of `prefixes` (flattened t, v pairs). */
-  | { kind: "index"; index: IndexState; prefixes: KeyColumn[][] };
+  /**
+   * Rows of an index whose leading key columns equal one of `prefixes` (flattened t, v pairs), and
+   * whose next key lies in `range` when there is one.
+   */
+  | { kind: "index"; index: IndexState; prefixes: KeyColumn[][]; range?: KeyRange };
+
+/** A range of the key column after a prefix, within one type rank. */
+interface KeyRange {
+  rank: number;
+  lower?: { v: KeyColumn; inclusive: boolean };
+  upper?: { v: KeyColumn; inclusive: boolean };
+}
 
 interface Plan {
   source: Source;
@@ -295,34 +305,71 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     return prefixes[0].length === 0 ? null : prefixes;
   }
 
-  /** How many index rows start with `prefixes`, counted up to `cap` (so estimating stays cheap). */
-  private rangeSize(conn: Connection, index: IndexState, prefixes: KeyColumn[][], cap: number): number {
-    const p = prefixes[0].length / 2;
-    const where = Array.from({ length: p }, (_, i) => `${t(i)} = ? AND ${v(i)} = ?`).join(" AND ");
-    const count = conn.statement(`SELECT count(*) AS n FROM (SELECT 1 FROM ${index.table} WHERE ${where} LIMIT ?)`);
+  /** The filter's range on the key after the prefix of `p` fields, in key columns. */
+  private keyRange(index: IndexState, p: number, filter: Filter): KeyRange | undefined {
+    const field = index.keys.fields[p];
+    const bounds = field === undefined ? undefined : rangeBounds(filter, field);
+    if (!bounds) return undefined;
+    const lower = bounds.lower && keyOf(bounds.lower.value);
+    const upper = bounds.upper && keyOf(bounds.upper.value);
+    const rank = (lower ?? upper)![0];
+    return {
+      rank,
+      ...(lower ? { lower: { v: lower[1], inclusive: bounds.lower!.inclusive } } : {}),
+      ...(upper ? { upper: { v: upper[1], inclusive: bounds.upper!.inclusive } } : {}),
+    };
+  }
+
+  /** The WHERE of an index source (`alias` before each column) and what follows its prefix's values. */
+  private where(source: Source & { kind: "index" }, alias: string): { sql: string; rangeParams: KeyColumn[] } {
+    const p = source.prefixes[0].length / 2;
+    const parts = Array.from({ length: p }, (_, i) => `${alias}${t(i)} = ? AND ${alias}${v(i)} = ?`);
+    const rangeParams: KeyColumn[] = [];
+    const range = source.range;
+    if (range) {
+      parts.push(`${alias}${t(p)} = ?`);
+      rangeParams.push(range.rank);
+      if (range.lower) {
+        parts.push(`${alias}${v(p)} ${range.lower.inclusive ? ">=" : ">"} ?`);
+        rangeParams.push(range.lower.v);
+      }
+      if (range.upper) {
+        parts.push(`${alias}${v(p)} ${range.upper.inclusive ? "<=" : "<"} ?`);
+        rangeParams.push(range.upper.v);
+      }
+    }
+    return { sql: parts.join(" AND "), rangeParams };
+  }
+
+  /** How many index rows a source selects, counted up to `cap` (so estimating stays cheap). */
+  private rangeSize(conn: Connection, source: Source & { kind: "index" }, cap: number): number {
+    const { sql, rangeParams } = this.where(source, "");
+    const count = conn.statement(`SELECT count(*) AS n FROM (SELECT 1 FROM ${source.index.table} WHERE ${sql} LIMIT ?)`);
     let total = 0;
-    for (const prefix of prefixes) {
-      total += (count.get(...prefix, cap - total + 1) as { n: number }).n;
+    for (const prefix of source.prefixes) {
+      total += (count.get(...prefix, ...rangeParams, cap - total + 1) as { n: number }).n;
       if (total > cap) break;
     }
     return total;
   }
 
-  /** The smallest index range the filter's equalities select, with its (capped) size. */
-  private smallestRange(conn: Connection, state: CollectionState, eq: Map<string, unknown[]>): { source: Source; size: number } | undefined {
-    let best: { source: Source & { kind: "index" }; size: number } | undefined;
+  /** The smallest index range the filter's equalities (and a range after them) select, with its (capped) size. */
+  private smallestRange(conn: Connection, state: CollectionState, filter: Filter, eq: Map<string, unknown[]>): { source: Source & { kind: "index" }; size: number } | undefined {
+    let best: { source: Source & { kind: "index" }; size: number; width: number } | undefined;
     for (const index of state.indexes.values()) {
       if (!this.partialCovered(index, eq)) continue;
-      const prefixes = this.prefixesOf(index, eq, false);
-      if (!prefixes) continue;
-      const fixesAll = prefixes[0].length === 2 * index.keys.fields.length;
+      const prefixes = this.prefixesOf(index, eq, false) ?? [[]];
+      const p = prefixes[0].length / 2;
+      const range = this.keyRange(index, p, filter);
+      if (p === 0 && !range) continue;
+      const source: Source & { kind: "index" } = { kind: "index", index, prefixes, ...(range ? { range } : {}) };
+      const width = 2 * p + (range ? 1 : 0);
+      const fixesAll = p === index.keys.fields.length;
       const cap = best ? Math.min(best.size, SMALL_RANGE + 1) : SMALL_RANGE + 1;
-      const size = index.unique && fixesAll && !index.multikey ? prefixes.length : this.rangeSize(conn, index, prefixes, cap);
-      if (!best || size < best.size || (size === best.size && prefixes[0].length > best.source.prefixes[0].length)) {
-        best = { source: { kind: "index", index, prefixes }, size };
-      }
+      const size = index.unique && fixesAll && !index.multikey ? prefixes.length : this.rangeSize(conn, source, cap);
+      if (!best || size < best.size || (size === best.size && width > best.width)) best = { source, size, width };
     }
-    return best;
+    return best && { source: best.source, size: best.size };
   }
 
   /**
@@ -351,7 +398,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const eq = equalityValues(filter);
     const ids = eq.get("_id");
     if (ids) return { source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))] }, sorted: false };
-    const range = this.smallestRange(conn, state, eq);
+    const range = this.smallestRange(conn, state, filter, eq);
     if (sort) {
       if (range && range.size <= SMALL_RANGE) return { source: range.source, sorted: false };
       const sorted = this.sortedSource(state, eq, sort);
@@ -394,13 +441,12 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       return;
     }
     const { index, prefixes } = source;
-    const p = prefixes[0].length / 2;
     const order = this.orderOf(source);
-    const fixed = Array.from({ length: p }, (_, i) => `k.${t(i)} = ? AND k.${v(i)} = ?`).join(" AND ");
+    const { sql: fixed, rangeParams } = this.where(source, "k.");
     const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
     const seen = prefixes.length > 1 || index.multikey ? new Set<string>() : null;
     for (const prefix of prefixes) {
-      for (const row of this.walk(conn, select, fixed, prefix, order, direction, prefixes.length === 1 ? start : undefined, "k.")) {
+      for (const row of this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, prefixes.length === 1 ? start : undefined, "k.")) {
         if (seen) {
           if (seen.has(row.id)) continue;
           seen.add(row.id);
@@ -411,7 +457,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   /** Keyset walk: `select` WHERE `fixed` AND (order columns) > start, ORDER BY the order columns, CHUNK at a time. */
-  private *walk(conn: Connection, select: string, fixed: string, prefix: KeyColumn[], order: string[], direction: SortDirection, start: KeyColumn[] | undefined, alias = ""): Generator<Row> {
+  private *walk(conn: Connection, select: string, fixed: string, params: KeyColumn[], order: string[], direction: SortDirection, start: KeyColumn[] | undefined, alias = ""): Generator<Row> {
     const dir = direction === 1 ? "ASC" : "DESC";
     const cmp = direction === 1 ? ">" : "<";
     const orderBy = order.map((c) => `${alias}${c} ${dir}`).join(", ");
@@ -421,7 +467,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const next = conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ?`);
     let cursor = start;
     for (;;) {
-      const rows = (cursor ? next.all(...prefix, ...cursor, CHUNK) : first.all(...prefix, CHUNK)) as Row[];
+      const rows = (cursor ? next.all(...params, ...cursor, CHUNK) : first.all(...params, CHUNK)) as Row[];
       for (const row of rows) yield row;
       if (rows.length < CHUNK) return;
       const last = rows[rows.length - 1];
@@ -536,8 +582,8 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     if (ids) return [{ kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() }];
     const byId = this.sortedSource(state, eq, [["_id", 1]]);
     if (byId && byId.kind === "index") return [byId];
-    const range = this.smallestRange(conn, state, eq)?.source;
-    if (range?.kind === "index") return range.prefixes.map((prefix) => ({ kind: "index", index: range.index, prefixes: [prefix] }));
+    const range = this.smallestRange(conn, state, filter, eq)?.source;
+    if (range) return range.prefixes.map((prefix) => ({ ...range, prefixes: [prefix] }));
     return [{ kind: "table" }];
   }
 
