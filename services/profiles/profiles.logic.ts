@@ -13,7 +13,7 @@ import { ProfileErrors } from "./profiles.errors";
 import { toOrderLink, toProfile } from "./profiles.mapper";
 import { mergeProfiles } from "./profiles.merge";
 import type { ProfilesDeps } from "./profiles.ports";
-import { profileSort, searchProfiles, type ProfileSearch } from "./profiles.search";
+import { emailFields, profileSort, searchProfiles, type ProfileSearch } from "./profiles.search";
 import { PROFILE_EMAIL_INDEX, type ProfileDoc } from "./profiles.store";
 import { normalizeTaxonomies, searchValuesOf } from "./profiles.taxonomies";
 
@@ -27,14 +27,11 @@ type ProfileSession = Extract<AuthPrincipal, { kind: "profile" }>;
 // ---------------------------------------------------------------- lookups
 
 export function newProfileDoc(storeId: string, email: string | null, now: number, taxonomies: TaxonomyEntryInput[] = []): ProfileDoc {
-  const lower = email === null ? null : normalizeEmail(email);
   const entries = normalizeTaxonomies(taxonomies);
   return {
     _id: uuidv7(),
     store_id: storeId,
-    email: email === null ? null : email.trim(),
-    email_lower: lower,
-    email_sort: lower ?? "",
+    ...emailFields(email),
     verified: false,
     status: "active",
     taxonomies: entries,
@@ -186,8 +183,7 @@ export async function updateProfile(
   const set: Partial<ProfileDoc> = { updated_at: deps.now() };
   const emailChanges = p.email !== undefined && normalizeEmail(p.email) !== current.email_lower;
   if (p.email !== undefined) {
-    const lower = normalizeEmail(p.email);
-    Object.assign(set, { email: p.email.trim(), email_lower: lower, email_sort: lower });
+    Object.assign(set, emailFields(p.email));
     if (emailChanges) set.verified = false; // nobody has proved control of a new address
   }
   if (emailChanges && p.email !== undefined) {
@@ -313,11 +309,10 @@ export async function connect(deps: ProfilesDeps, p: { store_id: string; email: 
 /** Gives the guest the e-mail; null (the guest unchanged) when another profile has it. */
 async function attachEmailToGuest(deps: ProfilesDeps, guest: ProfileDoc, email: string): Promise<ProfileDoc | null> {
   if (await findByEmail(deps, guest.store_id, email)) return null;
-  const lower = normalizeEmail(email);
   try {
     const updated = await deps.store.profiles.findOneAndUpdate(
       { _id: guest._id, store_id: guest.store_id, email_lower: null, merge_lock: { $exists: false } },
-      { $set: { email: email.trim(), email_lower: lower, email_sort: lower, verified: false, updated_at: deps.now() } },
+      { $set: { ...emailFields(email), verified: false, updated_at: deps.now() } },
     );
     if (updated) return updated;
     const now = await findProfile(deps, guest.store_id, guest._id);

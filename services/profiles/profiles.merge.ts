@@ -14,6 +14,7 @@ import { uuidv7 } from "../../shared/ids";
 import { isDuplicateKey } from "../../shared/storage/port";
 import { ProfileErrors } from "./profiles.errors";
 import type { ProfilesDeps } from "./profiles.ports";
+import { emailFields } from "./profiles.search";
 import type { MergeDoc, MergePlan, ProfileDoc } from "./profiles.store";
 import { searchValuesOf, sumPromoUsage, uniteTaxonomies } from "./profiles.taxonomies";
 
@@ -39,6 +40,7 @@ export function planMerge(target: ProfileDoc, source: ProfileDoc): MergePlan {
     email: takesEmail ? source.email : target.email,
     email_lower: takesEmail ? source.email_lower : target.email_lower,
     email_sort: takesEmail ? source.email_sort : target.email_sort,
+    email_words: takesEmail ? source.email_words : target.email_words,
     verified: takesEmail ? source.verified : target.verified,
     taxonomies,
     promo_usage: sumPromoUsage(target.promo_usage, source.promo_usage),
@@ -144,7 +146,7 @@ function runStep(deps: ProfilesDeps, journal: MergeDoc, step: Step): Promise<unk
   const moveOrders = () => orderLinks.updateMany({ store_id, profile_id: source_id }, { $set: { profile_id: target_id } });
   switch (step) {
     case "source_email_released": // first, so the target can take the e-mail under the unique index
-      return profiles.updateOne({ _id: source_id, store_id, merge_lock: journal._id }, { $set: { email: null, email_lower: null, email_sort: "" } });
+      return profiles.updateOne({ _id: source_id, store_id, merge_lock: journal._id }, { $set: emailFields(null) });
     case "target_updated":
       return applyPlan(deps, journal, journal.plan!);
     case "orders_moved":
@@ -168,7 +170,7 @@ function runStep(deps: ProfilesDeps, journal: MergeDoc, step: Step): Promise<unk
 /** Writes the plan on the target once (marked by `merge_applied`), only while this merge holds it. */
 async function applyPlan(deps: ProfilesDeps, journal: MergeDoc, plan: MergePlan): Promise<void> {
   const filter = { _id: journal.target_id, store_id: journal.store_id, merge_lock: journal._id, merge_applied: { $ne: journal._id } };
-  const { email, email_lower, email_sort, verified, ...rest } = plan;
+  const { email, email_lower, email_sort, email_words, verified, ...rest } = plan;
   const own = { ...rest, merge_applied: journal._id, updated_at: deps.now() };
   // The target takes the source's e-mail (and its verification) only when it had none; otherwise its own
   // e-mail fields are left alone, so a verification that lands during the merge is not undone.
@@ -178,7 +180,7 @@ async function applyPlan(deps: ProfilesDeps, journal: MergeDoc, plan: MergePlan)
     return;
   }
   try {
-    await deps.store.profiles.updateOne(filter, { $set: { ...own, email, email_lower, email_sort, verified } });
+    await deps.store.profiles.updateOne(filter, { $set: { ...own, email, email_lower, email_sort, email_words, verified } });
   } catch (err) {
     if (!isDuplicateKey(err)) throw err;
     // Another profile took the source's e-mail after it was released: the target keeps its own.

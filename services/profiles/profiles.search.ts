@@ -3,12 +3,18 @@
  * in an operator ($eq, $in, $regex from escapeRegex), so input is always data: an operator-looking value
  * cannot change the query and no input can become a regex bomb.
  *
+ * What `query` finds: the profile with that id; profiles whose e-mail, or the part of it from any word
+ * on, starts with the text (words split at `. - _ + @`: "jane" finds mary.jane@x.com, "gmail" finds
+ * every @gmail.com); and profiles holding it as an indexed taxonomy value. The e-mail part is served by
+ * `email_words`, a multikey index of those e-mail suffixes, read as a prefix range.
+ *
  * Staying fast at scale: a plain listing walks the { store_id, <sort field> } index from the cursor. A
  * selective search (a text query, or a taxonomy condition on an exact value) first collects the matching
- * ids through indexes (the e-mail order, the search_values index), and when that set is small pages it in
- * memory; only an unselective search (many matches, so a page fills quickly) walks the sort index.
+ * ids through indexes (email_words, search_values), and when that set is small pages it in memory; only
+ * an unselective search (many matches, so a page fills quickly) walks the sort index.
  */
 import { isUuid } from "../../shared/ids";
+import { normalizeEmail } from "../../shared/contracts/common";
 import { escapeRegex, type Collection, type Filter, type Page, type SortDirection } from "../../shared/storage/port";
 import type { ProfileStatus, TaxonomyCondition, TaxonomyQuery } from "../../shared/contracts/profiles";
 import type { ProfileDoc } from "./profiles.store";
@@ -54,11 +60,37 @@ export function profileFilter(storeId: string, search: ProfileSearch): Filter {
   return filter;
 }
 
-/** A UUID matches the id; anything else an e-mail prefix or an exact indexed taxonomy value. */
+/** Where `emailWordsOf` splits an e-mail into words. */
+const WORD_SEPARATORS = /[.\-_+@]/;
+/** At most this many suffixes are indexed per e-mail (a hostile "a.a.a.a..." would give one per character). */
+const MAX_EMAIL_WORDS = 32;
+
+/**
+ * The lowercased e-mail and each part of it that starts at a word: "mary.jane@x.com" gives
+ * ["mary.jane@x.com", "jane@x.com", "x.com", "com"]. A prefix of any of them is a search hit.
+ */
+export function emailWordsOf(lower: string | null): string[] {
+  if (!lower) return [];
+  const words = new Set([lower]);
+  for (let i = 1; i < lower.length && words.size < MAX_EMAIL_WORDS; i++) {
+    if (WORD_SEPARATORS.test(lower[i - 1]) && !WORD_SEPARATORS.test(lower[i])) words.add(lower.slice(i));
+  }
+  return [...words];
+}
+
+/** The stored e-mail fields of a profile: as given, lowercased (unique per store), its sort key and search words. */
+export function emailFields(email: string | null): Pick<ProfileDoc, "email" | "email_lower" | "email_sort" | "email_words"> {
+  const lower = email === null ? null : normalizeEmail(email);
+  return { email: email === null ? null : email.trim(), email_lower: lower, email_sort: lower ?? "", email_words: emailWordsOf(lower) };
+}
+
+const emailWordsMatch = (lower: string): Filter => ({ email_words: { $regex: `^${escapeRegex(lower)}` } });
+
+/** A UUID matches the id; anything else a prefix of the e-mail from a word on, or an exact indexed taxonomy value. */
 function textFilter(text: string): Filter {
   const lower = text.toLowerCase();
   if (isUuid(lower)) return { _id: lower };
-  return { $or: [{ email_lower: { $regex: `^${escapeRegex(lower)}` } }, { search_values: { $eq: lower } }] };
+  return { $or: [emailWordsMatch(lower), { search_values: { $eq: lower } }] };
 }
 
 function valueMatch(c: TaxonomyCondition): Filter {
@@ -129,34 +161,23 @@ async function candidateIds(profiles: Collection<ProfileDoc>, storeId: string, s
   return new Set([...sets[0]].filter((id) => sets.every((s) => s.has(id))));
 }
 
-/** Profiles whose e-mail starts with `text` or that hold `text` as an indexed taxonomy value. */
+/** Profiles whose e-mail words start with `text` or that hold `text` as an indexed taxonomy value. */
 async function textCandidates(profiles: Collection<ProfileDoc>, storeId: string, text: string): Promise<Set<string> | null> {
   const byValue = await valueCandidates(profiles, storeId, [text]);
   if (!byValue) return null;
-  const byEmail = await emailPrefixCandidates(profiles, storeId, text);
+  const byEmail = await indexedCandidates(profiles, { store_id: storeId, ...emailWordsMatch(text) });
   if (!byEmail) return null;
   for (const id of byEmail) byValue.add(id);
   return byValue.size > MAX_CANDIDATES ? null : byValue;
 }
 
-/** Walks the e-mail order from the prefix (matches are contiguous there): a short walk first, a longer one if needed. */
-async function emailPrefixCandidates(profiles: Collection<ProfileDoc>, storeId: string, prefix: string): Promise<string[] | null> {
-  for (const limit of [32, MAX_CANDIDATES + 1]) {
-    const page = await profiles.findPage({
-      filter: { store_id: storeId },
-      sort: { field: "email_sort", direction: 1 },
-      limit,
-      after: { value: prefix, id: "" },
-    });
-    const matches = page.items.filter((d) => d.email_sort.startsWith(prefix));
-    if (matches.length < page.items.length || !page.hasMore) return matches.map((d) => d._id);
-  }
-  return null;
+function valueCandidates(profiles: Collection<ProfileDoc>, storeId: string, values: string[]): Promise<Set<string> | null> {
+  return indexedCandidates(profiles, { store_id: storeId, search_values: values.length === 1 ? values[0] : { $in: values } });
 }
 
-async function valueCandidates(profiles: Collection<ProfileDoc>, storeId: string, values: string[]): Promise<Set<string> | null> {
-  const match = values.length === 1 ? values[0] : { $in: values };
-  const docs = await profiles.find({ store_id: storeId, search_values: match }, { limit: MAX_CANDIDATES + 1 });
+/** The ids matching an index-served filter, or null when there are more than MAX_CANDIDATES. */
+async function indexedCandidates(profiles: Collection<ProfileDoc>, filter: Filter): Promise<Set<string> | null> {
+  const docs = await profiles.find(filter, { limit: MAX_CANDIDATES + 1 });
   return docs.length > MAX_CANDIDATES ? null : new Set(docs.map((d) => d._id));
 }
 

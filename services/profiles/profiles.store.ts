@@ -16,6 +16,8 @@ export interface ProfileDoc extends Doc {
   email_lower: string | null;
   /** email_lower or "" - the sort key of email-sorted pages (keyset comparisons need a non-null value). */
   email_sort: string;
+  /** email_lower and each part of it from a word on (see emailWordsOf): prefix-matched by `find`'s `query`. */
+  email_words: string[];
   verified: boolean;
   status: ProfileStatus;
   taxonomies: TaxonomyEntry[];
@@ -45,6 +47,7 @@ export interface MergePlan {
   email: string | null;
   email_lower: string | null;
   email_sort: string;
+  email_words: string[];
   verified: boolean;
   taxonomies: TaxonomyEntry[];
   promo_usage: PromoUsage[];
@@ -88,6 +91,7 @@ export class ProfilesStore {
       { name: "profiles_store_updated", keys: { store_id: 1, updated_at: 1 } },
       { name: "profiles_store_email_sort", keys: { store_id: 1, email_sort: 1 } },
       { name: "profiles_store_search", keys: { store_id: 1, search_values: 1 } },
+      { name: "profiles_store_email_words", keys: { store_id: 1, email_words: 1 } },
     ]);
     await this.orderLinks.createIndexes([
       { name: ORDER_LINK_INDEX, keys: { store_id: 1, order_id: 1 }, unique: true },

@@ -309,14 +309,18 @@ describe("profiles.find", () => {
     expect(times).toEqual([...times].sort((a, b) => b - a));
   });
 
-  it("matches a query against the id, an e-mail prefix or an exact taxonomy value", async () => {
+  it("matches a query against the id, a prefix of the e-mail from any word on, or an exact taxonomy value", async () => {
     const byId = await call<Page>("find", { store_id: store, query: ids[emails[7]].toUpperCase() });
     expect(byId.items.map((p) => p.email)).toEqual([emails[7]]);
     const byPrefix = await call<Page>("find", { store_id: store, query: "USER1", limit: 100 });
     expect(byPrefix.items.map((p) => p.email).sort()).toEqual(emails.filter((e) => e.startsWith("user1")));
     const byValue = await call<Page>("find", { store_id: store, query: "gold", limit: 100 });
     expect(byValue.items).toHaveLength(5);
-    const notInfix = await call<Page>("find", { store_id: store, query: "shop.test" });
+    const byDomain = await call<Page>("find", { store_id: store, query: "shop.test", limit: 100 });
+    expect(byDomain.items.map((p) => p.email).sort()).toEqual(emails.filter((e) => e.endsWith("@shop.test")).sort());
+    const byDomainWord = await call<Page>("find", { store_id: store, query: "Test", limit: 100 });
+    expect(byDomainWord.items).toHaveLength(byDomain.items.length + 1); // and zed@elsewhere.test
+    const notInfix = await call<Page>("find", { store_id: store, query: "hop.test" });
     expect(notInfix.items).toEqual([]);
   });
 

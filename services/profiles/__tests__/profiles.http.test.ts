@@ -102,6 +102,30 @@ describe("profile routes over HTTP and NATS", () => {
     expect(updated.body.status).toBe("archived");
   });
 
+  it("finds what people type: a prefix of the e-mail from any word on (through the email_words index)", async () => {
+    const searchStore = newStoreId();
+    const searchBase = `/v1/stores/${searchStore}/profiles`;
+    const emails = ["Mary.Jane@x.com", "bob_smith@gmail.com", "alice+news@gmail.com", "jane-doe@corp.example"];
+    const idOf = new Map<string, string>();
+    for (const email of emails) idOf.set(email, (await admin.post<Profile>(searchBase, { email })).body.id);
+    const search = async (query: string) => {
+      const res = await admin.get<{ items: Profile[] }>(searchBase, { query: { query, sort_field: "email", sort_direction: "asc" } });
+      expect(res.status).toBe(200);
+      return res.body.items.map((p) => p.email);
+    };
+    expect(await search("jane")).toEqual(["jane-doe@corp.example", "Mary.Jane@x.com"]);
+    expect(await search("GMAIL")).toEqual(["alice+news@gmail.com", "bob_smith@gmail.com"]);
+    expect(await search("smith@g")).toEqual(["bob_smith@gmail.com"]);
+    expect(await search("mary.ja")).toEqual(["Mary.Jane@x.com"]);
+    expect(await search("news")).toEqual(["alice+news@gmail.com"]);
+    expect(await search("ary")).toEqual([]);
+    expect(await search(idOf.get("bob_smith@gmail.com")!)).toEqual(["bob_smith@gmail.com"]);
+    // A changed e-mail is found by its new words only.
+    await admin.put(`${searchBase}/${idOf.get("Mary.Jane@x.com")}`, { email: "mj@newmail.org" });
+    expect(await search("jane")).toEqual(["jane-doe@corp.example"]);
+    expect(await search("newmail")).toEqual(["mj@newmail.org"]);
+  });
+
   it("takes taxonomy_query as one JSON array or as repeated keys of one JSON object each", async () => {
     const tagged = (await admin.post<Profile>(base, {
       email: "repeat@example.com",

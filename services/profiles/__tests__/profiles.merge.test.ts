@@ -327,7 +327,7 @@ describe("profiles.merge recovery", () => {
       updated_at: 1,
     };
     await env.service.store.merges.insertOne(journal);
-    await profiles.updateOne({ _id: ids.source }, { $set: { merge_lock: ids.journal, email: null, email_lower: null, email_sort: "" } });
+    await profiles.updateOne({ _id: ids.source }, { $set: { merge_lock: ids.journal, email: null, email_lower: null, email_sort: "", email_words: [] } });
     const targetSet = steps.includes("target_updated") ? { ...journal.plan, merge_lock: ids.journal } : { merge_lock: ids.journal };
     await profiles.updateOne({ _id: ids.target }, { $set: targetSet });
     return journal;

@@ -2,7 +2,7 @@
 import { ProfileActions, TaxonomiesInput } from "../../../shared/contracts/profiles";
 import { toProfile } from "../profiles.mapper";
 import { planMerge } from "../profiles.merge";
-import { profileFilter, profileSort } from "../profiles.search";
+import { emailFields, emailWordsOf, profileFilter, profileSort } from "../profiles.search";
 import type { ProfileDoc } from "../profiles.store";
 import { searchValuesOf, sumPromoUsage, uniteTaxonomies } from "../profiles.taxonomies";
 
@@ -15,6 +15,7 @@ function doc(overrides: Partial<ProfileDoc>): ProfileDoc {
     email: null,
     email_lower: null,
     email_sort: "",
+    email_words: [],
     verified: false,
     status: "active",
     taxonomies: [],
@@ -87,11 +88,11 @@ describe("profiles.find query building", () => {
     expect(profileFilter(STORE, { ...base, query: id })).toEqual({ store_id: STORE, $and: [{ _id: id.toLowerCase() }] });
   });
 
-  it("turns text into an anchored, escaped e-mail prefix or an exact taxonomy value", () => {
+  it("turns text into an anchored, escaped prefix of the e-mail words or an exact taxonomy value", () => {
     const filter = profileFilter(STORE, { ...base, query: "  (a+)+$.Com " });
     expect(filter).toEqual({
       store_id: STORE,
-      $and: [{ $or: [{ email_lower: { $regex: "^\\(a\\+\\)\\+\\$\\.com" } }, { search_values: { $eq: "(a+)+$.com" } }] }],
+      $and: [{ $or: [{ email_words: { $regex: "^\\(a\\+\\)\\+\\$\\.com" } }, { search_values: { $eq: "(a+)+$.com" } }] }],
     });
   });
 
@@ -156,10 +157,21 @@ describe("taxonomy rules", () => {
 describe("merge plan", () => {
   it("takes the source's e-mail and its verification only when the target has none", () => {
     const target = doc({ verified: false });
-    const source = doc({ _id: "s", email: "A@x.io", email_lower: "a@x.io", email_sort: "a@x.io", verified: true });
-    expect(planMerge(target, source)).toMatchObject({ email: "A@x.io", email_lower: "a@x.io", verified: true });
-    const owned = doc({ email: "t@x.io", email_lower: "t@x.io", email_sort: "t@x.io", verified: false });
-    expect(planMerge(owned, source)).toMatchObject({ email: "t@x.io", email_lower: "t@x.io", verified: false });
+    const source = doc({ _id: "s", ...emailFields("A@x.io"), verified: true });
+    expect(planMerge(target, source)).toMatchObject({ email: "A@x.io", email_lower: "a@x.io", email_words: ["a@x.io", "x.io", "io"], verified: true });
+    const owned = doc({ ...emailFields("t@x.io"), verified: false });
+    expect(planMerge(owned, source)).toMatchObject({ email: "t@x.io", email_lower: "t@x.io", email_words: ["t@x.io", "x.io", "io"], verified: false });
+  });
+});
+
+describe("e-mail search words", () => {
+  it("are the lowercased e-mail and its parts from each word on, words split at . - _ + @", () => {
+    expect(emailWordsOf("mary.jane@x.com")).toEqual(["mary.jane@x.com", "jane@x.com", "x.com", "com"]);
+    expect(emailWordsOf("a_b-c+tag@mail.gmail.com")).toEqual(["a_b-c+tag@mail.gmail.com", "b-c+tag@mail.gmail.com", "c+tag@mail.gmail.com", "tag@mail.gmail.com", "mail.gmail.com", "gmail.com", "com"]);
+    expect(emailWordsOf("x..y@z")).toEqual(["x..y@z", "y@z", "z"]);
+    expect(emailWordsOf(null)).toEqual([]);
+    expect(emailWordsOf(`${"a.".repeat(100)}b@x.io`)).toHaveLength(32);
+    expect(emailFields(" Mary.Jane@X.com ")).toEqual({ email: "Mary.Jane@X.com", email_lower: "mary.jane@x.com", email_sort: "mary.jane@x.com", email_words: emailWordsOf("mary.jane@x.com") });
   });
 });
 
