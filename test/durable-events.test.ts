@@ -2,6 +2,8 @@
  * Durable events over the real NATS JetStream (nats://127.0.0.1:4222): a producer broker and a consumer
  * broker with a small service built on durableChannel + storageMixin (embedded file store in a temp dir).
  * Each run uses its own subject prefix and Moleculer namespace and deletes its streams at the end.
+ * The consumer retries on a short schedule (EVENTS_RETRY_DELAYS below); test/durable-outage.test.ts runs
+ * a real outage.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -34,9 +36,12 @@ describe("durable events (NATS JetStream)", () => {
   let jsm: JetStreamManager;
   let producer: ServiceBroker;
 
-  /** What the consumer's handler did: applied order ids in order, and attempts per order id. */
+  /** Waits before each redelivery: 5 deliveries in all. */
+  const RETRY_DELAYS = [100, 200, 400, 800];
+  /** What the consumer's handler did: applied order ids in order, and attempts per order id (with times). */
   const applied: string[] = [];
   const attempts = new Map<string, number>();
+  const attemptTimes = new Map<string, number[]>();
   const failOnce = new Set(["o-flaky"]);
   const requestIds = new Map<string, string | null>();
 
@@ -49,6 +54,7 @@ describe("durable events (NATS JetStream)", () => {
         async handler(payload, ctx) {
           requestIds.set(payload.order_id, ctx.requestID);
           attempts.set(payload.order_id, (attempts.get(payload.order_id) ?? 0) + 1);
+          attemptTimes.set(payload.order_id, [...(attemptTimes.get(payload.order_id) ?? []), Date.now()]);
           if (payload.order_id === "o-poison") throw new Error("cannot apply this one, ever");
           if (payload.order_id === "o-unknown-profile") throw new UnprocessableEvent("profile unknown and no e-mail");
           if (failOnce.delete(payload.order_id)) throw new Error("transient failure");
@@ -66,6 +72,7 @@ describe("durable events (NATS JetStream)", () => {
       channelPrefix: prefix,
       storage: { dataDir },
       nodeID: uniqueName("consumer-"),
+      env: { EVENTS_RETRY_DELAYS: RETRY_DELAYS.map((ms) => `${ms}ms`).join(",") },
     });
 
   const consumerInfo = () => jsm.consumers.info(stream, "order-sink");
@@ -145,16 +152,25 @@ describe("durable events (NATS JetStream)", () => {
     }
   });
 
-  it("moves an event whose handler keeps failing to DEAD_LETTER after 5 deliveries", async () => {
+  it("redelivers an event whose handler keeps failing after each wait of the schedule, then moves it to DEAD_LETTER", async () => {
     const consumer = await startConsumer();
     try {
       await publishEvent(producer, "order.created", order("o-poison"));
       await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === 1, 10_000, "a dead letter");
       await waitFor(settled, 5_000, "the poison message to be acked");
-      expect(attempts.get("o-poison")).toBe(5);
+      expect(attempts.get("o-poison")).toBe(RETRY_DELAYS.length + 1);
+      // Each redelivery came no sooner than its wait (immediate naks came back within a few ms).
+      const times = attemptTimes.get("o-poison")!;
+      const gaps = times.slice(1).map((t, i) => t - times[i]);
+      gaps.forEach((gap, i) => expect(gap).toBeGreaterThanOrEqual(RETRY_DELAYS[i] - 10));
+      expect(times[times.length - 1] - times[0]).toBeLessThan(RETRY_DELAYS.reduce((a, b) => a + b) + 2_000);
       const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
       expect(letter.header.get("x-original-channel")).toBe(`${prefix}.order.created`);
       expect(letter.header.get("x-original-group")).toBe("order-sink");
+      expect(letter.header.get("x-error")).toBe("cannot apply this one, ever");
+      expect(letter.header.get("x-redelivered-count")).toBe(String(RETRY_DELAYS.length));
+      expect(letter.header.get("x-original-msg-id")).toBe(`order.created:${STORE}:o-poison`);
+      expect(Number(letter.header.get("x-original-seq"))).toBeGreaterThan(0);
       expect(letter.json()).toMatchObject({ order_id: "o-poison" });
       expect(applied).not.toContain("o-poison");
       const svc = consumer.getLocalService("order-sink") as Service & StorageMixinThis;
@@ -174,6 +190,8 @@ describe("durable events (NATS JetStream)", () => {
       expect(attempts.get("o-unknown-profile")).toBe(1); // no retries
       const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
       expect(letter.header.get("x-error")).toBe("unprocessable: profile unknown and no e-mail");
+      expect(letter.header.get("x-redelivered-count")).toBe("0");
+      expect(letter.header.get("x-original-msg-id")).toBe(`order.created:${STORE}:o-unknown-profile`);
       expect(letter.json()).toMatchObject({ order_id: "o-unknown-profile" });
       const svc = consumer.getLocalService("order-sink") as Service & StorageMixinThis;
       expect(await svc.db.collection(PROCESSED_EVENTS).findOne({ key: `${STORE}:o-unknown-profile` })).toBeNull();

@@ -2,8 +2,10 @@
  * The broker middleware behind durable events (@moleculer/channels 0.1.8), used by moleculer.config.ts.
  *
  * - A broker whose transporter is `nats://...` gets the JetStream adapter on the same server: manual ack
- *   after the handler succeeds, `maxRetries` redeliveries, then the message moves to the DEAD_LETTER
- *   channel. Without NATS it gets the in-process "Fake" adapter (`npm start`): no retries, not durable.
+ *   after the handler succeeds; a failed delivery is redelivered after the next wait of `retryDelays`
+ *   (EVENTS_RETRY_DELAYS, 1s,5s,30s,2m,10m), and once the last one failed too, the message moves to the
+ *   DEAD_LETTER channel (see nats-adapter.ts). Without NATS it gets the in-process "Fake" adapter
+ *   (`npm start`): no retries, not durable.
  * - Streams are created before anything can publish (see streams.ts), and the adapter connects in the
  *   broker's `starting` hook, so a service may publish from its own `started()` (channels 0.1.8 alone
  *   connects only after every service started; see NOTES.md).
@@ -13,7 +15,9 @@ import type { Middleware, Service, ServiceBroker } from "moleculer";
 import { Errors } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import { nanos } from "nats";
+import { config } from "../config";
 import type { Database } from "../storage/port";
+import { BackoffNatsAdapter } from "./nats-adapter";
 import { purgeProcessedEvents } from "./processed";
 import { DEAD_LETTER_CHANNEL, ensureStreams, streamSettings } from "./streams";
 
@@ -23,8 +27,14 @@ export interface ChannelsOptions {
   /** Subject (and stream name) prefix; "" (default) means the subject is the event name. */
   prefix?: string;
   /**
-   * Deliveries of a message whose handler keeps failing before it is dead-lettered (default 5; channels
-   * 0.1.8 counts the first delivery, and redeliveries are immediate, with no backoff).
+   * Milliseconds to wait before each redelivery of a message whose handler failed (default: the
+   * EVENTS_RETRY_DELAYS setting, 1s,5s,30s,2m,10m). A channel's `maxRetries` beyond the schedule waits
+   * its last step again.
+   */
+  retryDelays?: readonly number[];
+  /**
+   * Deliveries of a message whose handler keeps failing before it is dead-lettered (channels 0.1.8
+   * counts the first delivery); default: one more than `retryDelays` has steps.
    */
   maxRetries?: number;
   /** Messages one consumer instance handles at the same time per channel (default 10). */
@@ -76,7 +86,6 @@ const PURGE_INTERVAL_MS = 60 * 60 * 1000;
 export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
   const purgeTimers = new Map<Service, NodeJS.Timeout>();
   const prefix = options.prefix ?? "";
-  const maxRetries = options.maxRetries ?? 5;
   const maxInFlight = options.maxInFlight ?? 10;
   const states = new WeakMap<ServiceBroker, BrokerState>();
 
@@ -86,31 +95,32 @@ export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
     return state;
   };
 
-  const adapterConfig = (url: string | null) =>
-    url
-      ? {
-          type: "NATS",
-          options: {
-            prefix,
-            maxRetries,
-            maxInFlight,
-            deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
-            nats: {
-              // channels 0.1.8 reads the server list from `nats.url`, not from `url`.
-              url,
-              connectionOptions: { name: "crm-channels", maxReconnectAttempts: -1 },
-              streamConfig: streamSettings(options.replicas),
-              consumerOptions: {
-                config: {
-                  // Streams exist from start-up, so a new consumer group must see what came before it.
-                  deliver_policy: "all",
-                  ack_wait: nanos(30_000),
-                },
-              },
+  const adapterConfig = (url: string | null) => {
+    if (!url) return { type: "Fake", options: { prefix, maxRetries: 0, maxInFlight } };
+    const retryDelays = options.retryDelays ?? config().EVENTS_RETRY_DELAYS;
+    return new BackoffNatsAdapter(
+      {
+        prefix,
+        maxRetries: options.maxRetries ?? retryDelays.length + 1,
+        maxInFlight,
+        deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
+        nats: {
+          // channels 0.1.8 reads the server list from `nats.url`, not from `url`.
+          url,
+          connectionOptions: { name: "crm-channels", maxReconnectAttempts: -1 },
+          streamConfig: streamSettings(options.replicas),
+          consumerOptions: {
+            config: {
+              // Streams exist from start-up, so a new consumer group must see what came before it.
+              deliver_policy: "all",
+              ack_wait: nanos(30_000),
             },
           },
-        }
-      : { type: "Fake", options: { prefix, maxRetries: 0, maxInFlight } };
+        },
+      },
+      retryDelays,
+    );
+  };
 
   return {
     name: "DurableChannels",

@@ -12,6 +12,7 @@ import { isDuplicateKey, type Collection, type Database } from "../storage/port"
 import { issuesOf } from "../validation";
 import { nowSeconds } from "../ids";
 import { EVENT_MARK, type ChannelBroker } from "./channels";
+import { deadLetterHeaders, deadLetterMsgId, headerText } from "./nats-adapter";
 import { DEAD_LETTER_CHANNEL } from "./streams";
 import { PROCESSED_EVENTS, type ProcessedEvent } from "./processed";
 
@@ -138,9 +139,12 @@ export interface DurableChannelOptions<N extends DurableEventName, TThis> {
   group: string;
   /** The natural key of a payload (default: EVENT_KEYS[name]); the same key is applied once per group. */
   key?: EventKey<N>;
-  /** Applies the event. Throwing asks for a redelivery (up to maxRetries, then DEAD_LETTER). */
+  /**
+   * Applies the event. Throwing asks for a redelivery after the next wait of EVENTS_RETRY_DELAYS (up to
+   * maxRetries deliveries, then DEAD_LETTER).
+   */
   handler: (this: TThis, payload: DurableEventPayload<N>, ctx: Context) => unknown;
-  /** Deliveries in all before DEAD_LETTER (default: the middleware's, 5). */
+  /** Deliveries in all before DEAD_LETTER (default: the middleware's, one more than EVENTS_RETRY_DELAYS has steps). */
   maxRetries?: number;
   maxInFlight?: number;
 }
@@ -149,22 +153,22 @@ const summaryOf = (issues: Array<{ field: string; error: string }>) =>
   issues.map(({ field, error }) => `${field || "(payload)"}: ${error}`).join("; ");
 
 /**
- * Moves an event no retry can fix to the DEAD_LETTER channel, with the headers the channels adapter puts
- * on its own dead letters plus `x-error` (why), so an operator can find and replay it. The in-process
+ * Moves an event no retry can fix to the DEAD_LETTER channel, with the headers the adapter puts on its
+ * own dead letters (`x-error` says why; see nats-adapter.ts), so an operator can find and replay it
+ * (`npm run cli -- events dead-letters`). `raw` is the message the channel handler got. The in-process
  * adapter (no NATS) keeps no dead letters: there the log line is the record.
  */
-async function deadLetter(broker: ServiceBroker, name: DurableEventName, group: string, payload: unknown, reason: string): Promise<void> {
+async function deadLetter(broker: ServiceBroker, name: DurableEventName, group: string, payload: unknown, reason: string, raw: unknown): Promise<void> {
   // Reasons quote payload fields: no control characters into a log line or a NATS header.
-  const why = reason.replace(/[\u0000-\u001f\u007f]/g, " ").slice(0, 1000);
+  const why = headerText(reason);
   broker.logger.warn(`'${name}' event for group ${group} moved to ${DEAD_LETTER_CHANNEL}: ${why}`);
   const channels = broker as ServiceBroker & ChannelBroker;
   if (!channels.sendToChannel || !channels.channelAdapter) return;
+  const channel = channels.channelAdapter.addPrefixTopic(name);
+  const msgID = deadLetterMsgId(channel, group, raw);
   await channels.sendToChannel(DEAD_LETTER_CHANNEL, payload ?? null, {
-    headers: {
-      "x-original-channel": channels.channelAdapter.addPrefixTopic(name),
-      "x-original-group": group,
-      "x-error": why,
-    },
+    headers: deadLetterHeaders({ channel, group, error: why, message: raw }),
+    ...(msgID ? { msgID } : {}),
   });
 }
 
@@ -183,7 +187,7 @@ export function durableChannel<N extends DurableEventName, TThis extends Service
   const keyOf = options.key ?? (EVENT_KEYS[name] as EventKey<N>);
   const group = options.group;
 
-  async function handler(this: TThis & { db?: Database }, first: unknown) {
+  async function handler(this: TThis & { db?: Database }, first: unknown, raw?: unknown) {
     // The channel runtime passes a Context; `emitLocalChannelHandler` (unit tests) passes the payload.
     let ctx: Context;
     if (first instanceof Context) ctx = first;
@@ -193,7 +197,7 @@ export function durableChannel<N extends DurableEventName, TThis extends Service
     }
     const parsed = schema.safeParse(ctx.params);
     if (!parsed.success) {
-      await deadLetter(this.broker, name, group, ctx.params, `invalid payload: ${summaryOf(issuesOf(parsed.error))}`);
+      await deadLetter(this.broker, name, group, ctx.params, `invalid payload: ${summaryOf(issuesOf(parsed.error))}`, raw);
       return;
     }
     if (!this.db) throw new Error(`durableChannel('${name}') in service '${this.fullName}' needs storageMixin`);
@@ -209,7 +213,7 @@ export function durableChannel<N extends DurableEventName, TThis extends Service
     } catch (err) {
       await events.deleteOne({ _id: record._id, status: "processing" }).catch(() => undefined);
       if (err instanceof UnprocessableEvent) {
-        await deadLetter(this.broker, name, group, ctx.params, `unprocessable: ${err.message}`);
+        await deadLetter(this.broker, name, group, ctx.params, `unprocessable: ${err.message}`, raw);
         return;
       }
       this.logger.warn(`'${name}' ${key} failed in ${group}; it will be redelivered:`, (err as Error)?.message ?? err);
