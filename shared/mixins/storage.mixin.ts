@@ -3,8 +3,11 @@
  * own `started()` runs and closed after it stops, plus the `health` action the gateway's readiness
  * check calls: it answers only when this service's storage answers. Any action that meets unusable
  * storage (a failed disk write, a closed or unreachable database) answers 503, not 500.
+ *
+ * The broker option `openDatabase` (tests only) opens the databases of that broker's services instead of
+ * the configured adapter, e.g. to wrap one in a Database whose calls fail for a while.
  */
-import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { BrokerOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { crmError } from "../errors";
 import { StorageError, type Database } from "../storage/port";
 import { openDatabase } from "../storage";
@@ -13,6 +16,18 @@ const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 export interface StorageMixinThis {
   db: Database;
+}
+
+/** Opens the database `name` of a service; `open` is the configured adapter's opener. */
+export type OpenDatabase = (name: string, open: typeof openDatabase) => Promise<Database>;
+
+/** Broker options for a broker whose storageMixin services open their databases through `open` (tests). */
+export function openDatabaseWith(open: OpenDatabase): Partial<BrokerOptions> {
+  return { openDatabase: open } as Partial<BrokerOptions>;
+}
+
+function openerOf(options: BrokerOptions): OpenDatabase | undefined {
+  return (options as { openDatabase?: OpenDatabase }).openDatabase;
 }
 
 export function storageMixin(databaseName: string): Partial<ServiceSchema> {
@@ -36,7 +51,8 @@ export function storageMixin(databaseName: string): Partial<ServiceSchema> {
       },
     },
     async started() {
-      this.db = await openDatabase(databaseName);
+      const open = openerOf(this.broker.options);
+      this.db = open ? await open(databaseName, openDatabase) : await openDatabase(databaseName);
     },
     async stopped() {
       await this.db?.close();

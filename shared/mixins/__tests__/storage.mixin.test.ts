@@ -5,7 +5,8 @@ import path from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { toErrorBody } from "../../errors";
 import { startBroker } from "../../../test/harness";
-import { storageMixin, type StorageMixinThis } from "../storage.mixin";
+import { StorageOutage } from "../../../test/storage-outage";
+import { openDatabaseWith, storageMixin, type StorageMixinThis } from "../storage.mixin";
 
 const dbOf = (service: unknown) => (service as StorageMixinThis).db;
 
@@ -44,5 +45,22 @@ describe("storageMixin", () => {
       expect(toErrorBody(err)).toEqual({ statusCode: 503, error: "SERVICE_UNAVAILABLE", message: "Storage is unavailable, try again later", retryAfter: 5 });
     }
     await expect(broker.call("notes.health")).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+  });
+
+  it("opens its database through the broker's openDatabase option, e.g. one that goes down for a while", async () => {
+    const outage = new StorageOutage(["notes"]);
+    const other = await startBroker({ services: [notes], broker: openDatabaseWith(outage.open) });
+    try {
+      await other.call("notes.add", { id: "kept" });
+      outage.start();
+      const err = await other.call("notes.count").catch((e: unknown) => e);
+      expect(toErrorBody(err)).toMatchObject({ statusCode: 503, error: "SERVICE_UNAVAILABLE", retryAfter: 5 });
+      await expect(other.call("notes.health")).rejects.toMatchObject({ code: 503 });
+      expect(outage.refused.map((call) => `${call.collection}.${call.method}`)).toEqual(["notes.count", ".ping"]);
+      outage.end();
+      await expect(other.call("notes.count")).resolves.toBe(1);
+    } finally {
+      await other.stop();
+    }
   });
 });
