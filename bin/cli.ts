@@ -1,18 +1,24 @@
 #!/usr/bin/env node
 /**
- * The operator CLI: admin API keys.
+ * The operator CLI: admin API keys, and the dead letters of durable events.
  *   npm run cli -- keys create --store <uuid> [--name <text>]
  *   npm run cli -- keys list [--store <uuid>]
  *   npm run cli -- keys revoke <key-id>
- * With TRANSPORTER set it joins the bus and calls the running auth service; otherwise it starts the
+ *   npm run cli -- events dead-letters list
+ *   npm run cli -- events dead-letters replay <seq>... | --all
+ * keys: with TRANSPORTER set it joins the bus and calls the running auth service; otherwise it starts the
  * auth service itself on the same storage (MONGO_URL, or the embedded store under DATA_DIR, which only
- * one process may hold at a time). Exit codes: 0 done, 1 failed, 2 usage.
+ * one process may hold at a time). events: it talks to NATS JetStream at TRANSPORTER directly (see
+ * shared/events/dead-letters.ts). Exit codes: 0 done, 1 failed, 2 usage.
  */
 import os from "node:os";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
+import { connect, type NatsConnection } from "nats";
 import type { z } from "zod";
 import { config, ConfigError, type Config } from "../shared/config";
 import { AuthActions, type ApiKeyCreated, type ApiKeyInfo } from "../shared/contracts/auth";
+import { natsUrlOf } from "../shared/events/channels";
+import { DeadLetterError, deadLetterStream, listDeadLetters, replayDeadLetter, type DeadLetter } from "../shared/events/dead-letters";
 import { ZodValidator } from "../shared/validation";
 import AuthService from "../services/auth/auth.service";
 
@@ -22,10 +28,14 @@ Commands:
   keys create --store <store-id> [--name <text>]   create an admin API key for a store (shown once)
   keys list [--store <store-id>]                    list API keys (of one store, or all)
   keys revoke <key-id>                              revoke an API key
+  events dead-letters list                          list the durable events in DEAD_LETTER, and why
+  events dead-letters replay <seq>... | --all       publish dead letters to their event again, then remove them
   --help                                            show this help
 
 With TRANSPORTER set, the CLI talks to the running auth service over the bus; otherwise it opens the
 local storage itself (stop the server first when it uses the embedded store under DATA_DIR).
+The events commands read NATS JetStream at TRANSPORTER (nats://host:4222) and need it, with the
+system's EVENTS_PREFIX when it has one.
 Exit codes: 0 done, 1 failed, 2 usage error.`;
 
 export interface CliIO {
@@ -45,7 +55,11 @@ type Command =
   | { kind: "help" }
   | { kind: "create"; params: z.infer<typeof AuthActions.createApiKey> }
   | { kind: "list"; params: z.infer<typeof AuthActions.listApiKeys> }
-  | { kind: "revoke"; params: z.infer<typeof AuthActions.revokeApiKey> };
+  | { kind: "revoke"; params: z.infer<typeof AuthActions.revokeApiKey> }
+  | { kind: "dead-letters-list" }
+  | { kind: "dead-letters-replay"; all: boolean; seqs: number[] };
+
+type EventsCommand = Extract<Command, { kind: "dead-letters-list" | "dead-letters-replay" }>;
 
 class UsageError extends Error {}
 
@@ -79,10 +93,34 @@ function validated<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
   return result.data as z.infer<S>;
 }
 
+function parseEventsArgs(words: string[]): EventsCommand {
+  const [what, action, ...rest] = words;
+  if (what !== "dead-letters") throw new UsageError(what ? `unknown events command "${what}"` : "events needs a command: dead-letters");
+  switch (action) {
+    case "list":
+      if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+      return { kind: "dead-letters-list" };
+    case "replay": {
+      const all = rest.includes("--all");
+      const words = rest.filter((w) => w !== "--all");
+      const unknown = words.find((w) => w.startsWith("-"));
+      if (unknown) throw new UsageError(`unknown option ${unknown}`);
+      const bad = words.find((w) => !/^[1-9]\d{0,15}$/.test(w));
+      if (bad !== undefined) throw new UsageError(`"${bad}" is not a dead-letter sequence number`);
+      if (all && words.length) throw new UsageError("give either --all or sequence numbers, not both");
+      if (!all && !words.length) throw new UsageError("events dead-letters replay needs <seq>... or --all");
+      return { kind: "dead-letters-replay", all, seqs: [...new Set(words.map(Number))] };
+    }
+    default:
+      throw new UsageError(action ? `unknown dead-letters command "${action}"` : "events dead-letters needs a command: list or replay");
+  }
+}
+
 export function parseArgs(argv: string[]): Command {
   if (argv.length === 0) throw new UsageError("no command given");
   if (argv.some((a) => a === "--help" || a === "-h") || argv[0] === "help") return { kind: "help" };
   const [area, action, ...rest] = argv;
+  if (area === "events") return parseEventsArgs(argv.slice(1));
   if (area !== "keys") throw new UsageError(`unknown command "${area}"`);
   switch (action) {
     case "create": {
@@ -118,6 +156,85 @@ export function formatKeyTable(keys: ApiKeyInfo[]): string {
   return [line(header), ...rows.map(line)].join("\n");
 }
 
+/** `text` on one line and at most `max` characters (no control characters reach the terminal). */
+function clip(text: string, max: number): string {
+  const line = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** The payload as compact JSON, or its size when it is not JSON. */
+function payloadSummary(data: Uint8Array): string {
+  const text = Buffer.from(data).toString("utf8");
+  try {
+    return JSON.stringify(JSON.parse(text));
+  } catch {
+    return `<${data.length} bytes, not JSON>`;
+  }
+}
+
+/** Dead letters as a plain-text table (errors and payloads cut to fit a line). */
+export function formatDeadLetterTable(letters: DeadLetter[], stream: string): string {
+  if (letters.length === 0) return `No dead letters in ${stream}.`;
+  const header = ["SEQ", "DEAD-LETTERED (UTC)", "EVENT", "GROUP", "REDELIVERED", "ERROR", "PAYLOAD"];
+  const rows = letters.map((l) => [
+    String(l.seq),
+    l.time.toISOString().slice(0, 19).replace("T", " "),
+    clip(l.event ?? "-", 40),
+    clip(l.group ?? "-", 30),
+    l.redelivered === undefined ? "-" : String(l.redelivered),
+    clip(l.error ?? "-", 60),
+    clip(payloadSummary(l.data), 80),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const count = `${letters.length} dead letter${letters.length === 1 ? "" : "s"} in ${stream}.`;
+  return [line(header), ...rows.map(line), "", `${count} Replay with: npm run cli -- events dead-letters replay <seq>... | --all`].join("\n");
+}
+
+async function runEvents(command: EventsCommand, url: string, prefix: string, io: CliIO): Promise<number> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ servers: url, name: `crm-cli-${process.pid}`, timeout: 5000 });
+  } catch (err) {
+    io.err(`Could not reach NATS at ${url}: ${String((err as ErrorLike).message ?? err)}`);
+    return 1;
+  }
+  const stream = deadLetterStream(prefix);
+  try {
+    if (command.kind === "dead-letters-list") {
+      io.out(formatDeadLetterTable(await listDeadLetters(nc, prefix), stream));
+      return 0;
+    }
+    const seqs = command.all ? (await listDeadLetters(nc, prefix)).map((l) => l.seq) : command.seqs;
+    if (seqs.length === 0) {
+      io.out(`No dead letters in ${stream}.`);
+      return 0;
+    }
+    let replayed = 0;
+    for (const seq of seqs) {
+      try {
+        const done = await replayDeadLetter(nc, seq, prefix);
+        replayed++;
+        io.out(
+          done.stored
+            ? `Replayed dead letter ${seq} to ${done.channel} (message ${done.streamSeq}).`
+            : `Dead letter ${seq} had been replayed to ${done.channel} already (message ${done.streamSeq}); removed.`,
+        );
+      } catch (err) {
+        if (!(err instanceof DeadLetterError) || err.code === "NO_STREAM") throw err;
+        io.err(err.message);
+      }
+    }
+    io.out(`Replayed ${replayed} of ${seqs.length} dead letter${seqs.length === 1 ? "" : "s"}.`);
+    return replayed === seqs.length ? 0 : 1;
+  } catch (err) {
+    io.err(err instanceof DeadLetterError ? err.message : `Failed: ${String((err as ErrorLike).message ?? err)}`);
+    return 1;
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}
+
 interface ErrorLike {
   type?: unknown;
   code?: unknown;
@@ -135,7 +252,7 @@ function storageHint(err: unknown): string {
   ].join("\n");
 }
 
-async function run(command: Exclude<Command, { kind: "help" }>, broker: ServiceBroker, io: CliIO): Promise<number> {
+async function run(command: Exclude<Command, { kind: "help" } | EventsCommand>, broker: ServiceBroker, io: CliIO): Promise<number> {
   try {
     switch (command.kind) {
       case "create": {
@@ -197,6 +314,14 @@ export async function main(argv: string[], options: CliOptions = {}): Promise<nu
     if (!(err instanceof ConfigError)) throw err;
     io.err(err.message);
     return 2;
+  }
+  if (command.kind === "dead-letters-list" || command.kind === "dead-letters-replay") {
+    const url = natsUrlOf(cfg.TRANSPORTER);
+    if (!url) {
+      io.err("The events commands need TRANSPORTER=nats://host:4222, the NATS server of the running system.");
+      return 2;
+    }
+    return runEvents(command, url, cfg.EVENTS_PREFIX, io);
   }
   const remote = Boolean(cfg.TRANSPORTER);
   const broker = new ServiceBroker({

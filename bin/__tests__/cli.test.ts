@@ -1,15 +1,23 @@
-/** The operator CLI: `keys create|list|revoke`, usage and exit codes, local storage and the bus. */
+/**
+ * The operator CLI: `keys create|list|revoke` and `events dead-letters list|replay`, usage and exit codes,
+ * local storage, the bus and NATS JetStream.
+ */
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { ServiceBroker } from "moleculer";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { resetConfig } from "../../shared/config";
+import { durableChannel, publishEvent } from "../../shared/events/durable";
+import { deadLetterStream } from "../../shared/events/dead-letters";
+import { storageMixin } from "../../shared/mixins/storage.mixin";
 import { uuidv7 } from "../../shared/ids";
 import { openDatabase } from "../../shared/storage";
 import { ZodValidator } from "../../shared/validation";
 import AuthService from "../../services/auth/auth.service";
+import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "../../test/harness";
 import { main, USAGE } from "../cli";
 
 const run = promisify(execFile);
@@ -21,7 +29,7 @@ function capture() {
   return { io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) }, out, err, text: () => out.join("\n"), errText: () => err.join("\n") };
 }
 
-const ENV_KEYS = ["TRANSPORTER", "MONGO_URL", "DATA_DIR", "STORAGE", "JWT_SECRET"];
+const ENV_KEYS = ["TRANSPORTER", "MONGO_URL", "DATA_DIR", "STORAGE", "JWT_SECRET", "EVENTS_PREFIX", "EVENTS_RETRY_DELAYS"];
 const saved: Record<string, string | undefined> = {};
 beforeAll(() => {
   for (const k of ENV_KEYS) saved[k] = process.env[k];
@@ -61,6 +69,15 @@ describe("cli usage", () => {
     [["keys", "revoke", "nope"]],
     [["keys", "list", "--store", "x"]],
     [["users", "list"]],
+    [["events"]],
+    [["events", "dead-letter", "list"]],
+    [["events", "dead-letters"]],
+    [["events", "dead-letters", "list", "extra"]],
+    [["events", "dead-letters", "replay"]],
+    [["events", "dead-letters", "replay", "--all", "3"]],
+    [["events", "dead-letters", "replay", "0"]],
+    [["events", "dead-letters", "replay", "3x"]],
+    [["events", "dead-letters", "replay", "--force"]],
   ])("exits 2 with the usage for %j", async (argv) => {
     const c = capture();
     await expect(main(argv as string[], { io: c.io })).resolves.toBe(2);
@@ -147,6 +164,144 @@ describe("cli keys over the bus (TRANSPORTER set)", () => {
     const c = capture();
     await expect(main(["keys", "list"], { io: c.io, broker: { namespace: `${namespace}-empty` }, waitForAuthMs: 500 })).resolves.toBe(1);
     expect(c.errText()).toMatch(/No auth service answered/);
+  });
+});
+
+describe("cli events dead-letters (NATS JetStream)", () => {
+  const prefix = uniqueName("t");
+  const stream = deadLetterStream(prefix);
+  /** Order ids the consumer refuses (they go to DEAD_LETTER), and what it applied. */
+  const failing = new Set<string>();
+  const applied: string[] = [];
+  const sink: ServiceSchema = {
+    name: "cli-sink",
+    mixins: [storageMixin("cli-sink")],
+    channels: {
+      "order.created": durableChannel("order.created", {
+        group: "cli-sink",
+        handler(payload) {
+          if (failing.has(payload.order_id)) throw new Error(`storage said no to ${payload.order_id}`);
+          applied.push(payload.order_id);
+        },
+      }),
+    },
+  };
+  const storeId = uuidv7();
+  let consumer: ServiceBroker;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+
+  const waitFor = async (check: () => boolean | Promise<boolean>, what: string) => {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  const letters = async () => (await jsm.streams.info(stream)).state.messages;
+  const cli = async (...args: string[]) => {
+    useEnv({ TRANSPORTER: NATS_URL, EVENTS_PREFIX: prefix });
+    const c = capture();
+    const code = await main(["events", "dead-letters", ...args], { io: c.io });
+    return { code, out: c.text(), err: c.errText() };
+  };
+
+  beforeAll(async () => {
+    await assertNatsUp();
+    nc = await connect({ servers: NATS_URL });
+    jsm = await nc.jetstreamManager();
+    consumer = await startBroker({
+      services: [sink],
+      transporter: NATS_URL,
+      namespace: prefix,
+      channelPrefix: prefix,
+      env: { EVENTS_RETRY_DELAYS: "50ms" },
+    });
+  });
+  afterAll(async () => {
+    await consumer?.stop();
+    await deleteStreams(prefix);
+    await nc?.close();
+  });
+
+  it("exits 2 with one line when TRANSPORTER is not a NATS URL", async () => {
+    for (const transporter of [undefined, "redis://127.0.0.1:6379"]) {
+      useEnv({ TRANSPORTER: transporter });
+      const c = capture();
+      await expect(main(["events", "dead-letters", "list"], { io: c.io })).resolves.toBe(2);
+      expect(c.err).toEqual(["The events commands need TRANSPORTER=nats://host:4222, the NATS server of the running system."]);
+      expect(c.out).toEqual([]);
+    }
+  });
+
+  it("lists the dead letters with why, and replays one, then all: each event applied once, DEAD_LETTER empty", async () => {
+    await expect(cli("list")).resolves.toEqual({ code: 0, out: `No dead letters in ${stream}.`, err: "" });
+
+    for (const id of ["A-1", "A-2", "A-3"]) failing.add(id);
+    for (const id of ["A-1", "A-2", "A-3"]) await publishEvent(consumer, "order.created", { store_id: storeId, order_id: id, total: 5 });
+    await waitFor(async () => (await letters()) === 3, "three dead letters");
+
+    const listed = await cli("list");
+    expect(listed.code).toBe(0);
+    const lines = listed.out.split("\n");
+    expect(lines[0]).toMatch(/^SEQ\s+DEAD-LETTERED \(UTC\)\s+EVENT\s+GROUP\s+REDELIVERED\s+ERROR\s+PAYLOAD$/);
+    const rows = lines.slice(1, 4);
+    for (const [i, id] of ["A-1", "A-2", "A-3"].entries()) {
+      expect(rows[i]).toMatch(new RegExp(`^\\d+\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+order\\.created\\s+cli-sink\\s+1\\s+storage said no to ${id}\\s+\\{"store_id":"${storeId}","order_id":"${id}","total":5\\}$`));
+    }
+    expect(lines.slice(4)).toEqual(["", `3 dead letters in ${stream}. Replay with: npm run cli -- events dead-letters replay <seq>... | --all`]);
+    const seqOf = (id: string) => rows.find((row) => row.includes(`"${id}"`))!.split(/\s+/)[0];
+
+    // Still failing: the replay is dead-lettered again (a new letter), the old one is gone.
+    const again = await cli("replay", seqOf("A-1"));
+    expect(again).toMatchObject({ code: 0, out: expect.stringMatching(new RegExp(`^Replayed dead letter ${seqOf("A-1")} to ${prefix}\\.order\\.created \\(message \\d+\\)\\.\\nReplayed 1 of 1 dead letter\\.$`)) });
+    await waitFor(async () => (await cli("list")).out.split("\n").filter((l) => l.includes('"A-1"')).length === 1 && (await letters()) === 3, "A-1 to be dead-lettered again");
+    expect((await cli("list")).out).not.toMatch(new RegExp(`^${seqOf("A-1")}\\s`, "m"));
+
+    failing.clear();
+    const one = await cli("replay", seqOf("A-2"));
+    expect(one.code).toBe(0);
+    await waitFor(() => applied.includes("A-2"), "A-2 to be applied");
+    expect(await letters()).toBe(2);
+
+    const missing = await cli("replay", "999999");
+    expect(missing).toEqual({ code: 1, out: "Replayed 0 of 1 dead letter.", err: `No dead letter 999999 in ${stream}.` });
+
+    const all = await cli("replay", "--all");
+    expect(all).toMatchObject({ code: 0, out: expect.stringMatching(/Replayed 2 of 2 dead letters\.$/) });
+    await waitFor(() => applied.includes("A-1") && applied.includes("A-3"), "A-1 and A-3 to be applied");
+    expect([...applied].sort()).toEqual(["A-1", "A-2", "A-3"]);
+    expect(await letters()).toBe(0);
+    await expect(cli("list")).resolves.toEqual({ code: 0, out: `No dead letters in ${stream}.`, err: "" });
+    await expect(cli("replay", "--all")).resolves.toEqual({ code: 0, out: `No dead letters in ${stream}.`, err: "" });
+  });
+
+  it("carries the original request id to the replayed event, with a fresh message id", async () => {
+    failing.add("B-1");
+    consumer.createService({
+      name: "cli-orders",
+      actions: { create: (ctx) => publishEvent(ctx, "order.created", { store_id: storeId, order_id: "B-1" }) },
+    });
+    await consumer.waitForServices(["cli-orders"]);
+    await consumer.call("cli-orders.create", {}, { requestID: "req-replayed-1" });
+    await waitFor(async () => (await letters()) === 1, "the dead letter");
+    const letter = await jsm.streams.getMessage(stream, { last_by_subj: `${prefix}.DEAD_LETTER` });
+    expect(letter.header.get("$requestID")).toBe("req-replayed-1");
+    expect(letter.header.get("x-original-msg-id")).toBe(`order.created:${storeId}:B-1`);
+    failing.clear();
+    await expect(cli("replay", String(letter.seq))).resolves.toMatchObject({ code: 0 });
+    await waitFor(() => applied.includes("B-1"), "B-1 to be applied");
+    const replayed = await jsm.streams.getMessage(`${prefix}_order_created`, { last_by_subj: `${prefix}.order.created` });
+    expect(replayed.header.get("$requestID")).toBe("req-replayed-1");
+    expect(replayed.header.get("Nats-Msg-Id")).toBe(`replay:${stream}:${letter.seq}:${letter.time.getTime()}`);
+    expect(replayed.header.has("x-error")).toBe(false);
+  });
+
+  it("says so when the system never created its streams on this NATS", async () => {
+    useEnv({ TRANSPORTER: NATS_URL, EVENTS_PREFIX: uniqueName("nothing") });
+    const c = capture();
+    await expect(main(["events", "dead-letters", "list"], { io: c.io })).resolves.toBe(1);
+    expect(c.errText()).toMatch(/^There is no stream nothing[0-9a-f]+_DEAD_LETTER: no service of this system \(EVENTS_PREFIX\) has started on this NATS\.$/);
   });
 });
 
