@@ -1,5 +1,5 @@
 /** storageMixin: a service's actions answer 503 (never 500) once its storage cannot be used. */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { ServiceBroker, ServiceSchema } from "moleculer";
@@ -36,10 +36,10 @@ describe("storageMixin", () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it("answers 503 with Retry-After from every action, and fails its health check, once a disk write failed", async () => {
+  it("answers 503 with Retry-After from every action, and fails its health check, once its storage cannot be used", async () => {
     await expect(broker.call("notes.health")).resolves.toEqual({ status: "ok" });
-    // The log cannot be opened for appending: to the store, as good as a full disk.
-    mkdirSync(path.join(dataDir, "notes", "notes.jsonl"));
+    // The database closed under the service: the store answers UNAVAILABLE, as after a failed disk write.
+    await dbOf(broker.getLocalService("notes")).close();
     for (const call of [() => broker.call("notes.add", { id: "lost" }), () => broker.call("notes.count")]) {
       const err = await call().catch((e: unknown) => e);
       expect(toErrorBody(err)).toEqual({ statusCode: 503, error: "SERVICE_UNAVAILABLE", message: "Storage is unavailable, try again later", retryAfter: 5 });
