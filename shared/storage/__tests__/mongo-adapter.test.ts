@@ -1,133 +1,27 @@
 /**
- * The MongoDB adapter without a server: the storage contract over a driver double (the embedded engine
- * behind the few driver methods the adapter calls, answering with the driver's real error classes and
- * the server's refusals the adapter must work around), plus its pure parts checked against mingo, which
- * compares and type-brackets like MongoDB. What only a real server can prove stays with mongo.test.ts.
+ * The MongoDB adapter without a server: the storage contract over a driver double (mongo-double.ts: the
+ * few driver methods the adapter calls, in memory, answering with the driver's real error classes and
+ * the server's refusals), once as MongoDB 8 (client-level bulkWrite) and once as MongoDB 7 (collection
+ * bulk writes); then what the adapter sends — index definitions, bulk round trips, refused `$regex`
+ * patterns — and its pure parts, checked against mingo, which compares and type-brackets like MongoDB.
+ * What only a real server can prove (query plans, the server's own refusals) is in mongo-server.test.ts,
+ * which runs only where a MongoDB server does.
  */
-import { MongoBulkWriteError, MongoInvalidArgumentError, MongoNetworkError, MongoServerError, type Collection as DriverCollection, type Document } from "mongodb";
-import { keysetFilter, mongoCollection, mongoUpdate, portableFilter, toStorageError } from "../mongo";
-import { CollectionEngine } from "../embedded/engine";
-import { isOperatorObject } from "../query/rules";
+import { BSON, MongoBulkWriteError, MongoClientBulkWriteError, MongoInvalidArgumentError, MongoNetworkError, MongoServerError, type ClientBulkWriteResult, type Document } from "mongodb";
+import { bulkRounds, findQuery, keysetFilter, mongoCollection, mongoIndex, mongoUpdate, pageQuery, portableFilter, toStorageError, type ClientBulk } from "../mongo";
 import { mingoPredicate } from "../query/update";
-import { cloneValue, compareValues, getPath } from "../query/values";
-import type { Database, Doc, Filter, Update } from "../port";
+import { compareValues } from "../query/values";
+import type { BulkItemResult, BulkOp, Doc, Filter, IndexSpec } from "../port";
+import { escapeRegex } from "../port";
 import { isUuid } from "../../ids";
+import { profileFilter, profileSort } from "../../../services/profiles/profiles.search";
 import { describeStorageContract } from "./contract";
+import { DriverDouble, refuseFilter, type Calls } from "./mongo-double";
 
-type Calls = { method: string; args: unknown[] }[];
+describeStorageContract("mongodb adapter over a driver double (MongoDB 8: client bulkWrite)", async () => new DriverDouble().database(8));
+describeStorageContract("mongodb adapter over a driver double (MongoDB 7: collection bulk writes)", async () => new DriverDouble().database(7));
 
-/** The server's refusal of an operator-shaped value in `$in`/`$nin` (it reads only literals there). */
-function refuseNestedIn(filter: unknown): void {
-  if (Array.isArray(filter)) return filter.forEach(refuseNestedIn);
-  if (filter === null || typeof filter !== "object") return;
-  for (const [key, value] of Object.entries(filter)) {
-    if ((key === "$in" || key === "$nin") && Array.isArray(value) && value.some(isOperatorObject)) {
-      throw new MongoServerError({ message: `cannot nest $ under ${key}`, code: 2 });
-    }
-    if (key === "$and" || key === "$or" || key === "$elemMatch" || key === "$not" || !key.startsWith("$")) refuseNestedIn(value);
-  }
-}
-
-/** An engine error as the server reports it. */
-function serverError(err: unknown, collection: string): unknown {
-  const e = err as { code?: string; message?: string; index?: string };
-  if (e?.code === "DUPLICATE_KEY") {
-    return new MongoServerError({ message: `E11000 duplicate key error collection: crm_test.${collection} index: ${e.index} dup key: { }`, code: 11000 });
-  }
-  if (e?.code === "INVALID_QUERY") return new MongoServerError({ message: e.message, code: /already exists/.test(e.message ?? "") ? 86 : 2 });
-  return err;
-}
-
-function sortDocs(docs: Doc[], sort: Record<string, 1 | -1> = {}): Doc[] {
-  return docs.sort((a, b) => {
-    for (const [field, direction] of Object.entries(sort)) {
-      const c = compareValues(getPath(a, field), getPath(b, field));
-      if (c !== 0) return c * direction;
-    }
-    return 0;
-  });
-}
-
-/** The driver methods the adapter uses, over an embedded engine; `calls` records each call. */
-function driverDouble(engine: CollectionEngine, calls: Calls = []): DriverCollection<Document> {
-  const select = (filter: Filter) => {
-    refuseNestedIn(filter);
-    const test = mingoPredicate(filter);
-    return [...engine.docs.values()].filter((d) => test(d));
-  };
-  const run = async <R>(method: string, args: unknown[], op: () => R): Promise<R> => {
-    calls.push({ method, args: cloneValue(args) });
-    try {
-      return cloneValue(op());
-    } catch (err) {
-      throw serverError(err, engine.name);
-    }
-  };
-  const update = (filter: Filter, u: Update, upsert: boolean) => {
-    refuseNestedIn(filter);
-    return engine.updateOne(filter, u, upsert);
-  };
-  const double = {
-    createIndexes: (specs: { name: string; key: Record<string, 1 | -1>; unique?: boolean; partialFilterExpression?: Filter }[]) =>
-      run("createIndexes", [specs], () => engine.createIndexes(specs.map((s) => ({ name: s.name, keys: s.key, unique: s.unique, partial: s.partialFilterExpression })))),
-    insertOne: (doc: Doc) => run("insertOne", [doc], () => engine.insertOne(cloneValue(doc))),
-    insertMany: (docs: Doc[], options: { ordered: boolean }) =>
-      run("insertMany", [docs, options], () => {
-        const writeErrors: { index: number; code: number; errmsg: string }[] = [];
-        docs.forEach((doc, index) => {
-          try {
-            engine.insertOne(cloneValue(doc));
-          } catch (err) {
-            const e = serverError(err, engine.name) as { code: number; message: string };
-            writeErrors.push({ index, code: e.code, errmsg: e.message });
-          }
-        });
-        if (writeErrors.length > 0) {
-          const result = { insertedCount: docs.length - writeErrors.length } as never;
-          throw new MongoBulkWriteError({ message: writeErrors[0].errmsg, code: writeErrors[0].code, writeErrors: writeErrors as never }, result);
-        }
-        return { insertedCount: docs.length };
-      }),
-    findOne: (filter: Filter) => run("findOne", [filter], () => select(filter)[0] ?? null),
-    find: (filter: Filter, options: { sort?: Record<string, 1 | -1>; limit?: number } = {}) => ({
-      toArray: () => run("find", [filter, options], () => sortDocs(select(filter), options.sort).slice(0, options.limit)),
-    }),
-    countDocuments: (filter: Filter) => run("countDocuments", [filter], () => select(filter).length),
-    updateOne: (filter: Filter, u: Update, options: { upsert?: boolean } = {}) =>
-      run("updateOne", [filter, u, options], () => {
-        const r = update(filter, u, options.upsert === true);
-        return { acknowledged: true, matchedCount: r.matched, modifiedCount: r.modified, upsertedCount: r.upsertedId ? 1 : 0, upsertedId: r.upsertedId ?? null };
-      }),
-    updateMany: (filter: Filter, u: Update) =>
-      run("updateMany", [filter, u], () => {
-        refuseNestedIn(filter);
-        const r = engine.updateMany(filter, u);
-        return { acknowledged: true, matchedCount: r.matched, modifiedCount: r.modified, upsertedCount: 0, upsertedId: null };
-      }),
-    findOneAndUpdate: (filter: Filter, u: Update, options: { upsert?: boolean; returnDocument: "before" | "after" }) =>
-      run("findOneAndUpdate", [filter, u, options], () => {
-        const r = update(filter, u, options.upsert === true);
-        return (options.returnDocument === "before" ? r.before : r.after) ?? null;
-      }),
-    deleteOne: (filter: Filter) => run("deleteOne", [filter], () => (refuseNestedIn(filter), { deletedCount: engine.deleteOne(filter) })),
-    deleteMany: (filter: Filter) => run("deleteMany", [filter], () => (refuseNestedIn(filter), { deletedCount: engine.deleteMany(filter) })),
-  };
-  return double as unknown as DriverCollection<Document>;
-}
-
-function doubleDatabase(): Database {
-  const engines = new Map<string, CollectionEngine>();
-  const engine = (name: string) => engines.get(name) ?? engines.set(name, new CollectionEngine(name)).get(name)!;
-  return {
-    name: "crm_test",
-    collection: <T extends Doc>(name: string) => mongoCollection<T>(name, () => driverDouble(engine(name))),
-    ping: async () => undefined,
-    close: async () => undefined,
-    drop: async () => engines.forEach((e) => e.clear()),
-  };
-}
-
-describeStorageContract("mongodb adapter over a driver double", async () => doubleDatabase());
+const methods = (calls: Calls) => calls.map((c) => c.method);
 
 describe("mongodb adapter: errors", () => {
   it("maps E11000 from updates, findAndModify and index builds to DUPLICATE_KEY with the index name", () => {
@@ -142,10 +36,13 @@ describe("mongodb adapter: errors", () => {
     }
   });
 
-  it("maps a network failure the driver wraps in a MongoBulkWriteError to UNAVAILABLE", () => {
+  it("maps a network failure the driver wraps in a MongoBulkWriteError or MongoClientBulkWriteError to UNAVAILABLE", () => {
     const wrapped = new MongoBulkWriteError(new MongoNetworkError("connection 3 to 10.0.0.5:27017 closed") as never, { insertedCount: 0 } as never);
     expect(wrapped.name).toBe("MongoBulkWriteError");
     expect(toStorageError(wrapped)).toMatchObject({ code: "UNAVAILABLE" });
+    const clientWrapped = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered an error during execution" });
+    clientWrapped.cause = new MongoServerError({ message: "interrupted at shutdown", code: 11600 });
+    expect(toStorageError(clientWrapped)).toMatchObject({ code: "UNAVAILABLE" });
   });
 
   it("maps index conflicts and refused arguments to INVALID_QUERY, retryable failures to UNAVAILABLE", () => {
@@ -155,6 +52,12 @@ describe("mongodb adapter: errors", () => {
     expect(toStorageError(new MongoServerError({ message: "write concern timed out", code: 64 }))).toMatchObject({ code: "UNAVAILABLE" });
     const labelled = new MongoServerError({ message: "stepping down", code: 999_999, errorLabels: ["RetryableWriteError"] });
     expect(toStorageError(labelled)).toMatchObject({ code: "UNAVAILABLE" });
+  });
+
+  it("maps the server's and BSON's refusals of a regular expression to INVALID_QUERY", () => {
+    expect(toStorageError(new MongoServerError({ message: "Regular expression cannot contain an embedded null byte", code: 2 }))).toMatchObject({ code: "INVALID_QUERY" });
+    expect(toStorageError(new MongoServerError({ message: "Regular expression is invalid: missing closing parenthesis", code: 51091 }))).toMatchObject({ code: "INVALID_QUERY" });
+    expect(toStorageError(new BSON.BSONError("BSON Regex patterns cannot contain null bytes"))).toMatchObject({ code: "INVALID_QUERY" });
   });
 });
 
@@ -180,6 +83,16 @@ describe("mongodb adapter: keyset filter", () => {
       }
     }
   });
+
+  it("sends pages and sorted finds sorted by their field then _id, asking one document more than the page", () => {
+    const first = pageQuery({ filter: { store_id: "s" }, sort: { field: "created_at", direction: -1 }, limit: 20 });
+    expect(first).toEqual({ filter: { store_id: "s" }, sort: { created_at: -1, _id: -1 }, limit: 21, pageSize: 20 });
+    const next = pageQuery({ filter: { store_id: "s" }, sort: { field: "created_at", direction: 1 }, limit: 5, after: { value: 7, id: "p7" } });
+    expect(next.filter).toEqual({ $and: [{ store_id: "s" }, keysetFilter("created_at", 1, { value: 7, id: "p7" })] });
+    expect(pageQuery({ filter: {}, sort: { field: "_id", direction: 1 }, limit: 3 }).sort).toEqual({ _id: 1 });
+    expect(findQuery({ store_id: "s" }, { sort: { rank: -1 }, limit: 3 })).toEqual({ filter: { store_id: "s" }, sort: { rank: -1, _id: -1 }, limit: 3 });
+    expect(findQuery({ store_id: "s" })).toEqual({ filter: { store_id: "s" }, limit: 1000 });
+  });
 });
 
 describe("mongodb adapter: filters and updates sent to the server", () => {
@@ -204,10 +117,10 @@ describe("mongodb adapter: filters and updates sent to the server", () => {
     ];
     for (const filter of filters) {
       const sent = portableFilter(filter);
-      expect(() => refuseNestedIn(sent)).not.toThrow();
+      expect(() => refuseFilter(sent)).not.toThrow();
       expect(matching(sent)).toEqual(matching(filter));
     }
-    expect(() => refuseNestedIn(filters[0])).toThrow("cannot nest $ under $in");
+    expect(() => refuseFilter(filters[0])).toThrow("cannot nest $ under $in");
     const plain = { store_id: "s", email: { $in: ["a", "b"] } };
     expect(portableFilter(plain)).toBe(plain);
   });
@@ -223,126 +136,447 @@ describe("mongodb adapter: filters and updates sent to the server", () => {
   });
 
   it("refuses partial index filters MongoDB cannot index, before asking the server", async () => {
-    const calls: Calls = [];
-    const c = mongoCollection("people", () => driverDouble(new CollectionEngine("people"), calls));
+    const d = new DriverDouble();
+    const c = d.database(8).collection("people");
     for (const partial of [{ email: { $exists: false } }, { status: { $ne: "gone" } }, { $or: [{ email: { $regex: "x" } }] }]) {
       await expect(c.createIndexes([{ name: "p", keys: { email: 1 }, partial }])).rejects.toMatchObject({ code: "INVALID_QUERY" });
     }
-    expect(calls).toEqual([]);
+    expect(d.calls).toEqual([]);
     await c.createIndexes([{ name: "p", keys: { email: 1 }, unique: true, partial: { email: { $type: "string", $exists: true } } }]);
-    expect(calls.map((x) => x.method)).toEqual(["createIndexes"]);
+    expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes"]);
+  });
+});
+
+describe("mongodb adapter: a $regex the server refuses", () => {
+  const NUL = "\u0000";
+  // Where search input reaches `$regex` (profiles' text and "contains" searches), and the other positions.
+  const filters: Filter[] = [
+    { name: { $regex: `a${NUL}b` } },
+    { store_id: "s", $and: [{ $or: [{ email_lower: { $regex: `^${escapeRegex(`ann${NUL}`)}` } }, { search_values: { $eq: `ann${NUL}` } }] }] },
+    { taxonomies: { $elemMatch: { taxonomy_id: { $eq: "t" }, fields: { $elemMatch: { key: { $eq: "k" }, value: { $regex: escapeRegex(NUL) } } } } } },
+    { name: { $not: { $regex: NUL, $options: "i" } } },
+    { tags: { $elemMatch: { $regex: NUL } } },
+    profileFilter("s", { query: `x${NUL}y`, sort_field: "created_at", sort_direction: "desc" }),
+  ];
+
+  it("is INVALID_QUERY before anything is sent, on every read and write that takes a filter", async () => {
+    const d = new DriverDouble();
+    const c = d.database(8).collection("people");
+    for (const filter of filters) {
+      await expect(c.find(filter)).rejects.toMatchObject({ code: "INVALID_QUERY", message: expect.stringContaining("U+0000") });
+      await expect(c.findOne(filter)).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.findPage({ filter, sort: profileSort({ sort_field: "email", sort_direction: "asc" }), limit: 20 })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.count(filter)).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.updateOne(filter, { $set: { n: 1 } }, { upsert: true })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.updateMany(filter, { $set: { n: 1 } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.findOneAndUpdate(filter, { $set: { n: 1 } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.deleteOne(filter)).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(c.deleteMany(filter)).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect((async () => {
+        for await (const _ of c.stream(filter)) break;
+      })()).rejects.toMatchObject({ code: "INVALID_QUERY" });
+    }
+    await expect(c.updateOne({ _id: "a" }, { $pull: { tags: { $regex: NUL } } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+    await expect(c.updateOne({ _id: "a" }, { $pull: { items: { sku: { $regex: NUL } } } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+    expect(d.calls).toEqual([]);
+  });
+
+  it("is that op's INVALID_QUERY in a bulkWrite, the others written", async () => {
+    const d = new DriverDouble();
+    const c = d.database(8).collection("people");
+    const results = await c.bulkWrite([
+      { updateOne: { filter: filters[0], update: { $set: { n: 1 } } } },
+      { insertOne: { document: { _id: "a", name: `a${NUL}b` } } },
+      { deleteOne: { filter: filters[1] } },
+    ]);
+    expect(results).toEqual([
+      { ok: false, error: { code: "INVALID_QUERY", message: expect.stringContaining("U+0000") } },
+      { ok: true, inserted: true },
+      { ok: false, error: { code: "INVALID_QUERY", message: expect.stringContaining("U+0000") } },
+    ]);
+    // U+0000 in a value (not a pattern) is data MongoDB stores and matches.
+    expect(await c.findOne({ name: `a${NUL}b` })).toEqual({ _id: "a", name: `a${NUL}b` });
+  });
+
+  it("a pattern the adapter lets through but the server refuses is still INVALID_QUERY, not an unexpected error", async () => {
+    const d = new DriverDouble();
+    const inner = d.collection("people");
+    const refusing = Object.assign(Object.create(inner), {
+      find: () => ({
+        toArray: async () => {
+          throw new MongoServerError({ message: "Regular expression is invalid: nothing to repeat", code: 51091 });
+        },
+      }),
+    });
+    const c = mongoCollection("people", () => refusing);
+    await expect(c.find({ name: { $regex: escapeRegex("anything") } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
+  });
+});
+
+describe("mongodb adapter: indexes", () => {
+  const partial = { email_lower: { $type: "string" } };
+
+  it("creates every non-unique index with _id last (as <name>__id), and unique ones exactly as declared", async () => {
+    const d = new DriverDouble();
+    const logs: string[] = [];
+    const c = d.database(8, (m) => logs.push(m)).collection("profiles");
+    const specs: IndexSpec[] = [
+      { name: "store_created", keys: { store_id: 1, created_at: -1 } },
+      { name: "expires_at", keys: { expires_at: 1 } },
+      { name: "email_unique", keys: { store_id: 1, email_lower: 1 }, unique: true, partial },
+      { name: "store_by_id", keys: { store_id: 1, _id: 1 } },
+    ];
+    await c.createIndexes(specs);
+    expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes"]);
+    expect(d.calls[1].args[0]).toEqual([
+      { name: "store_created__id", key: { store_id: 1, created_at: -1, _id: -1 } },
+      { name: "expires_at__id", key: { expires_at: 1, _id: 1 } },
+      { name: "email_unique", key: { store_id: 1, email_lower: 1 }, unique: true, partialFilterExpression: partial },
+      { name: "store_by_id", key: { store_id: 1, _id: 1 } },
+    ]);
+    expect(Object.keys((d.calls[1].args[0] as { key: object }[])[0].key)).toEqual(["store_id", "created_at", "_id"]);
+    // Idempotent: a restart asks again and changes nothing.
+    d.calls.length = 0;
+    await c.createIndexes(specs);
+    expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes"]);
+    expect([...d.state("profiles").indexes.keys()].sort()).toEqual(["email_unique", "expires_at__id", "store_by_id", "store_created__id"]);
+    expect(logs).toEqual([]);
+    // The unique index still refuses a duplicate, naming itself.
+    await c.insertOne({ _id: "p1", store_id: "s", email_lower: "a@x.io" });
+    await expect(c.insertOne({ _id: "p2", store_id: "s", email_lower: "a@x.io" })).rejects.toMatchObject({ code: "DUPLICATE_KEY", index: "email_unique" });
+  });
+
+  it("replaces an index an older version made (same name, no _id): the new one is built first, then the old one dropped, and the log says so", async () => {
+    const d = new DriverDouble();
+    d.seedIndexes("profiles", [
+      { name: "store_created", key: { store_id: 1, created_at: 1 } },
+      { name: "email_unique", key: { store_id: 1, email_lower: 1 }, unique: true, partialFilterExpression: partial },
+    ]);
+    const logs: string[] = [];
+    const c = d.database(8, (m) => logs.push(m)).collection("profiles");
+    const specs: IndexSpec[] = [
+      { name: "store_created", keys: { store_id: 1, created_at: 1 } },
+      { name: "email_unique", keys: { store_id: 1, email_lower: 1 }, unique: true, partial },
+    ];
+    await c.createIndexes(specs);
+    expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes", "dropIndex"]);
+    expect(d.calls[2].args).toEqual(["store_created"]);
+    expect([...d.state("profiles").indexes.keys()].sort()).toEqual(["email_unique", "store_created__id"]);
+    expect(logs).toHaveLength(1);
+    expect(logs[0]).toMatch(/crm_test\.profiles: index store_created \{"store_id":1,"created_at":1\} replaced by store_created__id \{"store_id":1,"created_at":1,"_id":1\}/);
+    d.calls.length = 0;
+    await c.createIndexes(specs);
+    expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes"]);
+    expect(logs).toHaveLength(1);
+  });
+
+  it("copes with another process replacing the same index at the same time (IndexNotFound on drop)", async () => {
+    const d = new DriverDouble();
+    d.seedIndexes("profiles", [{ name: "store_created", key: { store_id: 1, created_at: 1 } }]);
+    const inner = d.collection("profiles");
+    const racing = Object.assign(Object.create(inner), {
+      dropIndex: async (name: string) => {
+        await inner.dropIndex(name);
+        throw new MongoServerError({ message: `index not found with name [${name}]`, code: 27 });
+      },
+    });
+    const logs: string[] = [];
+    const c = mongoCollection("profiles", () => racing, { log: (m) => logs.push(m) });
+    await c.createIndexes([{ name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
+    expect([...d.state("profiles").indexes.keys()]).toEqual(["store_created__id"]);
+    expect(logs).toHaveLength(1);
+  });
+
+  it("leaves an index of a spec's name that it did not make (other keys) in place, and says so", async () => {
+    const d = new DriverDouble();
+    d.seedIndexes("profiles", [{ name: "store_created", key: { store_id: 1, updated_at: 1 } }]);
+    const logs: string[] = [];
+    const c = d.database(8, (m) => logs.push(m)).collection("profiles");
+    await c.createIndexes([{ name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
+    expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes"]);
+    expect([...d.state("profiles").indexes.keys()].sort()).toEqual(["store_created", "store_created__id"]);
+    expect(logs).toEqual([expect.stringMatching(/index store_created \{"store_id":1,"updated_at":1\} is not one this adapter made .* left in place/)]);
+  });
+
+  it("refuses a changed definition under the same name before asking the server to build anything", async () => {
+    const d = new DriverDouble();
+    const c = d.database(8).collection("people");
+    await c.createIndexes([{ name: "by_rank", keys: { store_id: 1, rank: 1 } }]);
+    d.calls.length = 0;
+    await expect(c.createIndexes([{ name: "by_rank", keys: { store_id: 1, name: 1 } }])).rejects.toMatchObject({
+      code: "INVALID_QUERY",
+      message: expect.stringContaining("index by_rank__id on people exists as"),
+    });
+    await expect(c.createIndexes([{ name: "by_rank", keys: { store_id: 1, rank: 1 }, partial: { rank: { $gt: 0 } } }])).rejects.toMatchObject({ code: "INVALID_QUERY" });
+    expect(methods(d.calls)).toEqual(["listIndexes", "listIndexes"]);
+  });
+
+  it("names and keys: mongoIndex", () => {
+    expect(mongoIndex({ name: "a", keys: { x: -1, y: 1 } })).toEqual({ name: "a__id", key: { x: -1, y: 1, _id: 1 } });
+    expect(mongoIndex({ name: "u", keys: { x: 1 }, unique: true })).toEqual({ name: "u", key: { x: 1 }, unique: true });
+    expect(mongoIndex({ name: "i", keys: { _id: 1, x: 1 } })).toEqual({ name: "i", key: { _id: 1, x: 1 } });
   });
 });
 
 describe("mongodb adapter: bulkWrite", () => {
-  it("runs ops in order, inserts batched, and gives every update and delete its own exact counts", async () => {
-    const calls: Calls = [];
-    const engine = new CollectionEngine("people");
-    engine.createIndexes([{ name: "email_unique", keys: { email: 1 }, unique: true }]);
-    engine.insertOne({ _id: "old", email: "old@x.io", n: 0 });
-    const c = mongoCollection("people", () => driverDouble(engine, calls));
-    const results = await c.bulkWrite([
-      { updateOne: { filter: { _id: "a" }, update: { $set: { seen: true } } } },
-      { insertOne: { document: { _id: "a", email: "a@x.io" } } },
-      { insertOne: { document: { _id: "b", email: "old@x.io" } } },
-      { insertOne: { document: { _id: "c" } } },
-      { updateOne: { filter: { _id: "a" }, update: { $set: { seen: true } } } },
-      { updateOne: { filter: { _id: "old" }, update: { $set: { n: 0 } } } },
-      { updateOne: { filter: { email: "new@x.io" }, update: { $set: { n: 1 } }, upsert: true } },
-      { deleteOne: { filter: { _id: "nope" } } },
-      { deleteOne: { filter: { _id: "c" } } },
-      { insertOne: { document: { _id: "" } } },
-      { updateOne: { filter: { _id: "old" }, update: { $rename: { n: "m" } } as never } },
+  interface Person extends Doc {
+    email?: string;
+    n?: number;
+  }
+
+  function start(server: 7 | 8) {
+    const d = new DriverDouble();
+    // Partial: documents without an e-mail would all hold the key null, and collide, in MongoDB too.
+    d.seedIndexes("people", [{ name: "email_unique", key: { email: 1 }, unique: true, partialFilterExpression: { email: { $type: "string" } } }]);
+    d.seed("people", [
+      { _id: "old", email: "old@x.io", n: 0 },
+      { _id: "gone", n: 1 },
+      { _id: "also-gone", n: 2 },
     ]);
-    expect(results).toEqual([
-      { ok: true, matched: 0, modified: 0 },
-      { ok: true, inserted: true },
-      { ok: false, error: { code: "DUPLICATE_KEY", message: expect.stringContaining("E11000"), index: "email_unique" } },
-      { ok: true, inserted: true },
-      { ok: true, matched: 1, modified: 1 },
-      { ok: true, matched: 1, modified: 0 },
-      { ok: true, matched: 0, modified: 0, upsertedId: expect.any(String) },
-      { ok: true, deleted: 0 },
-      { ok: true, deleted: 1 },
-      { ok: false, error: { code: "INVALID_QUERY", message: "a document needs a string _id" } },
-      { ok: false, error: { code: "INVALID_QUERY", message: "unsupported update operator $rename" } },
-    ]);
-    expect(isUuid(results[6].upsertedId)).toBe(true);
-    expect(calls.map((x) => x.method)).toEqual(["updateOne", "insertMany", "updateOne", "updateOne", "updateOne", "deleteOne", "deleteOne"]);
-    expect((calls[1].args[0] as Doc[]).map((d) => d._id)).toEqual(["a", "b", "c"]);
-    expect(calls[1].args[1]).toEqual({ ordered: false });
+    return { d, c: d.database(server).collection<Person>("people") };
+  }
+
+  // Totals cannot say which update matched or which delete deleted: 2 of 3 plain updates match, 1 of 2 deletes hits.
+  const batch: BulkOp<Person>[] = [
+    { updateOne: { filter: { _id: "nope" }, update: { $set: { n: 5 } } } },
+    { insertOne: { document: { _id: "a", email: "a@x.io" } } },
+    { insertOne: { document: { _id: "b", email: "old@x.io" } } },
+    { updateOne: { filter: { _id: "old" }, update: { $set: { n: 1 } } } },
+    { updateOne: { filter: { _id: "gone" }, update: { $set: { n: 1 } } } },
+    { updateOne: { filter: { email: "new@x.io" }, update: { $set: { n: 1 } }, upsert: true } },
+    { deleteOne: { filter: { _id: "nope" } } },
+    { deleteOne: { filter: { _id: "also-gone" } } },
+    { insertOne: { document: { _id: "" } } },
+    { updateOne: { filter: { _id: "old" }, update: { $rename: { n: "m" } } as never } },
+    { updateOne: { filter: { _id: "old" }, update: { $inc: { email: 1 } } as never } },
+  ];
+  const expected: BulkItemResult[] = [
+    { ok: true, matched: 0, modified: 0 },
+    { ok: true, inserted: true },
+    { ok: false, error: { code: "DUPLICATE_KEY", message: expect.stringContaining("E11000"), index: "email_unique" } },
+    { ok: true, matched: 1, modified: 1 },
+    { ok: true, matched: 1, modified: 0 },
+    { ok: true, matched: 0, modified: 0, upsertedId: expect.any(String) },
+    { ok: true, deleted: 0 },
+    { ok: true, deleted: 1 },
+    { ok: false, error: { code: "INVALID_QUERY", message: "a document needs a string _id" } },
+    { ok: false, error: { code: "INVALID_QUERY", message: "unsupported update operator $rename" } },
+    { ok: false, error: { code: "INVALID_QUERY", message: expect.stringContaining("$inc") } },
+  ];
+
+  it("MongoDB 8: the batch is one client bulkWrite round trip and every op has its own exact counts", async () => {
+    const { d, c } = start(8);
+    const results = await c.bulkWrite(batch);
+    expect(results).toEqual(expected);
+    expect(isUuid(results[5].upsertedId)).toBe(true);
+    expect(methods(d.calls)).toEqual(["client.bulkWrite"]);
+    const [models, options] = d.calls[0].args as [{ namespace: string; name: string }[], object];
+    expect(options).toEqual({ ordered: false, verboseResults: true });
+    // Ops refused by the port's rules are not sent.
+    expect(models.map((m) => m.name)).toEqual(["updateOne", "insertOne", "insertOne", "updateOne", "updateOne", "updateOne", "deleteOne", "deleteOne", "updateOne"]);
+    expect(new Set(models.map((m) => m.namespace))).toEqual(new Set(["crm_test.people"]));
+    expect(await c.find({}, { sort: { _id: 1 } })).toEqual([
+      { _id: "a", email: "a@x.io" },
+      { _id: "gone", n: 1 },
+      { _id: "old", email: "old@x.io", n: 1 },
+      { _id: results[5].upsertedId, email: "new@x.io", n: 1 },
+    ].sort((x, y) => (x._id! < y._id! ? -1 : 1)));
   });
 
-  it("reports a document or update the server refuses as that item's INVALID_QUERY and keeps the others", async () => {
-    const engine = new CollectionEngine("people");
-    const inner = driverDouble(engine);
-    const driver = Object.assign(Object.create(inner), {
-      insertMany: async (docs: Doc[]) => {
-        engine.insertOne(docs[0]);
-        const writeErrors = [{ index: 1, code: 121, errmsg: "Document failed validation" }];
-        throw new MongoBulkWriteError({ message: "Document failed validation", code: 121, writeErrors: writeErrors as never }, { insertedCount: 1 } as never);
-      },
-      updateOne: async (filter: Filter, update: Document, options: { upsert: boolean }) => {
-        if (filter._id === "b") throw new MongoServerError({ message: "Document failed validation", code: 121 });
-        return inner.updateOne(filter, update, options);
-      },
-    });
-    const c = mongoCollection("people", () => driver);
-    expect(
-      await c.bulkWrite([
-        { insertOne: { document: { _id: "a" } } },
-        { insertOne: { document: { _id: "b" } } },
-        { updateOne: { filter: { _id: "b" }, update: { $set: { n: 1 } } } },
-        { updateOne: { filter: { _id: "a" }, update: { $set: { n: 1 } } } },
-      ]),
-    ).toEqual([
-      { ok: true, inserted: true },
-      { ok: false, error: { code: "INVALID_QUERY", message: "Document failed validation" } },
-      { ok: false, error: { code: "INVALID_QUERY", message: "Document failed validation" } },
-      { ok: true, matched: 1, modified: 1 },
-    ]);
+  it("MongoDB 7: the same per-op results, with inserts sharing one round trip and one update and one delete per round", async () => {
+    const { d, c } = start(7);
+    const results = await c.bulkWrite(batch);
+    expect(results).toEqual(expected);
+    // 5 updates reach the server ($rename is refused before), so 5 rounds; round 1 carries both inserts,
+    // the first update and the first delete, round 2 the next update and delete.
+    expect(methods(d.calls)).toEqual(["bulkWrite", "bulkWrite", "bulkWrite", "bulkWrite", "bulkWrite"]);
+    const kinds = d.calls.map((call) => (call.args[0] as object[]).map((m) => Object.keys(m)[0]));
+    expect(kinds).toEqual([["insertOne", "insertOne", "updateOne", "deleteOne"], ["updateOne", "deleteOne"], ["updateOne"], ["updateOne"], ["updateOne"]]);
+    expect(d.calls.every((call) => (call.args[1] as { ordered: boolean }).ordered === false)).toBe(true);
   });
 
-  it("fails as a whole with UNAVAILABLE when the connection drops mid-batch, never reporting unwritten inserts as done", async () => {
-    const inner = driverDouble(new CollectionEngine("people"));
-    const driver = Object.assign(Object.create(inner), {
-      insertMany: async () => {
-        throw new MongoBulkWriteError(new MongoNetworkError("connection closed") as never, { insertedCount: 0 } as never);
-      },
-    });
-    const c = mongoCollection("people", () => driver);
-    await expect(c.bulkWrite([{ insertOne: { document: { _id: "a" } } }])).rejects.toMatchObject({ code: "UNAVAILABLE" });
+  it("MongoDB 7: 2,000 inserts are one round trip; rounds never hold two updates or two deletes", async () => {
+    const { d, c } = start(7);
+    const results = await c.bulkWrite(Array.from({ length: 2000 }, (_, i) => ({ insertOne: { document: { _id: `p${i}`, n: i } } })));
+    expect(results.every((r) => r.ok && r.inserted)).toBe(true);
+    expect(methods(d.calls)).toEqual(["bulkWrite"]);
+    const kinds = ["insert", "update", "delete", "update", "insert", "delete", "delete", "update", "update"] as const;
+    const rounds = bulkRounds(kinds.map((kind, i) => ({ kind, i })));
+    expect(rounds.map((r) => r.map((op) => op.i))).toEqual([[0, 4, 1, 2], [3, 5], [7, 6], [8]]);
+    for (const round of rounds) {
+      expect(round.filter((op) => op.kind === "update").length).toBeLessThanOrEqual(1);
+      expect(round.filter((op) => op.kind === "delete").length).toBeLessThanOrEqual(1);
+    }
+    expect(bulkRounds([])).toEqual([]);
   });
 
-  it("retries an upsert that lost a race on a unique index once, and then reports the match", async () => {
-    const engine = new CollectionEngine("people");
-    const inner = driverDouble(engine);
+  it("falls back to collection bulk writes when the server refuses client bulkWrite, having written nothing, and does not try it again", async () => {
+    const d = new DriverDouble();
+    let refused = false;
     let attempts = 0;
+    const bulk: ClientBulk = {
+      supported: async () => !refused,
+      refused: () => {
+        refused = true;
+      },
+      write: async () => {
+        attempts++;
+        const error = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered an error during execution" });
+        error.cause = new MongoServerError({ message: "no such command: 'bulkWrite'", code: 59 });
+        throw error;
+      },
+    };
+    const c = mongoCollection<Person>("people", () => d.collection("people"), { clientBulk: bulk });
+    const ops: BulkOp<Person>[] = [{ insertOne: { document: { _id: "a" } } }, { updateOne: { filter: { _id: "a" }, update: { $set: { n: 1 } } } }];
+    expect(await c.bulkWrite(ops)).toEqual([
+      { ok: true, inserted: true },
+      { ok: true, matched: 1, modified: 1 },
+    ]);
+    expect(await c.bulkWrite([{ deleteOne: { filter: { _id: "a" } } }])).toEqual([{ ok: true, deleted: 1 }]);
+    expect(attempts).toBe(1);
+    expect(methods(d.calls)).toEqual(["bulkWrite", "bulkWrite"]);
+  });
+
+  it("leaves undefined fields out of what the client bulkWrite sends (its BSON would store them as null)", async () => {
+    const d = new DriverDouble();
+    const sent: unknown[] = [];
+    const real = d.clientBulk(8);
+    const spy: ClientBulk = { ...real, write: async (models, options) => (sent.push(...models), real.write(models, options)) };
+    const c = mongoCollection("people", () => d.collection("people"), { clientBulk: spy });
+    await c.bulkWrite([
+      { insertOne: { document: { _id: "a", gone: undefined, meta: { x: undefined, y: 1 }, list: [1, undefined] } } },
+      { updateOne: { filter: { _id: "a" }, update: { $set: { deep: { x: undefined, z: 2 }, when: new Date(5) } } } },
+    ]);
+    expect(sent[0]).toEqual({ namespace: "crm_test.people", name: "insertOne", document: { _id: "a", meta: { y: 1 }, list: [1, null] } });
+    expect(Object.keys((sent[0] as { document: object }).document)).toEqual(["_id", "meta", "list"]);
+    expect(Object.keys(((sent[1] as { update: { $set: { deep: object } } }).update.$set.deep))).toEqual(["z"]);
+    expect((sent[1] as { update: { $set: { when: unknown } } }).update.$set.when).toEqual(new Date(5));
+  });
+
+  it("reports a document the server refuses (validation, 121) as that op's INVALID_QUERY and keeps the others, on both paths", async () => {
+    const validation = { code: 121, message: "Document failed validation" };
+    // MongoDB 8
+    const d8 = new DriverDouble();
+    const real = d8.clientBulk(8);
+    const bulk: ClientBulk = {
+      ...real,
+      write: async (models, options) => {
+        const result = await real.write([models[0]], options);
+        const error = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered errors during execution." });
+        error.writeErrors = new Map([[1, validation]]);
+        error.partialResult = result;
+        throw error;
+      },
+    };
+    const c8 = mongoCollection("people", () => d8.collection("people"), { clientBulk: bulk });
+    expect(await c8.bulkWrite([{ insertOne: { document: { _id: "a" } } }, { insertOne: { document: { _id: "b" } } }])).toEqual([
+      { ok: true, inserted: true },
+      { ok: false, error: { code: "INVALID_QUERY", message: "Document failed validation" } },
+    ]);
+    // MongoDB 7
+    const d7 = new DriverDouble();
+    const inner = d7.collection("people");
     const driver = Object.assign(Object.create(inner), {
-      updateOne: async (filter: Filter, update: Document, options: { upsert: boolean }) => {
-        if (++attempts === 1) {
-          engine.insertOne({ _id: "winner", email: "race@x.io" });
-          throw new MongoServerError({ message: "E11000 duplicate key error collection: crm.people index: email_unique dup key: { }", code: 11000 });
-        }
-        return inner.updateOne(filter, update, options);
+      bulkWrite: async (models: Document[]) => {
+        await inner.insertOne(models[0].insertOne.document);
+        const writeErrors = [{ index: 1, code: 121, errmsg: validation.message }];
+        throw new MongoBulkWriteError({ message: validation.message, code: 121, writeErrors: writeErrors as never }, { insertedCount: 1, matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedIds: {} } as never);
       },
     });
-    const c = mongoCollection("people", () => driver);
-    const [result] = await c.bulkWrite([{ updateOne: { filter: { email: "race@x.io" }, update: { $set: { n: 1 } }, upsert: true } }]);
-    expect(result).toEqual({ ok: true, matched: 1, modified: 1 });
-    expect(attempts).toBe(2);
+    const c7 = mongoCollection("people", () => driver);
+    expect(await c7.bulkWrite([{ insertOne: { document: { _id: "a" } } }, { insertOne: { document: { _id: "b" } } }])).toEqual([
+      { ok: true, inserted: true },
+      { ok: false, error: { code: "INVALID_QUERY", message: "Document failed validation" } },
+    ]);
+  });
+
+  describe("fails as a whole with UNAVAILABLE when the failure is not one op's own (some ops may be applied)", () => {
+    const ops: BulkOp<Doc>[] = [{ insertOne: { document: { _id: "a" } } }, { updateOne: { filter: { _id: "b" }, update: { $set: { n: 1 } } } }];
+
+    const throwing = (error: unknown): ClientBulk => ({
+      supported: async () => true,
+      refused: () => undefined,
+      write: async () => {
+        throw error;
+      },
+    });
+
+    it("MongoDB 8: a dropped connection, a command the server fails, a write concern it does not confirm", async () => {
+      const d = new DriverDouble();
+      const shutdown = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered an error during execution" });
+      shutdown.cause = new MongoServerError({ message: "interrupted at shutdown", code: 11600 });
+      const concern = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered errors during execution." });
+      concern.writeConcernErrors = [{ code: 64, message: "waiting for replication timed out" }];
+      concern.partialResult = { acknowledged: true, insertedCount: 1, upsertedCount: 0, matchedCount: 0, modifiedCount: 0, deletedCount: 0 } as ClientBulkWriteResult;
+      for (const error of [new MongoNetworkError("connection closed"), shutdown, concern]) {
+        const c = mongoCollection("people", () => d.collection("people"), { clientBulk: throwing(error) });
+        await expect(c.bulkWrite(ops)).rejects.toMatchObject({ code: "UNAVAILABLE" });
+      }
+    });
+
+    it("MongoDB 7: a dropped connection, a write concern the server does not confirm next to a write error", async () => {
+      const d = new DriverDouble();
+      const inner = d.collection("people");
+      const failing = (error: unknown) =>
+        Object.assign(Object.create(inner), {
+          bulkWrite: async () => {
+            throw error;
+          },
+        });
+      const network = new MongoBulkWriteError(new MongoNetworkError("connection closed") as never, { insertedCount: 0 } as never);
+      const concernResult = { insertedCount: 0, matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedIds: {}, getWriteConcernError: () => ({ code: 64, errmsg: "waiting for replication timed out" }) };
+      const concern = new MongoBulkWriteError({ message: "E11000", code: 11000, writeErrors: [{ index: 0, code: 11000, errmsg: "E11000 duplicate key error collection: crm_test.people index: _id_ dup key: { }" }] as never }, concernResult as never);
+      for (const error of [network, concern, new MongoNetworkError("connection closed")]) {
+        const c = mongoCollection("people", () => failing(error));
+        await expect(c.bulkWrite(ops)).rejects.toMatchObject({ code: "UNAVAILABLE" });
+      }
+    });
+  });
+
+  it("retries an upsert that lost a race on a unique index once, alone, and then reports the match (both paths)", async () => {
+    const duplicate = "E11000 duplicate key error collection: crm_test.people index: email_unique dup key: { }";
+    for (const server of [7, 8] as const) {
+      const d = new DriverDouble();
+      d.seedIndexes("people", [{ name: "email_unique", key: { email: 1 }, unique: true }]);
+      const inner = d.collection("people");
+      // The winner's insert lands between the server's search for a match and its insert of the upsert.
+      const lose = () => d.seed("people", [{ _id: "winner", email: "race@x.io" }]);
+      const racing = Object.assign(Object.create(inner), {
+        bulkWrite: async () => {
+          lose();
+          const writeErrors = [{ index: 0, code: 11000, errmsg: duplicate }];
+          throw new MongoBulkWriteError({ message: duplicate, code: 11000, writeErrors: writeErrors as never }, { matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedIds: {} } as never);
+        },
+      });
+      const bulk: ClientBulk = {
+        supported: async () => true,
+        refused: () => undefined,
+        write: async () => {
+          lose();
+          const error = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered errors during execution." });
+          error.writeErrors = new Map([[0, { code: 11000, message: duplicate }]]);
+          error.partialResult = { acknowledged: true, insertedCount: 0, upsertedCount: 0, matchedCount: 0, modifiedCount: 0, deletedCount: 0, updateResults: new Map() } as ClientBulkWriteResult;
+          throw error;
+        },
+      };
+      d.calls.length = 0;
+      const c = mongoCollection("people", () => racing, server === 8 ? { clientBulk: bulk } : {});
+      const [result] = await c.bulkWrite([{ updateOne: { filter: { email: "race@x.io" }, update: { $set: { n: 1 } }, upsert: true } }]);
+      expect(result).toEqual({ ok: true, matched: 1, modified: 1 });
+      expect(methods(d.calls)).toEqual(["updateOne"]);
+      expect(await c.findOne({ email: "race@x.io" })).toEqual({ _id: "winner", email: "race@x.io", n: 1 });
+    }
   });
 });
 
 describe("mongodb adapter: findOneAndUpdate", () => {
   it("asks the driver for the document itself, before or after the update", async () => {
-    const calls: Calls = [];
-    const engine = new CollectionEngine("people");
-    engine.insertOne({ _id: "p1", n: 1 });
-    const c = mongoCollection("people", () => driverDouble(engine, calls));
+    const d = new DriverDouble();
+    d.seed("people", [{ _id: "p1", n: 1 }]);
+    const c = d.database(8).collection("people");
     expect(await c.findOneAndUpdate({ _id: "p1" }, { $inc: { n: 1 } }, { returnDocument: "before" })).toEqual({ _id: "p1", n: 1 });
     expect(await c.findOneAndUpdate({ _id: "p1" }, { $inc: { n: 1 } })).toEqual({ _id: "p1", n: 3 });
-    expect(calls.map((x) => x.args[2])).toEqual([
+    expect(d.calls.map((x) => x.args[2])).toEqual([
       { upsert: false, returnDocument: "before" },
       { upsert: false, returnDocument: "after" },
     ]);
