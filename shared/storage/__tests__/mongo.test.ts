@@ -1,56 +1,28 @@
 /**
- * The storage contract on MongoDB, when one is reachable: MONGO_URL, or a local mongod binary for
- * mongodb-memory-server (MONGOMS_SYSTEM_BINARY or `mongod` on PATH; it is never asked to download).
- * Without either, the suite says so and the adapter's server-free parts are still checked: error
- * mapping, the keyset filter (against mingo, which compares like MongoDB), and failing fast with
- * UNAVAILABLE when the server cannot be reached.
+ * The storage contract on a real MongoDB server, where one runs: MONGO_URL, or a local mongod binary
+ * for mongodb-memory-server (see mongo-env.ts; it is never asked to download one). Without a server the
+ * contract suite is declared skipped — jest counts its tests as skipped, never as passing — and the
+ * adapter's server-free parts are still checked here and in mongo-adapter.test.ts (the same contract
+ * over a driver double): error mapping, the keyset filter (against mingo, which compares like MongoDB),
+ * and failing fast with UNAVAILABLE when the server cannot be reached.
  */
-import { existsSync } from "node:fs";
-import { delimiter, join } from "node:path";
-import type { MongoMemoryServer } from "mongodb-memory-server";
 import { closeAllMongoDatabases, duplicateIndexName, keysetFilter, openMongoDatabase, toStorageError } from "../mongo";
 import { mingoPredicate } from "../query/update";
 import { compareValues } from "../query/values";
 import { StorageError } from "../port";
 import { describeStorageContract } from "./contract";
+import { SKIP_NOTE, describeIfMongo, mongoAvailable, mongoLabel, mongoServerUrl, stopMongo } from "./mongo-env";
 
-function localMongod(): string | undefined {
-  if (process.env.MONGOMS_SYSTEM_BINARY) return process.env.MONGOMS_SYSTEM_BINARY;
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir && existsSync(join(dir, "mongod"))) return join(dir, "mongod");
-  }
-  return undefined;
-}
-
-const mongoUrl = process.env.MONGO_URL;
-const binary = mongoUrl ? undefined : localMongod();
+if (!mongoAvailable) console.info(SKIP_NOTE);
 
 afterAll(async () => {
   await closeAllMongoDatabases();
+  await stopMongo();
 });
 
-if (mongoUrl || binary) {
-  let server: MongoMemoryServer | undefined;
-  afterAll(async () => {
-    await server?.stop();
-  });
-  describeStorageContract(mongoUrl ? "mongodb (MONGO_URL)" : `mongodb (${binary})`, async () => {
-    let url = mongoUrl;
-    if (!url) {
-      const { MongoMemoryServer } = await import("mongodb-memory-server");
-      server = await MongoMemoryServer.create({ binary: { systemBinary: binary } });
-      url = server.getUri();
-    }
-    return openMongoDatabase(url, `crm_contract_${process.pid}`);
-  });
-} else {
-  describe("storage contract: mongodb", () => {
-    it("is not run without a server", () => {
-      console.info("MongoDB contract suite not run: set MONGO_URL (or MONGOMS_SYSTEM_BINARY / a mongod on PATH) to run it");
-      expect(mongoUrl ?? binary).toBeUndefined();
-    });
-  });
-}
+describeIfMongo(`mongodb server (${mongoLabel})`, () => {
+  describeStorageContract("mongodb", async () => openMongoDatabase(await mongoServerUrl(), `crm_contract_${process.pid}`, { log: () => undefined }));
+});
 
 describe("mongodb adapter without a server", () => {
   it("maps E11000 to DUPLICATE_KEY with the index name", () => {
