@@ -253,6 +253,11 @@ export function filterFields(filter: Filter, out = new Set<string>()): Set<strin
 export interface RangeBounds {
   lower?: { value: unknown; inclusive: boolean };
   upper?: { value: unknown; inclusive: boolean };
+  /**
+   * Both bounds come from one condition (an anchored regex), so one array element meets both. With
+   * separate conditions (`$gte` and `$lt`) on an array field, different elements may meet each.
+   */
+  oneElement: boolean;
 }
 
 const REGEX_SPECIAL = new Set([".", "*", "+", "?", "^", "$", "{", "}", "(", ")", "|", "[", "]"]);
@@ -291,7 +296,7 @@ function prefixEnd(prefix: string): string {
  * its bounds are of one type; undefined when there is none.
  */
 export function rangeBounds(filter: Filter, field: string): RangeBounds | undefined {
-  const bounds: RangeBounds = {};
+  const bounds: RangeBounds = { oneElement: false };
   const tighten = (side: "lower" | "upper", value: unknown, inclusive: boolean) => {
     const cur = bounds[side];
     if (!cur) bounds[side] = { value, inclusive };
@@ -305,12 +310,18 @@ export function rangeBounds(filter: Filter, field: string): RangeBounds | undefi
         if (!isHashable(operand) || operand === null) continue;
         if (op === "$gt" || op === "$gte") tighten("lower", operand, op === "$gte");
         if (op === "$lt" || op === "$lte") tighten("upper", operand, op === "$lte");
+        if (op.startsWith("$gt") || op.startsWith("$lt")) bounds.oneElement = false;
       }
       if (typeof value.$regex === "string") {
         const prefix = regexPrefix(value.$regex, typeof value.$options === "string" ? value.$options : "");
-        if (prefix) {
+        if (prefix && !bounds.lower && !bounds.upper) {
+          bounds.lower = { value: prefix, inclusive: true };
+          bounds.upper = { value: prefixEnd(prefix), inclusive: false };
+          bounds.oneElement = true;
+        } else if (prefix) {
           tighten("lower", prefix, true);
           tighten("upper", prefixEnd(prefix), false);
+          bounds.oneElement = false;
         }
       }
     }

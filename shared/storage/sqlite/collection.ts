@@ -308,8 +308,10 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   /** The filter's range on the key after the prefix of `p` fields, in key columns. */
   private keyRange(index: IndexState, p: number, filter: Filter): KeyRange | undefined {
     const field = index.keys.fields[p];
-    const bounds = field === undefined ? undefined : rangeBounds(filter, field);
+    let bounds = field === undefined ? undefined : rangeBounds(filter, field);
     if (!bounds) return undefined;
+    // On an array field, `$gte` and `$lt` may each be met by a different element: only one side bounds it.
+    if (index.multikey && !bounds.oneElement && bounds.lower && bounds.upper) bounds = { lower: bounds.lower, oneElement: false };
     const lower = bounds.lower && keyOf(bounds.lower.value);
     const upper = bounds.upper && keyOf(bounds.upper.value);
     const rank = (lower ?? upper)![0];
