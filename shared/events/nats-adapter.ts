@@ -131,7 +131,8 @@ export class BackoffNatsAdapter extends Adapters.NATS {
     return (err, message) => {
       if (message) {
         const nak = message.nak.bind(message);
-        message.nak = () => nak(retryDelay(this.retryDelays, message.info.deliveryCount));
+        // The adapter naks without a delay: this delivery's wait of the schedule.
+        message.nak = (millis?: number) => nak(millis ?? retryDelay(this.retryDelays, message.info.deliveryCount));
       }
       return consume(err, message);
     };

@@ -1,5 +1,6 @@
 /** The redelivery schedule: EVENTS_RETRY_DELAYS, the wait of each delivery, and what the middleware makes of it. */
 import { ServiceBroker } from "moleculer";
+import { headers as natsHeaders, type JsMsg } from "nats";
 import { config, ConfigError, resetConfig } from "../../config";
 import { channelsMiddleware, type ChannelBroker } from "../channels";
 import { BackoffNatsAdapter, retryDelay } from "../nats-adapter";
@@ -66,5 +67,63 @@ describe("channelsMiddleware on NATS", () => {
     process.env.EVENTS_RETRY_DELAYS = "1s,2s,3s";
     resetConfig();
     expect(adapterOf({}).opts.maxRetries).toBe(4);
+  });
+});
+
+describe("BackoffNatsAdapter.moveToDeadLetter", () => {
+  const chan = { name: "t1.order.created", group: "profiles", deadLettering: { enabled: true, queueName: "t1.DEAD_LETTER" } };
+  const failedMessage = () => {
+    const headers = natsHeaders();
+    headers.set("Nats-Msg-Id", "order.created:s:o-1");
+    headers.set("$requestID", "req-1");
+    const naks: Array<number | undefined> = [];
+    const message = { seq: 41, data: new TextEncoder().encode('{"order_id":"o-1"}'), headers, info: { deliveryCount: 6 }, nak: (ms?: number) => void naks.push(ms), ack: () => undefined };
+    return { message: message as unknown as JsMsg, naks };
+  };
+  const adapterWith = (publish: (queue: string, data: unknown, opts: unknown) => Promise<void>) => {
+    const broker = new ServiceBroker({ logger: false, transporter: null, middlewares: [channelsMiddleware({ url: "nats://127.0.0.1:4222", retryDelays: [1_000, 60_000] })] });
+    const adapter = (broker as unknown as ChannelBroker).channelAdapter as unknown as BackoffNatsAdapter & { publish: typeof publish; stopping: boolean };
+    adapter.publish = publish;
+    return adapter;
+  };
+  type Chan = Parameters<BackoffNatsAdapter["moveToDeadLetter"]>[0];
+
+  it("stores the payload with why, the redelivery count, the original msg id and request id, under a msg id of its own", async () => {
+    const published: unknown[][] = [];
+    const adapter = adapterWith(async (...args) => void published.push(args));
+    const { message, naks } = failedMessage();
+    await adapter.moveToDeadLetter(chan as unknown as Chan, message);
+    expect(naks).toEqual([]);
+    expect(published).toEqual([
+      [
+        "t1.DEAD_LETTER",
+        message.data,
+        {
+          raw: true,
+          msgID: "dead-letter:profiles:t1.order.created:41",
+          headers: {
+            $requestID: "req-1",
+            "x-original-channel": "t1.order.created",
+            "x-original-group": "profiles",
+            "x-error": "handler failed",
+            "x-redelivered-count": "5",
+            "x-original-seq": "41",
+            "x-original-msg-id": "order.created:s:o-1",
+          },
+        },
+      ],
+    ]);
+  });
+
+  it("keeps the event (a nak with the schedule's last wait) when the dead letter cannot be stored, or the adapter is stopping", async () => {
+    const failing = failedMessage();
+    await adapterWith(() => Promise.reject(new Error("nats is down"))).moveToDeadLetter(chan as unknown as Chan, failing.message);
+    expect(failing.naks).toEqual([60_000]);
+
+    const stopping = failedMessage();
+    const adapter = adapterWith(() => Promise.reject(new Error("not to be called")));
+    adapter.stopping = true;
+    await adapter.moveToDeadLetter(chan as unknown as Chan, stopping.message);
+    expect(stopping.naks).toEqual([60_000]);
   });
 });
