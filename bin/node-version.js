@@ -7,7 +7,8 @@
  * gets Node 24 from the npm registry through npx (as `.ci/run` does), says so in one line on stderr, and runs
  * the command with that Node first on PATH, so `node` and `#!/usr/bin/env node` scripts (jest) use it. If npx
  * cannot give it one, it prints one line saying what to install and run, and exits 1.
- * SIGINT, SIGTERM and SIGHUP are passed on to the command; it exits with the command's code (or signal).
+ * SIGINT, SIGTERM and SIGHUP are passed on to the command; it exits with the command's code (or signal). Run by
+ * npm, it also stops the command (SIGTERM) when the shell npm started it through goes away.
  *
  * Plain CommonJS, no dependencies, nothing newer than Node 8 syntax: it must run on the Node it replaces.
  */
@@ -87,10 +88,21 @@ function run(command, nodePath, env) {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
   SIGNALS.forEach(function (signal) { process.on(signal, forward); });
+  // A SIGTERM to npm reaches only the shell npm runs us through (dash does not pass it on): we see that shell
+  // go (our parent changes) and stop the command the same way, instead of leaving it running with the port.
+  var parent = process.ppid;
+  var watch = setInterval(function () {
+    if (process.ppid !== parent) {
+      clearInterval(watch);
+      forward("SIGTERM");
+    }
+  }, 200);
+  if (!process.env.npm_lifecycle_event || WINDOWS) clearInterval(watch);
   child.on("error", function (err) {
     fail("Could not run `" + command.join(" ") + "`: " + err.message);
   });
   child.on("exit", function (code, signal) {
+    clearInterval(watch);
     SIGNALS.forEach(function (s) { process.removeListener(s, forward); });
     if (signal) {
       process.kill(process.pid, signal); // die the same way, so whoever started us sees the signal

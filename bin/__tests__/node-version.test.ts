@@ -141,7 +141,7 @@ async function closedPort(): Promise<number> {
 const PRINT_VERSION = ["node", "-e", "console.log(process.version)"];
 /** A command that runs until a signal; it exits 9 if the launcher dies first (its parent changes), not lingering. */
 const UNTIL_SIGNAL = (onSigterm: string) =>
-  `const parent = process.ppid; ${onSigterm} console.log("ready " + process.version); ` +
+  `const parent = process.ppid; ${onSigterm} console.log("ready " + process.version + " " + parent); ` +
   "setInterval(() => { if (process.ppid !== parent) process.exit(9); }, 20);";
 const rerunLine = (newVersion: string) =>
   `Node ${old.version} is older than 22.13 (this project uses node:sqlite): running under Node ${newVersion} from the npm registry (npx node@24). Install Node 24 to skip this.`;
@@ -186,6 +186,26 @@ describe("on a Node older than 22.13", () => {
     const r = await run.done;
     expect(r.stdout).toContain("got SIGINT");
     expect(r.signal).toBe("SIGINT");
+  }, 300_000);
+
+  test("a SIGTERM to npm, which only kills the shell npm runs the launcher through, still stops the command", async () => {
+    const script = UNTIL_SIGNAL('process.on("SIGTERM", () => { console.log("got SIGTERM"); process.exit(7); });');
+    // What npm does: `sh -c "<script line>"`; `; exit $?` keeps every sh from exec'ing the launcher in its place.
+    const env = cleanEnv({ PATH: oldPath, npm_lifecycle_event: "start", OLD_NODE: old.node, LAUNCHER, SCRIPT: script });
+    const shell = spawn("sh", ["-c", '"$OLD_NODE" "$LAUNCHER" node -e "$SCRIPT"; exit $?'], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    shell.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    const closed = new Promise<void>((resolve) => shell.on("close", () => resolve())); // every holder of the pipe is gone
+    await waitFor(() => stdout.includes("ready"), "the command to start");
+    const launcherPid = Number(/^ready \S+ (\d+)/.exec(stdout)![1]);
+    shell.kill("SIGTERM");
+    try {
+      await waitFor(() => stdout.includes("got SIGTERM"), "the command to get SIGTERM", 20_000);
+    } finally {
+      if (!stdout.includes("got SIGTERM")) process.kill(launcherPid, "SIGKILL"); // its command then exits too
+    }
+    await closed;
+    expect(stdout).toMatch(/^ready v24\.[\s\S]*got SIGTERM/);
   }, 300_000);
 
   test("with the registry unreachable, one line says what to install and run, and it exits 1", async () => {
