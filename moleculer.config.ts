@@ -15,6 +15,7 @@ import { config } from "./shared/config";
 import { ZodValidator } from "./shared/validation";
 import { channelsMiddleware } from "./shared/events/channels";
 import { settleTimedOutRequests } from "./shared/middlewares/settle-timed-out-requests";
+import { retryOnAnotherNode } from "./shared/middlewares/retry-on-another-node";
 import { drainGatewaysFirst } from "./gateway/drain";
 
 const settings = config();
@@ -37,7 +38,8 @@ const brokerConfig: BrokerOptions = {
 
   // Safety nets are off by default in Moleculer; they are on here on purpose.
   requestTimeout: settings.REQUEST_TIMEOUT_MS,
-  // Retries only where an action opts in with its own `retryPolicy` (reads and idempotent writes).
+  // Retries only where an action opts in with its own `retryPolicy` (reads and idempotent writes); each
+  // retry goes to a node this request has not tried yet (the RetryOnAnotherNode middleware below).
   retryPolicy: {
     enabled: false,
     retries: 2,
@@ -74,6 +76,7 @@ const brokerConfig: BrokerOptions = {
   middlewares: [
     drainGatewaysFirst(),
     settleTimedOutRequests(),
+    retryOnAnotherNode(),
     channelsMiddleware({ prefix: settings.EVENTS_PREFIX, replicas: settings.EVENTS_REPLICAS }),
   ],
 

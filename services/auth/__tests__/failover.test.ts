@@ -1,15 +1,20 @@
 /**
  * `auth.authenticate` is asked on every authenticated request: a call stuck on an auth node that hangs
  * (or just died) must fail after its own 5 s timeout and be retried on another node, not wait for the
- * 10 s request timeout and fail. Three brokers over the real NATS server; the two auth nodes share one
- * in-memory store (same process), so a session issued by one is known to both.
+ * 10 s request timeout and fail. The retry must not land on the hung node again: Moleculer's Retry asks
+ * the balancer afresh, and round-robin alone may hand it the same node (the RetryOnAnotherNode
+ * middleware in moleculer.config.ts prevents that). Three brokers over the real NATS server; the two
+ * auth nodes share one in-memory store (same process), so a session issued by one is known to both.
  */
 import type { ServiceBroker } from "moleculer";
 import type { AuthToken } from "../../../shared/contracts/auth";
 import { uuidv7 } from "../../../shared/ids";
-import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
+import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName, waitFor } from "../../../test/harness";
 
-type AuthInternals = { auth: { sessions: { authenticate: (...args: unknown[]) => Promise<unknown> } } };
+type Authenticate = (params: { access_token: string }, ...rest: unknown[]) => Promise<unknown>;
+type AuthInternals = { auth: { sessions: { authenticate: Authenticate } } };
+
+const sessionsOf = (broker: ServiceBroker) => (broker.getLocalService("auth") as unknown as AuthInternals).auth.sessions;
 
 describe("auth.authenticate across auth nodes", () => {
   const namespace = uniqueName("authfo");
@@ -17,36 +22,49 @@ describe("auth.authenticate across auth nodes", () => {
   let caller: ServiceBroker;
   let healthy: ServiceBroker;
   let hung: ServiceBroker;
+  const release: Array<() => void> = [];
 
   beforeAll(async () => {
     await assertNatsUp();
     healthy = await startBroker({ services: ["auth"], transporter: NATS_URL, namespace, env });
     hung = await startBroker({ services: ["auth"], transporter: NATS_URL, namespace, env });
     caller = await startBroker({ transporter: NATS_URL, namespace, env });
-    await caller.waitForServices(["auth"], 10_000);
-    await new Promise((r) => setTimeout(r, 500)); // the caller has learnt both auth nodes
+    await waitFor(
+      () => caller.registry.getActionEndpoints("auth.authenticate")?.endpoints.filter((ep) => ep.isAvailable).length === 2,
+      "the caller to know both auth nodes",
+    );
   });
   afterAll(async () => {
+    release.splice(0).forEach((answer) => answer()); // the hung node's stop need not wait for its calls
     await Promise.all([caller?.stop(), healthy?.stop(), hung?.stop()]);
     await deleteStreams(namespace);
   });
 
-  it("retries a call stuck on a hung node elsewhere after 5 s, so every request still succeeds", async () => {
+  it("retries a call stuck on a hung node on the other node after 5 s, never on the hung one again", async () => {
     const store = uuidv7();
-    const token = (await caller.call("auth.issueSession", { store_id: store, profile_id: uuidv7(), is_verified: true })) as AuthToken;
-    const stuck = (hung.getLocalService("auth") as unknown as AuthInternals).auth.sessions;
-    let hungCalls = 0;
-    stuck.authenticate = () => {
-      hungCalls++;
-      return new Promise(() => undefined);
+    const issue = () => caller.call("auth.issueSession", { store_id: store, profile_id: uuidv7(), is_verified: true }) as Promise<AuthToken>;
+    const tokens = await Promise.all(Array.from({ length: 4 }, issue));
+
+    // Which node each request (one token each) reached, in order.
+    const reached = new Map<string, string[]>(tokens.map((t) => [t.access_token, []]));
+    const answering = sessionsOf(healthy);
+    const authenticate = answering.authenticate.bind(answering);
+    answering.authenticate = (params, ...rest) => {
+      reached.get(params.access_token)?.push("healthy");
+      return authenticate(params, ...rest);
+    };
+    sessionsOf(hung).authenticate = (params) => {
+      reached.get(params.access_token)?.push("hung");
+      return new Promise((resolve) => release.push(() => resolve(null)));
     };
 
-    const principals = await Promise.all(
-      Array.from({ length: 4 }, () => caller.call("auth.authenticate", { store_id: store, access_token: token.access_token })),
-    );
-    expect(principals).toEqual(Array(4).fill(expect.objectContaining({ profile_id: token.profile_id, session_id: token.id })));
-    // Round-robin sent some to the hung node, which never answers: those succeeded only by the retry
-    // after the 5 s timeout (with the plain 10 s request timeout and no retry they would have failed).
-    expect(hungCalls).toBeGreaterThan(0);
+    const principals = await Promise.all(tokens.map((t) => caller.call("auth.authenticate", { store_id: store, access_token: t.access_token })));
+    expect(principals).toEqual(tokens.map((t) => expect.objectContaining({ profile_id: t.profile_id, session_id: t.id })));
+    // Round-robin sent half of them to the hung node, which never answers: those succeeded only by the
+    // retry after the 5 s timeout (with the plain 10 s request timeout and no retry they would have
+    // failed), and that retry went to the healthy node.
+    const paths = [...reached.values()];
+    expect(paths.filter((path) => path[0] === "hung")).toHaveLength(2);
+    for (const path of paths) expect(path).toEqual(path[0] === "hung" ? ["hung", "healthy"] : ["healthy"]);
   });
 });

@@ -4,12 +4,22 @@
  * Two brokers over the real NATS server, built from moleculer.config.ts (which installs the middleware).
  */
 import { Errors, type ServiceBroker } from "moleculer";
-import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
+import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName, waitFor } from "../../../test/harness";
 
 interface TrackedBroker {
   _trackedContexts: unknown[];
   transit: { pendingRequests: Map<string, unknown> };
 }
+
+/** Nothing left pending or "running" on the caller (what a graceful stop would wait for). */
+const settled = (broker: ServiceBroker) => {
+  const tracked = broker as unknown as TrackedBroker;
+  return tracked.transit.pendingRequests.size === 0 && tracked._trackedContexts.length === 0;
+};
+const describeState = (broker: ServiceBroker) => () => {
+  const tracked = broker as unknown as TrackedBroker;
+  return `pending requests: ${tracked.transit.pendingRequests.size}, tracked contexts: ${tracked._trackedContexts.length}`;
+};
 
 describe("settleTimedOutRequests (middleware)", () => {
   let caller: ServiceBroker;
@@ -57,22 +67,17 @@ describe("settleTimedOutRequests (middleware)", () => {
   });
 
   it("ends the caller's tracked context and pending request when the call times out", async () => {
-    const tracked = caller as unknown as TrackedBroker;
     const call = caller.call("stuck.wait", {}, { timeout: 300, retries: 0 });
     await expect(call).rejects.toBeInstanceOf(Errors.RequestTimeoutError);
-    await new Promise((r) => setTimeout(r, 150));
-    expect(tracked.transit.pendingRequests.size).toBe(0);
-    expect(tracked._trackedContexts).toHaveLength(0);
+    // The callee never answers: without the middleware, both stay on the caller for good.
+    await waitFor(() => settled(caller), "the timed-out call to be settled", { detail: describeState(caller) });
   });
 
   it("leaves nothing pending when a retry after a timed-out attempt succeeds", async () => {
-    const tracked = caller as unknown as TrackedBroker;
     dropNextAnswer = true;
     await expect(caller.call("stuck.flaky", {}, { timeout: 300 })).resolves.toBe("second attempt");
     expect(flakyCalls).toBe(2);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(tracked.transit.pendingRequests.size).toBe(0);
-    expect(tracked._trackedContexts).toHaveLength(0);
+    await waitFor(() => settled(caller), "the lost first attempt to be settled", { detail: describeState(caller) });
   });
 
   it("ignores the answer that arrives after the timeout, and the next call still works", async () => {
@@ -80,7 +85,7 @@ describe("settleTimedOutRequests (middleware)", () => {
     await expect(late).rejects.toBeInstanceOf(Errors.RequestTimeoutError);
     release.splice(0).forEach((answer) => answer());
     const next = caller.call("stuck.wait", {}, { timeout: 10_000 });
-    while (release.length === 0) await new Promise((r) => setTimeout(r, 10)); // the call reached the callee
+    await waitFor(() => release.length > 0, "the call to reach the callee");
     release.splice(0).forEach((answer) => answer());
     await expect(next).resolves.toBe("late answer");
   });
