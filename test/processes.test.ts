@@ -8,15 +8,37 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { assertNatsUp, deleteStreams, freePort, NATS_URL, uniqueName } from "./harness";
+import { assertNatsUp, deleteStreams, freePort, NATS_URL, uniqueName, waitFor as poll } from "./harness";
 
 const SERVER = path.resolve(__dirname, "../dist/bin/server.js");
 const SIX = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"];
+
+/**
+ * How long a process may take to start and join the others. On an idle machine it is about 2 s; on a CI
+ * machine whose two cores are shared by the other Jest worker and every process the tests spawn, starting
+ * a few processes at once can take many times that. Tests that wait for it allow for it in their timeout.
+ */
+const START_MS = 60_000;
+
+function describeProcess(proc: Running): string {
+  const state = hasExited(proc) ? `exited (${proc.child.exitCode ?? proc.child.signalCode})` : "running";
+  return `--- process ${proc.child.pid} (${state}), last output:\n${proc.output().slice(-4_000)}`;
+}
 
 interface Running {
   child: ChildProcess;
   output: () => string;
   exited: Promise<number | null>;
+}
+
+/** Every process a test started: any still running when the file ends is killed (Jest would wait for it). */
+const spawned: Running[] = [];
+afterAll(() => {
+  for (const proc of spawned) if (!hasExited(proc)) proc.child.kill("SIGKILL");
+});
+
+function hasExited(proc: Running): boolean {
+  return proc.child.exitCode !== null || proc.child.signalCode !== null;
 }
 
 function run(env: Record<string, string>): Running {
@@ -28,14 +50,27 @@ function run(env: Record<string, string>): Running {
   child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
+  const proc = { child, output: () => output, exited };
+  spawned.push(proc);
+  return proc;
 }
 
-async function stop(proc: Running): Promise<number | null> {
-  if (proc.child.exitCode === null) proc.child.kill("SIGTERM");
+/** The exit code of a process expected to end by itself (a refusal at start-up), within the deadline. */
+async function exitCodeOf(proc: Running, what: string): Promise<number | null> {
+  try {
+    await poll(() => hasExited(proc), what, { timeoutMs: START_MS, intervalMs: 50, detail: () => describeProcess(proc) });
+  } catch (err) {
+    proc.child.kill("SIGKILL");
+    throw err;
+  }
   return proc.exited;
 }
 
+/** SIGTERM, then the exit code once it has stopped (a graceful stop takes seconds, not a minute). */
+async function stop(proc: Running): Promise<number | null> {
+  if (!hasExited(proc)) proc.child.kill("SIGTERM");
+  return exitCodeOf(proc, `process ${proc.child.pid} to stop on SIGTERM`);
+}
 
 async function readiness(base: string): Promise<{ status: number; body: { services?: Record<string, string> } } | null> {
   try {
@@ -46,14 +81,26 @@ async function readiness(base: string): Promise<{ status: number; body: { servic
   }
 }
 
-async function waitFor<T>(probe: () => Promise<T | null | false>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/**
+ * Polls `probe` until it gives a truthy value while every process in `watched` keeps running. One that
+ * exits ends the wait at once with its output (a crash is not "slow"); so does the deadline.
+ */
+async function waitFor<T>(
+  probe: () => Promise<T | null | false>,
+  what: string,
+  options: { timeoutMs?: number; watched?: Running[] } = {},
+): Promise<T> {
+  const { timeoutMs = START_MS, watched = [] } = options;
+  const value = await poll(
+    async () => {
+      const gone = watched.find(hasExited);
+      if (gone) throw new Error(`a process exited while waiting for ${what}\n${describeProcess(gone)}`);
+      return probe();
+    },
+    what,
+    { timeoutMs, intervalMs: 200, detail: () => watched.map(describeProcess).join("\n") },
+  );
+  return value as T;
 }
 
 const allOk = Object.fromEntries(SIX.map((s) => [s, "ok"]));
@@ -73,10 +120,14 @@ describe("one process on the embedded defaults (npm start)", () => {
     const store = "0190c5d2-1111-7000-8000-00000000abcd";
 
     const first = run(env);
-    const ready = await waitFor(async () => {
-      const r = await readiness(base);
-      return r?.status === 200 ? r : null;
-    }, "readiness");
+    const ready = await waitFor(
+      async () => {
+        const r = await readiness(base);
+        return r?.status === 200 ? r : null;
+      },
+      "readiness",
+      { watched: [first] },
+    );
     expect(ready.body.services).toEqual(allOk);
     expect((await fetch(`http://[::1]:${port}/health/live`)).status).toBe(200); // IPv6 too, with HOST unset
     expect(first.output()).toContain(`http://localhost:${port}`);
@@ -95,7 +146,7 @@ describe("one process on the embedded defaults (npm start)", () => {
 
     const second = run({ ...env, CRM_ADMIN_API_KEY: "restart-platform-key" });
     try {
-      await waitFor(async () => (await readiness(base))?.status === 200, "readiness after restart");
+      await waitFor(async () => (await readiness(base))?.status === 200, "readiness after restart", { watched: [second] });
       const again = await fetch(`${base}/v1/stores/${store}/profiles/${profile.id}`, {
         headers: { authorization: "Bearer restart-platform-key" },
       });
@@ -105,7 +156,7 @@ describe("one process on the embedded defaults (npm start)", () => {
     } finally {
       expect(await stop(second)).toBe(0);
     }
-  }, 90_000);
+  }, 2 * START_MS + 30_000);
 
   it("answers every request in flight when stopped under load, and keeps every write it answered", async () => {
     const port = await freePort();
@@ -117,7 +168,7 @@ describe("one process on the embedded defaults (npm start)", () => {
     const answered: string[] = [];
     const server = run(env);
     try {
-      await waitFor(async () => (await readiness(base))?.status === 200, "readiness");
+      await waitFor(async () => (await readiness(base))?.status === 200, "readiness", { watched: [server] });
       const statuses: number[] = [];
       const cutOff: string[] = []; // connection-level failures: closed before the request was read
       let refused = false;
@@ -137,10 +188,10 @@ describe("one process on the embedded defaults (npm start)", () => {
         }
       };
       const workers = Array.from({ length: 8 }, (_, w) => worker(w));
-      await waitFor(async () => answered.length >= 200, "some load", 20_000);
+      await waitFor(async () => answered.length >= 200, "some load", { timeoutMs: 30_000, watched: [server] });
       const stopAt = Date.now();
       server.child.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      expect(await exitCodeOf(server, "the server to stop on SIGTERM")).toBe(0);
       // Answers close their connections while draining: no wait for idle keep-alive sockets.
       expect(Date.now() - stopAt).toBeLessThan(4_000);
       refused = true;
@@ -157,7 +208,7 @@ describe("one process on the embedded defaults (npm start)", () => {
 
     const again = run(env);
     try {
-      await waitFor(async () => (await readiness(base))?.status === 200, "readiness after restart");
+      await waitFor(async () => (await readiness(base))?.status === 200, "readiness after restart", { watched: [again] });
       const stored = new Set<string>();
       let cursor: string | null = null;
       do {
@@ -173,49 +224,54 @@ describe("one process on the embedded defaults (npm start)", () => {
       expect(await stop(again)).toBe(0);
       rmSync(loadDir, { recursive: true, force: true });
     }
-  }, 90_000);
+  }, 2 * START_MS + 60_000);
 
   it("refuses to start on a data folder another process holds, says why, and never claims to be listening", async () => {
     const heldDir = mkdtempSync(path.join(os.tmpdir(), "crm-held-"));
     const holderPort = await freePort();
     const holder = run({ PORT: String(holderPort), DATA_DIR: heldDir });
     try {
-      await waitFor(async () => (await readiness(`http://127.0.0.1:${holderPort}`))?.status === 200, "the first process");
+      await waitFor(async () => (await readiness(`http://127.0.0.1:${holderPort}`))?.status === 200, "the first process", { watched: [holder] });
       const second = run({ PORT: String(await freePort()), DATA_DIR: heldDir });
-      expect(await second.exited).toBe(1);
+      const listening = /Store CRM is listening|Admin API key/;
+      await poll(() => hasExited(second) || listening.test(second.output()), "the second process to refuse the held data folder", {
+        timeoutMs: START_MS,
+        detail: () => describeProcess(second),
+      });
+      expect(second.output()).not.toMatch(listening);
+      expect(await exitCodeOf(second, "the second process to exit")).toBe(1);
       expect(second.output()).toMatch(/is open in another process \(pid \d+.*Stop that process or use another DATA_DIR/);
-      expect(second.output()).not.toMatch(/Store CRM is listening|Admin API key/);
     } finally {
       expect(await stop(holder)).toBe(0);
       rmSync(heldDir, { recursive: true, force: true });
     }
-  });
+  }, 2 * START_MS + 30_000);
 
   it("listens only on HOST when it is set", async () => {
     const port = await freePort();
     const proc = run({ PORT: String(port), HOST: "127.0.0.1", STORAGE: "memory" });
     try {
-      await waitFor(async () => (await readiness(`http://127.0.0.1:${port}`))?.status === 200, "readiness on 127.0.0.1");
+      await waitFor(async () => (await readiness(`http://127.0.0.1:${port}`))?.status === 200, "readiness on 127.0.0.1", { watched: [proc] });
       const v6 = await fetch(`http://[::1]:${port}/health/live`).catch((err: { cause?: { code?: string } }) => err.cause?.code);
       expect(v6).toBe("ECONNREFUSED");
     } finally {
       expect(await stop(proc)).toBe(0);
     }
-  });
+  }, START_MS + 30_000);
 
   it("refuses a bad setting at start-up with a message naming it, not a stack trace", async () => {
     const proc = run({ SMTP_URL: "notaurl", PORT: "", DATA_DIR: dataDir });
-    expect(await proc.exited).toBe(2);
+    expect(await exitCodeOf(proc, "the process to refuse the setting and exit")).toBe(2);
     expect(proc.output().trim()).toBe(
       'Invalid configuration (see README "Configuration"):\n  SMTP_URL: must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587',
     );
-  });
+  }, START_MS + 30_000);
 
   it("refuses an unknown service name with a message that lists the known ones", async () => {
     const proc = run({ SERVICES: "gateway,profilez", DATA_DIR: dataDir });
-    expect(await proc.exited).toBe(2);
+    expect(await exitCodeOf(proc, "the process to refuse the service name and exit")).toBe(2);
     expect(proc.output()).toMatch(/profilez.*Known: gateway, auth, profiles/s);
-  });
+  }, START_MS + 30_000);
 });
 
 describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
@@ -248,23 +304,31 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
     const rest = run({ ...env, SERVICES: "profile-lists,campaigns,billing" });
     running.push(gateway, identity, rest);
 
-    const ready = await waitFor(async () => {
-      const r = await readiness(base);
-      return r?.status === 200 ? r : null;
-    }, "all six services over NATS");
+    const ready = await waitFor(
+      async () => {
+        const r = await readiness(base);
+        return r?.status === 200 ? r : null;
+      },
+      "all six services over NATS",
+      { watched: [gateway, identity, rest] },
+    );
     expect(ready.body.services).toEqual(allOk);
 
     const guest = await fetch(`${base}/v1/stores/${"0190c5d2-1111-7000-8000-00000000beef"}/profiles/initialize`, { method: "POST" });
     expect(guest.status).toBe(200);
 
     expect(await stop(rest)).toBe(0);
-    const degraded = await waitFor(async () => {
-      const r = await readiness(base);
-      return r?.status === 503 ? r : null;
-    }, "readiness to report the stopped services");
+    const degraded = await waitFor(
+      async () => {
+        const r = await readiness(base);
+        return r?.status === 503 ? r : null;
+      },
+      "readiness to report the stopped services",
+      { timeoutMs: 30_000, watched: [gateway, identity] },
+    );
     expect(degraded.body.services).toMatchObject({ auth: "ok", profiles: "ok", mailer: "ok" });
     for (const name of ["profile-lists", "campaigns", "billing"]) expect(degraded.body.services?.[name]).not.toBe("ok");
-  }, 90_000);
+  }, START_MS + 60_000);
 
   it("moves requests to the surviving copy when a service process is killed without warning, and still stops cleanly", async () => {
     const system = `${namespace}k`;
@@ -273,7 +337,9 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
     const env = systemEnv(port, system);
     const identity = [run({ ...env, SERVICES: "auth,mailer,profiles" }), run({ ...env, SERVICES: "auth,mailer,profiles" })];
     running.push(...identity);
-    await waitFor(async () => identity.every((p) => /ServiceBroker .* started/.test(p.output())), "both identity processes");
+    await waitFor(async () => identity.every((p) => /ServiceBroker .* started/.test(p.output())), "both identity processes to start", {
+      watched: identity,
+    });
     const gateway = run({ ...env, SERVICES: "gateway" });
     running.push(gateway);
     const initialize = async () => {
@@ -282,16 +348,20 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
     };
     // Node ids are `<host>-<pid>-<random>`: the gateway must know both copies before one is killed.
     const known = (proc: Running) => new RegExp(`Node '[^']*-${proc.child.pid}-[0-9a-f]+' connected`).test(gateway.output());
-    await waitFor(async () => identity.every(known), "the gateway to discover both identity processes");
-    await waitFor(async () => (await initialize().catch(() => 0)) === 200, "the gateway over NATS");
+    await waitFor(async () => identity.every(known), "the gateway to discover both identity processes", { watched: [...identity, gateway] });
+    await waitFor(async () => (await initialize().catch(() => 0)) === 200, "the gateway over NATS", { watched: [...identity, gateway] });
 
     identity[1].child.kill("SIGKILL");
     const killedAt = Date.now();
     // Requests keep coming while the dead node is still listed; those routed to it may fail.
-    await waitFor(async () => {
-      await initialize();
-      return /disconnected unexpectedly/.test(gateway.output());
-    }, "the gateway to drop the killed node", 30_000);
+    await waitFor(
+      async () => {
+        await initialize();
+        return /disconnected unexpectedly/.test(gateway.output());
+      },
+      "the gateway to drop the killed node",
+      { timeoutMs: 30_000, watched: [identity[0], gateway] },
+    );
     // Moleculer checks every heartbeatTimeout (4 s) for nodes silent longer than that: ~10 s at most
     // (it was ~30 s with Moleculer's defaults); the bound leaves room for a loaded CI machine.
     expect(Date.now() - killedAt).toBeLessThan(20_000);
@@ -302,5 +372,5 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
     expect(await stop(gateway)).toBe(0);
     expect(Date.now() - stopStarted).toBeLessThan(5_000); // nothing left "running" from calls that timed out
     expect(gateway.output()).not.toMatch(/GracefulStopTimeout/);
-  }, 90_000);
+  }, 2 * START_MS + 60_000);
 });
