@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { BACKEND_SERVICES, httpClient, startCluster, type Cluster } from "./harness";
+import { BACKEND_SERVICES, httpClient, startCluster, waitFor, type Cluster } from "./harness";
 
 describe("GET /health/ready (gateway + six services over NATS)", () => {
   let cluster: Cluster;
@@ -39,8 +39,16 @@ describe("GET /health/ready (gateway + six services over NATS)", () => {
 
   it("answers 503 and marks the service that went away", async () => {
     await cluster.brokers.billing.stop();
-    await new Promise((r) => setTimeout(r, 1_100)); // readiness answers are shared for a second
-    const res = await httpClient(cluster.url!).get("/health/ready");
+    // Readiness answers are shared for a second: ask until one is from after billing went away.
+    const http = httpClient(cluster.url!);
+    const res = await waitFor(
+      async () => {
+        const answer = await http.get("/health/ready");
+        return answer.status !== 200 && answer;
+      },
+      "readiness to notice billing has gone",
+      { intervalMs: 50 },
+    );
     expect(res.status).toBe(503);
     expect(res.body.services).toMatchObject({ auth: "ok", profiles: "ok", mailer: "ok" });
     expect(res.body.services.billing).not.toBe("ok");

@@ -3,6 +3,7 @@
  * answered and their connections closed, new connections are refused, and readiness says it is stopping.
  */
 import type { Drainable } from "../drain";
+import { waitFor } from "../../test/harness/wait";
 import { request, startGateway, STORE_A, type TestGateway } from "./helpers";
 
 describe("gateway drain", () => {
@@ -13,8 +14,8 @@ describe("gateway drain", () => {
   afterAll(() => gw?.stop());
 
   it("answers the request in flight with Connection: close, then refuses connections and reports 503 readiness", async () => {
-    const inFlight = request(`${gw.url}/v1/stores/${STORE_A}/wait`); // answered after 1 s
-    await new Promise((r) => setTimeout(r, 200));
+    const inFlight = request(`${gw.url}/v1/stores/${STORE_A}/wait`); // answered 1 s after it reaches the backend
+    await waitFor(() => gw.state.waitCalls === 1, "the request to be in flight");
     const drained = (gw.gateway as unknown as Drainable).drain(5_000);
 
     const reply = await inFlight;

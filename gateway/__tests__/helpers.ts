@@ -99,10 +99,12 @@ export interface DoubleState {
   health: Record<string, HealthMode>;
   verifyApiKeyCalls: number;
   authenticateCalls: number;
+  /** Calls of profiles.wait that have started (each answers 1 s later). */
+  waitCalls: number;
 }
 
 export function newDoubleState(): DoubleState {
-  return { health: {}, verifyApiKeyCalls: 0, authenticateCalls: 0 };
+  return { health: {}, verifyApiKeyCalls: 0, authenticateCalls: 0, waitCalls: 0 };
 }
 
 function healthAction(name: string, state: DoubleState) {
@@ -165,7 +167,11 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
         busy: () => {
           throw crmError("SERVICE_UNAVAILABLE", "Try again soon", { retryAfter: 7 });
         },
-        wait: () => new Promise((resolve) => setTimeout(() => resolve({ waited: true }), 1_000)),
+        // A slow backend on purpose: the answer comes 1 s after the call starts.
+        wait: () => {
+          state.waitCalls += 1;
+          return new Promise((resolve) => setTimeout(() => resolve({ waited: true }), 1_000));
+        },
         slowDown: () => {
           throw crmError("RATE_LIMITED", "A new code no sooner than 42 s", { retryAfter: 42 });
         },

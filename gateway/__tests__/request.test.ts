@@ -1,4 +1,5 @@
 /** Reading requests: JSON bodies only, size and depth limits, prototype keys, request ids, CORS, logs. */
+import { waitFor } from "../../test/harness/wait";
 import { PLATFORM_KEY, PROFILE_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
 import { jsonDepthExceeds, mergeParams, parseByteSize, parseJsonObject, requestIdOf } from "../request";
 
@@ -219,7 +220,8 @@ describe("request logs", () => {
     try {
       await request(`${gw.url}/v1/stores/${STORE_A}/profiles?limit=5&secret=q`, { headers: { ...admin, "x-request-id": "log-1" } });
       await request(echoUrl(), { method: "POST", headers: { "x-request-id": "log-2" }, json: { password: "s3cret-body" } });
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      // A line is written once the answer is sent, so it may come just after the client has it.
+      await waitFor(() => lines.length >= 2, "both request lines", { detail: () => lines.join("\n") });
     } finally {
       info.mockRestore();
     }

@@ -1,4 +1,5 @@
 /** The route table over HTTP: only its routes are reachable, with path params in snake_case. */
+import { waitFor } from "../../test/harness/wait";
 import { ReadinessProbe } from "../health";
 import { PLATFORM_KEY, PROFILE_ID, SESSION_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
 
@@ -133,13 +134,18 @@ describe("POST /v1/webhooks/stripe", () => {
 describe("GET /health/live and /health/ready", () => {
   it("keeps answering while more requests are in flight than the broker's bulkhead allows one action", async () => {
     const finished: string[] = [];
+    const before = gw.state.waitCalls;
     const waits = Array.from({ length: 100 }, () =>
       request(`${gw.url}/v1/stores/${STORE_A}/wait`).then((reply) => {
         finished.push("wait");
         return reply.status;
       }),
     );
-    await new Promise((r) => setTimeout(r, 200));
+    // The bulkhead is full: as many waits running as it lets one action run, the rest queued behind them.
+    const concurrency = gw.broker.options.bulkhead?.concurrency ?? 0;
+    expect(concurrency).toBeGreaterThan(0);
+    expect(concurrency).toBeLessThan(100);
+    await waitFor(() => gw.state.waitCalls - before >= concurrency, "the bulkhead to be full");
     const live = await request(`${gw.url}/health/live`);
     finished.push("live");
     expect(live.status).toBe(200);
@@ -165,11 +171,19 @@ describe("GET /health/live and /health/ready", () => {
   it("ready answers 503 with the failing and hanging services marked, within the short timeout", async () => {
     gw.state.health.mailer = "fail";
     gw.state.health.campaigns = "hang";
-    await new Promise((r) => setTimeout(r, 1_100)); // past the previous check's shared answer (1 s)
-    const started = Date.now();
     try {
-      const reply = await request(`${gw.url}/health/ready`);
-      expect(Date.now() - started).toBeLessThan(2_900);
+      // Answers are shared for a second: ask until one reflects the change (a new round of health
+      // calls), and time that one.
+      const { reply, tookMs } = await waitFor(
+        async () => {
+          const started = Date.now();
+          const reply = await request(`${gw.url}/health/ready`);
+          return reply.status !== 200 && { reply, tookMs: Date.now() - started };
+        },
+        "readiness to see the failing and hanging services",
+        { intervalMs: 50 },
+      );
+      expect(tookMs).toBeLessThan(2_900);
       expect(reply.status).toBe(503);
       expect(reply.headers.get("retry-after")).toBeTruthy();
       expect(reply.body).toMatchObject({ statusCode: 503, error: "SERVICE_UNAVAILABLE", status: "unavailable" });
