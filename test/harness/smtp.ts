@@ -33,7 +33,7 @@ export interface SmtpTestServer {
   messages: CapturedMail[];
   /** Messages refused by `failNext` (received in full, then answered 451), oldest first. */
   refused: CapturedMail[];
-  /** The first message (already received or still to come) matching `predicate`; rejects after the timeout. */
+  /** The first message (already received or still to come) matching `predicate`; rejects after the timeout (default 15 s). */
   waitForMessage(predicate?: (mail: CapturedMail) => boolean, timeoutMs?: number): Promise<CapturedMail>;
   /** Refuses the next `count` messages at DATA with a temporary failure (451). */
   failNext(count?: number): void;
@@ -119,7 +119,7 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
     port,
     messages,
     refused,
-    waitForMessage(predicate = () => true, timeoutMs = 5000) {
+    waitForMessage(predicate = () => true, timeoutMs = 15_000) {
       const found = messages.find(predicate);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {

@@ -21,9 +21,9 @@ describe("retryOnAnotherNode (middleware)", () => {
     path.push(ctx.broker.nodeID);
     reached.set(ctx.params.id, path);
   };
-  // Retries on a timeout (1 s: a healthy node answers well within it, even on a loaded machine).
+  // Retries on a timeout (2 s: a healthy node answers well within it, even on a loaded machine).
   const action = (behave: (ctx: Context<Params>) => unknown) => ({
-    timeout: 1_000,
+    timeout: 2_000,
     retryPolicy: { enabled: true, retries: 2, delay: 10 },
     handler(ctx: Context<Params>) {
       record(ctx);
