@@ -33,7 +33,7 @@ Commands:
   --help                                            show this help
 
 With TRANSPORTER set, the CLI talks to the running auth service over the bus; otherwise it opens the
-local storage itself (stop the server first when it uses the embedded store under DATA_DIR).
+local storage itself (the same DATA_DIR or MONGO_URL as the server; it may run while the server does).
 The events commands read NATS JetStream at TRANSPORTER (nats://host:4222) and need it, with the
 system's EVENTS_PREFIX when it has one.
 Exit codes: 0 done, 1 failed, 2 usage error.`;
@@ -247,7 +247,7 @@ function storageHint(err: unknown): string {
   if (cfg.MONGO_URL) return `Could not open the auth database on MONGO_URL: ${message}`;
   return [
     `Could not open the embedded store under ${cfg.DATA_DIR}: ${message}`,
-    "It can be held by one process at a time: if the server is running, stop it first,",
+    "Check that DATA_DIR is the server's and that this user may read and write it,",
     "or set TRANSPORTER (e.g. nats://127.0.0.1:4222) to go through the running system instead.",
   ].join("\n");
 }

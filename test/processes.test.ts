@@ -226,24 +226,28 @@ describe("one process on the embedded defaults (npm start)", () => {
     }
   }, 2 * START_MS + 60_000);
 
-  it("refuses to start on a data folder another process holds, says why, and never claims to be listening", async () => {
-    const heldDir = mkdtempSync(path.join(os.tmpdir(), "crm-held-"));
-    const holderPort = await freePort();
-    const holder = run({ PORT: String(holderPort), DATA_DIR: heldDir });
+  it("lets a second process open the same data folder (SQLite shares it): each sees what the other wrote", async () => {
+    const sharedDir = mkdtempSync(path.join(os.tmpdir(), "crm-shared-"));
+    const store = "0190c5d2-1111-7000-8000-00000000beef";
+    const ports = [await freePort(), await freePort()];
+    const procs = ports.map((port) => run({ PORT: String(port), DATA_DIR: sharedDir, CRM_ADMIN_API_KEY: "shared-dir-key" }));
+    const headers = { authorization: "Bearer shared-dir-key", "content-type": "application/json" };
     try {
-      await waitFor(async () => (await readiness(`http://127.0.0.1:${holderPort}`))?.status === 200, "the first process", { watched: [holder] });
-      const second = run({ PORT: String(await freePort()), DATA_DIR: heldDir });
-      const listening = /Store CRM is listening|Admin API key/;
-      await poll(() => hasExited(second) || listening.test(second.output()), "the second process to refuse the held data folder", {
-        timeoutMs: START_MS,
-        detail: () => describeProcess(second),
-      });
-      expect(second.output()).not.toMatch(listening);
-      expect(await exitCodeOf(second, "the second process to exit")).toBe(1);
-      expect(second.output()).toMatch(/is open in another process \(pid \d+.*Stop that process or use another DATA_DIR/);
+      for (const [i, port] of ports.entries()) {
+        await waitFor(async () => (await readiness(`http://127.0.0.1:${port}`))?.status === 200, `process ${i + 1} on the shared folder`, { watched: [procs[i]] });
+      }
+      const created = await fetch(`http://127.0.0.1:${ports[0]}/v1/stores/${store}/profiles`, { method: "POST", headers, body: JSON.stringify({ email: "shared@example.com" }) });
+      expect(created.status).toBe(200);
+      const { id } = (await created.json()) as { id: string };
+      const read = await fetch(`http://127.0.0.1:${ports[1]}/v1/stores/${store}/profiles/${id}`, { headers });
+      expect(await read.json()).toMatchObject({ id, email: "shared@example.com" });
+      const updated = await fetch(`http://127.0.0.1:${ports[1]}/v1/stores/${store}/profiles/${id}`, { method: "PUT", headers, body: JSON.stringify({ status: "archived" }) });
+      expect(updated.status).toBe(200);
+      const reread = await fetch(`http://127.0.0.1:${ports[0]}/v1/stores/${store}/profiles/${id}`, { headers });
+      expect(await reread.json()).toMatchObject({ id, status: "archived" });
     } finally {
-      expect(await stop(holder)).toBe(0);
-      rmSync(heldDir, { recursive: true, force: true });
+      for (const proc of procs) expect(await stop(proc)).toBe(0);
+      rmSync(sharedDir, { recursive: true, force: true });
     }
   }, 2 * START_MS + 30_000);
 

@@ -3,7 +3,7 @@
  * local storage, the bus and NATS JetStream.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -14,7 +14,6 @@ import { durableChannel, publishEvent } from "../../shared/events/durable";
 import { deadLetterStream } from "../../shared/events/dead-letters";
 import { storageMixin } from "../../shared/mixins/storage.mixin";
 import { uuidv7 } from "../../shared/ids";
-import { openDatabase } from "../../shared/storage";
 import { ZodValidator } from "../../shared/validation";
 import AuthService from "../../services/auth/auth.service";
 import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "../../test/harness";
@@ -340,16 +339,35 @@ describe("cli as a process", () => {
     expect((await cli(["keys", "nope"])).code).toBe(2);
   });
 
-  it("tells the operator to stop the server (or use TRANSPORTER) when the embedded store is held", async () => {
-    useEnv({ DATA_DIR: dataDir, STORAGE: undefined, MONGO_URL: undefined });
-    const held = await openDatabase("auth");
+  it("works on the embedded store while the server has it open: both see each other's keys", async () => {
+    useEnv({ DATA_DIR: dataDir, STORAGE: undefined, MONGO_URL: undefined, JWT_SECRET: "cli-test-secret" });
+    const server = await startBroker({ services: [AuthService as ServiceSchema], storage: { dataDir } });
     try {
-      const result = await cli(["keys", "list"]);
-      expect(result.code).toBe(1);
-      expect(result.stderr).toMatch(/stop it first/);
-      expect(result.stderr).toMatch(/TRANSPORTER/);
+      const store = uuidv7();
+      const created = await cli(["keys", "create", "--store", store, "--name", "while running"]);
+      expect(created.code).toBe(0);
+      const key = /crm_sk_[A-Za-z0-9_-]{43}/.exec(created.stdout)![0];
+      // The running auth service accepts the key the CLI stored in the same SQLite file.
+      await expect(server.call("auth.verifyApiKey", { key })).resolves.toMatchObject({ store_id: store });
+      const listed = await cli(["keys", "list", "--store", store]);
+      expect(listed).toMatchObject({ code: 0, stdout: expect.stringContaining("while running") });
     } finally {
-      await held.close();
+      await server.stop();
     }
+  });
+
+  it("says what to check when the embedded store cannot be opened", async () => {
+    const notADir = path.join(dataDir, "a-file");
+    await writeFile(notADir, "");
+    const result = await run(process.execPath, [path.join(outDir, "bin/cli.js"), "keys", "list"], {
+      cwd: ROOT,
+      env: { ...process.env, NODE_PATH: path.join(ROOT, "node_modules"), DATA_DIR: path.join(notADir, "data"), TRANSPORTER: "", MONGO_URL: "", STORAGE: "auto", JWT_SECRET: "x" },
+    }).then(
+      () => ({ code: 0, stderr: "" }),
+      (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`Could not open the embedded store under ${path.join(notADir, "data")}: ENOTDIR`);
+    expect(result.stderr).toMatch(/TRANSPORTER/);
   });
 });

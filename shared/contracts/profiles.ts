@@ -150,7 +150,7 @@ export const ProfileActions = {
   /** `profiles.find` (admin) -> { items: Profile[], cursor } */
   find: z.object({
     store_id: StoreId,
-    query: z.string().trim().max(200).optional().describe("an id; a prefix of the e-mail or of its part from any word on (words split at . - _ + @); or an exact indexed taxonomy value"),
+    query: z.string().trim().max(200).regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters").optional().describe("an id; a prefix of the e-mail or of its part from any word on (words split at . - _ + @); or an exact indexed taxonomy value"),
     taxonomy_query: fromQueryJson(z.array(TaxonomyQuery).max(10)).optional().describe("JSON array of TaxonomyQuery; all must match"),
     status: ProfileStatus.optional(),
     limit: limitParam(20),

@@ -2,7 +2,8 @@
  * Gives a service its own database (`this.db`) through the storage port, opened before the service's
  * own `started()` runs and closed after it stops, plus the `health` action the gateway's readiness
  * check calls: it answers only when this service's storage answers. Any action that meets unusable
- * storage (a failed disk write, a closed or unreachable database) answers 503, not 500.
+ * storage (a failed disk write, a closed or unreachable database) answers 503, not 500; a query the
+ * embedded store refuses to scan (SCAN_LIMIT: no index narrows it) answers 400 saying so.
  *
  * The broker option `openDatabase` (tests only) opens the databases of that broker's services instead of
  * the configured adapter, e.g. to wrap one in a Database whose calls fail for a while.
@@ -34,9 +35,15 @@ export function storageMixin(databaseName: string): Partial<ServiceSchema> {
   const mixin: Partial<ServiceSchema<ServiceSettingSchema, Record<string, never>, StorageMixinThis>> = {
     hooks: {
       error: {
-        "*"(this: { logger: { error(...args: unknown[]): void } }, ctx: Context, err: unknown) {
-          if (!(err instanceof StorageError) || err.code !== "UNAVAILABLE") throw err;
-          this.logger.error(`${ctx.action?.name ?? "action"}: storage unavailable: ${err.message}`);
+        "*"(this: { logger: { error(...args: unknown[]): void; warn(...args: unknown[]): void } }, ctx: Context, err: unknown) {
+          if (!(err instanceof StorageError)) throw err;
+          const action = ctx.action?.name ?? "action";
+          if (err.code === "SCAN_LIMIT") {
+            this.logger.warn(`${action}: refused a query no index serves: ${err.message}`);
+            throw crmError("VALIDATION_ERROR", "This search is too broad to answer quickly: no index narrows it. Add a narrower condition (an e-mail, an exact taxonomy value, a status).");
+          }
+          if (err.code !== "UNAVAILABLE") throw err;
+          this.logger.error(`${action}: storage unavailable: ${err.message}`);
           throw crmError("SERVICE_UNAVAILABLE", "Storage is unavailable, try again later", { retryAfter: STORAGE_RETRY_AFTER_SECONDS });
         },
       },

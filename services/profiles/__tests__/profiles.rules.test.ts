@@ -36,6 +36,11 @@ describe("profiles params", () => {
     expect(ProfileActions.update.safeParse({ store_id: STORE, id: STORE, email: ["a@b.co"] }).success).toBe(false);
   });
 
+  it("refuses control characters (U+0000 included) in a search query, which MongoDB would refuse in a pattern", () => {
+    for (const query of ["a\u0000b", "line\nbreak", "\u007f"]) expect(ProfileActions.find.safeParse({ store_id: STORE, query }).success).toBe(false);
+    expect(ProfileActions.find.safeParse({ store_id: STORE, query: "ümlaut é 名前" }).success).toBe(true);
+  });
+
   it("reads sort fields, their camelCase aliases and directions", () => {
     const parse = (extra: object) => ProfileActions.find.parse({ store_id: STORE, ...extra });
     expect(parse({}).sort_field).toBe("created_at");

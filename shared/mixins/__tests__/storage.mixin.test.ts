@@ -24,6 +24,15 @@ describe("storageMixin", () => {
       count() {
         return dbOf(this).collection("notes").count({});
       },
+      async fill(ctx) {
+        const n = (ctx.params as { n: number }).n;
+        await dbOf(this)
+          .collection("many")
+          .bulkWrite(Array.from({ length: n }, (_, i) => ({ insertOne: { document: { _id: `m${i}`, store_id: "s", tag: "common" } } })));
+      },
+      findUnindexed() {
+        return dbOf(this).collection("many").find({ tag: "rare" });
+      },
     },
   };
 
@@ -45,6 +54,17 @@ describe("storageMixin", () => {
       expect(toErrorBody(err)).toEqual({ statusCode: 503, error: "SERVICE_UNAVAILABLE", message: "Storage is unavailable, try again later", retryAfter: 5 });
     }
     await expect(broker.call("notes.health")).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
+  });
+
+  it("answers 400 saying the search is too broad when the store refuses a query no index serves (SCAN_LIMIT)", async () => {
+    const other = await startBroker({ services: [notes] });
+    try {
+      await other.call("notes.fill", { n: 6000 });
+      const err = await other.call("notes.findUnindexed").catch((e: unknown) => e);
+      expect(toErrorBody(err)).toMatchObject({ statusCode: 400, error: "VALIDATION_ERROR", message: expect.stringMatching(/too broad.*no index/) });
+    } finally {
+      await other.stop();
+    }
   });
 
   it("opens its database through the broker's openDatabase option, e.g. one that goes down for a while", async () => {
