@@ -15,7 +15,7 @@ import os from "node:os";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
 import { connect, type NatsConnection } from "nats";
 import type { z } from "zod";
-import { config, ConfigError, type Config } from "../shared/config";
+import { config, ConfigError, type PlatformConfig } from "../shared/config";
 import { AuthActions, type ApiKeyCreated, type ApiKeyInfo } from "../shared/contracts/auth";
 import { natsUrlOf } from "../shared/events/channels";
 import { DeadLetterError, deadLetterStream, listDeadLetters, replayDeadLetter, type DeadLetter } from "../shared/events/dead-letters";
@@ -307,7 +307,7 @@ export async function main(argv: string[], options: CliOptions = {}): Promise<nu
     return 0;
   }
 
-  let cfg: Config;
+  let cfg: PlatformConfig;
   try {
     cfg = config();
   } catch (err) {

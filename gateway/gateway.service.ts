@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
-import { config } from "../shared/config";
+import { settingsOf } from "../shared/registry";
 import type { AuthPrincipal, RequestMeta } from "../shared/contracts/common";
 import { crmError, validationError, type FieldError } from "../shared/errors";
 import { isUuid } from "../shared/ids";
@@ -28,7 +28,7 @@ import { pathParams, toAliasPath } from "./paths";
 import { FixedWindowLimiter } from "./rate-limit";
 import { hasBody, mediaKindOf, mergeParams, parseByteSize, parseJsonObject, readRawBody, requestIdOf, sanitizeQuery } from "./request";
 import { routeTable as defaultRouteTable, type RouteTable } from "./routes";
-import type { RouteDef } from "./routes/types";
+import type { RouteDef } from "../shared/routes/types";
 
 /** One route of the table as the gateway serves it. */
 interface RouteEntry {
@@ -85,10 +85,10 @@ const mwMethods = ApiGateway.methods as Record<string, (...args: unknown[]) => u
 
 /** The gateway service schema for a route table (the default table unless a test brings its own). */
 export function createGatewayService(table: RouteTable = defaultRouteTable): ServiceSchema {
-  const entries: RouteEntry[] = [
-    ...table.json.map((def) => routeEntry(def, "json")),
-    ...table.raw.map((def) => routeEntry(def, "raw")),
-  ];
+  // moleculer-web tries aliases in order: the most specific path goes first, so the table has no order to keep.
+  const entries: RouteEntry[] = [...table.json.map((def) => routeEntry(def, "json")), ...table.raw.map((def) => routeEntry(def, "raw"))].sort((a, b) =>
+    bySpecificity(a.def.path, b.def.path),
+  );
   const aliasesOf = (body: RouteEntry["body"]) => {
     const aliases: Record<string, { action: string; routeIndex: number }> = {};
     entries.forEach((entry, routeIndex) => {
@@ -324,7 +324,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
     },
 
     created(this: GatewayThis) {
-      const cfg = config();
+      const cfg = settingsOf("gateway");
       if (this.settings.port == null) this.settings.port = cfg.PORT;
       // moleculer-web's default is 0.0.0.0 (IPv4 only); null lets Node take every interface, IPv6 too.
       if (this.settings.ip === "0.0.0.0") this.settings.ip = (cfg.HOST ?? null) as unknown as string;
@@ -424,6 +424,22 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 
 function isPayloadTooLarge(err: unknown): boolean {
   return (err as { type?: unknown } | undefined)?.type === "PAYLOAD_TOO_LARGE";
+}
+
+/**
+ * A total order of paths in which a literal segment comes before a `{param}` in the same place
+ * (`/profiles/me` before `/profiles/{id}`): segment by segment, literals (by text) before params.
+ */
+export function bySpecificity(a: string, b: string): number {
+  const x = a.split("/");
+  const y = b.split("/");
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const px = x[i].startsWith("{");
+    const py = y[i].startsWith("{");
+    if (px !== py) return px ? 1 : -1;
+    if (!px && x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  }
+  return x.length - y.length;
 }
 
 /** Reads the body the route expects onto `req.body` (JSON object) or `req.rawBody` (raw text). */

@@ -2,7 +2,9 @@
  * Readiness: the gateway is ready when every service behind it answers its `health` action (which
  * answers only when that service's storage answers). Asked in parallel, each with a short timeout.
  */
-export const READINESS_SERVICES = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"] as const;
+import { BACKEND_SERVICES } from "../shared/registry";
+
+export const READINESS_SERVICES = BACKEND_SERVICES;
 
 export type ServiceState = "ok" | "unavailable";
 

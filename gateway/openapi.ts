@@ -4,7 +4,7 @@
  * cannot drift from the code. Built once per table and cached.
  */
 import { z } from "zod";
-import type { RouteDef } from "./routes/types";
+import type { RouteDef } from "../shared/routes/types";
 import { ErrorBodySchema } from "./errors";
 import { pathParams } from "./paths";
 

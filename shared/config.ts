@@ -37,11 +37,9 @@ const RetryDelays = z
     return delays;
   });
 
-const ConfigSchema = z.object({
+/** What every process reads, whichever services it runs. */
+export const PlatformSettings = z.object({
   NODE_ENV: z.string().default("development"),
-  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  /** Address the gateway listens on; unset: every interface, IPv6 and IPv4 (IPv4 only where IPv6 is off). */
-  HOST: optionalString,
   TRANSPORTER: optionalString,
   /** Moleculer namespace: processes on the same bus see each other only within one namespace. */
   NAMESPACE: z.string().trim().min(1).max(64).default("crm"),
@@ -60,6 +58,35 @@ const ConfigSchema = z.object({
   STORAGE_FSYNC: z.stringbool().default(false),
   /** "memory" keeps the embedded store in memory only (tests). */
   STORAGE: z.enum(["auto", "memory"]).default("auto"),
+  /** Signing keys: auth signs tokens with them, and cursors and e-mail links are signed with them unless CURSOR_SECRET is set. */
+  JWT_SECRET: optionalString,
+  /** Comma list of `kid:secret` pairs; the first signs, all verify (key rotation). */
+  JWT_KEYS: optionalString,
+  /** Secret that signs pagination cursors and e-mail links; derived from JWT keys when unset. */
+  CURSOR_SECRET: optionalString,
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
+});
+
+export const GatewaySettings = z.object({
+  /** The gateway accepts it as an admin key of every store (checked locally); auth lists it as the platform key. */
+  CRM_ADMIN_API_KEY: optionalString,
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** Address the gateway listens on; unset: every interface, IPv6 and IPv4 (IPv4 only where IPv6 is off). */
+  HOST: optionalString,
+  CORS_ORIGINS: optionalString,
+  TRUSTED_PROXIES: optionalString,
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
+  BODY_LIMIT: z.string().default("1mb"),
+});
+
+export const AuthSettings = z.object({
+  CRM_ADMIN_API_KEY: optionalString,
+  ACCESS_TOKEN_TTL: z.coerce.number().int().positive().default(900),
+  REFRESH_TOKEN_TTL: z.coerce.number().int().positive().default(60 * 60 * 24 * 30),
+});
+
+export const MailerSettings = z.object({
   SMTP_URL: optionalString.refine(
     (url) => url === undefined || /^smtps?:\/\/[^/\s]+/.test(url),
     "must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587",
@@ -70,25 +97,20 @@ const ConfigSchema = z.object({
     .regex(MAIL_FROM_RE, 'must be an address, e.g. "Shop <no-reply@shop.example>"')
     .default("Store CRM <no-reply@localhost>"),
   OUTBOX_DIR: optionalString,
-  CRM_ADMIN_API_KEY: optionalString,
-  JWT_SECRET: optionalString,
-  /** Comma list of `kid:secret` pairs; the first signs, all verify (key rotation). */
-  JWT_KEYS: optionalString,
-  ACCESS_TOKEN_TTL: z.coerce.number().int().positive().default(900),
-  REFRESH_TOKEN_TTL: z.coerce.number().int().positive().default(60 * 60 * 24 * 30),
-  /** Secret that signs pagination cursors and e-mail links; derived from JWT keys when unset. */
-  CURSOR_SECRET: optionalString,
+});
+
+export const BillingSettings = z.object({
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: optionalString,
-  CORS_ORIGINS: optionalString,
-  TRUSTED_PROXIES: optionalString,
-  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
-  BODY_LIMIT: z.string().default("1mb"),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
-  REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(10000),
 });
 
+/** A service that reads nothing beyond the platform's settings. */
+export const NoSettings = z.object({});
+
+const ConfigSchema = PlatformSettings.extend(GatewaySettings.shape).extend(AuthSettings.shape).extend(MailerSettings.shape).extend(BillingSettings.shape);
+
+/** Every setting of every service (a type for code that is handed settings; each process parses only its own). */
 export type Config = z.infer<typeof ConfigSchema>;
 
 export type KeySource = { kid: string; secret: string }[];
@@ -121,9 +143,9 @@ export function keySources(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET">): KeySou
  * production's refusal of secrets anyone could guess (development only warns: services/auth/keys.ts).
  * Run on the raw values beside the schema, so every problem is reported at once.
  */
-function crossChecks(env: Record<string, string>): string[] {
+function crossChecks(env: Record<string, string>, names: ReadonlySet<string>): string[] {
   const problems: string[] = [];
-  const value = (name: keyof Config) => env[name]?.trim();
+  const value = (name: keyof Config) => (names.has(name) ? env[name]?.trim() : undefined);
   const parsedBy = (name: keyof Config, parse: () => unknown, example: string) => {
     try {
       parse();
@@ -135,7 +157,7 @@ function crossChecks(env: Record<string, string>): string[] {
   parsedBy("JWT_KEYS", () => (secrets = keySources({ JWT_KEYS: value("JWT_KEYS"), JWT_SECRET: value("JWT_SECRET") })), "k2:<new secret>,k1:<old secret>");
   const cors = value("CORS_ORIGINS");
   if (cors) parsedBy("CORS_ORIGINS", () => corsOriginList(cors), "* or https://shop.example,https://admin.shop.example");
-  if (value("NODE_ENV") !== "production") return problems;
+  if (env.NODE_ENV?.trim() !== "production") return problems;
 
   const rule = `must be at least ${MIN_SECRET_BYTES} bytes in production (e.g. \`openssl rand -base64 32\`)`;
   const check = (name: keyof Config, values: Array<string | undefined>, message = rule) => {
@@ -162,26 +184,36 @@ function presentValues(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(present);
 }
 
-let cached: Config | undefined;
-
-/** The configuration of this process (ConfigError when invalid). Tests that change env vars call `resetConfig()`. */
-export function config(): Config {
-  if (cached) return cached;
+/**
+ * Parses the environment with `schema` (and the checks of the variables it names). ConfigError lists
+ * every problem at once, each naming its variable.
+ */
+export function parseSettings<S extends z.ZodObject>(schema: S): z.infer<S> {
   const env = presentValues(process.env);
-  const parsed = ConfigSchema.safeParse(env);
+  const parsed = schema.safeParse(env);
   const problems = [
     ...(parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join(".") || "(environment)"}: ${issue.message}`)),
-    ...crossChecks(env),
+    ...crossChecks(env, new Set(Object.keys(schema.shape))),
   ];
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
-  cached = parsed.data;
-  return cached;
+  return parsed.data;
 }
+
+const cache = new Map<z.ZodObject, unknown>();
+
+/** `parseSettings`, once per schema per process (`resetConfig()` forgets, for tests that change variables). */
+export function cachedSettings<S extends z.ZodObject>(schema: S): z.infer<S> {
+  if (!cache.has(schema)) cache.set(schema, parseSettings(schema));
+  return cache.get(schema) as z.infer<S>;
+}
+
+/** The platform's settings (what every process reads). A service's own come from `settingsOf` (shared/registry.ts). */
+export function config(): PlatformConfig {
+  return cachedSettings(PlatformSettings);
+}
+
+export type PlatformConfig = z.infer<typeof PlatformSettings>;
 
 export function resetConfig(): void {
-  cached = undefined;
-}
-
-export function isDistributed(): boolean {
-  return Boolean(config().TRANSPORTER);
+  cache.clear();
 }

@@ -12,7 +12,7 @@ import { crmError } from "../../shared/errors";
 import { zodParams as toZodParams } from "../../shared/validation";
 import { createGatewayService } from "../gateway.service";
 import { operationRoutes, rawBodyRoutes, type RouteTable } from "../routes";
-import type { RouteDef } from "../routes/types";
+import type { RouteDef } from "../../shared/routes/types";
 
 export const STORE_A = "0190c5d2-1111-7000-8000-000000000001";
 export const STORE_B = "0190c5d2-2222-7000-8000-000000000002";

@@ -2,7 +2,7 @@
 import { request, startGateway, testRawRoutes, testTable, type TestGateway } from "./helpers";
 import { buildOpenApi, openApiDocument } from "../openapi";
 import { jsonRoutes, rawBodyRoutes, routeTable } from "../routes";
-import type { RouteDef } from "../routes/types";
+import type { RouteDef } from "../../shared/routes/types";
 
 let gw: TestGateway;
 beforeAll(async () => {

@@ -6,8 +6,9 @@
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
 import { AuthActions } from "../../shared/contracts/auth";
+import type { RequestMeta } from "../../shared/contracts/common";
 import { MailerActions } from "../../shared/contracts/mailer";
-import { config } from "../../shared/config";
+import { settingsOf } from "../../shared/registry";
 import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
 import { zodParams } from "../../shared/validation";
 import { createAuth, type Auth } from "./auth.logic";
@@ -51,7 +52,8 @@ const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, 
     requestCode: {
       params: zodParams(AuthActions.requestCode),
       handler(ctx: P<"requestCode">) {
-        return this.auth.codes.request(ctx.params, (message: z.infer<typeof MailerActions.sendMagicCode>) => ctx.call("mailer.sendMagicCode", message));
+        const ip = (ctx.meta as RequestMeta).ip ?? ctx.params.ip;
+        return this.auth.codes.request({ ...ctx.params, ip }, (message: z.infer<typeof MailerActions.sendMagicCode>) => ctx.call("mailer.sendMagicCode", message));
       },
     },
     verifyCode: { params: zodParams(AuthActions.verifyCode), handler(ctx: P<"verifyCode">) { return this.auth.codes.verify(ctx.params); } },
@@ -70,7 +72,7 @@ const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, 
   async started() {
     this.auth = await createAuth({
       db: this.db,
-      config: config(),
+      config: settingsOf("auth"),
       now: this.settings.now,
       limits: this.settings.limits,
       warn: (message) => this.logger.warn(message),

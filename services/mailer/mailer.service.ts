@@ -4,7 +4,7 @@
  */
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
-import { config } from "../../shared/config";
+import { settingsOf } from "../../shared/registry";
 import { MailerActions } from "../../shared/contracts/mailer";
 import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
 import { zodParams } from "../../shared/validation";
@@ -34,7 +34,7 @@ const MailerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, 
   },
 
   async started() {
-    const cfg = config();
+    const cfg = settingsOf("mailer");
     this.transport = createTransport(cfg);
     this.mailer = new Mailer({ transport: this.transport, templates: compileSystemTemplates(), from: cfg.MAIL_FROM, log: this.logger });
     this.logger.info(`mailer: sending through ${this.transport.name} (${this.transport.destination})`);

@@ -110,13 +110,11 @@ async function insertForEmail(
 }
 
 /** The Profile wire object, with session and code metadata from the auth service unless redacted. */
+/** A profile's wire object, with its sessions and codes from one auth call (none when redacted). */
 export async function profileView(deps: ProfilesDeps, doc: ProfileDoc, { redacted = false } = {}): Promise<Profile> {
   if (redacted) return toProfile(doc, { redacted: true });
-  const [sessions, codes] = await Promise.all([
-    deps.auth.listSessions({ store_id: doc.store_id, profile_id: doc._id }),
-    doc.email ? deps.auth.listCodes({ store_id: doc.store_id, email: doc.email }) : Promise.resolve([]),
-  ]);
-  return toProfile(doc, { sessions, codes });
+  const [view] = await profileViews(deps, doc.store_id, [doc]);
+  return view;
 }
 
 /** Profile wire objects of one store's page, with their sessions and codes fetched in one auth call. */
@@ -323,11 +321,6 @@ async function attachEmailToGuest(deps: ProfilesDeps, guest: ProfileDoc, email: 
   }
 }
 
-export function requestCode(deps: ProfilesDeps, p: { store_id: string; email: string }, principal: AuthPrincipal | undefined, ip?: string) {
-  sessionOf(principal, p.store_id);
-  return deps.auth.requestCode({ store_id: p.store_id, email: p.email, ip });
-}
-
 /**
  * Exchanges a code for a verified session. The profile of the e-mail is found or created and marked
  * verified; a guest caller is merged into it (its orders and memberships move, the guest is removed) and
@@ -387,10 +380,6 @@ async function markVerified(deps: ProfilesDeps, storeId: string, email: string):
     if (updated) return updated;
   }
   throw ProfileErrors.concurrentUpdate();
-}
-
-export function refreshToken(deps: ProfilesDeps, p: { store_id: string; refresh_token: string }): Promise<AuthToken> {
-  return deps.auth.refreshSession({ store_id: p.store_id, refresh_token: p.refresh_token });
 }
 
 /** The caller's own profile; redacted for an unverified session, whether or not the profile was ever verified. */

@@ -17,11 +17,8 @@ export interface ActionCaller {
 
 export interface AuthClient {
   issueSession(p: Params<"issueSession">): Promise<AuthToken>;
-  refreshSession(p: Params<"refreshSession">): Promise<AuthToken>;
-  listSessions(p: Params<"listSessions">): Promise<SessionInfo[]>;
   revokeSession(p: Params<"revokeSession">): Promise<{ deleted: true }>;
   revokeProfileSessions(p: Params<"revokeProfileSessions">): Promise<{ revoked: number }>;
-  requestCode(p: Params<"requestCode">): Promise<{ sent: true }>;
   verifyCode(p: Params<"verifyCode">): Promise<{ verified: true }>;
   listCodes(p: Params<"listCodes">): Promise<VerificationCodeInfo[]>;
   describeProfiles(p: Params<"describeProfiles">): Promise<Record<string, ProfileAuthInfo>>;
@@ -36,11 +33,8 @@ export function authClient(caller: ActionCaller): AuthClient {
       caller.call(`auth.${name}`, params) as Promise<R>;
   return {
     issueSession: call("issueSession"),
-    refreshSession: call("refreshSession"),
-    listSessions: call("listSessions"),
     revokeSession: call("revokeSession"),
     revokeProfileSessions: call("revokeProfileSessions"),
-    requestCode: call("requestCode"),
     verifyCode: call("verifyCode"),
     listCodes: call("listCodes"),
     describeProfiles: call("describeProfiles"),

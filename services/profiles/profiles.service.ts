@@ -118,22 +118,10 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
         return logic.connect(this.deps(ctx), ctx.params, ctx.meta.auth);
       },
     },
-    requestCode: {
-      params: zodParams(ProfileActions.requestCode),
-      handler(ctx: P<"requestCode">) {
-        return logic.requestCode(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
-      },
-    },
     verify: {
       params: zodParams(ProfileActions.verify),
       handler(ctx: P<"verify">) {
         return logic.verify(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
-      },
-    },
-    refreshToken: {
-      params: zodParams(ProfileActions.refreshToken),
-      handler(ctx: P<"refreshToken">) {
-        return logic.refreshToken(this.deps(ctx), ctx.params);
       },
     },
     me: {

@@ -1,5 +1,6 @@
 /** Configuration from the environment: defaults, what a bad value says, and production's stricter rules. */
 import { config, ConfigError, resetConfig } from "../config";
+import { checkSettings, SERVICE_NAMES, settingsOf } from "../registry";
 
 const saved = { ...process.env };
 const KNOWN = ["NODE_ENV", "PORT", "DATA_DIR", "SMTP_URL", "MAIL_FROM", "CORS_ORIGINS", "CRM_ADMIN_API_KEY", "JWT_SECRET", "JWT_KEYS", "CURSOR_SECRET", "LOG_LEVEL"];
@@ -10,10 +11,11 @@ function withEnv(vars: Record<string, string>) {
   resetConfig();
 }
 
+/** The problems the start-up check of every service reports. */
 function problemsOf(vars: Record<string, string>): string[] {
   withEnv(vars);
   try {
-    config();
+    checkSettings(SERVICE_NAMES);
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
@@ -29,21 +31,32 @@ afterAll(() => {
 describe("config()", () => {
   it("treats an empty value as unset (PORT= in a compose file means the default)", () => {
     withEnv({ PORT: "", DATA_DIR: "  ", SMTP_URL: "" });
-    expect(config()).toMatchObject({ PORT: 3000, DATA_DIR: "./data" });
-    expect(config().SMTP_URL).toBeUndefined();
+    expect(settingsOf("gateway")).toMatchObject({ PORT: 3000, DATA_DIR: "./data" });
+    expect(settingsOf("mailer").SMTP_URL).toBeUndefined();
+  });
+
+  it("checks only the settings of the services a process runs (and the platform's)", () => {
+    withEnv({ SMTP_URL: "notaurl", PORT: "http" });
+    expect(() => checkSettings(["auth", "profiles"])).not.toThrow();
+    expect(() => checkSettings(["gateway"])).toThrow(/PORT: /);
+    expect(() => settingsOf("mailer")).toThrow(/SMTP_URL: /);
+    expect(config().DATA_DIR).toBe("./data");
+    withEnv({ LOG_LEVEL: "loud" });
+    expect(() => checkSettings(["profiles"])).toThrow(/LOG_LEVEL: /);
   });
 
   it("names each bad variable and says what it should be, all at once", () => {
     const problems = problemsOf({ PORT: "http", SMTP_URL: "notaurl", MAIL_FROM: "garbage", CORS_ORIGINS: "example.com", LOG_LEVEL: "loud" });
-    expect(problems).toEqual([
+    expect(problems).toHaveLength(5);
+    expect(problems).toEqual(expect.arrayContaining([
       expect.stringMatching(/^PORT: /),
       expect.stringMatching(/^SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/),
       expect.stringMatching(/^MAIL_FROM: must be an address/),
       expect.stringMatching(/^LOG_LEVEL: /),
       expect.stringMatching(/^CORS_ORIGINS: "example.com" is not an origin with its scheme, e.g. \* or https:\/\/shop.example/),
-    ]);
+    ]));
     withEnv({ SMTP_URL: "notaurl" });
-    expect(() => config()).toThrow(/^Invalid configuration \(see README "Configuration"\):\n {2}SMTP_URL: /);
+    expect(() => settingsOf("mailer")).toThrow(/^Invalid configuration \(see README "Configuration"\):\n {2}SMTP_URL: /);
   });
 
   it("takes the usual good values", () => {
@@ -67,9 +80,9 @@ describe("config()", () => {
     const short = { CRM_ADMIN_API_KEY: "x", JWT_SECRET: "short", JWT_KEYS: "k2:also-short", CURSOR_SECRET: "tiny" };
     expect(problemsOf(short)).toEqual([]);
     expect(problemsOf({ NODE_ENV: "production", ...short })).toEqual([
-      expect.stringMatching(/^CRM_ADMIN_API_KEY: must be at least 32 bytes in production/),
       expect.stringMatching(/^JWT_KEYS: each secret/), // JWT_KEYS wins over JWT_SECRET, as in auth
       expect.stringMatching(/^CURSOR_SECRET: /),
+      expect.stringMatching(/^CRM_ADMIN_API_KEY: must be at least 32 bytes in production/),
     ]);
     expect(problemsOf({ NODE_ENV: "production", JWT_SECRET: "short" })).toEqual([expect.stringMatching(/^JWT_SECRET: /)]);
     const long = "k".repeat(32);

@@ -67,9 +67,12 @@ export const AuthActions = {
    * `auth.requestCode` -> { sent: true } whether or not the e-mail is known; mails the code via `mailer.sendMagicCode`.
    * 429 RATE_LIMITED (data.retryAfter seconds) within 60 s of the last code, past the per-IP/per-store send caps, or while
    * the e-mail is locked by failed verifications; 503 SERVICE_UNAVAILABLE when the mail cannot be sent (no code is left).
-   * Pass `ip` (the client's address) so the per-IP caps apply.
+   * Served to HTTP directly (POST .../profiles/auth/code): the client's address comes from the gateway
+   * (`meta.ip`), which wins over an `ip` param (for callers on the bus) so the per-IP caps apply.
    */
   requestCode: z.object({ store_id: StoreId, email: Email, ip: z.string().max(64).optional() }),
+  /** The body of POST .../profiles/auth/code (what a client sends; `auth.requestCode` answers it). */
+  requestCodeBody: z.object({ store_id: StoreId, email: Email }),
   /** `auth.verifyCode` -> { verified: true } (401 when wrong, used, expired or burnt; 429 when capped). Issue the session with `auth.issueSession` after it. */
   verifyCode: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits"), ip: z.string().max(64).optional() }),
   /**

@@ -180,15 +180,11 @@ export const ProfileActions = {
    * merges: a guest takes the e-mail only when no profile has it; else it gets that profile and stays as it was.
    */
   connect: z.object({ store_id: StoreId, email: Email }),
-  /** `profiles.requestCode` (optional profile session) -> { sent: true }, known e-mail or not. */
-  requestCode: z.object({ store_id: StoreId, email: Email }),
   /**
    * `profiles.verify` (optional profile session) -> AuthToken of a new verified session. A guest caller is merged
    * into the e-mail's profile; if that merge cannot run now the guest stays separate and the session is issued anyway.
    */
   verify: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits") }),
-  /** `profiles.refreshToken` (public) -> AuthToken (rotated). */
-  refreshToken: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),
   /** `profiles.me` (profile session) -> Profile of the caller's session (always redacted for an unverified session). */
   me: z.object({ store_id: StoreId }),
 } as const;

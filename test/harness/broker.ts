@@ -9,32 +9,20 @@ import type { Server } from "node:http";
 import { ServiceBroker, type BrokerOptions, type LoggerConfig, type ServiceSchema } from "moleculer";
 import baseConfig from "../../moleculer.config";
 import { resetConfig } from "../../shared/config";
+import { BACKEND_SERVICES, serviceDefinition } from "../../shared/registry";
 import { channelsMiddleware } from "../../shared/events/channels";
 import { ZodValidator } from "../../shared/validation";
 import { assertNatsUp, deleteStreams, NATS_URL, uniqueName } from "./nats";
 
 const ROOT = path.resolve(__dirname, "../..");
 
-/** Source file (from the repo root, no extension) of each service name, as bin/server.ts maps them. */
-export const SERVICE_SOURCES: Record<string, string> = {
-  gateway: "gateway/gateway.service",
-  auth: "services/auth/auth.service",
-  profiles: "services/profiles/profiles.service",
-  "profile-lists": "services/profile-lists/profile-lists.service",
-  campaigns: "services/campaigns/campaigns.service",
-  mailer: "services/mailer/mailer.service",
-  billing: "services/billing/billing.service",
-};
-
-/** The six services behind the gateway (what /health/ready reports). */
-export const BACKEND_SERVICES = ["auth", "profiles", "profile-lists", "campaigns", "mailer", "billing"];
+/** The services behind the gateway (what /health/ready reports), from the registry. */
+export { BACKEND_SERVICES };
 
 /** A service schema by name (required now, from source), or the schema itself. */
 export function loadService(service: string | ServiceSchema): ServiceSchema {
   if (typeof service !== "string") return service;
-  const file = SERVICE_SOURCES[service];
-  if (!file) throw new Error(`Unknown service '${service}'. Known: ${Object.keys(SERVICE_SOURCES).join(", ")}`);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const file = serviceDefinition(service).module;
   const mod = require(path.join(ROOT, file)) as ServiceSchema | { default: ServiceSchema };
   return "default" in mod && mod.default ? mod.default : (mod as ServiceSchema);
 }
@@ -66,7 +54,7 @@ export function setEnv(vars: Record<string, string | undefined>): void {
 }
 
 export interface StartBrokerOptions {
-  /** Service names (see SERVICE_SOURCES) or schemas (test doubles). */
+  /** Service names (from shared/registry.ts) or schemas (test doubles). */
   services?: Array<string | ServiceSchema>;
   nodeID?: string;
   /** A NATS URL to join the bus (channels then use JetStream there); default null: in-process only. */

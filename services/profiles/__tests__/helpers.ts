@@ -56,7 +56,7 @@ export async function metaFor(broker: ServiceBroker, storeId: string, token: Aut
 /** Asks for a login code for `email` and reads it from the e-mail the SMTP server caught. */
 export async function loginCode(env: ProfilesEnv, storeId: string, email: string, meta?: object): Promise<string> {
   const since = env.smtp.messages.length;
-  await env.broker.call("profiles.requestCode", { store_id: storeId, email }, meta ? { meta } : undefined);
+  await env.broker.call("auth.requestCode", { store_id: storeId, email }, meta ? { meta } : undefined);
   const mail = await env.smtp.waitForMessage(
     (m) => env.smtp.messages.indexOf(m) >= since && m.to.includes(email.toLowerCase()),
     5000,

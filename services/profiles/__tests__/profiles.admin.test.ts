@@ -18,7 +18,7 @@ const codeIn = (mail: { text: string }) => /\b(\d{6})\b/.exec(mail.text)![1];
 
 /** Logs in as `email` through the real code flow and answers the verified session. */
 async function verifyAs(store: string, email: string): Promise<AuthToken> {
-  await env.broker.call("profiles.requestCode", { store_id: store, email });
+  await env.broker.call("auth.requestCode", { store_id: store, email });
   const code = codeIn(await env.smtp.waitForMessage((m) => m.to.includes(email)));
   return (await env.broker.call("profiles.verify", { store_id: store, email, code })) as AuthToken;
 }
@@ -58,7 +58,7 @@ describe("profiles.create", () => {
 
   it("lists the codes asked for the e-mail before the profile existed", async () => {
     const store = newStoreId();
-    await env.broker.call("profiles.requestCode", { store_id: store, email: "early@example.com" });
+    await env.broker.call("auth.requestCode", { store_id: store, email: "early@example.com" });
     const profile = await call("create", { store_id: store, email: "Early@Example.com" });
     expect(profile.verification_codes).toEqual([expect.objectContaining({ used: false, attempts: 0 })]);
     expect(profile.auth_tokens).toEqual([]);
@@ -174,7 +174,7 @@ describe("profiles.update", () => {
     const store = newStoreId();
     const created = await call("create", { store_id: store, email: "old@example.com" });
     // verify the first address through the real code flow
-    await env2.broker.call("profiles.requestCode", { store_id: store, email: "old@example.com" });
+    await env2.broker.call("auth.requestCode", { store_id: store, email: "old@example.com" });
     const mail = await env2.smtp.waitForMessage((m) => m.to.includes("old@example.com"));
     const code = /\b(\d{6})\b/.exec(mail.text)![1];
     await env2.broker.call("profiles.verify", { store_id: store, email: "old@example.com", code });
@@ -208,7 +208,7 @@ describe("profiles.update", () => {
   it("never leaves a verified session on a profile whose e-mail changed while the code was being verified", async () => {
     const store = newStoreId();
     const created = await call("create", { store_id: store, email: "racing@example.com" });
-    await env.broker.call("profiles.requestCode", { store_id: store, email: "racing@example.com" });
+    await env.broker.call("auth.requestCode", { store_id: store, email: "racing@example.com" });
     const code = codeIn(await env.smtp.waitForMessage((m) => m.to.includes("racing@example.com")));
     const deps = env.service.deps(env.broker);
     // The admin changes the address just before the verified session is issued.

@@ -7,35 +7,43 @@ import { isDeepStrictEqual } from "node:util";
 import type { AuthToken } from "../../../shared/contracts/auth";
 import type { ConnectResult, OrderLink, Profile } from "../../../shared/contracts/profiles";
 import { publishEvent } from "../../../shared/events/durable";
-import { profileRoutes } from "../../../gateway/routes/profiles";
+import { profileRoutes } from "../../../shared/routes/profiles";
 import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type ObservedExchange, type SmtpTestServer } from "../../../test/harness";
 import { ErrorBodySchema } from "../../../gateway/errors";
 import { buildOpenApi } from "../../../gateway/openapi";
 import { jsonRoutes } from "../../../gateway/routes";
-import type { RouteDef } from "../../../gateway/routes/types";
-import ProfilesService from "../profiles.service";
+import type { RouteDef } from "../../../shared/routes/types";
+import { bySpecificity } from "../../../gateway/gateway.service";
+import { allRoutes, SERVICE_REGISTRY } from "../../../shared/registry";
+import { loadService } from "../../../test/harness";
 import { eventually, newStoreId } from "./helpers";
 
 const ADMIN_KEY = "crm_sk_profiles_http_test_key";
 
 describe("profile routes (table)", () => {
-  it("points every route at an action of the profiles service", () => {
-    const actions = Object.keys(ProfilesService.actions ?? {});
-    for (const route of profileRoutes) expect(actions).toContain(route.action.replace(/^profiles\./, ""));
+  it("points every route of the registry at an action of the service that declares it", () => {
+    for (const service of SERVICE_REGISTRY) {
+      if (service.routes.length === 0) continue;
+      const schema = loadService(service.name);
+      for (const route of service.routes) {
+        expect(route.action.startsWith(`${service.name}.`) || route.action).toBe(true);
+        expect(Object.keys(schema.actions ?? {})).toContain(route.action.slice(service.name.length + 1));
+      }
+    }
   });
 
-  it("lists literal paths before /profiles/{id} paths of the same method", () => {
+  it("needs no order: the gateway puts literal paths before {id} paths whatever order the lines are in", () => {
+    const shuffled = [...allRoutes()].reverse().sort((a, b) => bySpecificity(a.path, b.path));
     for (const method of ["GET", "POST", "PUT", "DELETE"]) {
-      const paths = profileRoutes.filter((r) => r.method === method).map((r) => r.path);
+      const paths = shuffled.filter((r) => r.method === method).map((r) => r.path);
       const firstParam = paths.findIndex((p) => p.includes("/profiles/{id}"));
       if (firstParam === -1) continue;
-      const literalAfter = paths.slice(firstParam).filter((p) => /\/profiles\/(me|initialize|connect|auth)/.test(p));
-      expect(literalAfter).toEqual([]);
+      expect(paths.slice(firstParam).filter((p) => /\/profiles\/(me|initialize|connect|auth)/.test(p))).toEqual([]);
     }
   });
 
   it("uses the decided auth kinds", () => {
-    const authOf = (method: string, suffix: string) => profileRoutes.find((r) => r.method === method && r.path.endsWith(suffix))?.auth;
+    const authOf = (method: string, suffix: string) => allRoutes().find((r) => r.method === method && r.path.endsWith(suffix))?.auth;
     expect(authOf("POST", "/profiles/initialize")).toBe("public");
     expect(authOf("POST", "/profiles/connect")).toBe("optional-profile");
     expect(authOf("POST", "/profiles/auth/code")).toBe("optional-profile");

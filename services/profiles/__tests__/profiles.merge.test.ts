@@ -111,7 +111,7 @@ describe("profiles.merge", () => {
     await linkOrder(env, store, source.id, "o-2");
     await linkOrder(env, store, target.id, "o-3");
     const session = (await env.broker.call("auth.issueSession", { store_id: store, profile_id: source.id, is_verified: true })) as AuthToken;
-    await env.broker.call("profiles.requestCode", { store_id: store, email: "gone@example.com" });
+    await env.broker.call("auth.requestCode", { store_id: store, email: "gone@example.com" });
     await env.smtp.waitForMessage((m) => m.to.includes("gone@example.com"));
     expect(await env.broker.call("auth.listCodes", { store_id: store, email: "gone@example.com" })).toHaveLength(1);
 

@@ -164,13 +164,13 @@ describe("profiles.connect", () => {
   });
 });
 
-describe("profiles.requestCode", () => {
+describe("auth.requestCode (served to HTTP directly)", () => {
   it("answers sent: true for a known or unknown e-mail and mails a 6-digit code", async () => {
     const store = newStoreId();
-    expect(await call("requestCode", { store_id: store, email: "nobody@example.com" })).toEqual({ sent: true });
+    expect(await env.broker.call("auth.requestCode", { store_id: store, email: "nobody@example.com" })).toEqual({ sent: true });
     const mail = await env.smtp.waitForMessage((m) => m.to.includes("nobody@example.com"));
     expect(mail.text).toMatch(/\b\d{6}\b/);
-    expect((await errorOf(call("requestCode", { store_id: store, email: ["a@b.co"] }))).type).toBe("VALIDATION_ERROR");
+    expect((await errorOf(env.broker.call("auth.requestCode", { store_id: store, email: ["a@b.co"] }))).type).toBe("VALIDATION_ERROR");
   });
 });
 
@@ -268,14 +268,14 @@ describe("profiles.verify", () => {
   });
 });
 
-describe("profiles.refreshToken", () => {
-  it("rotates the refresh token of the session, only for its own store", async () => {
+describe("auth.refreshSession (served to HTTP directly)", () => {
+  it("rotates the refresh token of a guest session from profiles.initialize, only for its own store", async () => {
     const store = newStoreId();
     const token = await call<AuthToken>("initialize", { store_id: store });
-    const next = await call<AuthToken>("refreshToken", { store_id: store, refresh_token: token.refresh_token });
+    const next = (await env.broker.call("auth.refreshSession", { store_id: store, refresh_token: token.refresh_token })) as AuthToken;
     expect(next).toMatchObject({ id: token.id, profile_id: token.profile_id });
     expect(next.refresh_token).not.toBe(token.refresh_token);
-    expect(await errorOf(call("refreshToken", { store_id: newStoreId(), refresh_token: next.refresh_token }))).toMatchObject({ type: "UNAUTHENTICATED" });
-    expect(await errorOf(call("refreshToken", { store_id: store, refresh_token: "nonsense" }))).toMatchObject({ type: "UNAUTHENTICATED" });
+    expect(await errorOf(env.broker.call("auth.refreshSession", { store_id: newStoreId(), refresh_token: next.refresh_token }))).toMatchObject({ type: "UNAUTHENTICATED" });
+    expect(await errorOf(env.broker.call("auth.refreshSession", { store_id: store, refresh_token: "nonsense" }))).toMatchObject({ type: "UNAUTHENTICATED" });
   });
 });

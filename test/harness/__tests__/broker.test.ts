@@ -49,7 +49,7 @@ describe("startBroker", () => {
   });
 
   it("names an unknown service clearly", () => {
-    expect(() => loadService("nope")).toThrow(/Unknown service 'nope'. Known: gateway, auth/);
+    expect(() => loadService("nope")).toThrow(/Unknown service "nope". Known: gateway, auth/);
   });
 });
 

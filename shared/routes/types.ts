@@ -1,6 +1,7 @@
 /**
- * One line of the route table: method + documented path -> action. The gateway builds its
- * moleculer-web aliases and the OpenAPI document from these, so the docs cannot drift from the routes.
+ * One line of the route table: method + documented path -> action, who may call it and what body it
+ * takes (then its documentation). The gateway builds its moleculer-web aliases and the OpenAPI document
+ * from these, so the docs cannot drift from the routes; the order of lines does not matter.
  *
  * Paths are written as the spec writes them (`/v1/stores/{storeId}/profiles/{id}`); the gateway hands
  * path parameters to the action under snake_case names (`storeId` -> `store_id`, `profileId` ->
@@ -23,6 +24,8 @@ export interface RouteDef {
   path: string;
   action: string;
   auth: RouteAuth;
+  /** "raw": the action gets the exact body text and the signature header (signed webhooks). Default: JSON. */
+  body?: "json" | "raw";
   summary: string;
   /** The SDK method the spec names for it, e.g. "sdk.crm.create()". */
   sdk?: string;
@@ -43,4 +46,12 @@ export interface RouteDef {
   unlimited?: true;
   /** The 503 body when it is not the contract's error body (readiness names the failing services). */
   unavailableResponse?: z.ZodType;
+}
+
+/** What a route line says after its method, path, action and auth: its body kind and documentation. */
+export type RouteDoc = Omit<RouteDef, "method" | "path" | "action" | "auth" | "tag">;
+
+/** A route-line maker for one area (the OpenAPI tag): `route("GET", path, "profiles.get", "admin", { ... })`. */
+export function routesOf(tag: string) {
+  return (method: RouteDef["method"], path: string, action: string, auth: RouteAuth, doc: RouteDoc): RouteDef => ({ method, path, action, auth, tag, ...doc });
 }
