@@ -16,7 +16,7 @@ import { ZodValidator } from "./shared/validation";
 import { channelsMiddleware } from "./shared/events/channels";
 import { settleTimedOutRequests } from "./shared/middlewares/settle-timed-out-requests";
 import { retryOnAnotherNode } from "./shared/middlewares/retry-on-another-node";
-import { drainGatewaysFirst } from "./gateway/drain";
+import { drainGatewaysFirst } from "./shared/middlewares/drain-first";
 
 const settings = config();
 

@@ -2,7 +2,7 @@
  * The gateway's drain (what `broker.stop()` runs first, see gateway/drain.ts): requests in flight are
  * answered and their connections closed, new connections are refused, and readiness says it is stopping.
  */
-import type { Drainable } from "../drain";
+import type { Drainable } from "../../shared/middlewares/drain-first";
 import { waitFor } from "../../test/harness/wait";
 import { request, startGateway, STORE_A, type TestGateway } from "./helpers";
 

@@ -5,8 +5,11 @@
  * what it says.
  */
 import { randomUUID } from "node:crypto";
-import type { SystemTemplates } from "./templates";
-import type { MailTransport, OutgoingMail } from "./transport";
+import type { Config } from "../../shared/config";
+import type { Database } from "../../shared/storage/port";
+import { MailerStore } from "./mailer.store";
+import { compileSystemTemplates, type SystemTemplates } from "./templates";
+import { createTransport, type MailTransport, type OutgoingMail } from "./transport";
 import { MailerErrors } from "./mailer.errors";
 
 export interface MailerDeps {
@@ -96,3 +99,29 @@ export class Mailer {
     return MailerErrors.sendFailed();
   }
 }
+
+// ---------------------------------------------------------------- composition root
+
+export interface MailerSetup {
+  db: Database;
+  settings: Pick<Config, "SMTP_URL" | "OUTBOX_DIR" | "DATA_DIR" | "MAIL_FROM">;
+  log: MailerDeps["log"];
+  /** Another provider (tests); default: SMTP when SMTP_URL is set, else the outbox folder. */
+  transport?: MailTransport;
+}
+
+/** Builds the mailer once, from explicit dependencies (the service's `started()` calls it). */
+export async function createMailer(setup: MailerSetup) {
+  const store = new MailerStore(setup.db);
+  await store.ensureIndexes();
+  const transport = setup.transport ?? createTransport(setup.settings);
+  const mailer = new Mailer({ transport, templates: compileSystemTemplates(), from: setup.settings.MAIL_FROM, log: setup.log });
+  return {
+    store,
+    transport,
+    sendMagicCode: (input: MagicCodeMail) => mailer.sendMagicCode(input),
+    close: () => transport.close(),
+  };
+}
+
+export type MailerApi = Awaited<ReturnType<typeof createMailer>>;

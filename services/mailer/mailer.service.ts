@@ -1,6 +1,7 @@
 /**
  * The mailer service: sends system e-mail (for now the login-code e-mail) through SMTP when SMTP_URL is
- * set, else into the outbox folder. Transport only; the rules are in mailer.logic.ts.
+ * set, else into the outbox folder. Transport only: `started()` builds the mailer once (createMailer in
+ * mailer.logic.ts, the composition root) and each handler hands its params to it.
  */
 import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
@@ -8,13 +9,10 @@ import { settingsOf } from "../../shared/registry";
 import { MailerActions } from "../../shared/contracts/mailer";
 import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
 import { zodParams } from "../../shared/validation";
-import { Mailer } from "./mailer.logic";
-import { compileSystemTemplates } from "./templates";
-import { createTransport, type MailTransport } from "./transport";
+import { createMailer, type MailerApi } from "./mailer.logic";
 
 interface MailerThis extends StorageMixinThis {
-  mailer: Mailer;
-  transport: MailTransport;
+  mailer: MailerApi;
 }
 
 type This = Service<ServiceSettingSchema> & MailerThis;
@@ -34,14 +32,12 @@ const MailerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, 
   },
 
   async started() {
-    const cfg = settingsOf("mailer");
-    this.transport = createTransport(cfg);
-    this.mailer = new Mailer({ transport: this.transport, templates: compileSystemTemplates(), from: cfg.MAIL_FROM, log: this.logger });
-    this.logger.info(`mailer: sending through ${this.transport.name} (${this.transport.destination})`);
+    this.mailer = await createMailer({ db: this.db, settings: settingsOf("mailer"), log: this.logger });
+    this.logger.info(`mailer: sending through ${this.mailer.transport.name} (${this.mailer.transport.destination})`);
   },
 
   async stopped() {
-    await this.transport?.close();
+    await this.mailer?.close();
   },
 };
 

@@ -3,18 +3,21 @@
  * verify, refresh, me) with the unverified-session guard: an unverified session never sees private data.
  * Plain functions over explicit dependencies; merges live in profiles.merge.ts, order links in profiles.orders.ts.
  */
+import type { ServiceBroker } from "moleculer";
 import type { AuthToken } from "../../shared/contracts/auth";
 import { normalizeEmail, type AuthPrincipal } from "../../shared/contracts/common";
 import type { ConnectResult, OrderLink, Profile, ProfileStatus, PromoUsage, TaxonomyEntryInput } from "../../shared/contracts/profiles";
 import { decodeCursor, encodeCursor } from "../../shared/cursor";
-import { uuidv7 } from "../../shared/ids";
-import { isDuplicateKey } from "../../shared/storage/port";
+import { publishEvent } from "../../shared/events/durable";
+import { nowSeconds, uuidv7 } from "../../shared/ids";
+import { isDuplicateKey, type Database } from "../../shared/storage/port";
 import { ProfileErrors } from "./profiles.errors";
 import { toOrderLink, toProfile } from "./profiles.mapper";
-import { mergeProfiles } from "./profiles.merge";
-import type { ProfilesDeps } from "./profiles.ports";
+import { mergeProfiles, recoverMerges } from "./profiles.merge";
+import { linkOrder, type OrderCreated } from "./profiles.orders";
+import { authClient, type Logger, type ProfilesDeps } from "./profiles.ports";
 import { emailFields, profileSort, searchProfiles, type ProfileSearch } from "./profiles.search";
-import { PROFILE_EMAIL_INDEX, type ProfileDoc } from "./profiles.store";
+import { PROFILE_EMAIL_INDEX, ProfilesStore, type ProfileDoc } from "./profiles.store";
 import { normalizeTaxonomies, searchValuesOf } from "./profiles.taxonomies";
 
 export interface Page<T> {
@@ -389,4 +392,51 @@ export async function me(deps: ProfilesDeps, p: { store_id: string }, principal:
   const doc = await findProfile(deps, p.store_id, session.profile_id);
   if (!doc) throw ProfileErrors.sessionProfileGone();
   return profileView(deps, doc, { redacted: !session.is_verified });
+}
+
+// ---------------------------------------------------------------- composition root
+
+/** What the profiles rules are built from: the service's database, the bus (auth's actions, durable events), a logger, a clock. */
+export interface ProfilesSetup {
+  db: Database;
+  bus: ServiceBroker;
+  logger: Logger;
+  /** Unix seconds; tests pass a fake. */
+  now?: () => number;
+}
+
+export type Profiles = Awaited<ReturnType<typeof createProfiles>>;
+
+/** Builds the profiles rules once, from explicit dependencies (the service's `started()` calls it). */
+export async function createProfiles(setup: ProfilesSetup) {
+  const store = new ProfilesStore(setup.db);
+  await store.ensureIndexes();
+  const deps: ProfilesDeps = {
+    store,
+    auth: authClient(setup.bus),
+    events: { profileMerged: (payload) => publishEvent(setup.bus, "profile.merged", payload) },
+    logger: setup.logger,
+    now: setup.now ?? nowSeconds,
+  };
+  type Params<F extends (deps: ProfilesDeps, p: never, ...rest: never[]) => unknown> = Parameters<F>[1];
+  return {
+    deps,
+    store,
+    create: (p: Params<typeof createProfile>) => createProfile(deps, p),
+    get: (p: Params<typeof getProfile>) => getProfile(deps, p),
+    find: (p: Params<typeof findProfiles>) => findProfiles(deps, p),
+    update: (p: Params<typeof updateProfile>) => updateProfile(deps, p),
+    merge: (p: Params<typeof mergeInto>) => mergeInto(deps, p),
+    revokeSession: (p: Params<typeof revokeSession>) => revokeSession(deps, p),
+    revokeAllSessions: (p: Params<typeof revokeAllSessions>) => revokeAllSessions(deps, p),
+    listOrders: (p: Params<typeof listOrders>) => listOrders(deps, p),
+    recordPromoUse: (p: Params<typeof recordPromoUse>) => recordPromoUse(deps, p),
+    initialize: (p: Params<typeof initializeGuest>) => initializeGuest(deps, p),
+    connect: (p: Params<typeof connect>, principal?: AuthPrincipal) => connect(deps, p, principal),
+    verify: (p: Params<typeof verify>, principal?: AuthPrincipal, ip?: string) => verify(deps, p, principal, ip),
+    me: (p: Params<typeof me>, principal?: AuthPrincipal) => me(deps, p, principal),
+    linkOrder: (event: OrderCreated) => linkOrder(deps, event),
+    recoverMerges: () => recoverMerges(deps),
+    unfinishedMerges: () => store.merges.count({ state: { $in: ["pending", "running"] } }),
+  };
 }

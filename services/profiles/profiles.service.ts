@@ -1,21 +1,17 @@
 /**
  * The profiles service (Moleculer schema): profiles, guest sessions and connect, magic-code login,
- * search, merge, order links. Transport only: each handler maps `ctx` to a rule in profiles.logic.ts.
+ * search, merge, order links. Transport only: `started()` builds the rules once (createProfiles in
+ * profiles.logic.ts, the composition root) and each handler hands its params to them.
  * On start it creates its indexes and recovers merges a crash interrupted (then re-checks every minute).
  */
-import type { Context, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { z } from "zod";
 import type { RequestMeta } from "../../shared/contracts/common";
 import { ProfileActions } from "../../shared/contracts/profiles";
-import { durableChannel, publishEvent } from "../../shared/events/durable";
-import { nowSeconds } from "../../shared/ids";
+import { durableChannel } from "../../shared/events/durable";
 import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
 import { zodParams } from "../../shared/validation";
-import * as logic from "./profiles.logic";
-import { recoverMerges } from "./profiles.merge";
-import { linkOrder } from "./profiles.orders";
-import { authClient, type ProfilesDeps } from "./profiles.ports";
-import { ProfilesStore } from "./profiles.store";
+import { createProfiles, type Profiles } from "./profiles.logic";
 
 type P<K extends keyof typeof ProfileActions> = Context<z.infer<(typeof ProfileActions)[K]>, RequestMeta>;
 
@@ -26,7 +22,7 @@ const RECOVERY_INTERVAL_MS = 60_000;
 const AUTH_WAIT_MS = 30_000;
 
 interface ProfilesVars extends StorageMixinThis {
-  store: ProfilesStore;
+  profiles: Profiles;
   recoveryTimer?: NodeJS.Timeout;
   /** The running recovery pass, if any (tests await it). */
   recovering?: Promise<void>;
@@ -34,7 +30,6 @@ interface ProfilesVars extends StorageMixinThis {
 }
 
 interface ProfilesMethods {
-  deps(via: Context | ServiceBroker): ProfilesDeps;
   recover(): Promise<void>;
   authAvailable(): Promise<boolean>;
 }
@@ -52,83 +47,83 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
     create: {
       params: zodParams(ProfileActions.create),
       handler(ctx: P<"create">) {
-        return logic.createProfile(this.deps(ctx), ctx.params);
+        return this.profiles.create(ctx.params);
       },
     },
     get: {
       ...retryable,
       params: zodParams(ProfileActions.get),
       handler(ctx: P<"get">) {
-        return logic.getProfile(this.deps(ctx), ctx.params);
+        return this.profiles.get(ctx.params);
       },
     },
     find: {
       ...retryable,
       params: zodParams(ProfileActions.find),
       handler(ctx: P<"find">) {
-        return logic.findProfiles(this.deps(ctx), ctx.params);
+        return this.profiles.find(ctx.params);
       },
     },
     update: {
       params: zodParams(ProfileActions.update),
       handler(ctx: P<"update">) {
-        return logic.updateProfile(this.deps(ctx), ctx.params);
+        return this.profiles.update(ctx.params);
       },
     },
     merge: {
       params: zodParams(ProfileActions.merge),
       handler(ctx: P<"merge">) {
-        return logic.mergeInto(this.deps(ctx), ctx.params);
+        return this.profiles.merge(ctx.params);
       },
     },
     revokeSession: {
       params: zodParams(ProfileActions.revokeSession),
       handler(ctx: P<"revokeSession">) {
-        return logic.revokeSession(this.deps(ctx), ctx.params);
+        return this.profiles.revokeSession(ctx.params);
       },
     },
     revokeAllSessions: {
       params: zodParams(ProfileActions.revokeAllSessions),
       handler(ctx: P<"revokeAllSessions">) {
-        return logic.revokeAllSessions(this.deps(ctx), ctx.params);
+        return this.profiles.revokeAllSessions(ctx.params);
       },
     },
     listOrders: {
       ...retryable,
       params: zodParams(ProfileActions.listOrders),
       handler(ctx: P<"listOrders">) {
-        return logic.listOrders(this.deps(ctx), ctx.params);
+        return this.profiles.listOrders(ctx.params);
       },
     },
     recordPromoUse: {
       params: zodParams(ProfileActions.recordPromoUse),
       handler(ctx: P<"recordPromoUse">) {
-        return logic.recordPromoUse(this.deps(ctx), ctx.params);
+        return this.profiles.recordPromoUse(ctx.params);
       },
     },
     initialize: {
       params: zodParams(ProfileActions.initialize),
       handler(ctx: P<"initialize">) {
-        return logic.initializeGuest(this.deps(ctx), ctx.params);
+        return this.profiles.initialize(ctx.params);
       },
     },
     connect: {
       params: zodParams(ProfileActions.connect),
       handler(ctx: P<"connect">) {
-        return logic.connect(this.deps(ctx), ctx.params, ctx.meta.auth);
+        return this.profiles.connect(ctx.params, ctx.meta.auth);
       },
     },
     verify: {
       params: zodParams(ProfileActions.verify),
       handler(ctx: P<"verify">) {
-        return logic.verify(this.deps(ctx), ctx.params, ctx.meta.auth, ctx.meta.ip);
+        return this.profiles.verify(ctx.params, ctx.meta.auth, ctx.meta.ip);
       },
     },
     me: {
       ...retryable,
       params: zodParams(ProfileActions.me),
       handler(ctx: P<"me">) {
-        return logic.me(this.deps(ctx), ctx.params, ctx.meta.auth);
+        return this.profiles.me(ctx.params, ctx.meta.auth);
       },
     },
   },
@@ -138,30 +133,20 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
       group: "profiles",
       key: (p) => `${p.store_id}:${p.order_id}`,
       async handler(this: ProfilesService, payload, ctx) {
-        await linkOrder(this.deps(ctx), payload);
+        await this.profiles.linkOrder(payload);
       },
     }),
   },
 
   methods: {
-    deps(this: ProfilesService, via: Context | ServiceBroker): ProfilesDeps {
-      return {
-        store: this.store,
-        auth: authClient(via),
-        events: { profileMerged: (payload) => publishEvent(via, "profile.merged", payload) },
-        logger: this.logger,
-        now: nowSeconds,
-      };
-    },
-
     /** One recovery pass at a time. Finishing a merge needs the auth service: wait for it (until stopped). */
     recover(this: ProfilesService): Promise<void> {
       if (this.recovering) return this.recovering;
       const run = async () => {
         try {
-          const unfinished = await this.store.merges.count({ state: { $in: ["pending", "running"] } });
+          const unfinished = await this.profiles.unfinishedMerges();
           if (unfinished === 0 || !(await this.authAvailable())) return;
-          const result = await recoverMerges(this.deps(this.broker));
+          const result = await this.profiles.recoverMerges();
           if (result.completed || result.undone || result.failed) this.logger.info("merge recovery:", result);
         } catch (err) {
           this.logger.warn("merge recovery did not finish; will retry:", (err as Error)?.message ?? err);
@@ -186,8 +171,7 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
   },
 
   async started(this: ProfilesService) {
-    this.store = new ProfilesStore(this.db);
-    await this.store.ensureIndexes();
+    this.profiles = await createProfiles({ db: this.db, bus: this.broker, logger: this.logger });
     this.stopping = false;
     // In the background: the auth service may start after us.
     void this.recover();

@@ -19,8 +19,6 @@ export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
-export const UnixSeconds = z.number().int();
-
 /** `limit` of a list: 1..100, default 20 (profile lists use 50). Query strings arrive as text. */
 export function limitParam(defaultLimit = 20) {
   return z.coerce.number().int().min(1).max(100).default(defaultLimit);

@@ -8,7 +8,8 @@
  *   (`npm start`): no retries, not durable.
  * - Streams are created before anything can publish (see streams.ts), and the adapter connects in the
  *   broker's `starting` hook, so a service may publish from its own `started()` (channels 0.1.8 alone
- *   connects only after every service started; see NOTES.md).
+ *   connects only after every service started, and `sendToChannel` from `started()` fails with
+ *   "adapter not yet connected").
  * - One middleware object may serve several brokers in one process (tests): its state lives per broker.
  */
 import type { Middleware, Service, ServiceBroker } from "moleculer";

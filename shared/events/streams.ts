@@ -17,7 +17,7 @@ export const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 export const EVENT_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
 
 export interface StreamOptions {
-  /** Subject prefix ("" in production: the subject is the event name, as CONTRACT.md says). */
+  /** Subject prefix ("" in production: the subject is the event name, e.g. `order.created`, which producers in other languages publish to). */
   prefix?: string;
   /** Replicas per stream: 1 on a single server, 3 on a JetStream cluster. */
   replicas?: number;

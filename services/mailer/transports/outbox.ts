@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import MailComposer from "nodemailer/lib/mail-composer";
-import type { MailTransport, OutgoingMail, SendReceipt } from "../transport";
+import type { MailTransport, OutgoingMail, SendReceipt } from "./types";
 
 export class OutboxTransport implements MailTransport {
   readonly name = "outbox";

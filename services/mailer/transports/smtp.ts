@@ -1,6 +1,6 @@
 /** SMTP provider: a pooled nodemailer transport, with timeouts well inside the broker's request timeout. */
 import nodemailer, { type Transporter } from "nodemailer";
-import type { MailTransport, OutgoingMail, SendReceipt } from "../transport";
+import type { MailTransport, OutgoingMail, SendReceipt } from "./types";
 
 export class SmtpTransport implements MailTransport {
   readonly name = "smtp";

@@ -71,7 +71,7 @@ describe("profiles.create", () => {
       await own.broker.destroyService(own.broker.getLocalService("auth"));
       const err = await errorOf(own.broker.call("profiles.create", { store_id: store, email: "nobody-yet@example.com" }));
       expect(toErrorBody(err)).toMatchObject({ statusCode: 503, error: "SERVICE_UNAVAILABLE" }); // what HTTP gets
-      expect(await own.service.store.profiles.findOne({ store_id: store })).toBeNull();
+      expect(await own.service.profiles.store.profiles.findOne({ store_id: store })).toBeNull();
     } finally {
       await own.stop();
     }
@@ -210,7 +210,7 @@ describe("profiles.update", () => {
     const created = await call("create", { store_id: store, email: "racing@example.com" });
     await env.broker.call("auth.requestCode", { store_id: store, email: "racing@example.com" });
     const code = codeIn(await env.smtp.waitForMessage((m) => m.to.includes("racing@example.com")));
-    const deps = env.service.deps(env.broker);
+    const deps = env.service.profiles.deps;
     // The admin changes the address just before the verified session is issued.
     const racing = {
       ...deps,
@@ -424,7 +424,7 @@ describe("profiles.find over many profiles", () => {
         ]),
       },
     }));
-    await env.service.store.profiles.bulkWrite(ops);
+    await env.service.profiles.store.profiles.bulkWrite(ops);
   });
 
   async function walk(params: object, limit: number): Promise<string[]> {

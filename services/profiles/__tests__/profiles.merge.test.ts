@@ -39,7 +39,7 @@ const call = <T = Profile>(env: ProfilesEnv, action: string, params: object) => 
 
 async function linkOrder(env: ProfilesEnv, store: string, profileId: string, orderId: string): Promise<void> {
   await publishEvent(env.broker, "order.created", { store_id: store, order_id: orderId, profile_id: profileId });
-  await eventually(async () => (await env.service.store.orderLinks.findOne({ store_id: store, order_id: orderId })) !== null);
+  await eventually(async () => (await env.service.profiles.store.orderLinks.findOne({ store_id: store, order_id: orderId })) !== null);
 }
 
 const orderIdsOf = async (env: ProfilesEnv, store: string, id: string) =>
@@ -127,8 +127,8 @@ describe("profiles.merge", () => {
     // the source's e-mail is free again
     const reborn = await call(env, "create", { store_id: store, email: "gone@example.com" });
     expect(reborn.id).not.toBe(source.id);
-    expect(await env.service.store.merges.findOne({ store_id: store, source_id: source.id })).toMatchObject({ state: "done" });
-    const journal = await env.service.store.merges.findOne({ store_id: store, source_id: source.id });
+    expect(await env.service.profiles.store.merges.findOne({ store_id: store, source_id: source.id })).toMatchObject({ state: "done" });
+    const journal = await env.service.profiles.store.merges.findOne({ store_id: store, source_id: source.id });
     expect(journal?.snapshot).toBeUndefined(); // no personal data of the deleted profile is kept
   });
 
@@ -181,11 +181,11 @@ describe("profiles.merge", () => {
     const a = await call(env, "create", { store_id: store, email: "a-lock@example.com" });
     const b = await call(env, "create", { store_id: store, email: "b-lock@example.com" });
     const c = await call(env, "create", { store_id: store, email: "c-lock@example.com" });
-    await env.service.store.profiles.updateOne({ _id: a.id, store_id: store }, { $set: { merge_lock: "another-merge" } });
+    await env.service.profiles.store.profiles.updateOne({ _id: a.id, store_id: store }, { $set: { merge_lock: "another-merge" } });
     expect(await errorOf(call(env, "merge", { store_id: store, id: b.id, source_id: a.id }))).toMatchObject({ type: "CONFLICT", code: 409 });
     expect(await errorOf(call(env, "merge", { store_id: store, id: a.id, source_id: c.id }))).toMatchObject({ type: "CONFLICT" });
     expect(await errorOf(call(env, "update", { store_id: store, id: a.id, status: "archived" }))).toMatchObject({ type: "CONFLICT" });
-    await env.service.store.profiles.updateOne({ _id: a.id, store_id: store }, { $unset: { merge_lock: "" } });
+    await env.service.profiles.store.profiles.updateOne({ _id: a.id, store_id: store }, { $unset: { merge_lock: "" } });
     await expect(call(env, "merge", { store_id: store, id: b.id, source_id: a.id })).resolves.toMatchObject({ id: b.id });
   });
 
@@ -212,13 +212,13 @@ describe("profiles.merge", () => {
     const target = await call(env, "get", { store_id: store, id });
     expect(target.taxonomies).toEqual([{ taxonomy_id: "after", fields: [] }]);
     expect(target.promo_usage).toEqual([{ promo_code_id: "P", uses: 15 }]);
-    expect((await env.service.store.profiles.findOne({ _id: id }))?.merge_lock).toBeUndefined();
+    expect((await env.service.profiles.store.profiles.findOne({ _id: id }))?.merge_lock).toBeUndefined();
   }
 
   it("never re-applies a finished merge over later changes when recovery works from a journal read mid-merge", async () => {
     const store = newStoreId();
     const { target, source } = await pair(store, "stale");
-    const merges = env.service.store.merges;
+    const merges = env.service.profiles.store.merges;
     // Keep the journal as a recovery pass listing `running` merges would have read it while the live merge ran.
     const transition = merges.findOneAndUpdate.bind(merges);
     let midMerge: MergeDoc | undefined;
@@ -236,7 +236,7 @@ describe("profiles.merge", () => {
     await changeTarget(store, target.id);
 
     jest.spyOn(merges, "find").mockResolvedValueOnce([midMerge!]);
-    await recoverMerges(env.service.deps(env.broker));
+    await recoverMerges(env.service.profiles.deps);
 
     await expectChangesKept(store, target.id);
     expect(await merges.findOne({ _id: midMerge!._id })).toMatchObject({ state: "done" });
@@ -244,7 +244,7 @@ describe("profiles.merge", () => {
 
   it("lets a recovery pass run alongside a live merge: the plan is applied once and never after the merge finished", async () => {
     const store = newStoreId();
-    const deps = env.service.deps(env.broker);
+    const deps = env.service.profiles.deps;
     for (let round = 0; round < 4; round++) {
       const { target, source } = await pair(store, `live-${round}`);
       const [merged] = await Promise.all([
@@ -256,7 +256,7 @@ describe("profiles.merge", () => {
       await changeTarget(store, target.id);
       await recoverMerges(deps);
       await expectChangesKept(store, target.id);
-      expect(await env.service.store.merges.findOne({ store_id: store, source_id: source.id })).toMatchObject({ state: "done" });
+      expect(await env.service.profiles.store.merges.findOne({ store_id: store, source_id: source.id })).toMatchObject({ state: "done" });
     }
   });
 
@@ -275,7 +275,7 @@ describe("profiles.merge", () => {
     expect(["CONFLICT", "NOT_FOUND"]).toContain(failure.reason.type);
     const owners = [...(await orderIdsOf(env, store, t1.id)), ...(await orderIdsOf(env, store, t2.id))];
     expect(owners).toEqual(["race-order"]);
-    for (const t of [t1, t2]) expect((await env.service.store.profiles.findOne({ _id: t.id }))?.merge_lock).toBeUndefined();
+    for (const t of [t1, t2]) expect((await env.service.profiles.store.profiles.findOne({ _id: t.id }))?.merge_lock).toBeUndefined();
   });
 });
 
@@ -311,7 +311,7 @@ describe("profiles.merge recovery", () => {
    * the source's e-mail released, and the target updated when that step is among them.
    */
   async function crashedMerge(env: ProfilesEnv, store: string, ids: { target: string; source: string; journal: string }, steps: string[]): Promise<MergeDoc> {
-    const profiles = env.service.store.profiles;
+    const profiles = env.service.profiles.store.profiles;
     const t = (await profiles.findOne({ _id: ids.target })) as ProfileDoc;
     const s = (await profiles.findOne({ _id: ids.source })) as ProfileDoc;
     const journal: MergeDoc = {
@@ -326,7 +326,7 @@ describe("profiles.merge recovery", () => {
       created_at: 1,
       updated_at: 1,
     };
-    await env.service.store.merges.insertOne(journal);
+    await env.service.profiles.store.merges.insertOne(journal);
     await profiles.updateOne({ _id: ids.source }, { $set: { merge_lock: ids.journal, email: null, email_lower: null, email_sort: "", email_words: [] } });
     const targetSet = steps.includes("target_updated") ? { ...journal.plan, merge_lock: ids.journal } : { merge_lock: ids.journal };
     await profiles.updateOne({ _id: ids.target }, { $set: targetSet });
@@ -344,7 +344,7 @@ describe("profiles.merge recovery", () => {
     const received: Merged[] = [];
     const second = await startProfiles({ storage: { dataDir }, smtp, extra: [mergeProbe(received)] });
     try {
-      await eventually(async () => (await second.service.store.merges.findOne({ _id: journalId }))?.state === "done", 10_000);
+      await eventually(async () => (await second.service.profiles.store.merges.findOne({ _id: journalId }))?.state === "done", 10_000);
       const merged = await call(second, "get", { store_id: store, id: target.id });
       expect(merged.promo_usage).toEqual([{ promo_code_id: "P", uses: 5 }]); // summed once, not twice
       expect(merged.taxonomies.map((e) => e.taxonomy_id)).toEqual(["seg"]);
@@ -353,7 +353,7 @@ describe("profiles.merge recovery", () => {
       expect(await errorOf(second.broker.call("auth.authenticate", { store_id: store, access_token: session.access_token }))).toMatchObject({
         type: "UNAUTHENTICATED",
       });
-      expect((await second.service.store.profiles.findOne({ _id: target.id }))?.merge_lock).toBeUndefined();
+      expect((await second.service.profiles.store.profiles.findOne({ _id: target.id }))?.merge_lock).toBeUndefined();
       await eventually(() => received.length === 1);
       expect(received).toEqual([{ store_id: store, target_id: target.id, source_id: source.id }]);
       // the target can be updated and merged again
@@ -370,7 +370,7 @@ describe("profiles.merge recovery", () => {
       const guest = await call<{ profile_id: string }>(env, "initialize", { store_id: store });
       const source = await call(env, "create", { store_id: store, email: "handover@example.com" });
       // A merge of the source into the guest, stopped between releasing the e-mail and the target taking it.
-      const profiles = env.service.store.profiles;
+      const profiles = env.service.profiles.store.profiles;
       const journalId = "0190c5d2-3333-7000-8000-000000000003";
       const journal = await crashedMerge(env, store, { target: guest.profile_id, source: source.id, journal: journalId }, ["source_email_released"]);
       expect(journal.plan?.email_lower).toBe("handover@example.com");
@@ -379,11 +379,11 @@ describe("profiles.merge recovery", () => {
       expect((await call(env, "create", { store_id: store, email: "Handover@example.com" })).id).toBe(guest.profile_id);
       expect((await call<{ id: string }>(env, "connect", { store_id: store, email: "handover@example.com" })).id).toBe(guest.profile_id);
       await publishEvent(env.broker, "order.created", { store_id: store, order_id: "h-1", email: "handover@example.com" });
-      await eventually(async () => (await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" })) !== null);
-      expect((await env.service.store.orderLinks.findOne({ store_id: store, order_id: "h-1" }))?.profile_id).toBe(guest.profile_id);
+      await eventually(async () => (await env.service.profiles.store.orderLinks.findOne({ store_id: store, order_id: "h-1" })) !== null);
+      expect((await env.service.profiles.store.orderLinks.findOne({ store_id: store, order_id: "h-1" }))?.profile_id).toBe(guest.profile_id);
 
       await env.service.recover();
-      expect(await env.service.store.merges.findOne({ _id: journalId })).toMatchObject({ state: "done" });
+      expect(await env.service.profiles.store.merges.findOne({ _id: journalId })).toMatchObject({ state: "done" });
       expect(await profiles.count({ store_id: store, email_lower: "handover@example.com" })).toBe(1);
       expect(await call(env, "get", { store_id: store, id: guest.profile_id })).toMatchObject({ email: "handover@example.com" });
     } finally {
@@ -397,7 +397,7 @@ describe("profiles.merge recovery", () => {
     const { target, source } = await seed(first, store);
     const journalId = "0190c5d2-3333-7000-8000-000000000002";
     const long_ago = Math.floor(Date.now() / 1000) - PENDING_LEASE_SECONDS - 5;
-    await first.service.store.merges.insertOne({
+    await first.service.profiles.store.merges.insertOne({
       _id: journalId,
       store_id: store,
       target_id: target.id,
@@ -407,16 +407,16 @@ describe("profiles.merge recovery", () => {
       created_at: long_ago,
       updated_at: long_ago,
     });
-    await first.service.store.profiles.updateOne({ _id: source.id }, { $set: { merge_lock: journalId } });
+    await first.service.profiles.store.profiles.updateOne({ _id: source.id }, { $set: { merge_lock: journalId } });
     await first.stop();
 
     const second = await startProfiles({ storage: { dataDir }, smtp });
     try {
-      await eventually(async () => (await second.service.store.merges.findOne({ _id: journalId })) === null, 10_000);
+      await eventually(async () => (await second.service.profiles.store.merges.findOne({ _id: journalId })) === null, 10_000);
       const src = await call(second, "get", { store_id: store, id: source.id });
       expect(src).toMatchObject({ email: "rs@example.com", promo_usage: [{ promo_code_id: "P", uses: 4 }] });
       expect(await orderIdsOf(second, store, source.id)).toEqual(["r-1"]);
-      expect((await second.service.store.profiles.findOne({ _id: source.id }))?.merge_lock).toBeUndefined();
+      expect((await second.service.profiles.store.profiles.findOne({ _id: source.id }))?.merge_lock).toBeUndefined();
       await expect(call(second, "merge", { store_id: store, id: target.id, source_id: source.id })).resolves.toMatchObject({ id: target.id });
     } finally {
       await second.stop();
@@ -432,7 +432,7 @@ describe("profiles.merge recovery", () => {
 
       const err = await errorOf(call(env, "merge", { store_id: store, id: target.id, source_id: source.id }));
       expect(err).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
-      const journal = await env.service.store.merges.findOne({ store_id: store, source_id: source.id });
+      const journal = await env.service.profiles.store.merges.findOne({ store_id: store, source_id: source.id });
       expect(journal).toMatchObject({ state: "running", steps: ["source_email_released", "target_updated", "orders_moved"] });
       // while unfinished the merge holds both profiles
       expect(await errorOf(call(env, "merge", { store_id: store, id: target.id, source_id: source.id }))).toMatchObject({ type: "CONFLICT" });
@@ -440,7 +440,7 @@ describe("profiles.merge recovery", () => {
       await env.broker.createService(loadService("auth"));
       await env.broker.waitForServices(["auth"], 5000);
       await env.service.recover();
-      expect(await env.service.store.merges.findOne({ _id: journal!._id })).toMatchObject({ state: "done" });
+      expect(await env.service.profiles.store.merges.findOne({ _id: journal!._id })).toMatchObject({ state: "done" });
       expect(await errorOf(call(env, "get", { store_id: store, id: source.id }))).toMatchObject({ type: "NOT_FOUND" });
       expect((await call(env, "get", { store_id: store, id: target.id })).promo_usage).toEqual([{ promo_code_id: "P", uses: 5 }]);
     } finally {

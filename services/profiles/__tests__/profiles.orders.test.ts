@@ -13,7 +13,7 @@ afterAll(() => env?.stop());
 
 const call = <T = Profile>(action: string, params: object) => env.broker.call(`profiles.${action}`, params) as Promise<T>;
 type Orders = { items: OrderLink[]; cursor: string | null };
-const linkOf = (store: string, orderId: string) => env.service.store.orderLinks.findOne({ store_id: store, order_id: orderId });
+const linkOf = (store: string, orderId: string) => env.service.profiles.store.orderLinks.findOne({ store_id: store, order_id: orderId });
 
 describe("order.created", () => {
   it("links the order to its profile_id", async () => {
@@ -62,11 +62,11 @@ describe("order.created", () => {
     await publishEvent(env.broker, "order.created", { store_id: store, order_id: "E-1", profile_id: second.id, total: 2 });
     await publishEvent(env.broker, "order.created", { store_id: store, order_id: "E-2", profile_id: second.id });
     await eventually(() => linkOf(store, "E-2"));
-    expect(await env.service.store.orderLinks.count({ store_id: store, order_id: "E-1" })).toBe(1);
+    expect(await env.service.profiles.store.orderLinks.count({ store_id: store, order_id: "E-1" })).toBe(1);
     expect(await linkOf(store, "E-1")).toMatchObject({ profile_id: first.id, total: 1 });
 
     // the rule holds in the handler itself, even past the channel's processed-event record
-    const again = await linkOrder(env.service.deps(env.broker), { store_id: store, order_id: "E-1", profile_id: second.id, total: 3 });
+    const again = await linkOrder(env.service.profiles.deps, { store_id: store, order_id: "E-1", profile_id: second.id, total: 3 });
     expect(again).toMatchObject({ profile_id: first.id, total: 1 });
     expect((await call<Orders>("listOrders", { store_id: store, id: second.id })).items.map((o) => o.order_id)).toEqual(["E-2"]);
   });
@@ -80,7 +80,7 @@ describe("order.created", () => {
     await publishEvent(env.broker, "order.created", { store_id: store, order_id: "F-3", email: "after@example.com" });
     await eventually(() => linkOf(store, "F-3"));
     expect(await linkOf(store, "F-2")).toBeNull();
-    expect(await env.service.store.profiles.count({ store_id: store })).toBe(1);
+    expect(await env.service.profiles.store.profiles.count({ store_id: store })).toBe(1);
   });
 });
 
@@ -94,7 +94,7 @@ describe("order.created that names an unknown profile and no e-mail", () => {
 
     await publishEvent(env.broker, "order.created", { store_id: store, order_id: "G-1", email: "late@example.com" });
     await eventually(() => linkOf(store, "G-1"));
-    const late = await env.service.store.profiles.findOne({ store_id: store, email_lower: "late@example.com" });
+    const late = await env.service.profiles.store.profiles.findOne({ store_id: store, email_lower: "late@example.com" });
     expect(await linkOf(store, "G-1")).toMatchObject({ profile_id: late?._id });
   });
 });
@@ -108,7 +108,7 @@ describe("profiles.listOrders", () => {
       await publishEvent(env.broker, "order.created", { store_id: store, order_id: `P-${i}`, profile_id: profile.id, created_at: 1_700_000_000 + i });
     }
     await eventually(() => linkOf(store, "P-5"));
-    await eventually(async () => (await env.service.store.orderLinks.count({ store_id: store })) === 5);
+    await eventually(async () => (await env.service.profiles.store.orderLinks.count({ store_id: store })) === 5);
 
     const seen: string[] = [];
     let cursor: string | null = null;

@@ -229,7 +229,7 @@ describe("profiles.verify", () => {
     const guestMeta = await metaFor(env.broker, store, guest);
     await linkOrder(store, guest.profile_id, "order-busy");
     // the guest is held by another merge: merging it now is a 409
-    await env.service.store.profiles.updateOne({ _id: guest.profile_id, store_id: store }, { $set: { merge_lock: "another-merge" } });
+    await env.service.profiles.store.profiles.updateOne({ _id: guest.profile_id, store_id: store }, { $set: { merge_lock: "another-merge" } });
 
     const code = await loginCode(env, store, "busy@example.com", guestMeta);
     const token = await call<AuthToken>("verify", { store_id: store, email: "busy@example.com", code }, guestMeta);

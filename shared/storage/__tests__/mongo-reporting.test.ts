@@ -9,7 +9,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { summaryLine } = require("../../../test/summary-reporter.js") as { summaryLine(results: Record<string, number>): string };
 
 const CI_GREP = /^jest: [0-9]+ passed, [0-9]+ failed/;

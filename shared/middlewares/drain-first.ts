@@ -1,5 +1,6 @@
 /**
- * Graceful stop, gateway first. A broker stops all its services at once, so in one process the
+ * Graceful stop, gateways first (any local service with a `drain` method; in shared so no process loads
+ * gateway code to get it). A broker stops all its services at once, so in one process the
  * services could close their databases while the gateway still takes requests (answered 500, though
  * some writes were saved). This middleware makes `broker.stop()` first drain every local gateway: stop
  * taking connections, answer what is in flight (with `Connection: close`), then let the broker stop

@@ -1,0 +1,5 @@
+/**
+ * The billing service's error catalog: a stable `reason` per failure (in `data.reason`) and its public
+ * message (see shared/errors.ts). Empty until its issue adds its rules.
+ */
+export const BillingErrors = {} as const;

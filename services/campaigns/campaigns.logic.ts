@@ -1,0 +1,25 @@
+/**
+ * The composition root of the campaigns service: builds its rules once from explicit dependencies
+ * (its database, the bus, a logger, a clock). The rules land here as its issue fills it in.
+ */
+import type { ServiceBroker } from "moleculer";
+import { nowSeconds } from "../../shared/ids";
+import type { Database } from "../../shared/storage/port";
+import { CampaignsStore } from "./campaigns.store";
+
+export interface CampaignsSetup {
+  db: Database;
+  bus: ServiceBroker;
+  logger: { info(...args: unknown[]): void; warn(...args: unknown[]): void; error(...args: unknown[]): void };
+  /** Unix seconds; tests pass a fake. */
+  now?: () => number;
+}
+
+export type Campaigns = Awaited<ReturnType<typeof createCampaigns>>;
+
+export async function createCampaigns(setup: CampaignsSetup) {
+  const store = new CampaignsStore(setup.db);
+  await store.ensureIndexes();
+  const now = setup.now ?? nowSeconds;
+  return { store, now };
+}
