@@ -317,7 +317,7 @@ async function main(): Promise<void> {
       "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
       ...rows.map((r) => `| ${r.scenario} | ${r.deployment} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} |`),
       "",
-      `Find profiles with cursors over ${PROFILES} profiles (one process, embedded store, limit 20, sequential pages):`,
+      `Find profiles with cursors over ${PROFILES} profiles (one process, SQLite in memory, limit 20, sequential pages):`,
       "",
       "| order | pages | p50 ms | p99 ms |",
       "| --- | ---: | ---: | ---: |",
