@@ -36,12 +36,18 @@ export function compileFilter(filter: Filter): Matcher {
   };
 }
 
+/** What an array sorts by in MongoDB: its smallest element ascending, its largest descending. */
+function sortKey(value: unknown, direction: SortDirection): unknown {
+  if (!Array.isArray(value) || value.length === 0) return value;
+  return value.reduce((best, v) => (compareValues(v, best) * direction > 0 ? v : best));
+}
+
 /** A comparator for a sort specification, ties broken by `_id` in the last field's direction. */
 export function sortComparator(sort: [string, SortDirection][]): (a: Doc, b: Doc) => number {
   const last = sort[sort.length - 1][1];
   return (a, b) => {
     for (const [field, direction] of sort) {
-      const c = compareValues(getPath(a, field), getPath(b, field));
+      const c = compareValues(sortKey(getPath(a, field), -direction as SortDirection), sortKey(getPath(b, field), -direction as SortDirection));
       if (c !== 0) return c * direction;
     }
     return (a._id < b._id ? -1 : a._id > b._id ? 1 : 0) * last;
@@ -51,7 +57,7 @@ export function sortComparator(sort: [string, SortDirection][]): (a: Doc, b: Doc
 /** True for documents strictly after the keyset position `after` in the order (field, _id) × direction. */
 export function afterKeyset(field: string, direction: SortDirection, after: { value: unknown; id: string }): Matcher {
   return (doc) => {
-    let c = compareValues(getPath(doc, field), after.value);
+    let c = field === "_id" ? 0 : compareValues(getPath(doc, field), after.value);
     if (c === 0) c = doc._id < after.id ? -1 : doc._id > after.id ? 1 : 0;
     return direction === 1 ? c > 0 : c < 0;
   };

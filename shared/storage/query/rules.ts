@@ -277,18 +277,23 @@ export function regexPrefix(pattern: string, options = ""): string {
       prefix += next;
       i++;
     } else if (c === "*" || c === "?" || c === "{") {
-      return prefix.slice(0, -1); // the last literal is optional
+      // The last literal is optional: drop it, and a whole surrogate pair rather than half of one.
+      return /[\ud800-\udbff][\udc00-\udfff]$/.test(prefix) ? prefix.slice(0, -2) : prefix.slice(0, -1);
     } else if (REGEX_SPECIAL.has(c)) break;
     else prefix += c;
   }
   return pattern.includes("|") ? "" : prefix; // an alternation may match elsewhere
 }
 
-/** The smallest string greater than every string that starts with `prefix` (by code point). */
-function prefixEnd(prefix: string): string {
+/** The smallest string greater than every string that starts with `prefix` (by code point); undefined when there is none. */
+function prefixEnd(prefix: string): string | undefined {
   const points = [...prefix];
-  const last = points.pop()!.codePointAt(0)!;
-  return points.join("") + String.fromCodePoint(last + 1 > 0x10ffff ? last : last + 1);
+  while (points.length > 0) {
+    const last = points.pop()!.codePointAt(0)!;
+    // Past U+10FFFF there is nothing; a surrogate code point is not a character to step onto.
+    if (last < 0x10ffff && last + 1 !== 0xd800) return points.join("") + String.fromCodePoint(last + 1);
+  }
+  return undefined;
 }
 
 /**
@@ -314,13 +319,14 @@ export function rangeBounds(filter: Filter, field: string): RangeBounds | undefi
       }
       if (typeof value.$regex === "string") {
         const prefix = regexPrefix(value.$regex, typeof value.$options === "string" ? value.$options : "");
+        const end = prefix ? prefixEnd(prefix) : undefined;
         if (prefix && !bounds.lower && !bounds.upper) {
           bounds.lower = { value: prefix, inclusive: true };
-          bounds.upper = { value: prefixEnd(prefix), inclusive: false };
+          if (end !== undefined) bounds.upper = { value: end, inclusive: false };
           bounds.oneElement = true;
         } else if (prefix) {
           tighten("lower", prefix, true);
-          tighten("upper", prefixEnd(prefix), false);
+          if (end !== undefined) tighten("upper", end, false);
           bounds.oneElement = false;
         }
       }

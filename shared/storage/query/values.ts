@@ -46,11 +46,31 @@ function typeRank(v: unknown): number {
   }
 }
 
-/** Total order over values, following MongoDB's sort order (strings by UTF-16 code units). */
+/**
+ * Strings in code point order, as MongoDB (and SQLite) compare them: UTF-16 order except that a
+ * character above U+FFFF (a surrogate pair) comes after U+E000-U+FFFF, not before.
+ */
+export function compareStrings(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x <= 0xdfff ? x + 0x2000 : x - 0x800;
+      y = y <= 0xdfff ? y + 0x2000 : y - 0x800;
+    }
+    return x < y ? -1 : 1;
+  }
+  return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
+}
+
+/** Total order over values, following MongoDB's sort order (strings by code point). */
 export function compareValues(a: unknown, b: unknown): number {
   const ta = typeof a;
   if (ta === typeof b) {
-    if (ta === "string") return (a as string) < (b as string) ? -1 : (a as string) > (b as string) ? 1 : 0;
+    if (ta === "string") return compareStrings(a as string, b as string);
     if (ta === "number" && a === a && b === b) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
   }
   const ra = typeRank(a);
@@ -69,7 +89,7 @@ export function compareValues(a: unknown, b: unknown): number {
       return Number.isNaN(x) ? (Number.isNaN(y) ? 0 : -1) : 1;
     }
     case 3:
-      return (a as string) < (b as string) ? -1 : (a as string) > (b as string) ? 1 : 0;
+      return compareStrings(a as string, b as string);
     case 8:
       return a === b ? 0 : a ? 1 : -1;
     case 9:

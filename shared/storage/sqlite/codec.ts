@@ -1,33 +1,41 @@
 /**
- * Documents are stored as JSON text. JSON has no date, so a Date is written as `{"$date": <ms>}` and
- * read back as a Date (MongoDB's extended JSON spelling; field names starting with `$` are not valid
- * document fields in MongoDB either). `undefined` fields are dropped, as the MongoDB driver drops them.
+ * Documents (and index specs) are stored as JSON text. JSON has no date and no NaN or infinities, so
+ * they are written in MongoDB's extended JSON spellings, `{"$date": <ms>}` and `{"$numberDouble":
+ * "NaN" | "Infinity" | "-Infinity"}`, and read back as a Date and a number (field names starting with
+ * `$` are not valid document fields in MongoDB either). `undefined` fields are dropped, as the MongoDB
+ * driver drops them.
  */
 import type { Doc } from "../port";
 
-const DATE_TAG = '"$date"';
+const TAGS = ['"$date"', '"$numberDouble"'];
 
-export function encodeDoc(doc: Doc): string {
-  return JSON.stringify(doc, function (this: Record<string, unknown>, key: string, value: unknown) {
+export function encodeValue(value: unknown): string {
+  return JSON.stringify(value, function (this: Record<string, unknown>, key: string, json: unknown) {
     const raw = this[key];
-    return raw instanceof Date ? { $date: raw.getTime() } : value;
+    if (raw instanceof Date) return { $date: raw.getTime() };
+    if (typeof raw === "number" && !Number.isFinite(raw)) return { $numberDouble: String(raw) };
+    return json;
   });
 }
 
-export function decodeDoc<T extends Doc>(text: string): T {
-  const doc = JSON.parse(text) as T;
-  return text.includes(DATE_TAG) ? (reviveDates(doc) as T) : doc;
+export function decodeValue<T>(text: string): T {
+  const value = JSON.parse(text) as T;
+  return TAGS.some((tag) => text.includes(tag)) ? (revive(value) as T) : value;
 }
 
-function reviveDates(value: unknown): unknown {
+export const encodeDoc = (doc: Doc): string => encodeValue(doc);
+export const decodeDoc = <T extends Doc>(text: string): T => decodeValue<T>(text);
+
+function revive(value: unknown): unknown {
   if (value === null || typeof value !== "object") return value;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = reviveDates(value[i]);
+    for (let i = 0; i < value.length; i++) value[i] = revive(value[i]);
     return value;
   }
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj);
   if (keys.length === 1 && keys[0] === "$date" && typeof obj.$date === "number") return new Date(obj.$date);
-  for (const key of keys) obj[key] = reviveDates(obj[key]);
+  if (keys.length === 1 && keys[0] === "$numberDouble" && typeof obj.$numberDouble === "string") return Number(obj.$numberDouble);
+  for (const key of keys) obj[key] = revive(obj[key]);
   return obj;
 }

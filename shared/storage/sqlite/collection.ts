@@ -20,9 +20,9 @@ import { afterKeyset, compileFilter, sortComparator, type Matcher } from "../que
 import { equalityValues, filterFields, invalidQuery, normalizeUpdate, rangeBounds, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
 import { applyUpdate } from "../query/update";
 import { isPlainObject, setPath } from "../query/values";
-import { decodeDoc, encodeDoc } from "./codec";
-import { checkName, quote, type Connection } from "./database";
-import { asStorageError, isConstraintError } from "./errors";
+import { decodeDoc, decodeValue, encodeDoc, encodeValue } from "./codec";
+import { checkName, quote, tableName, type Connection } from "./database";
+import { asStorageError, isDuplicateError } from "./errors";
 import { IndexKeys, keyOf, sameKeys, type IndexedKeys, type KeyColumn } from "./keys";
 
 export const MAX_FIND_LIMIT = 1000;
@@ -46,6 +46,8 @@ interface IndexState {
 
 interface CollectionState {
   generation: number;
+  /** `data_version` when the index definitions were read: another process's commit changes it. */
+  version: number;
   indexes: Map<string, IndexState>;
 }
 
@@ -91,6 +93,20 @@ function scanLimit(examined: number): StorageError {
     "SCAN_LIMIT",
     `the query read ${examined} documents that did not match without finishing: narrow it with a condition an index serves`,
   );
+}
+
+/** MongoDB's limit on one document (BSON); the JSON text is about as long. */
+const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
+
+function encodeChecked(doc: Doc): string {
+  const text = encodeDoc(doc);
+  if (text.length > MAX_DOCUMENT_BYTES) throw invalidQuery(`document ${JSON.stringify(doc._id)} is larger than 16 MiB`);
+  return text;
+}
+
+/** SQLITE_CONSTRAINT_NOTNULL: a key column got NULL (an invalid Date's time is NaN). */
+function isNotNull(err: unknown): boolean {
+  return (err as { errcode?: number })?.errcode === 1299;
 }
 
 function duplicate(index: string): StorageError {
@@ -141,23 +157,27 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     readonly name: string,
     private readonly connection: () => Connection,
   ) {
-    this.docs = quote(name);
+    this.docs = quote(tableName(name));
   }
 
   // ------------------------------------------------------------------ tables and indexes
 
-  /** The collection's tables and index definitions, created or reloaded when first used (or after a drop). */
+  /**
+   * The collection's tables and index definitions: created or read when first used, and read again
+   * after a drop or when another process has committed (it may have added an index or made one multikey).
+   */
   private state(conn: Connection): CollectionState {
     const cached = conn.cache.get(this.name) as CollectionState | undefined;
-    if (cached && cached.generation === conn.generation) return cached;
+    const version = conn.dataVersion();
+    if (cached && cached.generation === conn.generation && cached.version === version) return cached;
     conn.db.exec(`CREATE TABLE IF NOT EXISTS ${this.docs} (id TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL)`);
     const indexes = new Map<string, IndexState>();
     for (const [name, record] of conn.indexRecords(this.name)) {
       const index = this.indexState(record.spec, record.multikey);
-      if (!conn.tableExists(`${this.name}$${name}`)) throw new StorageError("UNAVAILABLE", `index table of ${this.name}.${name} is missing`);
+      if (!conn.tableExists(tableName(this.name, name))) throw new StorageError("UNAVAILABLE", `index table of ${this.name}.${name} is missing`);
       indexes.set(name, index);
     }
-    const state = { generation: conn.generation, indexes };
+    const state = { generation: conn.generation, version, indexes };
     conn.cache.set(this.name, state);
     return state;
   }
@@ -166,7 +186,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     return {
       spec,
       keys: new IndexKeys(spec),
-      table: quote(`${this.name}$${spec.name}`),
+      table: quote(tableName(this.name, spec.name)),
       unique: spec.unique === true,
       partial: spec.partial ? compileFilter(spec.partial) : null,
       multikey,
@@ -183,26 +203,31 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     }
   }
 
-  /** Like `use`, inside one write transaction. */
-  private write<R>(fn: (conn: Connection, state: CollectionState) => R): R {
-    return this.use((conn, state) => conn.transaction(() => fn(conn, state)));
+  /** Like `use`, inside one write transaction (the index definitions read once it holds the write lock). */
+  private async write<R>(fn: (conn: Connection, state: CollectionState) => R): Promise<R> {
+    try {
+      const conn = this.connection();
+      return await conn.transaction(() => fn(conn, this.state(conn)));
+    } catch (err) {
+      throw asStorageError(err);
+    }
   }
 
   async createIndexes(specs: IndexSpec[]): Promise<void> {
     for (const spec of specs) checkSpec(spec);
-    this.write((conn, state) => {
+    await this.write((conn, state) => {
       for (const spec of specs) {
         const existing = state.indexes.get(spec.name);
         if (existing) {
           if (!sameSpec(existing.spec, spec)) throw invalidQuery(`index ${spec.name} already exists with a different definition`);
           continue;
         }
-        const index = this.indexState(structuredClone(spec), false);
+        const index = this.indexState(decodeValue<IndexSpec>(encodeValue(spec)), false);
         this.createIndexTable(conn, index);
         for (const row of conn.statement(`SELECT doc FROM ${this.docs}`).iterate() as Iterable<{ doc: string }>) {
           this.addKeys(conn, index, decodeDoc(row.doc));
         }
-        conn.statement("INSERT INTO _indexes (collection, name, spec, multikey) VALUES (?, ?, ?, ?)").run(this.name, spec.name, JSON.stringify(index.spec), index.multikey ? 1 : 0);
+        conn.statement("INSERT INTO _indexes (collection, name, spec, multikey) VALUES (?, ?, ?, ?)").run(this.name, spec.name, encodeValue(index.spec), index.multikey ? 1 : 0);
         state.indexes.set(spec.name, index);
       }
     });
@@ -231,7 +256,8 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       try {
         insert.run(...tuple, doc._id);
       } catch (err) {
-        if (isConstraintError(err)) throw duplicate(index.spec.name);
+        if (isDuplicateError(err)) throw duplicate(index.spec.name);
+        if (isNotNull(err)) throw invalidQuery(`index ${index.spec.name}: a value of document ${JSON.stringify(doc._id)} cannot be indexed (an invalid Date?)`);
         throw err;
       }
     }
@@ -251,9 +277,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   private insertDoc(conn: Connection, state: CollectionState, doc: Doc): void {
     try {
-      conn.statement(`INSERT INTO ${this.docs} (id, doc) VALUES (?, ?)`).run(doc._id, encodeDoc(doc));
+      conn.statement(`INSERT INTO ${this.docs} (id, doc) VALUES (?, ?)`).run(doc._id, encodeChecked(doc));
     } catch (err) {
-      if (isConstraintError(err)) throw new StorageError("DUPLICATE_KEY", `duplicate key in index _id_ (_id: ${JSON.stringify(doc._id)})`, "_id_");
+      if (isDuplicateError(err)) throw new StorageError("DUPLICATE_KEY", `duplicate key in index _id_ (_id: ${JSON.stringify(doc._id)})`, "_id_");
       throw err;
     }
     for (const index of state.indexes.values()) this.addKeys(conn, index, doc);
@@ -261,7 +287,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   /** Replaces a document; index rows are touched only where its keys changed (a counter bump touches none). */
   private replaceDoc(conn: Connection, state: CollectionState, before: Doc, after: Doc): void {
-    conn.statement(`UPDATE ${this.docs} SET doc = ? WHERE id = ?`).run(encodeDoc(after), after._id);
+    conn.statement(`UPDATE ${this.docs} SET doc = ? WHERE id = ?`).run(encodeChecked(after), after._id);
     for (const index of state.indexes.values()) {
       const old = this.keysOf(index, before);
       const next = this.keysOf(index, after);
@@ -284,12 +310,15 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const fields = filterFields(index.spec.partial!);
     if (!fields) return false;
     const probe: Record<string, unknown> = {};
+    const missing: Record<string, unknown> = {};
     for (const f of fields) {
       const values = eq.get(f);
       if (!values || values.length !== 1) return false;
       setPath(probe, f, values[0]);
+      // `{ f: null }` also matches documents without f: the index must hold those too.
+      if (values[0] !== null) setPath(missing, f, values[0]);
     }
-    return index.partial(probe as Doc);
+    return index.partial(probe as Doc) && index.partial(missing as Doc);
   }
 
   /** The key prefixes of `index` that the filter's equalities fix (their cross product), or null. */
@@ -404,6 +433,8 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     if (sort) {
       if (range && range.size <= SMALL_RANGE) return { source: range.source, sorted: false };
       const sorted = this.sortedSource(state, eq, sort);
+      // The table in `_id` order walks every other store's documents too: a range read whole is better while it is within the budget.
+      if (sorted?.kind === "table" && range && this.rangeSize(conn, range.source, EXAMINE_BUDGET) <= EXAMINE_BUDGET) return { source: range.source, sorted: false };
       if (sorted) return { source: sorted, sorted: true };
     }
     return { source: range?.source ?? { kind: "table" }, sorted: false };
@@ -519,7 +550,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   async insertOne(doc: T): Promise<void> {
     if (!isPlainObject(doc)) throw invalidQuery("a document must be a plain object");
     if (typeof doc._id !== "string" || doc._id.length === 0) throw invalidQuery("a document needs a string _id");
-    this.write((conn, state) => this.insertDoc(conn, state, doc));
+    await this.write((conn, state) => this.insertDoc(conn, state, doc));
   }
 
   async findOne(filter: Filter): Promise<T | null> {
@@ -549,44 +580,51 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const batchSize = options.batchSize === undefined ? 500 : checkLimit(options.batchSize, "batchSize");
     validateFilter(filter);
     const matcher = compileFilter(filter);
-    for (const source of this.use((conn, state) => this.streamSources(conn, state, filter))) {
-      const order = this.orderOf(source);
-      let start: KeyColumn[] | undefined;
-      for (;;) {
-        // Each batch is a fresh read from the last position: writers run between batches.
-        const { batch, done } = this.use((conn) => {
-          const out: T[] = [];
-          let read = 0;
-          for (const row of this.rows(conn, source, 1, start)) {
-            read++;
-            start = order.map((c) => row[c]);
-            const doc = decodeDoc<T>(row.doc);
-            if (matcher(doc)) out.push(doc);
-            if (read >= batchSize) break;
-          }
-          return { batch: out, done: read < batchSize };
-        });
-        for (const doc of batch) yield doc;
-        if (done) break;
-        await nextTick();
-      }
+    const source = this.use((conn, state) => this.streamSource(conn, state, filter));
+    let after: string | undefined;
+    for (;;) {
+      // Each batch is a fresh read after the last `_id` read: writers run between batches, and a
+      // document the consumer changes is never met again (the walk is in `_id` order, not the index's).
+      const { batch, done } = this.use((conn) => {
+        const out: T[] = [];
+        let read = 0;
+        for (const row of this.rows(conn, source, 1, after === undefined ? undefined : [after])) {
+          read++;
+          after = row.id;
+          const doc = decodeDoc<T>(row.doc);
+          if (matcher(doc)) out.push(doc);
+          if (read >= batchSize) break;
+        }
+        return { batch: out, done: read < batchSize };
+      });
+      for (const doc of batch) yield doc;
+      if (done) return;
+      await nextTick();
     }
   }
 
   /**
-   * What a stream walks, one source after another, each resumable from a position: the filter's
-   * `_id`s in order, an index in `_id` order, the smallest index range (one walk per key prefix), or
-   * the table in `_id` order.
+   * What a stream walks, in `_id` order: the filter's `_id`s; an index whose every field the filter
+   * fixes (its rows are in `_id` order); the ids of the smallest index range (index rows only, read
+   * once, without duplicates); or the table.
    */
-  private streamSources(conn: Connection, state: CollectionState, filter: Filter): Source[] {
+  private streamSource(conn: Connection, state: CollectionState, filter: Filter): Source {
     const eq = equalityValues(filter);
     const ids = eq.get("_id");
-    if (ids) return [{ kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() }];
+    if (ids) return { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() };
     const byId = this.sortedSource(state, eq, [["_id", 1]]);
-    if (byId && byId.kind === "index") return [byId];
+    if (byId?.kind === "index") return byId;
     const range = this.smallestRange(conn, state, filter, eq)?.source;
-    if (range) return range.prefixes.map((prefix) => ({ ...range, prefixes: [prefix] }));
-    return [{ kind: "table" }];
+    return range ? { kind: "ids", ids: this.rangeIds(conn, range) } : { kind: "table" };
+  }
+
+  /** The distinct `_id`s of an index range, sorted. */
+  private rangeIds(conn: Connection, source: Source & { kind: "index" }): string[] {
+    const { sql, rangeParams } = this.where(source, "");
+    const select = conn.statement(`SELECT id FROM ${source.index.table} WHERE ${sql}`);
+    const ids = new Set<string>();
+    for (const prefix of source.prefixes) for (const row of select.iterate(...prefix, ...rangeParams) as Iterable<{ id: string }>) ids.add(row.id);
+    return [...ids].sort();
   }
 
   async count(filter: Filter): Promise<number> {
@@ -594,12 +632,12 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   async updateOne(filter: Filter, update: Update, options: UpdateOptions = {}): Promise<UpdateResult> {
-    const r = this.write((conn, state) => this.updateFirst(conn, state, filter, normalizeUpdate(update), options.upsert === true));
+    const r = await this.write((conn, state) => this.updateFirst(conn, state, filter, normalizeUpdate(update), options.upsert === true));
     return { matched: r.matched, modified: r.modified, ...(r.upsertedId ? { upsertedId: r.upsertedId } : {}) };
   }
 
   async findOneAndUpdate(filter: Filter, update: Update, options: FindOneAndUpdateOptions = {}): Promise<T | null> {
-    const r = this.write((conn, state) => this.updateFirst(conn, state, filter, normalizeUpdate(update), options.upsert === true));
+    const r = await this.write((conn, state) => this.updateFirst(conn, state, filter, normalizeUpdate(update), options.upsert === true));
     return ((options.returnDocument === "before" ? r.before : r.after) as T | undefined) ?? null;
   }
 
@@ -612,7 +650,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       return { matched: 1, modified: 1, before, after };
     }
     if (!upsert) return { matched: 0, modified: 0 };
-    const created = applyUpdate(upsertSeed(filter) as Doc, update, true)!;
+    const seed = upsertSeed(filter) as Doc;
+    const created = applyUpdate(seed, update, true)!;
+    if (seed._id !== undefined && created._id !== seed._id) throw invalidQuery("an upsert cannot set an _id other than the filter's");
     if (created._id === undefined) created._id = uuidv7();
     if (typeof created._id !== "string" || created._id.length === 0) throw invalidQuery("an upserted document needs a string _id");
     this.insertDoc(conn, state, created);

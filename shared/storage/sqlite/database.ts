@@ -4,7 +4,9 @@
  * and CI run on.
  *
  * Several processes may open one file at once (the CLI while the server runs): SQLite serialises their
- * writes (a writer waits up to BUSY_TIMEOUT_MS for another's transaction) and readers never wait.
+ * writes (a writer waits, without blocking the event loop, up to WRITE_WAIT_MS for another's
+ * transaction) and readers never wait. Index definitions another process adds are picked up when
+ * SQLite's `data_version` says another connection committed.
  * Within one process, opening the same database twice shares one connection; it closes with its last
  * handle, and a memory database is discarded then.
  *
@@ -19,6 +21,7 @@ import type { Collection, Database, Doc, IndexSpec } from "../port";
 import { StorageError } from "../port";
 import { invalidQuery } from "../query/rules";
 import { SqliteCollection } from "./collection";
+import { decodeValue } from "./codec";
 import { asStorageError } from "./errors";
 
 export interface SqliteOptions {
@@ -28,7 +31,10 @@ export interface SqliteOptions {
   fsync?: boolean;
 }
 
-const BUSY_TIMEOUT_MS = 5000;
+/** How long SQLite itself waits for a lock (it blocks the thread): short, so the event loop never stalls. */
+const SQLITE_BUSY_WAIT_MS = 20;
+/** How long a writer waits, asynchronously, for another process's write transaction to end. */
+const WRITE_WAIT_MS = 5000;
 const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,119}$/;
 
 /** What one collection has on disk: its document table and the index tables the port declared. */
@@ -57,7 +63,7 @@ export class Connection {
     if (file) mkdirSync(dirname(file), { recursive: true });
     this.db = new DatabaseSync(file ?? ":memory:");
     try {
-      this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      this.db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_WAIT_MS}`);
       if (file) {
         this.db.exec("PRAGMA journal_mode = WAL");
         this.db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
@@ -79,15 +85,31 @@ export class Connection {
     return s;
   }
 
-  /** Runs `fn` in one transaction (BEGIN IMMEDIATE: another process's writer waits, never interleaves). */
-  transaction<R>(fn: () => R): R {
-    this.db.exec("BEGIN IMMEDIATE");
+  /**
+   * Runs `fn` in one write transaction (BEGIN IMMEDIATE: another process's writer waits, never
+   * interleaves). While another process holds the write lock, waits for it between short tries,
+   * yielding the event loop, up to WRITE_WAIT_MS; then the storage is UNAVAILABLE.
+   */
+  async transaction<R>(fn: () => R): Promise<R> {
+    const deadline = Date.now() + WRITE_WAIT_MS;
+    for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+      try {
+        this.db.exec("BEGIN IMMEDIATE");
+        break;
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline) throw err;
+        await sleep(pause);
+        if (this.closed) throw new StorageError("UNAVAILABLE", "database is closed");
+      }
+    }
     try {
       const result = fn();
       this.db.exec("COMMIT");
       return result;
     } catch (err) {
-      this.db.exec("ROLLBACK");
+      this.rollback("ROLLBACK");
+      // What the transaction created (a collection's table, an index) is gone: read the definitions again.
+      this.cache.clear();
       throw err;
     }
   }
@@ -100,15 +122,28 @@ export class Connection {
       this.db.exec("RELEASE op");
       return result;
     } catch (err) {
-      this.db.exec("ROLLBACK TO op");
-      this.db.exec("RELEASE op");
+      this.rollback("ROLLBACK TO op; RELEASE op");
       throw err;
     }
   }
 
+  /** Undoes what it can; SQLite may have rolled back already (a full disk), which must not hide the cause. */
+  private rollback(sql: string): void {
+    try {
+      this.db.exec(sql);
+    } catch {
+      // no transaction left to roll back
+    }
+  }
+
+  /** Changes when another connection (another process) commits; this connection's own commits do not change it. */
+  dataVersion(): number {
+    return (this.statement("PRAGMA data_version").get() as { data_version: number }).data_version;
+  }
+
   indexRecords(collection: string): Map<string, IndexRecord> {
     const rows = this.statement("SELECT name, spec, multikey FROM _indexes WHERE collection = ?").all(collection) as { name: string; spec: string; multikey: number }[];
-    return new Map(rows.map((r) => [r.name, { spec: JSON.parse(r.spec) as IndexSpec, multikey: r.multikey === 1 }]));
+    return new Map(rows.map((r) => [r.name, { spec: decodeValue<IndexSpec>(r.spec), multikey: r.multikey === 1 }]));
   }
 
   tableExists(table: string): boolean {
@@ -116,9 +151,9 @@ export class Connection {
   }
 
   /** Removes every table (tests): documents and index definitions alike, as dropping a MongoDB database does. */
-  dropAll(): void {
-    const tables = this.statement("SELECT name FROM sqlite_schema WHERE type = 'table' AND name <> '_indexes' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[];
-    this.transaction(() => {
+  async dropAll(): Promise<void> {
+    await this.transaction(() => {
+      const tables = this.statement("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'c:%'").all() as { name: string }[];
       for (const { name } of tables) this.db.exec(`DROP TABLE ${quote(name)}`);
       this.db.exec("DELETE FROM _indexes");
     });
@@ -139,6 +174,23 @@ export class Connection {
 export function quote(identifier: string): string {
   return `"${identifier.replace(/"/g, '""')}"`;
 }
+
+/**
+ * The table of a collection (and of one of its indexes): `c:` then the names with each capital
+ * letter written `^` + its small letter, because SQLite compares table names without case (MongoDB's
+ * `Users` and `users` are two collections) and reserves `sqlite_*` names.
+ */
+export function tableName(collection: string, index?: string): string {
+  const exact = (name: string) => name.replace(/[A-Z]/g, (c) => `^${c.toLowerCase()}`);
+  return `c:${exact(collection)}${index === undefined ? "" : `$${exact(index)}`}`;
+}
+
+function isBusy(err: unknown): boolean {
+  const e = err as { code?: string; errcode?: number };
+  return e?.code === "ERR_SQLITE_ERROR" && typeof e.errcode === "number" && ((e.errcode & 0xff) === 5 || (e.errcode & 0xff) === 6);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function checkName(name: string, what: string): string {
   if (!NAME_RE.test(name)) throw invalidQuery(`invalid ${what} name "${name}"`);
@@ -208,6 +260,6 @@ class SqliteDatabase implements Database {
   }
 
   async drop(): Promise<void> {
-    this.live().dropAll();
+    await this.live().dropAll();
   }
 }

@@ -14,7 +14,9 @@ const UNAVAILABLE_CODES = new Set([
   26, // SQLITE_NOTADB
 ]);
 
-const SQLITE_CONSTRAINT = 19;
+/** Extended result codes of a unique or primary-key violation (the only constraints that mean "duplicate"). */
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
 
 interface SqliteError {
   code?: string;
@@ -23,9 +25,9 @@ interface SqliteError {
   message?: string;
 }
 
-export function isConstraintError(err: unknown): boolean {
+export function isDuplicateError(err: unknown): boolean {
   const e = err as SqliteError;
-  return e?.code === "ERR_SQLITE_ERROR" && typeof e.errcode === "number" && (e.errcode & 0xff) === SQLITE_CONSTRAINT;
+  return e?.code === "ERR_SQLITE_ERROR" && (e.errcode === SQLITE_CONSTRAINT_UNIQUE || e.errcode === SQLITE_CONSTRAINT_PRIMARYKEY);
 }
 
 export function asStorageError(err: unknown): unknown {

@@ -7,6 +7,7 @@
  * `v` is never NULL, so a unique index refuses two documents that both lack the field.
  */
 import type { Doc, IndexSpec } from "../port";
+import { invalidQuery } from "../query/rules";
 import { EMPTY_ARRAY, pathValues } from "../query/values";
 
 export type KeyColumn = number | string;
@@ -64,10 +65,17 @@ export class IndexKeys {
   /** The key tuples of `doc`, one per combination of array elements (MongoDB's multikey rule). */
   of(doc: Doc): IndexedKeys {
     let multikey = false;
+    /** The top-level field of the first array met (fields under one array, like items.sku and items.qty, are one array). */
+    let arrayRoot: string | undefined;
     let tuples: KeyColumn[][] = [[]];
     for (const parts of this.parts) {
       const found: unknown[] = [];
-      if (pathValues(doc, parts, found)) multikey = true;
+      if (pathValues(doc, parts, found)) {
+        // MongoDB refuses such a document: the keys of two arrays would be their cross product.
+        if (arrayRoot !== undefined && arrayRoot !== parts[0]) throw invalidQuery(`index ${this.spec.name}: cannot index parallel arrays (${this.fields.join(", ")})`);
+        arrayRoot = parts[0];
+        multikey = true;
+      }
       const seen = new Set<string>();
       const next: KeyColumn[][] = [];
       for (const value of found) {
