@@ -150,9 +150,21 @@ const isoMinute = (seconds: number | null) => (seconds === null ? "-" : new Date
 export function formatKeyTable(keys: ApiKeyInfo[]): string {
   if (keys.length === 0) return "No API keys.";
   const header = ["ID", "STORE", "NAME", "PREFIX", "CREATED (UTC)", "LAST USED", "STATUS"];
-  const rows = keys.map((k) => [k.id, k.store_id, k.name ?? "-", `${k.prefix}…`, isoMinute(k.created_at), isoMinute(k.last_used_at), k.revoked_at === null ? "active" : `revoked ${isoMinute(k.revoked_at)}`]);
+  const rows = keys.map((k) => [
+    k.id,
+    k.store_id,
+    k.name ?? "-",
+    `${k.prefix}…`,
+    isoMinute(k.created_at),
+    isoMinute(k.last_used_at),
+    k.revoked_at === null ? "active" : `revoked ${isoMinute(k.revoked_at)}`,
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
 
@@ -186,7 +198,11 @@ export function formatDeadLetterTable(letters: DeadLetter[], stream: string): st
     clip(payloadSummary(l.data), 80),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
   const count = `${letters.length} dead letter${letters.length === 1 ? "" : "s"} in ${stream}.`;
   return [line(header), ...rows.map(line), "", `${count} Replay with: npm run cli -- events dead-letters replay <seq>... | --all`].join("\n");
 }

@@ -50,7 +50,12 @@ function npxReason(err, stderr) {
   if (err && err.code === "ENOENT") return "npx was not found on PATH";
   var code = /npm (?:error|ERR!) code (\S+)/.exec(stderr || "");
   if (code) return "npm error code " + code[1];
-  var lines = String(stderr || "").split(/\r?\n/).map(function (l) { return l.trim(); }).filter(Boolean);
+  var lines = String(stderr || "")
+    .split(/\r?\n/)
+    .map(function (l) {
+      return l.trim();
+    })
+    .filter(Boolean);
   var last = lines.length ? lines[lines.length - 1] : String((err && err.message) || "no output").split("\n")[0];
   return last.length > 160 ? last.slice(0, 157) + "..." : last;
 }
@@ -87,7 +92,9 @@ function run(command, nodePath, env) {
   var forward = function (signal) {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
   };
-  SIGNALS.forEach(function (signal) { process.on(signal, forward); });
+  SIGNALS.forEach(function (signal) {
+    process.on(signal, forward);
+  });
   // A SIGTERM to npm reaches only the shell npm runs us through (dash does not pass it on): we see that shell
   // go (our parent changes) and stop the command the same way, instead of leaving it running with the port.
   var parent = process.ppid;
@@ -103,7 +110,9 @@ function run(command, nodePath, env) {
   });
   child.on("exit", function (code, signal) {
     clearInterval(watch);
-    SIGNALS.forEach(function (s) { process.removeListener(s, forward); });
+    SIGNALS.forEach(function (s) {
+      process.removeListener(s, forward);
+    });
     if (signal) {
       process.kill(process.pid, signal); // die the same way, so whoever started us sees the signal
       return;
@@ -126,13 +135,15 @@ function main() {
   fetchNode(function (reason, nodePath, version) {
     clearTimeout(notice);
     if (reason) {
-      fail(old + " and npx could not fetch Node 24 from the npm registry (" + reason + "). Install Node 24 " +
-        "(https://nodejs.org, or `nvm install 24`) and run `" + rerunCommand(command) + "` again.");
+      var install = "Install Node 24 (https://nodejs.org, or `nvm install 24`) and run `" + rerunCommand(command) + "` again.";
+      fail(old + " and npx could not fetch Node 24 from the npm registry (" + reason + "). " + install);
     }
-    console.error(old + ": running under Node " + version + " from the npm registry (npx " + FETCH_SPEC + "). " +
-      "Install Node 24 to skip this.");
+    console.error(old + ": running under Node " + version + " from the npm registry (npx " + FETCH_SPEC + "). Install Node 24 to skip this.");
     var env = Object.assign({}, process.env);
-    var pathKey = Object.keys(env).filter(function (k) { return k.toUpperCase() === "PATH"; })[0] || "PATH";
+    var pathKey =
+      Object.keys(env).filter(function (k) {
+        return k.toUpperCase() === "PATH";
+      })[0] || "PATH";
     env[pathKey] = path.dirname(nodePath) + path.delimiter + (env[pathKey] || "");
     if (env.NODE) env.NODE = nodePath; // npm sets NODE to the node that runs it
     delete env.npm_config_call;

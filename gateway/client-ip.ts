@@ -11,7 +11,10 @@ export class TrustedProxies {
 
   /** `TRUSTED_PROXIES`: a comma list of IPs and CIDRs (`10.0.0.0/8`, `::1`). Throws on a bad entry. */
   constructor(setting: string | undefined) {
-    const entries = (setting ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const entries = (setting ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
     for (const entry of entries) {
       const [address, prefix] = entry.split("/");
       const ip = normalizeIp(address);

@@ -47,9 +47,7 @@ const GENERIC_MESSAGES: Record<ErrorCode, string> = {
   SERVICE_UNAVAILABLE: "Service temporarily unavailable",
 };
 
-const CODE_BY_STATUS = new Map<number, ErrorCode>(
-  (Object.entries(ERROR_STATUS) as [ErrorCode, number][]).map(([code, status]) => [status, code]),
-);
+const CODE_BY_STATUS = new Map<number, ErrorCode>((Object.entries(ERROR_STATUS) as [ErrorCode, number][]).map(([code, status]) => [status, code]));
 
 /** Moleculer error types that mean "a service behind the gateway is missing or overloaded". */
 const UNAVAILABLE_TYPES = new Set(["SERVICE_NOT_FOUND", "SERVICE_NOT_AVAILABLE"]);

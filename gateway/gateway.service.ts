@@ -378,7 +378,11 @@ function printBanner(gateway: GatewayThis & { server?: Server }): void {
 
 /** A path parameter's error under its documented name (`tokenId`), not the action's (`token_id`). */
 function withPathNames(errors: FieldError[], path: string): FieldError[] {
-  const renamed = new Map(pathParams(path).filter((p) => p.param !== p.name).map((p) => [p.param, p.name]));
+  const renamed = new Map(
+    pathParams(path)
+      .filter((p) => p.param !== p.name)
+      .map((p) => [p.param, p.name]),
+  );
   if (renamed.size === 0) return errors;
   return errors.map((e) => {
     const [head, ...rest] = e.field.split(".");
@@ -454,7 +458,9 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): 
     throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedMediaType);
   }
   // Compressed bodies are not decoded: refuse them rather than read the bytes as JSON text.
-  const encoding = String(req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
+  const encoding = String(req.headers["content-encoding"] ?? "identity")
+    .trim()
+    .toLowerCase();
   if (encoding !== "identity" && encoding !== "") {
     throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedEncoding);
   }

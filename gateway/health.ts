@@ -13,10 +13,7 @@ export interface Readiness {
   services: Record<string, ServiceState>;
 }
 
-export async function checkReadiness(
-  askHealth: (service: string) => Promise<unknown>,
-  services: readonly string[] = READINESS_SERVICES,
-): Promise<Readiness> {
+export async function checkReadiness(askHealth: (service: string) => Promise<unknown>, services: readonly string[] = READINESS_SERVICES): Promise<Readiness> {
   const answers = await Promise.allSettled(services.map((name) => askHealth(name)));
   const states: Record<string, ServiceState> = {};
   services.forEach((name, i) => {

@@ -41,7 +41,10 @@ export type MediaKind = "json" | "csv" | "other";
 export function mediaKindOf(header: string | undefined): MediaKind {
   if (!header) return "other";
   const [type, ...params] = header.split(";").map((part) => part.trim().toLowerCase());
-  const charset = params.find((p) => p.startsWith("charset="))?.slice("charset=".length).replace(/"/g, "");
+  const charset = params
+    .find((p) => p.startsWith("charset="))
+    ?.slice("charset=".length)
+    .replace(/"/g, "");
   if (charset && charset !== "utf-8" && charset !== "utf8") return "other";
   if (type === "application/json" || /^application\/[a-z0-9.+-]+\+json$/.test(type)) return "json";
   if (type === "text/csv") return "csv";
@@ -87,8 +90,9 @@ export function jsonDepthExceeds(text: string, max: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
+      if (c === 0x5c) {
+        i++; // backslash: skip the escaped character
+      } else if (c === 0x22) inString = false;
       continue;
     }
     if (c === 0x22) inString = true;

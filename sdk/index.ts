@@ -82,8 +82,8 @@ export function createCrmClient(options: CrmClientOptions) {
     try {
       return await refreshToken();
     } catch (err) {
-      if (err instanceof CrmApiError && err.status === 401) tokens.set(null); // revoked or expired: forget it
-      else throw err;
+      if (!(err instanceof CrmApiError && err.status === 401)) throw err;
+      tokens.set(null); // revoked or expired: forget it
       return null;
     }
   };
@@ -132,14 +132,12 @@ export function createCrmClient(options: CrmClientOptions) {
     find: (params: FindProfilesParams = {}) => admin<Page<Profile>>("GET", "/profiles", undefined, { ...params }),
     update: ({ id, ...body }: { id: string; email?: string; taxonomies?: TaxonomyEntryInput[]; status?: ProfileStatus }) =>
       admin<Profile>("PUT", `/profiles/${encodeURIComponent(id)}`, body),
-    merge: ({ id, source_id }: { id: string; source_id: string }) =>
-      admin<Profile>("POST", `/profiles/${encodeURIComponent(id)}/merge`, { source_id }),
+    merge: ({ id, source_id }: { id: string; source_id: string }) => admin<Profile>("POST", `/profiles/${encodeURIComponent(id)}/merge`, { source_id }),
     orders: ({ id, ...query }: { id: string; limit?: number; cursor?: string }) =>
       admin<Page<OrderLink>>("GET", `/profiles/${encodeURIComponent(id)}/orders`, undefined, query),
     revokeToken: ({ id, tokenId }: { id: string; tokenId: string }) =>
       admin<{ deleted: true }>("DELETE", `/profiles/${encodeURIComponent(id)}/sessions/${encodeURIComponent(tokenId)}`),
-    revokeAllTokens: ({ id }: { id: string }) =>
-      admin<{ deleted: true; revoked: number }>("DELETE", `/profiles/${encodeURIComponent(id)}/sessions`),
+    revokeAllTokens: ({ id }: { id: string }) => admin<{ deleted: true; revoked: number }>("DELETE", `/profiles/${encodeURIComponent(id)}/sessions`),
 
     // Public (profile sessions)
     initialize: async (): Promise<AuthToken> => {

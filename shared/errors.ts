@@ -55,7 +55,6 @@ export function crmError(code: ErrorCode, message: string, data?: ErrorData): Cr
   return new Errors.MoleculerClientError(message, status, code, data);
 }
 
-
 export function validationError(field: string, error: string, message = "Request validation failed") {
   return crmError("VALIDATION_ERROR", message, { validationErrors: [{ field, error }] });
 }

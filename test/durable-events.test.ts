@@ -105,9 +105,7 @@ describe("durable events (NATS JetStream)", () => {
 
   it("rejects an invalid payload at publish, and sends nothing", async () => {
     const before = (await jsm.streams.info(stream)).state.messages;
-    await expect(
-      publishEvent(producer, "order.created", { store_id: "not-a-uuid", order_id: "" } as never),
-    ).rejects.toMatchObject({
+    await expect(publishEvent(producer, "order.created", { store_id: "not-a-uuid", order_id: "" } as never)).rejects.toMatchObject({
       type: "VALIDATION_ERROR",
       code: 400,
       data: { validationErrors: expect.arrayContaining([expect.objectContaining({ field: "store_id" }), expect.objectContaining({ field: "order_id" })]) },
@@ -141,10 +139,7 @@ describe("durable events (NATS JetStream)", () => {
       expect(processed.map((p) => p._id)).toContain(`order.created:order-sink:${STORE}:o1`);
 
       // A redelivery of an event already applied (e.g. its ack was lost) is skipped.
-      await (svc as unknown as { emitLocalChannelHandler(n: string, p: unknown): Promise<void> }).emitLocalChannelHandler(
-        "order.created",
-        order("o1"),
-      );
+      await (svc as unknown as { emitLocalChannelHandler(n: string, p: unknown): Promise<void> }).emitLocalChannelHandler("order.created", order("o1"));
       expect(applied.filter((id) => id === "o1")).toHaveLength(1);
       expect(attempts.get("o1")).toBe(1);
     } finally {

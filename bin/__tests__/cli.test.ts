@@ -143,7 +143,13 @@ describe("cli keys over the bus (TRANSPORTER set)", () => {
 
   it("calls the running auth service", async () => {
     useEnv({ TRANSPORTER: undefined, STORAGE: "memory", JWT_SECRET: "cli-test-secret" });
-    const server = new ServiceBroker({ namespace, nodeID: `auth-${uuidv7()}`, transporter: { type: "NATS", options: { url: transporter } }, logger: false, validator: new ZodValidator({}) });
+    const server = new ServiceBroker({
+      namespace,
+      nodeID: `auth-${uuidv7()}`,
+      transporter: { type: "NATS", options: { url: transporter } },
+      logger: false,
+      validator: new ZodValidator({}),
+    });
     server.createService(AuthService);
     await server.start();
     try {
@@ -246,15 +252,27 @@ describe("cli events dead-letters (NATS JetStream)", () => {
     expect(lines[0]).toMatch(/^SEQ\s+DEAD-LETTERED \(UTC\)\s+EVENT\s+GROUP\s+REDELIVERED\s+ERROR\s+PAYLOAD$/);
     const rows = lines.slice(1, 4);
     for (const [i, id] of ["A-1", "A-2", "A-3"].entries()) {
-      expect(rows[i]).toMatch(new RegExp(`^\\d+\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+order\\.created\\s+cli-sink\\s+1\\s+storage said no to ${id}\\s+\\{"store_id":"${storeId}","order_id":"${id}","total":5\\}$`));
+      expect(rows[i]).toMatch(
+        new RegExp(
+          `^\\d+\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+order\\.created\\s+cli-sink\\s+1\\s+storage said no to ${id}\\s+\\{"store_id":"${storeId}","order_id":"${id}","total":5\\}$`,
+        ),
+      );
     }
     expect(lines.slice(4)).toEqual(["", `3 dead letters in ${stream}. Replay with: npm run cli -- events dead-letters replay <seq>... | --all`]);
     const seqOf = (id: string) => rows.find((row) => row.includes(`"${id}"`))!.split(/\s+/)[0];
 
     // Still failing: the replay is dead-lettered again (a new letter), the old one is gone.
     const again = await cli("replay", seqOf("A-1"));
-    expect(again).toMatchObject({ code: 0, out: expect.stringMatching(new RegExp(`^Replayed dead letter ${seqOf("A-1")} to ${prefix}\\.order\\.created \\(message \\d+\\)\\.\\nReplayed 1 of 1 dead letter\\.$`)) });
-    await waitFor(async () => (await cli("list")).out.split("\n").filter((l) => l.includes('"A-1"')).length === 1 && (await letters()) === 3, "A-1 to be dead-lettered again");
+    expect(again).toMatchObject({
+      code: 0,
+      out: expect.stringMatching(
+        new RegExp(`^Replayed dead letter ${seqOf("A-1")} to ${prefix}\\.order\\.created \\(message \\d+\\)\\.\\nReplayed 1 of 1 dead letter\\.$`),
+      ),
+    });
+    await waitFor(
+      async () => (await cli("list")).out.split("\n").filter((l) => l.includes('"A-1"')).length === 1 && (await letters()) === 3,
+      "A-1 to be dead-lettered again",
+    );
     expect((await cli("list")).out).not.toMatch(new RegExp(`^${seqOf("A-1")}\\s`, "m"));
 
     failing.clear();
@@ -326,7 +344,15 @@ describe("cli as a process", () => {
     run(process.execPath, [path.join(outDir, "bin/cli.js"), ...args], {
       cwd: ROOT,
       // The build lives outside the tree: let it find the project's packages.
-      env: { ...process.env, NODE_PATH: path.join(ROOT, "node_modules"), DATA_DIR: dataDir, TRANSPORTER: "", MONGO_URL: "", STORAGE: "auto", JWT_SECRET: "cli-test-secret" },
+      env: {
+        ...process.env,
+        NODE_PATH: path.join(ROOT, "node_modules"),
+        DATA_DIR: dataDir,
+        TRANSPORTER: "",
+        MONGO_URL: "",
+        STORAGE: "auto",
+        JWT_SECRET: "cli-test-secret",
+      },
     }).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
       (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
@@ -361,7 +387,15 @@ describe("cli as a process", () => {
     await writeFile(notADir, "");
     const result = await run(process.execPath, [path.join(outDir, "bin/cli.js"), "keys", "list"], {
       cwd: ROOT,
-      env: { ...process.env, NODE_PATH: path.join(ROOT, "node_modules"), DATA_DIR: path.join(notADir, "data"), TRANSPORTER: "", MONGO_URL: "", STORAGE: "auto", JWT_SECRET: "x" },
+      env: {
+        ...process.env,
+        NODE_PATH: path.join(ROOT, "node_modules"),
+        DATA_DIR: path.join(notADir, "data"),
+        TRANSPORTER: "",
+        MONGO_URL: "",
+        STORAGE: "auto",
+        JWT_SECRET: "x",
+      },
     }).then(
       () => ({ code: 0, stderr: "" }),
       (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),

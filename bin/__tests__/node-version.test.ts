@@ -58,7 +58,9 @@ function findOldNode(): { node: string; version: string } {
   }
   const version = versionOf(fetched);
   if (version && !atLeast(version, 22, 13)) return { node: fetched, version };
-  throw new Error(`No Node older than 22.13 to test the launcher with. Looked at: ${seen.join(", ") || "nothing"}; then ${fetched}. This test needs one and does not pass without it.`);
+  throw new Error(
+    `No Node older than 22.13 to test the launcher with. Looked at: ${seen.join(", ") || "nothing"}; then ${fetched}. This test needs one and does not pass without it.`,
+  );
 }
 
 function findNpx(dirs: string[]): string {

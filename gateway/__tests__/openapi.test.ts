@@ -47,7 +47,12 @@ describe("GET /openapi.json", () => {
   it("documents query params for GET and a JSON body for POST/PUT from the zod schemas, without path params", async () => {
     const { body: doc } = await request(`${gw.url}/openapi.json`);
     const find = doc.paths["/v1/stores/{storeId}/profiles"].get;
-    expect(find.parameters.filter((p: any) => p.in === "query").map((p: any) => p.name).sort()).toEqual(["limit", "status"]);
+    expect(
+      find.parameters
+        .filter((p: any) => p.in === "query")
+        .map((p: any) => p.name)
+        .sort(),
+    ).toEqual(["limit", "status"]);
     expect(find.parameters.find((p: any) => p.name === "status").schema).toMatchObject({ enum: ["active", "archived"] });
 
     const update = doc.paths["/v1/stores/{storeId}/profiles/{id}"].put;
@@ -128,9 +133,7 @@ describe("the route table", () => {
 
   it("includes the operations routes, and no route of a service that does not handle it yet", () => {
     const keys = routes.map((r) => `${r.method} ${r.path} -> ${r.action}`);
-    expect(keys).toEqual(
-      expect.arrayContaining(["GET /health/live -> gateway.live", "GET /health/ready -> gateway.ready", "GET /openapi.json -> gateway.openapi"]),
-    );
+    expect(keys).toEqual(expect.arrayContaining(["GET /health/live -> gateway.live", "GET /health/ready -> gateway.ready", "GET /openapi.json -> gateway.openapi"]));
     expect(keys.filter((k) => /billing\.|campaigns\.|profile-lists\./.test(k))).toEqual([]);
   });
 });

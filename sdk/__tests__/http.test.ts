@@ -16,10 +16,11 @@ async function listen(handler: http.RequestListener): Promise<{ base: string; cl
   const { port } = server.address() as AddressInfo;
   return {
     base: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -60,9 +61,7 @@ describe("SDK errors that are not contract answers", () => {
     const err = await sdk.crm.initialize().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CrmNetworkError);
     expect((err as CrmNetworkError).code).toBe("NETWORK_ERROR");
-    expect((err as Error).message).toBe(
-      `Could not reach the CRM API at http://127.0.0.1:${port}/v1/stores/${STORE}/profiles/initialize: ECONNREFUSED`,
-    );
+    expect((err as Error).message).toBe(`Could not reach the CRM API at http://127.0.0.1:${port}/v1/stores/${STORE}/profiles/initialize: ECONNREFUSED`);
   });
 
   it("gives up on a server that never answers after timeoutMs", async () => {

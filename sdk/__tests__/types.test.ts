@@ -20,10 +20,10 @@ const answers: [
 ] = [true, true, true, true, true];
 
 // What a caller sends: the schemas' input side (defaults such as `operation` may be left out).
-const requests: [
-  Same<sdk.TaxonomyEntryInput, z.input<typeof contracts.TaxonomyEntryInput>>,
-  Same<sdk.TaxonomyQuery, z.input<typeof contracts.TaxonomyQuery>>,
-] = [true, true];
+const requests: [Same<sdk.TaxonomyEntryInput, z.input<typeof contracts.TaxonomyEntryInput>>, Same<sdk.TaxonomyQuery, z.input<typeof contracts.TaxonomyQuery>>] = [
+  true,
+  true,
+];
 
 describe("SDK types", () => {
   it("mirror the contracts (checked by the type check), and a sample of each passes the contract", () => {

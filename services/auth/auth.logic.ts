@@ -64,7 +64,10 @@ export async function createAuth(deps: AuthDeps): Promise<Auth> {
     async describeProfiles({ store_id, profiles }) {
       const emails = profiles.flatMap((p) => (p.email ? [p.email] : []));
       const [sessionsByProfile, codesByEmail] = await Promise.all([
-        sessions.listForProfiles(store_id, profiles.map((p) => p.profile_id)),
+        sessions.listForProfiles(
+          store_id,
+          profiles.map((p) => p.profile_id),
+        ),
         codes.listForEmails(store_id, emails),
       ]);
       return Object.fromEntries(

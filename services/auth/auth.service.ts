@@ -37,6 +37,7 @@ const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, 
   mixins: [storageMixin("auth")],
   settings: { purgeIntervalMs: 60_000 },
 
+  // biome-ignore format: one action per line, so the table reads as a table
   actions: {
     // `fastRead`: asked on every authenticated request, so a call stuck on a node that just died fails
     // after 5 s and is retried (round-robin: on another node) instead of hanging for the request timeout.

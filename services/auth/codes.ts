@@ -124,10 +124,7 @@ export class MagicCodes {
 
   /** Metadata of the codes of an e-mail (never a code value), newest first. */
   async list(input: { store_id: string; email: string }): Promise<VerificationCodeInfo[]> {
-    const docs = await this.deps.store.codes.find(
-      { store_id: input.store_id, email: normalizeEmail(input.email) },
-      { sort: { created_at: -1, _id: -1 }, limit: 100 },
-    );
+    const docs = await this.deps.store.codes.find({ store_id: input.store_id, email: normalizeEmail(input.email) }, { sort: { created_at: -1, _id: -1 }, limit: 100 });
     return docs.map(toCodeInfo);
   }
 

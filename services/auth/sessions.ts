@@ -11,7 +11,6 @@ import type { KeyRing } from "./keys";
 import type { AuthLimits } from "./limits";
 import { newRefreshToken, seal, sha256, signAccessToken, unseal, verifyAccessToken } from "./tokens";
 
-
 /** How long an expired or revoked session record is kept before the purge deletes it. */
 const SESSION_RETENTION_SECONDS = 24 * 60 * 60;
 export interface SessionDeps {
@@ -74,10 +73,7 @@ export class Sessions {
         { $set: { used_at: now, grace_until: now + this.deps.limits.refreshGraceSeconds, next: seal(this.deps.keys, pair, sealContext(doc)) } },
       );
       if (claimed) {
-        await store.sessions.updateOne(
-          { _id: session._id, store_id: session.store_id },
-          { $set: { expires_at: next.doc.expires_at, last_used_at: now } },
-        );
+        await store.sessions.updateOne({ _id: session._id, store_id: session.store_id }, { $set: { expires_at: next.doc.expires_at, last_used_at: now } });
         return pair;
       }
       // A concurrent refresh won the claim: drop our successor and answer like a reuse.
@@ -160,10 +156,7 @@ export class Sessions {
 
   private async revokeIds(storeId: string, sessionIds: string[], now: number): Promise<void> {
     // expires_at moves to now too, so the purge (which walks the expires_at index) forgets it in a day.
-    await this.deps.store.sessions.updateMany(
-      { _id: { $in: sessionIds }, store_id: storeId, revoked_at: null },
-      { $set: { revoked_at: now, expires_at: now } },
-    );
+    await this.deps.store.sessions.updateMany({ _id: { $in: sessionIds }, store_id: storeId, revoked_at: null }, { $set: { revoked_at: now, expires_at: now } });
     // Its refresh tokens (and any sealed grace pair) are of no further use.
     await this.deps.store.refreshTokens.deleteMany({ store_id: storeId, session_id: { $in: sessionIds } });
   }

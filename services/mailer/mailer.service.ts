@@ -17,7 +17,6 @@ interface MailerThis extends StorageMixinThis {
 
 type This = Service<ServiceSettingSchema> & MailerThis;
 
-
 const MailerService: ServiceSchema<ServiceSettingSchema, Record<string, never>, MailerThis, This> = {
   name: "mailer",
   mixins: [storageMixin("mailer")],

@@ -48,19 +48,27 @@ describe("config()", () => {
   it("names each bad variable and says what it should be, all at once", () => {
     const problems = problemsOf({ PORT: "http", SMTP_URL: "notaurl", MAIL_FROM: "garbage", CORS_ORIGINS: "example.com", LOG_LEVEL: "loud" });
     expect(problems).toHaveLength(5);
-    expect(problems).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^PORT: /),
-      expect.stringMatching(/^SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/),
-      expect.stringMatching(/^MAIL_FROM: must be an address/),
-      expect.stringMatching(/^LOG_LEVEL: /),
-      expect.stringMatching(/^CORS_ORIGINS: "example.com" is not an origin with its scheme, e.g. \* or https:\/\/shop.example/),
-    ]));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^PORT: /),
+        expect.stringMatching(/^SMTP_URL: must be an smtp:\/\/ or smtps:\/\/ URL/),
+        expect.stringMatching(/^MAIL_FROM: must be an address/),
+        expect.stringMatching(/^LOG_LEVEL: /),
+        expect.stringMatching(/^CORS_ORIGINS: "example.com" is not an origin with its scheme, e.g. \* or https:\/\/shop.example/),
+      ]),
+    );
     withEnv({ SMTP_URL: "notaurl" });
     expect(() => settingsOf("mailer")).toThrow(/^Invalid configuration \(see README "Configuration"\):\n {2}SMTP_URL: /);
   });
 
   it("takes the usual good values", () => {
-    expect(problemsOf({ SMTP_URL: "smtps://user:p%40ss@mail.example.com:465", MAIL_FROM: "Shop <no-reply@shop.example>", CORS_ORIGINS: "https://shop.example, http://localhost:5173" })).toEqual([]);
+    expect(
+      problemsOf({
+        SMTP_URL: "smtps://user:p%40ss@mail.example.com:465",
+        MAIL_FROM: "Shop <no-reply@shop.example>",
+        CORS_ORIGINS: "https://shop.example, http://localhost:5173",
+      }),
+    ).toEqual([]);
     expect(problemsOf({ MAIL_FROM: "no-reply@shop.example", CORS_ORIGINS: "*" })).toEqual([]);
     // Spellings that name an origin all the same (the gateway compares normalised origins).
     expect(problemsOf({ CORS_ORIGINS: "https://Shop.Example/, https://shop.example:443,https://admin.example," })).toEqual([]);

@@ -91,7 +91,12 @@ export const AuthActions = {
   createApiKey: z.object({
     store_id: StoreId,
     // Shown in `keys list` tables and logs: printable text only.
-    name: z.string().trim().max(100).regex(/^[^\p{Cc}\p{Cf}]*$/u, "must not contain control characters").optional(),
+    name: z
+      .string()
+      .trim()
+      .max(100)
+      .regex(/^[^\p{Cc}\p{Cf}]*$/u, "must not contain control characters")
+      .optional(),
   }),
   /** `auth.listApiKeys` -> ApiKeyInfo[], newest first, revoked ones included (every store's when `store_id` is absent: operator CLI). */
   listApiKeys: z.object({ store_id: StoreId.optional() }),

@@ -13,7 +13,11 @@ export const Uuid = z
 export const StoreId = Uuid;
 
 /** An e-mail address as given (trimmed); compare and index it through `normalizeEmail`. */
-export const Email = z.string().trim().max(254).pipe(z.email({ message: "must be an e-mail address" }));
+export const Email = z
+  .string()
+  .trim()
+  .max(254)
+  .pipe(z.email({ message: "must be an e-mail address" }));
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();

@@ -71,7 +71,13 @@ export const TaxonomyCondition = z
   .superRefine((c, issue) => {
     const fail = (message: string) => issue.addIssue({ code: "custom", path: ["value"], message });
     const fits = (v: unknown): boolean =>
-      c.type === "text" ? typeof v === "string" : c.type === "number" ? typeof v === "number" : c.type === "boolean" ? typeof v === "boolean" : GeoLocation.safeParse(v).success;
+      c.type === "text"
+        ? typeof v === "string"
+        : c.type === "number"
+          ? typeof v === "number"
+          : c.type === "boolean"
+            ? typeof v === "boolean"
+            : GeoLocation.safeParse(v).success;
     if (c.operation === "in") {
       if (!Array.isArray(c.value) || !c.value.every(fits)) fail(`"in" takes an array of ${c.type} values`);
     } else if (c.operation === "contains") {
@@ -150,7 +156,13 @@ export const ProfileActions = {
   /** `profiles.find` (admin) -> { items: Profile[], cursor } */
   find: z.object({
     store_id: StoreId,
-    query: z.string().trim().max(200).regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters").optional().describe("an id; a prefix of the e-mail or of its part from any word on (words split at . - _ + @); or an exact indexed taxonomy value"),
+    query: z
+      .string()
+      .trim()
+      .max(200)
+      .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
+      .optional()
+      .describe("an id; a prefix of the e-mail or of its part from any word on (words split at . - _ + @); or an exact indexed taxonomy value"),
     taxonomy_query: fromQueryJson(z.array(TaxonomyQuery).max(10)).optional().describe("JSON array of TaxonomyQuery; all must match"),
     status: ProfileStatus.optional(),
     limit: limitParam(20),

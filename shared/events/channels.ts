@@ -74,10 +74,7 @@ export const EVENT_MARK = "$durableEvent";
 
 /** The NATS URL of a broker's transporter option, if it is one. */
 export function natsUrlOf(transporter: unknown): string | null {
-  const url =
-    typeof transporter === "string"
-      ? transporter
-      : ((transporter as { options?: { url?: unknown } } | null)?.options?.url ?? null);
+  const url = typeof transporter === "string" ? transporter : ((transporter as { options?: { url?: unknown } } | null)?.options?.url ?? null);
   return typeof url === "string" && url.startsWith("nats://") ? url : null;
 }
 
@@ -160,10 +157,10 @@ export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
       for (const [name, def] of Object.entries(channels ?? {})) {
         const event = (def as Record<string, unknown> | undefined)?.[EVENT_MARK];
         if (event !== undefined && event !== name) {
-          throw new Errors.ServiceSchemaError(
-            `Channel '${name}' of service '${svc.fullName}' was built for event '${String(event)}': the key must be the event name`,
-            { name, event },
-          );
+          throw new Errors.ServiceSchemaError(`Channel '${name}' of service '${svc.fullName}' was built for event '${String(event)}': the key must be the event name`, {
+            name,
+            event,
+          });
         }
       }
       // Moleculer creates its internal `$node` service before the middlewares' `created` hook runs.
@@ -177,8 +174,7 @@ export function channelsMiddleware(options: ChannelsOptions = {}): Middleware {
       );
       const db = (svc as unknown as { db?: Database }).db;
       if (!durable || !db) return;
-      const purge = () =>
-        purgeProcessedEvents(db).catch((err: Error) => svc.logger.warn(`purging processed events failed: ${err.message}`));
+      const purge = () => purgeProcessedEvents(db).catch((err: Error) => svc.logger.warn(`purging processed events failed: ${err.message}`));
       const timer = setInterval(purge, PURGE_INTERVAL_MS);
       timer.unref();
       purgeTimers.set(svc, timer);

@@ -109,7 +109,6 @@ const CLAIM_WAIT_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-
 /** "run": this delivery owns the key; "done": already applied. Throws when another copy holds it too long. */
 async function claim(events: Collection<ProcessedEvent>, record: ProcessedKey) {
   const deadline = Date.now() + CLAIM_WAIT_MS;
@@ -123,10 +122,7 @@ async function claim(events: Collection<ProcessedEvent>, record: ProcessedKey) {
     const existing = await events.findOne({ _id: record._id });
     if (existing?.status === "done") return "done" as const;
     if (existing && nowSeconds() - existing.claimed_at >= CLAIM_LEASE_SECONDS) {
-      const taken = await events.updateOne(
-        { _id: record._id, status: "processing", claimed_at: existing.claimed_at },
-        { $set: { claimed_at: nowSeconds() } },
-      );
+      const taken = await events.updateOne({ _id: record._id, status: "processing", claimed_at: existing.claimed_at }, { $set: { claimed_at: nowSeconds() } });
       if (taken.modified === 1) return "run" as const;
     }
     if (Date.now() > deadline) throw new Error(`event ${record._id} is being processed by another consumer`);
@@ -149,8 +145,7 @@ export interface DurableChannelOptions<N extends DurableEventName, TThis> {
   maxInFlight?: number;
 }
 
-const summaryOf = (issues: Array<{ field: string; error: string }>) =>
-  issues.map(({ field, error }) => `${field || "(payload)"}: ${error}`).join("; ");
+const summaryOf = (issues: Array<{ field: string; error: string }>) => issues.map(({ field, error }) => `${field || "(payload)"}: ${error}`).join("; ");
 
 /**
  * Moves an event no retry can fix to the DEAD_LETTER channel, with the headers the adapter puts on its

@@ -40,7 +40,10 @@ export function storageMixin(databaseName: string): Partial<ServiceSchema> {
           const action = ctx.action?.name ?? "action";
           if (err.code === "SCAN_LIMIT") {
             this.logger.warn(`${action}: refused a query no index serves: ${err.message}`);
-            throw crmError("VALIDATION_ERROR", "This search is too broad to answer quickly: no index narrows it. Add a narrower condition (an e-mail, an exact taxonomy value, a status).");
+            throw crmError(
+              "VALIDATION_ERROR",
+              "This search is too broad to answer quickly: no index narrows it. Add a narrower condition (an e-mail, an exact taxonomy value, a status).",
+            );
           }
           if (err.code !== "UNAVAILABLE") throw err;
           this.logger.error(`${action}: storage unavailable: ${err.message}`);

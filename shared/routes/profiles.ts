@@ -11,6 +11,7 @@ import { routesOf, type RouteDef } from "./types";
 const base = "/v1/stores/{storeId}/profiles";
 const route = routesOf("Profiles");
 
+// biome-ignore format: one route per line, so the table reads as a table
 export const profileRoutes: RouteDef[] = [
   route("POST", `${base}/initialize`, "profiles.initialize", "public", { summary: "Initialize a guest profile and get a session", sdk: "sdk.crm.initialize()", params: ProfileActions.initialize, response: AuthToken }),
   route("POST", `${base}/connect`, "profiles.connect", "optional-profile", { summary: "Attach an e-mail to the current session (or find/create its profile); returns a fresh unverified session", sdk: "sdk.crm.connect()", params: ProfileActions.connect, response: ConnectResult, errors: [409] }),

@@ -82,19 +82,14 @@ function testLogger(): LoggerConfig | false {
 
 /** A broker from moleculer.config.ts (logger off unless TEST_LOG_LEVEL is set) with the given services. */
 export function createBroker(options: StartBrokerOptions = {}): ServiceBroker {
-  const storageEnv =
-    options.storage && options.storage !== "memory"
-      ? { STORAGE: "auto", DATA_DIR: options.storage.dataDir }
-      : { STORAGE: "memory" };
+  const storageEnv = options.storage && options.storage !== "memory" ? { STORAGE: "auto", DATA_DIR: options.storage.dataDir } : { STORAGE: "memory" };
   setEnv({ NODE_ENV: "test", ...storageEnv, ...options.env });
 
   const transporter = options.transporter ?? null;
   const namespace = options.namespace ?? (transporter ? uniqueName("t") : (baseConfig.namespace ?? "crm"));
   const prefix = options.channelPrefix ?? (transporter ? namespace : "");
   const ownsStreams = Boolean(transporter) && options.namespace === undefined && options.channelPrefix === undefined;
-  const otherMiddlewares = (baseConfig.middlewares ?? []).filter(
-    (mw) => typeof mw === "string" || mw.name !== "DurableChannels",
-  );
+  const otherMiddlewares = (baseConfig.middlewares ?? []).filter((mw) => typeof mw === "string" || mw.name !== "DurableChannels");
   const broker = new ServiceBroker({
     ...baseConfig,
     namespace,

@@ -44,11 +44,7 @@ export interface ObservedExchange {
  * A JSON-in/JSON-out client for `baseUrl` (global fetch; never throws on an HTTP status). `onResponse`
  * sees every answer of this client and of the clients `with()` makes from it.
  */
-export function httpClient(
-  baseUrl: string,
-  defaultHeaders: Record<string, string> = {},
-  onResponse?: (exchange: ObservedExchange) => void,
-): HttpClient {
+export function httpClient(baseUrl: string, defaultHeaders: Record<string, string> = {}, onResponse?: (exchange: ObservedExchange) => void): HttpClient {
   const request = async <T>(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse<T>> => {
     const url = new URL(path, baseUrl);
     for (const [key, value] of Object.entries(options.query ?? {})) {

@@ -181,15 +181,10 @@ function splitPart(raw: string): Part {
 
 /** RFC 2047 encoded words: `=?UTF-8?Q?...?=` and `=?UTF-8?B?...?=`. */
 export function decodeWords(value: string): string {
-  return value
-    .replace(/(\?=)\s+(=\?)/g, "$1$2")
-    .replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g, (_m, charset: string, encoding: string, text: string) => {
-      const bytes =
-        encoding.toUpperCase() === "B"
-          ? Buffer.from(text, "base64")
-          : qpBytes(text.replace(/_/g, " "));
-      return bytes.toString(charsetOf(charset));
-    });
+  return value.replace(/(\?=)\s+(=\?)/g, "$1$2").replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g, (_m, charset: string, encoding: string, text: string) => {
+    const bytes = encoding.toUpperCase() === "B" ? Buffer.from(text, "base64") : qpBytes(text.replace(/_/g, " "));
+    return bytes.toString(charsetOf(charset));
+  });
 }
 
 function charsetOf(charset: string | undefined): BufferEncoding {

@@ -140,7 +140,11 @@ describe("auth.verifyCode", () => {
     const email = freshEmail();
     const code = await requestCode(storeId, email);
     await expect(call("verifyCode", { store_id: storeId, email: email.toUpperCase(), code })).resolves.toEqual({ verified: true });
-    expect(await rejection(call("verifyCode", { store_id: storeId, email, code }))).toMatchObject({ type: "UNAUTHENTICATED", code: 401, message: "invalid or expired code" });
+    expect(await rejection(call("verifyCode", { store_id: storeId, email, code }))).toMatchObject({
+      type: "UNAUTHENTICATED",
+      code: 401,
+      message: "invalid or expired code",
+    });
     const [info] = await call<VerificationCodeInfo[]>("listCodes", { store_id: storeId, email });
     expect(info).toEqual({ id: expect.any(String), created_at: expect.any(Number), expires_at: info.created_at + 600, used: true, attempts: 1 });
   });

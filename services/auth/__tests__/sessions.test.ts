@@ -36,7 +36,10 @@ describe("auth.issueSession", () => {
 
   it("signs the access token with sub, sid, aud store:<id>, iss crm, exp and a kid header", async () => {
     const { token, storeId, profileId } = await newSession();
-    const [header, payload] = token.access_token.split(".").slice(0, 2).map((part) => JSON.parse(Buffer.from(part, "base64url").toString()));
+    const [header, payload] = token.access_token
+      .split(".")
+      .slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, "base64url").toString()));
     expect(header).toMatchObject({ alg: "HS256", kid: "k1" });
     expect(payload).toMatchObject({ sub: profileId, sid: token.id, aud: `store:${storeId}`, iss: "crm", exp: token.access_expires_at });
   });
@@ -154,7 +157,10 @@ describe("auth.refreshSession", () => {
     h.clock.advance(11);
     const auth = h.broker.getLocalService("auth") as unknown as { auth: { purgeExpired(): Promise<void> } };
     await auth.auth.purgeExpired();
-    const docs = await h.db().collection("refresh_tokens").find({ store_id: storeId, used_at: { $ne: null } });
+    const docs = await h
+      .db()
+      .collection("refresh_tokens")
+      .find({ store_id: storeId, used_at: { $ne: null } });
     expect(docs).toHaveLength(1);
     expect(docs[0].next).toBeNull();
   });

@@ -108,7 +108,11 @@ describe("mailer.sendMagicCode over SMTP", () => {
   it("rejects values of the wrong type as a validation error", async () => {
     const broker = await startMailer({ SMTP_URL: "smtp://127.0.0.1:9" });
     try {
-      for (const bad of [{ ...message(), to: { $ne: null } }, { ...message(), code: "12345" }, { ...message(), expires_in_minutes: "10" }]) {
+      for (const bad of [
+        { ...message(), to: { $ne: null } },
+        { ...message(), code: "12345" },
+        { ...message(), expires_in_minutes: "10" },
+      ]) {
         await expect(broker.call("mailer.sendMagicCode", bad)).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
       }
     } finally {

@@ -77,11 +77,22 @@ describe("BackoffNatsAdapter.moveToDeadLetter", () => {
     headers.set("Nats-Msg-Id", "order.created:s:o-1");
     headers.set("$requestID", "req-1");
     const naks: Array<number | undefined> = [];
-    const message = { seq: 41, data: new TextEncoder().encode('{"order_id":"o-1"}'), headers, info: { deliveryCount: 6 }, nak: (ms?: number) => void naks.push(ms), ack: () => undefined };
+    const message = {
+      seq: 41,
+      data: new TextEncoder().encode('{"order_id":"o-1"}'),
+      headers,
+      info: { deliveryCount: 6 },
+      nak: (ms?: number) => void naks.push(ms),
+      ack: () => undefined,
+    };
     return { message: message as unknown as JsMsg, naks };
   };
   const adapterWith = (publish: (queue: string, data: unknown, opts: unknown) => Promise<void>) => {
-    const broker = new ServiceBroker({ logger: false, transporter: null, middlewares: [channelsMiddleware({ url: "nats://127.0.0.1:4222", retryDelays: [1_000, 60_000] })] });
+    const broker = new ServiceBroker({
+      logger: false,
+      transporter: null,
+      middlewares: [channelsMiddleware({ url: "nats://127.0.0.1:4222", retryDelays: [1_000, 60_000] })],
+    });
     const adapter = (broker as unknown as ChannelBroker).channelAdapter as unknown as BackoffNatsAdapter & { publish: typeof publish; stopping: boolean };
     adapter.publish = publish;
     return adapter;

@@ -19,7 +19,9 @@ describe("storageMixin", () => {
     mixins: [storageMixin("notes")],
     actions: {
       add(ctx) {
-        return dbOf(this).collection("notes").insertOne({ _id: (ctx.params as { id: string }).id, store_id: "s" });
+        return dbOf(this)
+          .collection("notes")
+          .insertOne({ _id: (ctx.params as { id: string }).id, store_id: "s" });
       },
       count() {
         return dbOf(this).collection("notes").count({});

@@ -79,9 +79,7 @@ describe("startStripeStandIn", () => {
     const { body, headers } = standIn.webhookRequest(event, "whsec_test");
     const parsed = stripe.webhooks.constructEvent(body, headers["stripe-signature"], "whsec_test");
     expect(parsed).toMatchObject({ id: "evt_test_1", type: "checkout.session.completed", data: { object: { id: session.id } } });
-    expect(() => stripe.webhooks.constructEvent(body.replace("evt_test_1", "evt_test_2"), headers["stripe-signature"], "whsec_test")).toThrow(
-      /signature/i,
-    );
+    expect(() => stripe.webhooks.constructEvent(body.replace("evt_test_1", "evt_test_2"), headers["stripe-signature"], "whsec_test")).toThrow(/signature/i);
     expect(() => stripe.webhooks.constructEvent(body, standIn.signWebhook(body, "whsec_other"), "whsec_test")).toThrow(/signature/i);
   });
 
