@@ -170,7 +170,7 @@ export function formatKeyTable(keys: ApiKeyInfo[]): string {
 
 /** `text` on one line and at most `max` characters (no control characters reach the terminal). */
 function clip(text: string, max: number): string {
-  const line = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");
+  const line = text.replace(/\p{Cc}/gu, " ");
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 

@@ -128,16 +128,14 @@ function main() {
 
   var needed = /^v23\./.test(process.version) ? "23.4" : NEEDED;
   var old = "Node " + process.version + " is older than " + needed + " (this project uses node:sqlite)";
+  var install = "Install Node 24 (https://nodejs.org, or `nvm install 24`) and run `" + rerunCommand(command) + "` again.";
   // A first download takes a while; on a terminal, say what the wait is.
   var notice = setTimeout(function () {
     if (process.stderr.isTTY) console.error(old + ": fetching Node 24 from the npm registry (npx " + FETCH_SPEC + ")...");
   }, 3000);
   fetchNode(function (reason, nodePath, version) {
     clearTimeout(notice);
-    if (reason) {
-      var install = "Install Node 24 (https://nodejs.org, or `nvm install 24`) and run `" + rerunCommand(command) + "` again.";
-      fail(old + " and npx could not fetch Node 24 from the npm registry (" + reason + "). " + install);
-    }
+    if (reason) fail(old + " and npx could not fetch Node 24 from the npm registry (" + reason + "). " + install);
     console.error(old + ": running under Node " + version + " from the npm registry (npx " + FETCH_SPEC + "). Install Node 24 to skip this.");
     var env = Object.assign({}, process.env);
     var pathKey =

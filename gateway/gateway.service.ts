@@ -9,7 +9,6 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { randomBytes, randomUUID } from "node:crypto";
-import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";

@@ -95,7 +95,8 @@ export function buildOpenApi(routes: readonly RouteDef[], options: OpenApiOption
     const body = hasBody ? requestBodyOf(route, params, pathParamNames, options) : undefined;
     if (body) operation.requestBody = body;
 
-    (paths[route.path] ??= {})[route.method.toLowerCase()] = operation;
+    paths[route.path] ??= {};
+    paths[route.path][route.method.toLowerCase()] = operation;
   }
 
   return {

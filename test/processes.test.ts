@@ -217,7 +217,7 @@ describe("one process on the embedded defaults (npm start)", () => {
           const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
           const res = await fetch(`${base}/v1/stores/${store}/profiles?limit=100${query}`, { headers: admin });
           const page = (await res.json()) as { items: Array<{ email: string }>; cursor: string | null };
-          page.items.forEach((p) => stored.add(p.email));
+          for (const p of page.items) stored.add(p.email);
           cursor = page.cursor;
         } while (cursor);
         expect(answered.length).toBeGreaterThanOrEqual(200);

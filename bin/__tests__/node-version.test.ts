@@ -6,7 +6,7 @@
  * The suite itself runs under Node 24. The old Node is the machine's (a `node` on PATH, /usr/bin/node, ...),
  * or else node@20 from the npm registry; with neither, this test fails: it never passes without an old Node.
  */
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";

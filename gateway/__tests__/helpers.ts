@@ -244,7 +244,7 @@ export async function request<T = any>(url: string, init: RequestInit & { json?:
   if (json !== undefined) headers.set("content-type", "application/json");
   const res = await fetch(url, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
   const text = await res.text();
-  let body: any = undefined;
+  let body: any;
   try {
     body = text ? JSON.parse(text) : undefined;
   } catch {

@@ -11,7 +11,7 @@ afterAll(() => gw.stop());
 
 const admin = bearer(PLATFORM_KEY);
 const echoUrl = () => `${gw.url}/v1/stores/${STORE_A}/echo`;
-const nested = (depth: number) => "[".repeat(depth - 1) + "{}" + "]".repeat(depth - 1);
+const nested = (depth: number) => `${"[".repeat(depth - 1)}{}${"]".repeat(depth - 1)}`;
 
 describe("request bodies", () => {
   it("answers 415 for a body that is not application/json", async () => {

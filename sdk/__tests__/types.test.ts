@@ -4,7 +4,7 @@
  * that real values pass both.
  */
 import type { z } from "zod";
-import * as auth from "../../shared/contracts/auth";
+import type * as auth from "../../shared/contracts/auth";
 import * as contracts from "../../shared/contracts/profiles";
 import type * as sdk from "../types";
 

@@ -7,7 +7,7 @@ import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "mole
 import type { z } from "zod";
 import { AuthActions } from "../../shared/contracts/auth";
 import type { RequestMeta } from "../../shared/contracts/common";
-import { MailerActions } from "../../shared/contracts/mailer";
+import type { MailerActions } from "../../shared/contracts/mailer";
 import { settingsOf } from "../../shared/registry";
 import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
 import { zodParams } from "../../shared/validation";

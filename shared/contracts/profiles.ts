@@ -160,6 +160,7 @@ export const ProfileActions = {
       .string()
       .trim()
       .max(200)
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: it refuses control characters (the OpenAPI pattern says the same)
       .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
       .optional()
       .describe("an id; a prefix of the e-mail or of its part from any word on (words split at . - _ + @); or an exact indexed taxonomy value"),

@@ -26,14 +26,16 @@ export interface ChannelDefinition<TThis = Service> {
   maxRetries?: number;
   maxInFlight?: number;
   deadLettering?: { enabled?: boolean; queueName?: string };
-  handler: (this: TThis, ...args: any[]) => unknown;
+  /** Any handler: the runtime passes `(ctx, raw)` or `(payload, raw)`, as `context` says. */
+  handler: (this: TThis, ...args: never[]) => unknown;
   [key: string]: unknown;
 }
 
 declare module "../../node_modules/moleculer/src/service" {
   // channels 0.1.8 ships no typing for `channels:`; this lets a typed ServiceSchema carry one.
   interface ServiceSchema<TSettings, TMethods, TVars, TThis> {
-    channels?: Record<string, ChannelDefinition<any> | ((this: TThis, ...args: any[]) => unknown)>;
+    // `never`: a channel built for any service `this` (durableChannel's default) fits every schema.
+    channels?: Record<string, ChannelDefinition<never> | ((this: TThis, ...args: never[]) => unknown)>;
   }
 }
 

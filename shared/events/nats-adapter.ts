@@ -47,6 +47,7 @@ const MSG_ID_HEADER = "Nats-Msg-Id";
 
 /** A header value: one line, no control characters, at most 1000 characters. */
 export function headerText(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: it replaces control characters
   return text.replace(/[\u0000-\u001f\u007f]/g, " ").slice(0, 1000);
 }
 

@@ -63,7 +63,9 @@ export function httpClient(baseUrl: string, defaultHeaders: Record<string, strin
     const res = await fetch(url, { method, headers, body, redirect: "manual" });
     const text = await res.text();
     const responseHeaders: Record<string, string> = {};
-    res.headers.forEach((value, key) => (responseHeaders[key] = value));
+    res.headers.forEach((value, key) => {
+      responseHeaders[key] = value;
+    });
     let parsed: unknown = text;
     if ((responseHeaders["content-type"] ?? "").includes("json") && text) {
       try {

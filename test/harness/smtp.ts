@@ -102,7 +102,7 @@ export async function startSmtpServer(): Promise<SmtpTestServer> {
         messages.push(mail);
         const matched = waiters.filter((w) => w.predicate(mail));
         waiters = waiters.filter((w) => !matched.includes(w));
-        matched.forEach((w) => w.resolve(mail));
+        for (const w of matched) w.resolve(mail);
         callback();
       });
     },

@@ -35,7 +35,7 @@ describe("auth.authenticate across auth nodes", () => {
     );
   });
   afterAll(async () => {
-    release.splice(0).forEach((answer) => answer()); // the hung node's stop need not wait for its calls
+    for (const answer of release.splice(0)) answer(); // the hung node's stop need not wait for its calls
     await Promise.all([caller?.stop(), healthy?.stop(), hung?.stop()]);
     await deleteStreams(namespace);
   });

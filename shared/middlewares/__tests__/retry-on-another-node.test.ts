@@ -68,7 +68,7 @@ describe("retryOnAnotherNode (middleware)", () => {
   });
 
   afterAll(async () => {
-    release.splice(0).forEach((answer) => answer());
+    for (const answer of release.splice(0)) answer();
     await Promise.all(brokers.map((b) => b.stop()));
     await deleteStreams(namespace);
   });

@@ -61,7 +61,7 @@ describe("settleTimedOutRequests (middleware)", () => {
   });
 
   afterAll(async () => {
-    release.forEach((answer) => answer());
+    for (const answer of release) answer();
     await Promise.all([caller?.stop(), callee?.stop()]);
     await deleteStreams(namespace);
   });
@@ -84,10 +84,10 @@ describe("settleTimedOutRequests (middleware)", () => {
   it("ignores the answer that arrives after the timeout, and the next call still works", async () => {
     const late = caller.call("stuck.wait", {}, { timeout: 200, retries: 0 });
     await expect(late).rejects.toBeInstanceOf(Errors.RequestTimeoutError);
-    release.splice(0).forEach((answer) => answer());
+    for (const answer of release.splice(0)) answer();
     const next = caller.call("stuck.wait", {}, { timeout: 10_000 });
     await waitFor(() => release.length > 0, "the call to reach the callee");
-    release.splice(0).forEach((answer) => answer());
+    for (const answer of release.splice(0)) answer();
     await expect(next).resolves.toBe("late answer");
   });
 });
