@@ -20,22 +20,20 @@ const MAX_RETRY_DELAY_MS = 24 * 3_600_000;
 const MAX_RETRY_DELAYS = 20;
 
 /** `1s,5s,30s,2m,10m` -> [1000, 5000, 30000, 120000, 600000]; each delay > 0 and at most a day. */
-const RetryDelays = z
-  .string()
-  .transform((text, ctx) => {
-    const delays = text.split(",").map((part) => {
-      const match = DURATION_RE.exec(part.trim());
-      return match ? Math.round(Number(match[1]) * DURATION_MS[match[2] as keyof typeof DURATION_MS]) : NaN;
-    });
-    if (delays.length > MAX_RETRY_DELAYS || delays.some((ms) => !(ms > 0 && ms <= MAX_RETRY_DELAY_MS))) {
-      ctx.addIssue({
-        code: "custom",
-        message: `must be a comma list of 1 to ${MAX_RETRY_DELAYS} durations (ms, s, m or h; each > 0 and at most 24h), e.g. 1s,5s,30s,2m,10m`,
-      });
-      return z.NEVER;
-    }
-    return delays;
+const RetryDelays = z.string().transform((text, ctx) => {
+  const delays = text.split(",").map((part) => {
+    const match = DURATION_RE.exec(part.trim());
+    return match ? Math.round(Number(match[1]) * DURATION_MS[match[2] as keyof typeof DURATION_MS]) : NaN;
   });
+  if (delays.length > MAX_RETRY_DELAYS || delays.some((ms) => !(ms > 0 && ms <= MAX_RETRY_DELAY_MS))) {
+    ctx.addIssue({
+      code: "custom",
+      message: `must be a comma list of 1 to ${MAX_RETRY_DELAYS} durations (ms, s, m or h; each > 0 and at most 24h), e.g. 1s,5s,30s,2m,10m`,
+    });
+    return z.NEVER;
+  }
+  return delays;
+});
 
 /** What every process reads, whichever services it runs. */
 export const PlatformSettings = z.object({
@@ -44,7 +42,11 @@ export const PlatformSettings = z.object({
   /** Moleculer namespace: processes on the same bus see each other only within one namespace. */
   NAMESPACE: z.string().trim().min(1).max(64).default("crm"),
   /** Prefix of durable-event subjects (default none: the subject is the event name, e.g. `order.created`). */
-  EVENTS_PREFIX: z.string().trim().regex(/^[A-Za-z0-9_-]*$/).default(""),
+  EVENTS_PREFIX: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9_-]*$/)
+    .default(""),
   /** JetStream replicas of the event streams: 1 on a single NATS server, 3 on a cluster. */
   EVENTS_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /**
@@ -83,7 +85,11 @@ export const GatewaySettings = z.object({
 export const AuthSettings = z.object({
   CRM_ADMIN_API_KEY: optionalString,
   ACCESS_TOKEN_TTL: z.coerce.number().int().positive().default(900),
-  REFRESH_TOKEN_TTL: z.coerce.number().int().positive().default(60 * 60 * 24 * 30),
+  REFRESH_TOKEN_TTL: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(60 * 60 * 24 * 30),
 });
 
 export const MailerSettings = z.object({
@@ -91,11 +97,7 @@ export const MailerSettings = z.object({
     (url) => url === undefined || /^smtps?:\/\/[^/\s]+/.test(url),
     "must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587",
   ),
-  MAIL_FROM: z
-    .string()
-    .trim()
-    .regex(MAIL_FROM_RE, 'must be an address, e.g. "Shop <no-reply@shop.example>"')
-    .default("Store CRM <no-reply@localhost>"),
+  MAIL_FROM: z.string().trim().regex(MAIL_FROM_RE, 'must be an address, e.g. "Shop <no-reply@shop.example>"').default("Store CRM <no-reply@localhost>"),
   OUTBOX_DIR: optionalString,
 });
 
@@ -122,7 +124,9 @@ export type KeySource = { kid: string; secret: string }[];
  */
 export function keySources(cfg: Pick<Config, "JWT_KEYS" | "JWT_SECRET">): KeySource | undefined {
   if (cfg.JWT_KEYS) {
-    const entries = cfg.JWT_KEYS.split(",").map((part) => part.trim()).filter(Boolean);
+    const entries = cfg.JWT_KEYS.split(",")
+      .map((part) => part.trim())
+      .filter(Boolean);
     const sources = entries.map((entry) => {
       const at = entry.indexOf(":");
       const kid = at > 0 ? entry.slice(0, at).trim() : "";
@@ -164,7 +168,12 @@ function crossChecks(env: Record<string, string>, names: ReadonlySet<string>): s
     if (values.some((v) => v !== undefined && Buffer.byteLength(v, "utf8") < MIN_SECRET_BYTES)) problems.push(`${name}: ${message}`);
   };
   check("CRM_ADMIN_API_KEY", [value("CRM_ADMIN_API_KEY")]);
-  if (value("JWT_KEYS")) check("JWT_KEYS", (secrets ?? []).map((s) => s.secret), `each secret ${rule}`);
+  if (value("JWT_KEYS"))
+    check(
+      "JWT_KEYS",
+      (secrets ?? []).map((s) => s.secret),
+      `each secret ${rule}`,
+    );
   else check("JWT_SECRET", [value("JWT_SECRET")]);
   check("CURSOR_SECRET", [value("CURSOR_SECRET")]);
   return problems;

@@ -26,6 +26,7 @@ export interface ServiceDefinition {
   storage: boolean;
 }
 
+// biome-ignore format: one line per service
 export const SERVICE_REGISTRY = [
   { name: "gateway", module: "gateway/gateway.service", settings: GatewaySettings, routes: gatewayRoutes, publishes: [], consumes: [], storage: false },
   { name: "auth", module: "services/auth/auth.service", settings: AuthSettings, routes: authRoutes, publishes: [], consumes: [], storage: true },
@@ -63,7 +64,10 @@ export function settingsOf<N extends ServiceName>(name: N): SettingsOf<N> {
 
 /** The names in a `SERVICES` list (all when empty); throws naming the unknown ones. */
 export function selectServices(list: string | undefined): ServiceName[] {
-  const names = (list ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const names = (list ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (names.length === 0) return [...SERVICE_NAMES];
   const unknown = names.filter((n) => !SERVICE_NAMES.includes(n as ServiceName));
   if (unknown.length) throw new Error(`SERVICES names unknown service(s): ${unknown.join(", ")}. Known: ${SERVICE_NAMES.join(", ")}`);

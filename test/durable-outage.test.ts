@@ -91,12 +91,16 @@ describe("durable events through an outage of the consumer's storage", () => {
     expect(outage.endedAt! - outage.startedAt!).toBeGreaterThanOrEqual(OUTAGE_MS);
     expect((await jsm.streams.info(deadLetters)).state.messages).toBe(0);
 
-    const links = service.store.orderLinks;
+    const links = service.profiles.store.orderLinks;
     await waitFor(async () => (await links.count({ store_id: storeId })) === ORDERS, 45_000, "every order to be linked");
-    await waitFor(async () => {
-      const info = await jsm.consumers.info(orderStream, "profiles");
-      return info.num_pending === 0 && info.num_ack_pending === 0;
-    }, 10_000, "the consumer to acknowledge every order");
+    await waitFor(
+      async () => {
+        const info = await jsm.consumers.info(orderStream, "profiles");
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      },
+      10_000,
+      "the consumer to acknowledge every order",
+    );
     const recovered = Date.now();
 
     // Every order linked once, to the right profile.
@@ -110,7 +114,7 @@ describe("durable events through an outage of the consumer's storage", () => {
         expect(link.profile_id).toBe(order.profile_id);
         continue;
       }
-      const profile = await service.store.profiles.findOne({ _id: link.profile_id, store_id: storeId });
+      const profile = await service.profiles.store.profiles.findOne({ _id: link.profile_id, store_id: storeId });
       expect(profile?.email).toBe(order.email);
       expect(byEmail.get(order.email) ?? link.profile_id).toBe(link.profile_id); // one profile per e-mail
       byEmail.set(order.email, link.profile_id);
@@ -129,7 +133,7 @@ describe("durable events through an outage of the consumer's storage", () => {
     expect(attempts.size).toBeGreaterThan(0);
     for (const times of attempts.values()) {
       expect(times.length).toBeLessThanOrEqual(RETRY_DELAYS.length);
-      times.slice(1).forEach((at, i) => expect(at - times[i]).toBeGreaterThanOrEqual(RETRY_DELAYS[i] - 50));
+      for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1]).toBeGreaterThanOrEqual(RETRY_DELAYS[i - 1] - 50);
     }
     const refusedClaims = [...attempts.values()].reduce((sum, times) => sum + times.length, 0);
     process.stdout.write(

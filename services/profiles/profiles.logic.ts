@@ -94,12 +94,7 @@ export async function findOrCreateByEmail(
 }
 
 /** Inserts a profile for an e-mail no profile had; a concurrent insert that won answers its profile. */
-async function insertForEmail(
-  deps: ProfilesDeps,
-  storeId: string,
-  email: string,
-  taxonomies?: TaxonomyEntryInput[],
-): Promise<{ doc: ProfileDoc; created: boolean }> {
+async function insertForEmail(deps: ProfilesDeps, storeId: string, email: string, taxonomies?: TaxonomyEntryInput[]): Promise<{ doc: ProfileDoc; created: boolean }> {
   const doc = newProfileDoc(storeId, email, deps.now(), taxonomies);
   try {
     await deps.store.profiles.insertOne(doc);
@@ -132,7 +127,7 @@ async function profileViews(deps: ProfilesDeps, storeId: string, docs: ProfileDo
 
 /** The caller's profile session for this store; none for anonymous or admin callers; 401 for another store's. */
 function sessionOf(principal: AuthPrincipal | undefined, storeId: string): ProfileSession | undefined {
-  if (!principal || principal.kind !== "profile") return undefined;
+  if (principal?.kind !== "profile") return undefined;
   if (principal.store_id !== storeId) throw ProfileErrors.notAuthenticated();
   return principal;
 }
@@ -153,10 +148,7 @@ export async function getProfile(deps: ProfilesDeps, p: { store_id: string; id: 
   return profileView(deps, await requireProfile(deps, p.store_id, p.id));
 }
 
-export async function findProfiles(
-  deps: ProfilesDeps,
-  p: ProfileSearch & { store_id: string; limit: number; cursor?: string },
-): Promise<Page<Profile>> {
+export async function findProfiles(deps: ProfilesDeps, p: ProfileSearch & { store_id: string; limit: number; cursor?: string }): Promise<Page<Profile>> {
   const search: ProfileSearch = {
     query: p.query,
     taxonomy_query: p.taxonomy_query,
@@ -231,10 +223,7 @@ export async function revokeAllSessions(deps: ProfilesDeps, p: { store_id: strin
   return { deleted: true, revoked };
 }
 
-export async function listOrders(
-  deps: ProfilesDeps,
-  p: { store_id: string; id: string; limit: number; cursor?: string },
-): Promise<Page<OrderLink>> {
+export async function listOrders(deps: ProfilesDeps, p: { store_id: string; id: string; limit: number; cursor?: string }): Promise<Page<OrderLink>> {
   await requireProfile(deps, p.store_id, p.id);
   const bound = { scope: "profiles.orders", store_id: p.store_id, profile_id: p.id };
   const after = p.cursor ? decodeCursor(p.cursor, bound) : undefined;
@@ -252,10 +241,7 @@ export async function listOrders(
 }
 
 /** Adds uses of a promo code to a profile (for an order service; merges sum these). */
-export async function recordPromoUse(
-  deps: ProfilesDeps,
-  p: { store_id: string; id: string; promo_code_id: string; uses: number },
-): Promise<PromoUsage> {
+export async function recordPromoUse(deps: ProfilesDeps, p: { store_id: string; id: string; promo_code_id: string; uses: number }): Promise<PromoUsage> {
   // Compare-and-set on the whole array: no positional operators, so both storage adapters agree.
   for (let attempt = 0; attempt < 20; attempt++) {
     const current = await requireProfile(deps, p.store_id, p.id);
@@ -354,11 +340,9 @@ export async function verify(
     }
   }
   if (session && revokeCaller) {
-    await deps.auth
-      .revokeSession({ store_id: p.store_id, profile_id: session.profile_id, session_id: session.session_id })
-      .catch((err: { type?: string }) => {
-        if (err?.type !== "NOT_FOUND") throw err; // already gone with the merged guest
-      });
+    await deps.auth.revokeSession({ store_id: p.store_id, profile_id: session.profile_id, session_id: session.session_id }).catch((err: { type?: string }) => {
+      if (err?.type !== "NOT_FOUND") throw err; // already gone with the merged guest
+    });
   }
   const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: true });
   // An admin may have moved the profile to another address meanwhile (updateProfile revokes sessions

@@ -52,10 +52,7 @@ export function planMerge(target: ProfileDoc, source: ProfileDoc): MergePlan {
 export async function mergeProfiles(deps: ProfilesDeps, storeId: string, targetId: string, sourceId: string): Promise<ProfileDoc> {
   if (targetId === sourceId) throw ProfileErrors.mergeIntoItself();
   const { profiles, merges } = deps.store;
-  const [target, source] = await Promise.all([
-    profiles.findOne({ _id: targetId, store_id: storeId }),
-    profiles.findOne({ _id: sourceId, store_id: storeId }),
-  ]);
+  const [target, source] = await Promise.all([profiles.findOne({ _id: targetId, store_id: storeId }), profiles.findOne({ _id: sourceId, store_id: storeId })]);
   if (!target) throw ProfileErrors.profileNotFound();
   if (!source) throw ProfileErrors.sourceNotFound();
   if (target.merge_lock || source.merge_lock) throw ProfileErrors.mergeInProgress();
@@ -125,7 +122,7 @@ export async function completeMerge(deps: ProfilesDeps, journal: Pick<MergeDoc, 
   const { merges } = deps.store;
   for (const step of STEPS) {
     const current = await merges.findOne({ _id: journal._id });
-    if (!current || current.state !== "running" || !current.plan || !current.snapshot) return;
+    if (current?.state !== "running" || !current.plan || !current.snapshot) return;
     if (current.steps.includes(step)) continue;
     await runStep(deps, current, step);
     await merges.updateOne({ _id: journal._id, state: "running" }, { $addToSet: { steps: step }, $set: { updated_at: deps.now() } });

@@ -4,7 +4,7 @@
  * The service builds one `ProfilesDeps` per request from `ctx` (so calls carry the caller's meta).
  */
 import type { z } from "zod";
-import type { AuthActions, AuthToken, ProfileAuthInfo, SessionInfo, VerificationCodeInfo } from "../../shared/contracts/auth";
+import type { AuthActions, AuthToken, ProfileAuthInfo, VerificationCodeInfo } from "../../shared/contracts/auth";
 import type { DurableEventPayload } from "../../shared/contracts/events";
 import type { ProfilesStore } from "./profiles.store";
 

@@ -15,7 +15,6 @@ import { createProfiles, type Profiles } from "./profiles.logic";
 
 type P<K extends keyof typeof ProfileActions> = Context<z.infer<(typeof ProfileActions)[K]>, RequestMeta>;
 
-
 /** How often merges left unfinished (a dead instance, auth down) are retried. */
 const RECOVERY_INTERVAL_MS = 60_000;
 /** How long one recovery pass waits for the auth service to appear. */
@@ -132,7 +131,7 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
     "order.created": durableChannel("order.created", {
       group: "profiles",
       key: (p) => `${p.store_id}:${p.order_id}`,
-      async handler(this: ProfilesService, payload, ctx) {
+      async handler(this: ProfilesService, payload, _ctx) {
         await this.profiles.linkOrder(payload);
       },
     }),

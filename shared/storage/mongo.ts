@@ -35,7 +35,24 @@ import {
   type Filter as MongoFilter,
   type Sort as MongoSort,
 } from "mongodb";
-import type { BulkItemResult, BulkOp, Collection, Database, Doc, Filter, FindOneAndUpdateOptions, FindOptions, IndexSpec, Page, PageRequest, SortDirection, StreamOptions, Update, UpdateOptions, UpdateResult } from "./port";
+import type {
+  BulkItemResult,
+  BulkOp,
+  Collection,
+  Database,
+  Doc,
+  Filter,
+  FindOneAndUpdateOptions,
+  FindOptions,
+  IndexSpec,
+  Page,
+  PageRequest,
+  SortDirection,
+  StreamOptions,
+  Update,
+  UpdateOptions,
+  UpdateResult,
+} from "./port";
 import { StorageError } from "./port";
 import { uuidv7 } from "../ids";
 import { invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./query/rules";
@@ -579,12 +596,17 @@ class MongoCollectionAdapter<T extends Doc> implements Collection<T> {
       const have = existing.get(index.name);
       if (have && !sameIndex(have, index)) {
         // The port's rule: a name stands for one definition (the server would refuse it too).
-        throw invalidQuery(`index ${index.name} on ${this.name} exists as ${describeIndex(have)}, the spec asks for ${describeIndex(index)}: drop it or give the spec a new name`);
+        throw invalidQuery(
+          `index ${index.name} on ${this.name} exists as ${describeIndex(have)}, the spec asks for ${describeIndex(index)}: drop it or give the spec a new name`,
+        );
       }
       const old = index.name === spec.name ? undefined : existing.get(spec.name);
       if (!old) continue;
       if (sameIndex(old, { key: spec.keys, unique: index.unique, partialFilterExpression: index.partialFilterExpression })) replaced.push({ old, index });
-      else this.log(`storage: MongoDB ${coll.namespace}: index ${spec.name} ${describeIndex(old)} is not one this adapter made for the spec ${spec.name}; left in place (the spec's index is ${index.name})`);
+      else
+        this.log(
+          `storage: MongoDB ${coll.namespace}: index ${spec.name} ${describeIndex(old)} is not one this adapter made for the spec ${spec.name}; left in place (the spec's index is ${index.name})`,
+        );
     }
     // The new indexes first: an index being replaced serves its queries until its successor is built.
     await guard(() => coll.createIndexes(wanted.map((w) => w.index)));
@@ -822,7 +844,12 @@ function clientModel(namespace: string, op: PreparedOp): ClientBulkWriteModel {
   }
 }
 
-function clientItemResult(op: PreparedOp, j: number, result: ClientBulkWriteResult | undefined, writeError: { code: number; message: string } | undefined): BulkItemResult {
+function clientItemResult(
+  op: PreparedOp,
+  j: number,
+  result: ClientBulkWriteResult | undefined,
+  writeError: { code: number; message: string } | undefined,
+): BulkItemResult {
   if (writeError) return failure(itemError(Object.assign(new Error(writeError.message ?? `write error ${writeError.code}`), { code: writeError.code })));
   switch (op.kind) {
     case "insert":
@@ -831,7 +858,8 @@ function clientItemResult(op: PreparedOp, j: number, result: ClientBulkWriteResu
     case "update": {
       const r = result?.updateResults?.get(j);
       // The server counts an upserted document in n (the driver's matchedCount); the port reports 0 matched.
-      if (r) return r.didUpsert ? { ok: true, matched: 0, modified: 0, upsertedId: String(r.upsertedId) } : { ok: true, matched: r.matchedCount, modified: r.modifiedCount };
+      if (r)
+        return r.didUpsert ? { ok: true, matched: 0, modified: 0, upsertedId: String(r.upsertedId) } : { ok: true, matched: r.matchedCount, modified: r.modifiedCount };
       break;
     }
     case "delete": {
@@ -910,13 +938,19 @@ async function collectionBulkWrite(coll: MongoCollection<Document>, round: Prepa
     else {
       const upserted = result.upsertedIds?.[j];
       // The round's only update: the reply's totals are its own.
-      results[op.i] = upserted != null ? { ok: true, matched: 0, modified: 0, upsertedId: String(upserted) } : { ok: true, matched: result.matchedCount, modified: result.modifiedCount };
+      results[op.i] =
+        upserted != null
+          ? { ok: true, matched: 0, modified: 0, upsertedId: String(upserted) }
+          : { ok: true, matched: result.matchedCount, modified: result.modifiedCount };
     }
   });
 }
 
 function writeConcernFailure(concern: { code?: number; errmsg?: string; message?: string }): StorageError {
-  return new StorageError("UNAVAILABLE", `MongoDB did not confirm the write concern (some writes may be applied): ${concern.errmsg ?? concern.message ?? `code ${concern.code}`}`);
+  return new StorageError(
+    "UNAVAILABLE",
+    `MongoDB did not confirm the write concern (some writes may be applied): ${concern.errmsg ?? concern.message ?? `code ${concern.code}`}`,
+  );
 }
 
 /** A copy without undefined object fields (undefined array items become null), as ignoreUndefined sends it. */
@@ -925,7 +959,9 @@ function withoutUndefined<V>(value: V): V {
     let out: unknown[] | undefined;
     value.forEach((item, i) => {
       const next = item === undefined ? null : withoutUndefined(item);
-      if (next !== item) (out ??= [...value])[i] = next;
+      if (next === item) return;
+      out ??= [...value];
+      out[i] = next;
     });
     return (out ?? value) as V;
   }

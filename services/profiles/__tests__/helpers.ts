@@ -57,10 +57,7 @@ export async function metaFor(broker: ServiceBroker, storeId: string, token: Aut
 export async function loginCode(env: ProfilesEnv, storeId: string, email: string, meta?: object): Promise<string> {
   const since = env.smtp.messages.length;
   await env.broker.call("auth.requestCode", { store_id: storeId, email }, meta ? { meta } : undefined);
-  const mail = await env.smtp.waitForMessage(
-    (m) => env.smtp.messages.indexOf(m) >= since && m.to.includes(email.toLowerCase()),
-    5000,
-  );
+  const mail = await env.smtp.waitForMessage((m) => env.smtp.messages.indexOf(m) >= since && m.to.includes(email.toLowerCase()), 5000);
   const code = /\b(\d{6})\b/.exec(mail.text)?.[1];
   if (!code) throw new Error(`no code in the mail to ${email}`);
   return code;

@@ -239,7 +239,12 @@ describe("profiles.update", () => {
   it("rejects bad types and unknown statuses", async () => {
     const store = newStoreId();
     const created = await call("create", { store_id: store, email: "types@example.com" });
-    for (const patch of [{ email: { $ne: null } }, { status: "deleted" }, { taxonomies: "gold" }, { taxonomies: [{ taxonomy_id: "t", fields: [{ key: "k", type: "number", value: "1" }] }] }]) {
+    for (const patch of [
+      { email: { $ne: null } },
+      { status: "deleted" },
+      { taxonomies: "gold" },
+      { taxonomies: [{ taxonomy_id: "t", fields: [{ key: "k", type: "number", value: "1" }] }] },
+    ]) {
       expect((await errorOf(call("update", { store_id: store, id: created.id, ...patch }))).type).toBe("VALIDATION_ERROR");
     }
   });
@@ -263,8 +268,24 @@ describe("profiles.find", () => {
     for (const [i, email] of emails.entries()) {
       const taxonomies =
         i % 5 === 0
-          ? [{ taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: "Gold" }, { key: "orders", type: "number", value: i }] }]
-          : [{ taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: "Silver" }, { key: "orders", type: "number", value: i }] }];
+          ? [
+              {
+                taxonomy_id: "tier",
+                fields: [
+                  { key: "level", type: "text", value: "Gold" },
+                  { key: "orders", type: "number", value: i },
+                ],
+              },
+            ]
+          : [
+              {
+                taxonomy_id: "tier",
+                fields: [
+                  { key: "level", type: "text", value: "Silver" },
+                  { key: "orders", type: "number", value: i },
+                ],
+              },
+            ];
       ids[email] = (await call("create", { store_id: store, email, taxonomies })).id;
     }
     await call("update", { store_id: store, id: ids[emails[3]], status: "archived" });

@@ -8,7 +8,16 @@ import type { AuthToken } from "../../../shared/contracts/auth";
 import type { ConnectResult, OrderLink, Profile } from "../../../shared/contracts/profiles";
 import { publishEvent } from "../../../shared/events/durable";
 import { profileRoutes } from "../../../shared/routes/profiles";
-import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type ObservedExchange, type SmtpTestServer } from "../../../test/harness";
+import {
+  deleteStreams,
+  httpClient,
+  startCluster,
+  startSmtpServer,
+  type Cluster,
+  type HttpClient,
+  type ObservedExchange,
+  type SmtpTestServer,
+} from "../../../test/harness";
 import { ErrorBodySchema } from "../../../gateway/errors";
 import { buildOpenApi } from "../../../gateway/openapi";
 import { jsonRoutes } from "../../../gateway/routes";
@@ -81,7 +90,10 @@ describe("profile routes over HTTP and NATS", () => {
 
   it("creates, reads, searches and updates profiles with the admin key", async () => {
     expect((await http.post(base, { email: "ada@example.com" })).status).toBe(401);
-    const created = await admin.post<Profile>(base, { email: "Ada@Example.com", taxonomies: [{ taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: "Gold" }] }] });
+    const created = await admin.post<Profile>(base, {
+      email: "Ada@Example.com",
+      taxonomies: [{ taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: "Gold" }] }],
+    });
     expect(created.status).toBe(200);
     expect(created.body).toMatchObject({ store_id: store, email: "Ada@Example.com", verified: false });
     const again = await admin.post<Profile>(base, { email: "ada@EXAMPLE.com" });
@@ -123,10 +135,20 @@ describe("profile routes over HTTP and NATS", () => {
   });
 
   it("takes taxonomy_query as one JSON array or as repeated keys of one JSON object each", async () => {
-    const tagged = (await admin.post<Profile>(base, {
-      email: "repeat@example.com",
-      taxonomies: [{ taxonomy_id: "prefs", fields: [{ key: "color", type: "text", value: "teal" }, { key: "size", type: "text", value: "xl" }] }],
-    })).body;
+    const tagged = (
+      await admin.post<Profile>(base, {
+        email: "repeat@example.com",
+        taxonomies: [
+          {
+            taxonomy_id: "prefs",
+            fields: [
+              { key: "color", type: "text", value: "teal" },
+              { key: "size", type: "text", value: "xl" },
+            ],
+          },
+        ],
+      })
+    ).body;
     const color = { taxonomy_id: "prefs", query: [{ key: "color", type: "text", value: "teal" }] };
     const size = { taxonomy_id: "prefs", query: [{ key: "size", type: "text", value: "xl" }] };
     const q = (value: unknown) => `taxonomy_query=${encodeURIComponent(JSON.stringify(value))}`;
@@ -291,5 +313,4 @@ describe("profile routes over HTTP and NATS", () => {
     const succeeded = new Set(exchanges.filter((x) => x.response.status < 400).map((x) => routeOf(x.method, x.path)));
     expect(profileRoutes.filter((r) => !succeeded.has(r)).map((r) => `${r.method} ${r.path}`)).toEqual([]);
   });
-
 });

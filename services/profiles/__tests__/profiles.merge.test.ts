@@ -64,7 +64,13 @@ describe("profiles.merge", () => {
       store_id: store,
       email: "source@example.com",
       taxonomies: [
-        { taxonomy_id: "tier", fields: [{ key: "level", type: "text", value: "Silver" }, { key: "since", type: "number", value: 2020 }] },
+        {
+          taxonomy_id: "tier",
+          fields: [
+            { key: "level", type: "text", value: "Silver" },
+            { key: "since", type: "number", value: 2020 },
+          ],
+        },
         { taxonomy_id: "segment", fields: [{ key: "name", type: "text", value: "Newsletter" }] },
       ],
     });

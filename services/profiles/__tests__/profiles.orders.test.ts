@@ -19,7 +19,14 @@ describe("order.created", () => {
   it("links the order to its profile_id", async () => {
     const store = newStoreId();
     const profile = await call("create", { store_id: store, email: "buyer@example.com" });
-    await publishEvent(env.broker, "order.created", { store_id: store, order_id: "A-1", profile_id: profile.id, total: 42.5, currency: "EUR", created_at: 1_700_000_000 });
+    await publishEvent(env.broker, "order.created", {
+      store_id: store,
+      order_id: "A-1",
+      profile_id: profile.id,
+      total: 42.5,
+      currency: "EUR",
+      created_at: 1_700_000_000,
+    });
     await eventually(() => linkOf(store, "A-1"));
     const orders = await call<Orders>("listOrders", { store_id: store, id: profile.id });
     expect(orders).toEqual({

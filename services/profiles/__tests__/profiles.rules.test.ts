@@ -80,7 +80,12 @@ describe("profiles params", () => {
 
   it("refuses duplicate taxonomy ids and duplicate field keys", () => {
     const field = { key: "k", type: "text", value: "v" };
-    expect(TaxonomiesInput.safeParse([{ taxonomy_id: "a", fields: [field] }, { taxonomy_id: "a", fields: [] }]).success).toBe(false);
+    expect(
+      TaxonomiesInput.safeParse([
+        { taxonomy_id: "a", fields: [field] },
+        { taxonomy_id: "a", fields: [] },
+      ]).success,
+    ).toBe(false);
     expect(TaxonomiesInput.safeParse([{ taxonomy_id: "a", fields: [field, field] }]).success).toBe(false);
   });
 });
@@ -145,7 +150,15 @@ describe("taxonomy rules", () => {
   });
 
   it("sums promo usage per code", () => {
-    expect(sumPromoUsage([{ promo_code_id: "p", uses: 2 }], [{ promo_code_id: "p", uses: 3 }, { promo_code_id: "q", uses: 1 }])).toEqual([
+    expect(
+      sumPromoUsage(
+        [{ promo_code_id: "p", uses: 2 }],
+        [
+          { promo_code_id: "p", uses: 3 },
+          { promo_code_id: "q", uses: 1 },
+        ],
+      ),
+    ).toEqual([
       { promo_code_id: "p", uses: 5 },
       { promo_code_id: "q", uses: 1 },
     ]);
@@ -172,11 +185,24 @@ describe("merge plan", () => {
 describe("e-mail search words", () => {
   it("are the lowercased e-mail and its parts from each word on, words split at . - _ + @", () => {
     expect(emailWordsOf("mary.jane@x.com")).toEqual(["mary.jane@x.com", "jane@x.com", "x.com", "com"]);
-    expect(emailWordsOf("a_b-c+tag@mail.gmail.com")).toEqual(["a_b-c+tag@mail.gmail.com", "b-c+tag@mail.gmail.com", "c+tag@mail.gmail.com", "tag@mail.gmail.com", "mail.gmail.com", "gmail.com", "com"]);
+    expect(emailWordsOf("a_b-c+tag@mail.gmail.com")).toEqual([
+      "a_b-c+tag@mail.gmail.com",
+      "b-c+tag@mail.gmail.com",
+      "c+tag@mail.gmail.com",
+      "tag@mail.gmail.com",
+      "mail.gmail.com",
+      "gmail.com",
+      "com",
+    ]);
     expect(emailWordsOf("x..y@z")).toEqual(["x..y@z", "y@z", "z"]);
     expect(emailWordsOf(null)).toEqual([]);
     expect(emailWordsOf(`${"a.".repeat(100)}b@x.io`)).toHaveLength(32);
-    expect(emailFields(" Mary.Jane@X.com ")).toEqual({ email: "Mary.Jane@X.com", email_lower: "mary.jane@x.com", email_sort: "mary.jane@x.com", email_words: emailWordsOf("mary.jane@x.com") });
+    expect(emailFields(" Mary.Jane@X.com ")).toEqual({
+      email: "Mary.Jane@X.com",
+      email_lower: "mary.jane@x.com",
+      email_sort: "mary.jane@x.com",
+      email_words: emailWordsOf("mary.jane@x.com"),
+    });
   });
 });
 

@@ -13,8 +13,7 @@ beforeAll(async () => {
 });
 afterAll(() => env?.stop());
 
-const call = <T>(action: string, params: object, meta?: object) =>
-  env.broker.call(`profiles.${action}`, params, meta ? { meta } : undefined) as Promise<T>;
+const call = <T>(action: string, params: object, meta?: object) => env.broker.call(`profiles.${action}`, params, meta ? { meta } : undefined) as Promise<T>;
 const authenticate = (store: string, token: AuthToken) => env.broker.call("auth.authenticate", { store_id: store, access_token: token.access_token });
 
 /** What an unverified session sees of private data. */
@@ -142,7 +141,15 @@ describe("profiles.connect", () => {
     await call("recordPromoUse", { store_id: store, id: profile.id, promo_code_id: "WELCOME" });
 
     const stranger = await call<ConnectResult>("connect", { store_id: store, email: "owner@example.com" });
-    expect(stranger).toMatchObject({ id: profile.id, email: "owner@example.com", verified: true, taxonomies: [], promo_usage: [], auth_tokens: [], verification_codes: [] });
+    expect(stranger).toMatchObject({
+      id: profile.id,
+      email: "owner@example.com",
+      verified: true,
+      taxonomies: [],
+      promo_usage: [],
+      auth_tokens: [],
+      verification_codes: [],
+    });
     expect(stranger.token.is_verified).toBe(false);
 
     const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, stranger.token));
@@ -275,7 +282,9 @@ describe("auth.refreshSession (served to HTTP directly)", () => {
     const next = (await env.broker.call("auth.refreshSession", { store_id: store, refresh_token: token.refresh_token })) as AuthToken;
     expect(next).toMatchObject({ id: token.id, profile_id: token.profile_id });
     expect(next.refresh_token).not.toBe(token.refresh_token);
-    expect(await errorOf(env.broker.call("auth.refreshSession", { store_id: newStoreId(), refresh_token: next.refresh_token }))).toMatchObject({ type: "UNAUTHENTICATED" });
+    expect(await errorOf(env.broker.call("auth.refreshSession", { store_id: newStoreId(), refresh_token: next.refresh_token }))).toMatchObject({
+      type: "UNAUTHENTICATED",
+    });
     expect(await errorOf(env.broker.call("auth.refreshSession", { store_id: store, refresh_token: "nonsense" }))).toMatchObject({ type: "UNAUTHENTICATED" });
   });
 });

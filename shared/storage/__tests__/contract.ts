@@ -146,7 +146,10 @@ export function describeStorageContract(label: string, makeDatabase: () => Promi
 
       it("answers ranges and anchored prefixes on an indexed (array) field by MongoDB's rules, types bracketed", async () => {
         const c = fresh();
-        await c.createIndexes([{ name: "store_tags", keys: { store_id: 1, tags: 1 } }, { name: "store_rank", keys: { store_id: 1, rank: 1 } }]);
+        await c.createIndexes([
+          { name: "store_tags", keys: { store_id: 1, tags: 1 } },
+          { name: "store_rank", keys: { store_id: 1, rank: 1 } },
+        ]);
         const docs: Person[] = [
           { _id: "p1", store_id: "s", tags: ["mary.jane@x.com", "jane@x.com", "x.com", "com"], rank: 1 },
           { _id: "p2", store_id: "s", tags: ["janet@y.org", "y.org", "org"], rank: 2 },
@@ -302,7 +305,18 @@ export function describeStorageContract(label: string, makeDatabase: () => Promi
     describe("updates", () => {
       it("applies $set $unset $inc $push $addToSet $pull and reports matched/modified", async () => {
         const c = fresh();
-        await c.insertOne({ _id: "p1", store_id: "s", name: "A", n: 1, tags: ["a"], meta: { x: 1, y: 2 }, items: [{ sku: "k1", qty: 1 }, { sku: "k2", qty: 5 }] });
+        await c.insertOne({
+          _id: "p1",
+          store_id: "s",
+          name: "A",
+          n: 1,
+          tags: ["a"],
+          meta: { x: 1, y: 2 },
+          items: [
+            { sku: "k1", qty: 1 },
+            { sku: "k2", qty: 5 },
+          ],
+        });
         expect(
           await c.updateOne(
             { _id: "p1" },

@@ -7,7 +7,16 @@
  * What only a real server can prove (query plans, the server's own refusals) is in mongo-server.test.ts,
  * which runs only where a MongoDB server does.
  */
-import { BSON, MongoBulkWriteError, MongoClientBulkWriteError, MongoInvalidArgumentError, MongoNetworkError, MongoServerError, type ClientBulkWriteResult, type Document } from "mongodb";
+import {
+  BSON,
+  MongoBulkWriteError,
+  MongoClientBulkWriteError,
+  MongoInvalidArgumentError,
+  MongoNetworkError,
+  MongoServerError,
+  type ClientBulkWriteResult,
+  type Document,
+} from "mongodb";
 import { bulkRounds, findQuery, keysetFilter, mongoCollection, mongoIndex, mongoUpdate, pageQuery, portableFilter, toStorageError, type ClientBulk } from "../mongo";
 import { mingoPredicate } from "../query/update";
 import { compareValues } from "../query/values";
@@ -27,8 +36,8 @@ describe("mongodb adapter: errors", () => {
   it("maps E11000 from updates, findAndModify and index builds to DUPLICATE_KEY with the index name", () => {
     const messages = [
       'E11000 duplicate key error collection: crm_profiles.profiles index: email_unique dup key: { store_id: "s", email_lower: "a@x.io" }',
-      "Plan executor error during findAndModify :: caused by :: E11000 duplicate key error collection: crm.p index: email_unique dup key: { email_lower: \"a\" }",
-      "Index build failed: 4f1c: Collection crm.p ( 4f1c ) :: caused by :: E11000 duplicate key error collection: crm.p index: email_unique dup key: { name: \"x\" }",
+      'Plan executor error during findAndModify :: caused by :: E11000 duplicate key error collection: crm.p index: email_unique dup key: { email_lower: "a" }',
+      'Index build failed: 4f1c: Collection crm.p ( 4f1c ) :: caused by :: E11000 duplicate key error collection: crm.p index: email_unique dup key: { name: "x" }',
       'E11000 duplicate key error collection: crm.p index: email_unique collation: { locale: "en" } dup key: { email: "a" }',
     ];
     for (const message of messages) {
@@ -55,8 +64,12 @@ describe("mongodb adapter: errors", () => {
   });
 
   it("maps the server's and BSON's refusals of a regular expression to INVALID_QUERY", () => {
-    expect(toStorageError(new MongoServerError({ message: "Regular expression cannot contain an embedded null byte", code: 2 }))).toMatchObject({ code: "INVALID_QUERY" });
-    expect(toStorageError(new MongoServerError({ message: "Regular expression is invalid: missing closing parenthesis", code: 51091 }))).toMatchObject({ code: "INVALID_QUERY" });
+    expect(toStorageError(new MongoServerError({ message: "Regular expression cannot contain an embedded null byte", code: 2 }))).toMatchObject({
+      code: "INVALID_QUERY",
+    });
+    expect(toStorageError(new MongoServerError({ message: "Regular expression is invalid: missing closing parenthesis", code: 51091 }))).toMatchObject({
+      code: "INVALID_QUERY",
+    });
     expect(toStorageError(new BSON.BSONError("BSON Regex patterns cannot contain null bytes"))).toMatchObject({ code: "INVALID_QUERY" });
   });
 });
@@ -73,7 +86,10 @@ describe("mongodb adapter: keyset filter", () => {
         let after: { value: unknown; id: string } | undefined;
         for (let guard = 0; guard < 100; guard++) {
           const test = after ? mingoPredicate(keysetFilter("v", direction, after)) : () => true;
-          const page = docs.filter((d) => test(d)).sort(order).slice(0, size);
+          const page = docs
+            .filter((d) => test(d))
+            .sort(order)
+            .slice(0, size);
           if (page.length === 0) break;
           seen.push(...page.map((d) => d._id));
           const last = page[page.length - 1] as Doc & { v?: unknown };
@@ -172,9 +188,11 @@ describe("mongodb adapter: a $regex the server refuses", () => {
       await expect(c.findOneAndUpdate(filter, { $set: { n: 1 } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
       await expect(c.deleteOne(filter)).rejects.toMatchObject({ code: "INVALID_QUERY" });
       await expect(c.deleteMany(filter)).rejects.toMatchObject({ code: "INVALID_QUERY" });
-      await expect((async () => {
-        for await (const _ of c.stream(filter)) break;
-      })()).rejects.toMatchObject({ code: "INVALID_QUERY" });
+      await expect(
+        (async () => {
+          for await (const _ of c.stream(filter)) break;
+        })(),
+      ).rejects.toMatchObject({ code: "INVALID_QUERY" });
     }
     await expect(c.updateOne({ _id: "a" }, { $pull: { tags: { $regex: NUL } } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
     await expect(c.updateOne({ _id: "a" }, { $pull: { items: { sku: { $regex: NUL } } } })).rejects.toMatchObject({ code: "INVALID_QUERY" });
@@ -263,7 +281,9 @@ describe("mongodb adapter: indexes", () => {
     expect(d.calls[2].args).toEqual(["store_created"]);
     expect([...d.state("profiles").indexes.keys()].sort()).toEqual(["email_unique", "store_created__id"]);
     expect(logs).toHaveLength(1);
-    expect(logs[0]).toMatch(/crm_test\.profiles: index store_created \{"store_id":1,"created_at":1\} replaced by store_created__id \{"store_id":1,"created_at":1,"_id":1\}/);
+    expect(logs[0]).toMatch(
+      /crm_test\.profiles: index store_created \{"store_id":1,"created_at":1\} replaced by store_created__id \{"store_id":1,"created_at":1,"_id":1\}/,
+    );
     d.calls.length = 0;
     await c.createIndexes(specs);
     expect(methods(d.calls)).toEqual(["listIndexes", "createIndexes"]);
@@ -375,12 +395,14 @@ describe("mongodb adapter: bulkWrite", () => {
     // Ops refused by the port's rules are not sent.
     expect(models.map((m) => m.name)).toEqual(["updateOne", "insertOne", "insertOne", "updateOne", "updateOne", "updateOne", "deleteOne", "deleteOne", "updateOne"]);
     expect(new Set(models.map((m) => m.namespace))).toEqual(new Set(["crm_test.people"]));
-    expect(await c.find({}, { sort: { _id: 1 } })).toEqual([
-      { _id: "a", email: "a@x.io" },
-      { _id: "gone", n: 1 },
-      { _id: "old", email: "old@x.io", n: 1 },
-      { _id: results[5].upsertedId, email: "new@x.io", n: 1 },
-    ].sort((x, y) => (x._id! < y._id! ? -1 : 1)));
+    expect(await c.find({}, { sort: { _id: 1 } })).toEqual(
+      [
+        { _id: "a", email: "a@x.io" },
+        { _id: "gone", n: 1 },
+        { _id: "old", email: "old@x.io", n: 1 },
+        { _id: results[5].upsertedId, email: "new@x.io", n: 1 },
+      ].sort((x, y) => (x._id! < y._id! ? -1 : 1)),
+    );
   });
 
   it("MongoDB 7: the same per-op results, with inserts sharing one round trip and one update and one delete per round", async () => {
@@ -441,7 +463,13 @@ describe("mongodb adapter: bulkWrite", () => {
     const d = new DriverDouble();
     const sent: unknown[] = [];
     const real = d.clientBulk(8);
-    const spy: ClientBulk = { ...real, write: async (models, options) => (sent.push(...models), real.write(models, options)) };
+    const spy: ClientBulk = {
+      ...real,
+      write: async (models, options) => {
+        sent.push(...models);
+        return real.write(models, options);
+      },
+    };
     const c = mongoCollection("people", () => d.collection("people"), { clientBulk: spy });
     await c.bulkWrite([
       { insertOne: { document: { _id: "a", gone: undefined, meta: { x: undefined, y: 1 }, list: [1, undefined] } } },
@@ -449,7 +477,7 @@ describe("mongodb adapter: bulkWrite", () => {
     ]);
     expect(sent[0]).toEqual({ namespace: "crm_test.people", name: "insertOne", document: { _id: "a", meta: { y: 1 }, list: [1, null] } });
     expect(Object.keys((sent[0] as { document: object }).document)).toEqual(["_id", "meta", "list"]);
-    expect(Object.keys(((sent[1] as { update: { $set: { deep: object } } }).update.$set.deep))).toEqual(["z"]);
+    expect(Object.keys((sent[1] as { update: { $set: { deep: object } } }).update.$set.deep)).toEqual(["z"]);
     expect((sent[1] as { update: { $set: { when: unknown } } }).update.$set.when).toEqual(new Date(5));
   });
 
@@ -480,7 +508,13 @@ describe("mongodb adapter: bulkWrite", () => {
       bulkWrite: async (models: Document[]) => {
         await inner.insertOne(models[0].insertOne.document);
         const writeErrors = [{ index: 1, code: 121, errmsg: validation.message }];
-        throw new MongoBulkWriteError({ message: validation.message, code: 121, writeErrors: writeErrors as never }, { insertedCount: 1, matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedIds: {} } as never);
+        throw new MongoBulkWriteError({ message: validation.message, code: 121, writeErrors: writeErrors as never }, {
+          insertedCount: 1,
+          matchedCount: 0,
+          modifiedCount: 0,
+          deletedCount: 0,
+          upsertedIds: {},
+        } as never);
       },
     });
     const c7 = mongoCollection("people", () => driver);
@@ -524,8 +558,22 @@ describe("mongodb adapter: bulkWrite", () => {
           },
         });
       const network = new MongoBulkWriteError(new MongoNetworkError("connection closed") as never, { insertedCount: 0 } as never);
-      const concernResult = { insertedCount: 0, matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedIds: {}, getWriteConcernError: () => ({ code: 64, errmsg: "waiting for replication timed out" }) };
-      const concern = new MongoBulkWriteError({ message: "E11000", code: 11000, writeErrors: [{ index: 0, code: 11000, errmsg: "E11000 duplicate key error collection: crm_test.people index: _id_ dup key: { }" }] as never }, concernResult as never);
+      const concernResult = {
+        insertedCount: 0,
+        matchedCount: 0,
+        modifiedCount: 0,
+        deletedCount: 0,
+        upsertedIds: {},
+        getWriteConcernError: () => ({ code: 64, errmsg: "waiting for replication timed out" }),
+      };
+      const concern = new MongoBulkWriteError(
+        {
+          message: "E11000",
+          code: 11000,
+          writeErrors: [{ index: 0, code: 11000, errmsg: "E11000 duplicate key error collection: crm_test.people index: _id_ dup key: { }" }] as never,
+        },
+        concernResult as never,
+      );
       for (const error of [network, concern, new MongoNetworkError("connection closed")]) {
         const c = mongoCollection("people", () => failing(error));
         await expect(c.bulkWrite(ops)).rejects.toMatchObject({ code: "UNAVAILABLE" });
@@ -545,7 +593,12 @@ describe("mongodb adapter: bulkWrite", () => {
         bulkWrite: async () => {
           lose();
           const writeErrors = [{ index: 0, code: 11000, errmsg: duplicate }];
-          throw new MongoBulkWriteError({ message: duplicate, code: 11000, writeErrors: writeErrors as never }, { matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedIds: {} } as never);
+          throw new MongoBulkWriteError({ message: duplicate, code: 11000, writeErrors: writeErrors as never }, {
+            matchedCount: 0,
+            modifiedCount: 0,
+            deletedCount: 0,
+            upsertedIds: {},
+          } as never);
         },
       });
       const bulk: ClientBulk = {
@@ -555,7 +608,15 @@ describe("mongodb adapter: bulkWrite", () => {
           lose();
           const error = new MongoClientBulkWriteError({ message: "Mongo client bulk write encountered errors during execution." });
           error.writeErrors = new Map([[0, { code: 11000, message: duplicate }]]);
-          error.partialResult = { acknowledged: true, insertedCount: 0, upsertedCount: 0, matchedCount: 0, modifiedCount: 0, deletedCount: 0, updateResults: new Map() } as ClientBulkWriteResult;
+          error.partialResult = {
+            acknowledged: true,
+            insertedCount: 0,
+            upsertedCount: 0,
+            matchedCount: 0,
+            modifiedCount: 0,
+            deletedCount: 0,
+            updateResults: new Map(),
+          } as ClientBulkWriteResult;
           throw error;
         },
       };

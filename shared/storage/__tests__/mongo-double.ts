@@ -15,7 +15,14 @@
  * Every driver call is recorded in `calls`, so a test can count round trips.
  */
 import { randomUUID } from "node:crypto";
-import { MongoBulkWriteError, MongoClientBulkWriteError, MongoServerError, type ClientBulkWriteResult, type Collection as DriverCollection, type Document } from "mongodb";
+import {
+  MongoBulkWriteError,
+  MongoClientBulkWriteError,
+  MongoServerError,
+  type ClientBulkWriteResult,
+  type Collection as DriverCollection,
+  type Document,
+} from "mongodb";
 import { mongoCollection, type ClientBulk } from "../mongo";
 import type { Database, Doc, Filter, Update } from "../port";
 import { isOperatorObject, upsertSeed } from "../query/rules";
@@ -48,10 +55,7 @@ interface WriteOutcome {
 }
 
 type IndexModel = { name: string; key: Record<string, 1 | -1>; unique?: boolean; partialFilterExpression?: Filter };
-type BulkModel =
-  | { insertOne: { document: Doc } }
-  | { updateOne: { filter: Filter; update: Update; upsert?: boolean } }
-  | { deleteOne: { filter: Filter } };
+type BulkModel = { insertOne: { document: Doc } } | { updateOne: { filter: Filter; update: Update; upsert?: boolean } } | { deleteOne: { filter: Filter } };
 type ClientModel =
   | { namespace: string; name: "insertOne"; document: Doc }
   | { namespace: string; name: "updateOne"; filter: Filter; update: Update; upsert?: boolean }
@@ -61,7 +65,10 @@ const serverError = (message: string, code: number) => new MongoServerError({ me
 
 /** The server's refusals of a filter: `$` inside `$in`/`$nin`, U+0000 in a `$regex`. */
 export function refuseFilter(filter: unknown): void {
-  if (Array.isArray(filter)) return filter.forEach(refuseFilter);
+  if (Array.isArray(filter)) {
+    for (const item of filter) refuseFilter(item);
+    return;
+  }
   if (filter === null || typeof filter !== "object") return;
   for (const [key, value] of Object.entries(filter)) {
     if ((key === "$in" || key === "$nin") && Array.isArray(value) && value.some(isOperatorObject)) throw serverError(`cannot nest $ under ${key}`, 2);
@@ -95,7 +102,10 @@ export class DriverDouble {
   /** A collection's state (created empty, not yet existing, on first use). */
   state(name: string): State {
     let s = this.states.get(name);
-    if (!s) this.states.set(name, (s = { name, exists: false, docs: new Map(), indexes: new Map() }));
+    if (!s) {
+      s = { name, exists: false, docs: new Map(), indexes: new Map() };
+      this.states.set(name, s);
+    }
     return s;
   }
 
@@ -321,7 +331,16 @@ export class DriverDouble {
 
   /** An unordered collection bulk as the driver sends it: one command per kind, inserts first. */
   private collectionBulk(s: State, models: BulkModel[]) {
-    const result = { acknowledged: true, insertedCount: 0, matchedCount: 0, modifiedCount: 0, deletedCount: 0, upsertedCount: 0, upsertedIds: {} as Record<number, string>, insertedIds: {} as Record<number, string> };
+    const result = {
+      acknowledged: true,
+      insertedCount: 0,
+      matchedCount: 0,
+      modifiedCount: 0,
+      deletedCount: 0,
+      upsertedCount: 0,
+      upsertedIds: {} as Record<number, string>,
+      insertedIds: {} as Record<number, string>,
+    };
     const writeErrors: { index: number; code: number; errmsg: string }[] = [];
     const kind = (m: BulkModel) => ("insertOne" in m ? 0 : "updateOne" in m ? 1 : 2);
     const order = models.map((m, index) => ({ m, index })).sort((a, b) => kind(a.m) - kind(b.m) || a.index - b.index);

@@ -49,7 +49,10 @@ describe("test reporting", () => {
       expect(results.numPendingTests).toBe(contract.length);
       // What passes is only what needs no server.
       expect(tests.filter((t) => t.status === "passed").every((t) => t.fullName.startsWith("mongodb adapter without a server"))).toBe(true);
-      const closing = run.stdout.trim().split("\n").filter((line) => CI_GREP.test(line));
+      const closing = run.stdout
+        .trim()
+        .split("\n")
+        .filter((line) => CI_GREP.test(line));
       expect(closing).toEqual([`jest: ${results.numPassedTests} passed, 0 failed, ${contract.length} skipped`]);
     } finally {
       rmSync(out, { recursive: true, force: true });

@@ -28,7 +28,10 @@ interface Plan {
 
 /** Every stage name and index name in a plan tree (classic or SBE `queryPlan`, sharded or not). */
 function walk(node: unknown, plan: Pick<Plan, "stages" | "indexes">): void {
-  if (Array.isArray(node)) return node.forEach((n) => walk(n, plan));
+  if (Array.isArray(node)) {
+    for (const n of node) walk(n, plan);
+    return;
+  }
   if (node === null || typeof node !== "object") return;
   const n = node as Record<string, unknown>;
   if (typeof n.stage === "string") plan.stages.push(n.stage);
@@ -104,7 +107,16 @@ describeIfMongo(`mongodb server (${mongoLabel}): plans, indexes, bulk writes`, (
     const docs = [...Array.from({ length: STORE_SIZE }, (_, i) => profile(i, "s1")), ...Array.from({ length: 500 }, (_, i) => profile(i, "s2"))];
     const results = await profiles.bulkWrite(docs.map((document) => ({ insertOne: { document } })));
     expect(results.every((r) => r.ok && r.inserted)).toBe(true);
-    const links = Array.from({ length: 300 }, (_, i) => ({ _id: `l${pad(i)}`, store_id: "s1", order_id: `o${i}`, profile_id: i % 2 ? "s1-000001" : "s1-000002", total: null, currency: null, created_at: Math.floor(i / 2), linked_at: i }));
+    const links = Array.from({ length: 300 }, (_, i) => ({
+      _id: `l${pad(i)}`,
+      store_id: "s1",
+      order_id: `o${i}`,
+      profile_id: i % 2 ? "s1-000001" : "s1-000002",
+      total: null,
+      currency: null,
+      created_at: Math.floor(i / 2),
+      linked_at: i,
+    }));
     expect((await store.orderLinks.bulkWrite(links.map((document) => ({ insertOne: { document } })))).every((r) => r.ok)).toBe(true);
   }, 120_000);
 
@@ -148,7 +160,10 @@ describeIfMongo(`mongodb server (${mongoLabel}): plans, indexes, bulk writes`, (
     // The adapter's own page agrees with the server's order.
     const page = await profiles.findPage({ filter, sort, limit: LIMIT, after });
     const expected = await rawProfiles
-      .find({ store_id: "s1" }, { sort: { [sort.field]: sort.direction, _id: sort.direction }, skip: Math.floor(STORE_SIZE * 0.9) + 1, limit: LIMIT, projection: { _id: 1 } })
+      .find(
+        { store_id: "s1" },
+        { sort: { [sort.field]: sort.direction, _id: sort.direction }, skip: Math.floor(STORE_SIZE * 0.9) + 1, limit: LIMIT, projection: { _id: 1 } },
+      )
       .toArray();
     expect(page.items.map((d) => d._id)).toEqual(expected.map((d) => d._id));
   });
@@ -174,7 +189,10 @@ describeIfMongo(`mongodb server (${mongoLabel}): plans, indexes, bulk writes`, (
       const plan = await explain(rawProfiles, findQuery({ store_id: "s1", search_values: "v77" }, { limit: MAX_CANDIDATES + 1 }));
       expectIndexWalk(plan, "profiles_store_search__id");
       expect(plan.keysExamined).toBeLessThanOrEqual(2);
-      expectIndexWalk(await explain(rawProfiles, findQuery({ store_id: "s1", search_values: { $in: ["v1", "v2"] } }, { limit: MAX_CANDIDATES + 1 })), "profiles_store_search__id");
+      expectIndexWalk(
+        await explain(rawProfiles, findQuery({ store_id: "s1", search_values: { $in: ["v1", "v2"] } }, { limit: MAX_CANDIDATES + 1 })),
+        "profiles_store_search__id",
+      );
     });
 
     it("an e-mail prefix from any word: email_words read as a prefix range", async () => {
@@ -243,7 +261,11 @@ describeIfMongo(`mongodb server (${mongoLabel}): plans, indexes, bulk writes`, (
         const coll = raw.db(dbName).collection(name);
         const c = mongoCollection(name, () => coll, options);
         await c.createIndexes([{ name: "email_unique", keys: { email: 1 }, unique: true, partial: { email: { $type: "string" } } }]);
-        await coll.insertMany([{ _id: "old", email: "old@x.io", n: 0 }, { _id: "gone", n: 1 }, { _id: "also-gone", n: 2 }] as never);
+        await coll.insertMany([
+          { _id: "old", email: "old@x.io", n: 0 },
+          { _id: "gone", n: 1 },
+          { _id: "also-gone", n: 2 },
+        ] as never);
         outcomes.push(await c.bulkWrite(batch));
       }
       for (const results of outcomes) {

@@ -28,7 +28,7 @@ describe("mongodb adapter without a server", () => {
   it("maps E11000 to DUPLICATE_KEY with the index name", () => {
     const message = 'E11000 duplicate key error collection: crm_profiles.profiles index: email_unique dup key: { store_id: "s", email_lower: "a@x.io" }';
     expect(toStorageError(Object.assign(new Error(message), { code: 11000 }))).toMatchObject({ code: "DUPLICATE_KEY", index: "email_unique" });
-    expect(duplicateIndexName("E11000 duplicate key error collection: db.c index: _id_ dup key: { _id: \"a\" }")).toBe("_id_");
+    expect(duplicateIndexName('E11000 duplicate key error collection: db.c index: _id_ dup key: { _id: "a" }')).toBe("_id_");
   });
 
   it("maps connection failures to UNAVAILABLE and refused queries to INVALID_QUERY", () => {
@@ -51,7 +51,10 @@ describe("mongodb adapter without a server", () => {
       let after: { value: unknown; id: string } | undefined;
       for (;;) {
         const test = after ? mingoPredicate(keysetFilter("rank", direction, after)) : () => true;
-        const page = docs.filter((d) => test(d)).sort(order).slice(0, 3);
+        const page = docs
+          .filter((d) => test(d))
+          .sort(order)
+          .slice(0, 3);
         if (page.length === 0) break;
         seen.push(...page.map((d) => d._id));
         const last = page[page.length - 1];

@@ -248,7 +248,6 @@ describe("string order: MongoDB compares strings as UTF-8 bytes (code points), J
     expect(ids(await c.find({ store_id: "s" }, { sort: { name: 1 } }))).toEqual(["fullwidth", "emoji"]);
   });
 
-
   it("a keyset walk by name skips no document that existed from the start when the store grows past 1000 between pages", async () => {
     const c = await fresh();
     await c.createIndexes([{ name: "store_name", keys: { store_id: 1, name: 1 } }]);
@@ -267,7 +266,6 @@ describe("string order: MongoDB compares strings as UTF-8 bytes (code points), J
 });
 
 describe("other orders and plans", () => {
-
   it("pages a 1,500-document store by _id without SCAN_LIMIT when other stores' documents come first in the table", async () => {
     const c = await fresh();
     await c.createIndexes([{ name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
@@ -311,7 +309,12 @@ describe("names SQLite treats specially", () => {
 
   it("index names that differ only in case can both be created, as in MongoDB", async () => {
     const c = await fresh();
-    await expect(c.createIndexes([{ name: "ByA", keys: { a: 1 } }, { name: "bya", keys: { b: 1 } }])).resolves.toBeUndefined();
+    await expect(
+      c.createIndexes([
+        { name: "ByA", keys: { a: 1 } },
+        { name: "bya", keys: { b: 1 } },
+      ]),
+    ).resolves.toBeUndefined();
   });
 });
 
@@ -328,7 +331,6 @@ describe("anchored $regex prefixes read from an index", () => {
     expect(ids(await plain.find(filter, { sort: { _id: 1 } }))).toEqual(["exact", "longer"]);
     expect(ids(await indexed.find(filter, { sort: { _id: 1 } }))).toEqual(["exact", "longer"]);
   });
-
 });
 
 describe("parity with what MongoDB refuses", () => {
@@ -348,7 +350,6 @@ describe("parity with what MongoDB refuses", () => {
     await expect(c.insertOne({ _id: "x", a: [1, 2], b: [3, 4] })).rejects.toMatchObject({ code: "INVALID_QUERY" });
   });
 
-
   it("refuses an upsert whose $setOnInsert _id contradicts the filter's _id (MongoDB: ImmutableField, INVALID_QUERY)", async () => {
     const c = await fresh();
     await expect(c.updateOne({ _id: "a" }, { $setOnInsert: { _id: "b" } }, { upsert: true })).rejects.toMatchObject({ code: "INVALID_QUERY" });
@@ -364,7 +365,27 @@ describe("parity with what MongoDB refuses", () => {
 // ---------------------------------------------------------------------------------------------------
 
 describe("holds today (guards for the fixes)", () => {
-  const VALUES: unknown[] = [null, undefined, 0, -1, 1.5, 2 ** 60, -(2 ** 60), "", "a", "B", "é", "z", "a\u0000", "a\u0000b", true, false, new Date(0), new Date(-5), new Date(1e12)];
+  const VALUES: unknown[] = [
+    null,
+    undefined,
+    0,
+    -1,
+    1.5,
+    2 ** 60,
+    -(2 ** 60),
+    "",
+    "a",
+    "B",
+    "é",
+    "z",
+    "a\u0000",
+    "a\u0000b",
+    true,
+    false,
+    new Date(0),
+    new Date(-5),
+    new Date(1e12),
+  ];
 
   it("keyset pages over mixed types, null/missing, Dates and U+0000 are the same on every plan, both directions", async () => {
     for (const [n, indexed] of [

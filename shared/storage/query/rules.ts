@@ -305,7 +305,8 @@ export function rangeBounds(filter: Filter, field: string): RangeBounds | undefi
   const tighten = (side: "lower" | "upper", value: unknown, inclusive: boolean) => {
     const cur = bounds[side];
     if (!cur) bounds[side] = { value, inclusive };
-    else if (typeof cur.value === typeof value && (side === "lower" ? (value as number) > (cur.value as number) : (value as number) < (cur.value as number))) bounds[side] = { value, inclusive };
+    else if (typeof cur.value === typeof value && (side === "lower" ? (value as number) > (cur.value as number) : (value as number) < (cur.value as number)))
+      bounds[side] = { value, inclusive };
   };
   const visit = (f: Filter) => {
     for (const [key, value] of Object.entries(f)) {

@@ -71,7 +71,7 @@ export function compareValues(a: unknown, b: unknown): number {
   const ta = typeof a;
   if (ta === typeof b) {
     if (ta === "string") return compareStrings(a as string, b as string);
-    if (ta === "number" && a === a && b === b) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+    if (ta === "number" && !Number.isNaN(a) && !Number.isNaN(b)) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
   }
   const ra = typeRank(a);
   const rb = typeRank(b);

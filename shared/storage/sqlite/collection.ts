@@ -13,7 +13,23 @@
  * `stream` has no budget; it reads in chunks and yields the event loop between them.
  */
 import { setImmediate as nextTick } from "node:timers/promises";
-import type { BulkItemResult, BulkOp, Collection, Doc, Filter, FindOneAndUpdateOptions, FindOptions, IndexSpec, Page, PageRequest, SortDirection, StreamOptions, Update, UpdateOptions, UpdateResult } from "../port";
+import type {
+  BulkItemResult,
+  BulkOp,
+  Collection,
+  Doc,
+  Filter,
+  FindOneAndUpdateOptions,
+  FindOptions,
+  IndexSpec,
+  Page,
+  PageRequest,
+  SortDirection,
+  StreamOptions,
+  Update,
+  UpdateOptions,
+  UpdateResult,
+} from "../port";
 import { StorageError } from "../port";
 import { uuidv7 } from "../../ids";
 import { afterKeyset, compileFilter, sortComparator, type Matcher } from "../query/matcher";
@@ -89,10 +105,7 @@ interface SelectOptions {
 }
 
 function scanLimit(examined: number): StorageError {
-  return new StorageError(
-    "SCAN_LIMIT",
-    `the query read ${examined} documents that did not match without finishing: narrow it with a condition an index serves`,
-  );
+  return new StorageError("SCAN_LIMIT", `the query read ${examined} documents that did not match without finishing: narrow it with a condition an index serves`);
 }
 
 /** MongoDB's limit on one document (BSON); the JSON text is about as long. */
@@ -227,7 +240,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
         for (const row of conn.statement(`SELECT doc FROM ${this.docs}`).iterate() as Iterable<{ doc: string }>) {
           this.addKeys(conn, index, decodeDoc(row.doc));
         }
-        conn.statement("INSERT INTO _indexes (collection, name, spec, multikey) VALUES (?, ?, ?, ?)").run(this.name, spec.name, encodeValue(index.spec), index.multikey ? 1 : 0);
+        conn
+          .statement("INSERT INTO _indexes (collection, name, spec, multikey) VALUES (?, ?, ?, ?)")
+          .run(this.name, spec.name, encodeValue(index.spec), index.multikey ? 1 : 0);
         state.indexes.set(spec.name, index);
       }
     });
@@ -313,7 +328,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const missing: Record<string, unknown> = {};
     for (const f of fields) {
       const values = eq.get(f);
-      if (!values || values.length !== 1) return false;
+      if (values?.length !== 1) return false;
       setPath(probe, f, values[0]);
       // `{ f: null }` also matches documents without f: the index must hold those too.
       if (values[0] !== null) setPath(missing, f, values[0]);
@@ -385,7 +400,12 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   /** The smallest index range the filter's equalities (and a range after them) select, with its (capped) size. */
-  private smallestRange(conn: Connection, state: CollectionState, filter: Filter, eq: Map<string, unknown[]>): { source: Source & { kind: "index" }; size: number } | undefined {
+  private smallestRange(
+    conn: Connection,
+    state: CollectionState,
+    filter: Filter,
+    eq: Map<string, unknown[]>,
+  ): { source: Source & { kind: "index" }; size: number } | undefined {
     let best: { source: Source & { kind: "index" }; size: number; width: number } | undefined;
     for (const index of state.indexes.values()) {
       if (!this.partialCovered(index, eq)) continue;
@@ -490,7 +510,16 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   /** Keyset walk: `select` WHERE `fixed` AND (order columns) > start, ORDER BY the order columns, CHUNK at a time. */
-  private *walk(conn: Connection, select: string, fixed: string, params: KeyColumn[], order: string[], direction: SortDirection, start: KeyColumn[] | undefined, alias = ""): Generator<Row> {
+  private *walk(
+    conn: Connection,
+    select: string,
+    fixed: string,
+    params: KeyColumn[],
+    order: string[],
+    direction: SortDirection,
+    start: KeyColumn[] | undefined,
+    alias = "",
+  ): Generator<Row> {
     const dir = direction === 1 ? "ASC" : "DESC";
     const cmp = direction === 1 ? ">" : "<";
     const orderBy = order.map((c) => `${alias}${c} ${dir}`).join(", ");
@@ -569,7 +598,13 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const { field, direction } = request.sort ?? ({} as PageRequest["sort"]);
     if (typeof field !== "string" || (direction !== 1 && direction !== -1)) throw invalidQuery("findPage needs sort { field, direction }");
     if (request.after !== undefined && typeof request.after?.id !== "string") throw invalidQuery("after.id must be a string");
-    const sort: [string, SortDirection][] = field === "_id" ? [["_id", direction]] : [[field, direction], ["_id", direction]];
+    const sort: [string, SortDirection][] =
+      field === "_id"
+        ? [["_id", direction]]
+        : [
+            [field, direction],
+            ["_id", direction],
+          ];
     const docs = this.use((conn, state) => this.select(conn, state, request.filter, { sort, limit: limit + 1, after: request.after }));
     const hasMore = docs.length > limit;
     if (hasMore) docs.length = limit;

@@ -68,7 +68,9 @@ export class Connection {
         this.db.exec("PRAGMA journal_mode = WAL");
         this.db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
       }
-      this.db.exec("CREATE TABLE IF NOT EXISTS _indexes (collection TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, multikey INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (collection, name)) WITHOUT ROWID");
+      this.db.exec(
+        "CREATE TABLE IF NOT EXISTS _indexes (collection TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, multikey INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (collection, name)) WITHOUT ROWID",
+      );
     } catch (err) {
       this.db.close();
       throw asStorageError(err);
