@@ -192,9 +192,7 @@ export function probeReport(reset: boolean, gc = false): ProbeReport {
   const report: ProbeReport = {
     calls: [...stats.values()].map((s) => ({ ...s })),
     slowest: slowest.map((c) => ({ ...c })),
-    loop: loop
-      ? { max: ms(loop.max), p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), mean: ms(loop.mean) }
-      : { max: 0, p50: 0, p99: 0, mean: 0 },
+    loop: loop ? { max: ms(loop.max), p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), mean: ms(loop.mean) } : { max: 0, p50: 0, p99: 0, mean: 0 },
     memory: { rss: mb(memory.rss), heapUsed: mb(memory.heapUsed), external: mb(memory.external), ...(afterGc ? { afterGc } : {}) },
     opens: opens.map((o) => ({ ...o })),
     nowMs: performance.now(),

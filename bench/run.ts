@@ -87,18 +87,11 @@ function commonEnv(port: number, smtp: SmtpTestServer): Record<string, string> {
   };
 }
 
-
 // ---------------------------------------------------------------- measuring
 
 type Request = { method: "GET" | "POST"; path: string; headers?: Record<string, string>; body?: string };
 
-async function measure(
-  scenario: string,
-  deployment: string,
-  base: string,
-  request: Request | (() => Request),
-  amount?: number,
-): Promise<Row> {
+async function measure(scenario: string, deployment: string, base: string, request: Request | (() => Request), amount?: number): Promise<Row> {
   const fixed = typeof request === "function" ? request() : request;
   const result = await autocannon({
     url: base,

@@ -66,17 +66,57 @@ const SERVER = path.resolve(__dirname, "../bin/server.js");
 const PROBE = path.resolve(__dirname, "probe.js");
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
-const load = () => os.loadavg().map((l) => l.toFixed(2)).join(" / ");
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" / ");
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
 const int = (n: number) => Math.round(n).toLocaleString("en-US");
 
 // ---------------------------------------------------------------- profiles
 
 const CITIES = [
-  "lisbon", "porto", "madrid", "seville", "paris", "lyon", "marseille", "berlin", "hamburg", "munich",
-  "vienna", "zurich", "geneva", "milan", "rome", "naples", "turin", "london", "leeds", "dublin",
-  "cork", "oslo", "bergen", "stockholm", "gothenburg", "copenhagen", "aarhus", "helsinki", "tallinn", "riga",
-  "vilnius", "warsaw", "krakow", "prague", "brno", "budapest", "bucharest", "sofia", "athens", "thessaloniki",
+  "lisbon",
+  "porto",
+  "madrid",
+  "seville",
+  "paris",
+  "lyon",
+  "marseille",
+  "berlin",
+  "hamburg",
+  "munich",
+  "vienna",
+  "zurich",
+  "geneva",
+  "milan",
+  "rome",
+  "naples",
+  "turin",
+  "london",
+  "leeds",
+  "dublin",
+  "cork",
+  "oslo",
+  "bergen",
+  "stockholm",
+  "gothenburg",
+  "copenhagen",
+  "aarhus",
+  "helsinki",
+  "tallinn",
+  "riga",
+  "vilnius",
+  "warsaw",
+  "krakow",
+  "prague",
+  "brno",
+  "budapest",
+  "bucharest",
+  "sofia",
+  "athens",
+  "thessaloniki",
 ];
 const TIERS = ["bronze", "silver", "gold"];
 
@@ -288,7 +328,8 @@ function matchCounts(): { prefix: Map<string, number>; lisbon: number; archived:
 }
 
 function searchCases(someId: string): SearchCase[] {
-  const taxonomy = (operation: string, key: string, value: unknown) => [{ taxonomy_id: "customer", query: [{ key, type: "text", operation, value }] }] as ProfileSearch["taxonomy_query"];
+  const taxonomy = (operation: string, key: string, value: unknown) =>
+    [{ taxonomy_id: "customer", query: [{ key, type: "text", operation, value }] }] as ProfileSearch["taxonomy_query"];
   const m = matchCounts();
   const prefix = (p: string) => ({ label: `query=${p} (e-mail prefix, ${int(m.prefix.get(p)!)} matches)`, search: { query: p } });
   return [
@@ -454,7 +495,14 @@ async function portChild(file: string, someId: string): Promise<PortFigures> {
         after = { value: last[sortKey], id: last._id };
       }
       if (rows !== PROFILES) throw new Error(`the ${order.label} walk read ${rows} profiles, not ${PROFILES}`);
-      row = { order: order.label, first: summarize(first), deep: summarize(walk.slice(deepAt, deepAt + REPEAT)), deepAt: deepAt * 20, depths: summarize(walk), depthsLabel: `every page (${int(walk.length)})` };
+      row = {
+        order: order.label,
+        first: summarize(first),
+        deep: summarize(walk.slice(deepAt, deepAt + REPEAT)),
+        deepAt: deepAt * 20,
+        depths: summarize(walk),
+        depthsLabel: `every page (${int(walk.length)})`,
+      };
     } else {
       // Pages of 20 through searchProfiles at ten depths; between them the cursor is carried by pages of
       // WALK_LIMIT (the API's largest) read through searchProfiles too.
@@ -505,14 +553,48 @@ async function portChild(file: string, someId: string): Promise<PortFigures> {
   const afterGc = probeReport(false, true).memory.afterGc;
   await db.close();
   slowest.sort((a, b) => b.ms - a.ms);
-  return { rssBaseline, openMs, ensureIndexesMs, firstPageMs, rssAfterOpen, pages, searches, rssAfter, afterGc, slowest: slowest.slice(0, 5), calls: [...calls.values()], load: `${loadAtStart} → ${load()}` };
+  return {
+    rssBaseline,
+    openMs,
+    ensureIndexesMs,
+    firstPageMs,
+    rssAfterOpen,
+    pages,
+    searches,
+    rssAfter,
+    afterGc,
+    slowest: slowest.slice(0, 5),
+    calls: [...calls.values()],
+    load: `${loadAtStart} → ${load()}`,
+  };
 }
 
 function runPortChild(file: string, someId: string): Promise<PortFigures> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--expose-gc", __filename, "--port-child", file, someId, "--profiles", String(PROFILES), "--repeat", String(REPEAT), "--search-repeat", String(SEARCH_REPEAT), "--depth-pages", String(DEPTH_PAGES), "--walk-limit", String(WALK_LIMIT), ...(FULL_WALK ? ["--full-walk"] : [])], {
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        "--expose-gc",
+        __filename,
+        "--port-child",
+        file,
+        someId,
+        "--profiles",
+        String(PROFILES),
+        "--repeat",
+        String(REPEAT),
+        "--search-repeat",
+        String(SEARCH_REPEAT),
+        "--depth-pages",
+        String(DEPTH_PAGES),
+        "--walk-limit",
+        String(WALK_LIMIT),
+        ...(FULL_WALK ? ["--full-walk"] : []),
+      ],
+      {
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      },
+    );
     let figures: PortFigures | undefined;
     child.on("message", (m: { figures?: PortFigures }) => (figures = m.figures));
     child.on("exit", (code) => (figures ? resolve(figures) : reject(new Error(`the port child exited with ${code}`))));
@@ -682,7 +764,9 @@ async function measureHttp(dataDir: string, someId: string): Promise<HttpFigures
         slowest: report.slowest[0],
       };
       pages.push(row);
-      log(`http ${order.label}: first p99 ${fmt(row.first.p99)} ms, 90% p99 ${fmt(row.deep.p99)} ms, depths p99 ${fmt(row.depths.p99)} ms, loop max ${report.loop.max} ms`);
+      log(
+        `http ${order.label}: first p99 ${fmt(row.first.p99)} ms, 90% p99 ${fmt(row.deep.p99)} ms, depths p99 ${fmt(row.depths.p99)} ms, loop max ${report.loop.max} ms`,
+      );
     }
 
     const searches: SearchRow[] = [];
@@ -735,13 +819,11 @@ function report(file: string, seedFigures: SeedFigures, port: PortFigures | unde
     `Storage bench ${new Date().toISOString()}: ${int(PROFILES)} profiles in one store, SQLite file store (${fileMb(file)} MB on disk), Node ${process.version}, ${os.cpus().length} cores`,
     "",
   ];
-  {
-    if (seedFigures.reused) lines.push(`Seeding: reused ${file}; it was seeded by an earlier run, which measured:`, "");
-    lines.push(
-      `Seeding through the port (load ${seedFigures.load}): ${int(seedFigures.bulkRows)} profiles by bulkWrite in batches of ${BATCH}: ${int(seedFigures.bulkRowsPerSec)} rows/s (per batch p50 ${fmt(seedFigures.bulkBatch.p50)} ms, p99 ${fmt(seedFigures.bulkBatch.p99)} ms, max ${fmt(seedFigures.bulkBatch.max)} ms); then ${int(seedFigures.oneRows)} by insertOne: ${int(seedFigures.oneRowsPerSec)} rows/s (p50 ${fmt(seedFigures.insertOne.p50, 3)} ms, p99 ${fmt(seedFigures.insertOne.p99, 3)} ms, max ${fmt(seedFigures.insertOne.max)} ms). ${fmt(seedFigures.seconds, 0)} s in all.`,
-      "",
-    );
-  }
+  if (seedFigures.reused) lines.push(`Seeding: reused ${file}; it was seeded by an earlier run, which measured:`, "");
+  lines.push(
+    `Seeding through the port (load ${seedFigures.load}): ${int(seedFigures.bulkRows)} profiles by bulkWrite in batches of ${BATCH}: ${int(seedFigures.bulkRowsPerSec)} rows/s (per batch p50 ${fmt(seedFigures.bulkBatch.p50)} ms, p99 ${fmt(seedFigures.bulkBatch.p99)} ms, max ${fmt(seedFigures.bulkBatch.max)} ms); then ${int(seedFigures.oneRows)} by insertOne: ${int(seedFigures.oneRowsPerSec)} rows/s (p50 ${fmt(seedFigures.insertOne.p50, 3)} ms, p99 ${fmt(seedFigures.insertOne.p99, 3)} ms, max ${fmt(seedFigures.insertOne.max)} ms). ${fmt(seedFigures.seconds, 0)} s in all.`,
+    "",
+  );
   const row = (label: string, what: string, x: Summary) => `| ${label} | ${what} | ${int(x.n)} | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.max)} |`;
   const pageTable = (rows: PageRow[]) => [
     "| order | pages (limit 20 unless said) | n | p50 ms | p99 ms | max ms |",
@@ -758,12 +840,20 @@ function report(file: string, seedFigures: SeedFigures, port: PortFigures | unde
   const searchTable = (rows: SearchRow[], http: boolean) => [
     `| search (limit 20, created_at desc) | answer | n | p50 ms | max ms | slowest storage call${http ? " | event-loop max ms" : ""} |`,
     `| --- | --- | ---: | ---: | ---: | ---${http ? " | ---:" : ""} |`,
-    ...rows.map((r) => `| ${r.label} | ${r.answer} | ${r.latency.n} | ${fmt(r.latency.p50)} | ${fmt(r.latency.max)} | ${slowestLine(r.slowest)}${http ? ` | ${fmt(r.loopMax ?? 0)}` : ""} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.label} | ${r.answer} | ${r.latency.n} | ${fmt(r.latency.p50)} | ${fmt(r.latency.max)} | ${slowestLine(r.slowest)}${http ? ` | ${fmt(r.loopMax ?? 0)}` : ""} |`,
+    ),
   ];
   const callTable = (calls: CallStats[]) => [
     "| storage call | calls | mean ms (wall / CPU) | max ms (wall / CPU) | over 50 ms (wall / CPU) |",
     "| --- | ---: | ---: | ---: | ---: |",
-    ...[...calls].sort((a, b) => b.maxMs - a.maxMs).map((c) => `| ${c.call} | ${int(c.calls)} | ${fmt(c.totalMs / c.calls, 3)} / ${fmt(c.totalCpuMs / c.calls, 3)} | ${fmt(c.maxMs)} / ${fmt(c.maxCpuMs)} | ${c.over50} / ${c.over50Cpu} |`),
+    ...[...calls]
+      .sort((a, b) => b.maxMs - a.maxMs)
+      .map(
+        (c) =>
+          `| ${c.call} | ${int(c.calls)} | ${fmt(c.totalMs / c.calls, 3)} / ${fmt(c.totalCpuMs / c.calls, 3)} | ${fmt(c.maxMs)} / ${fmt(c.maxCpuMs)} | ${c.over50} / ${c.over50Cpu} |`,
+      ),
   ];
   const slowList = (calls: CallRecord[]) => calls.slice(0, 3).map((c) => `- ${slowestLine(c)}: ${c.args}`);
   if (port) {
