@@ -9,7 +9,7 @@ import type { AuthStore, RefreshTokenDoc, SessionDoc } from "./auth.store";
 import { AuthErrors } from "./auth.errors";
 import type { KeyRing } from "./keys";
 import type { AuthLimits } from "./limits";
-import { newRefreshToken, seal, sha256, signAccessToken, unseal, verifyAccessToken } from "./tokens";
+import { AccessTokenVerifier, newRefreshToken, seal, sha256, signAccessToken, unseal } from "./tokens";
 
 /** How long an expired or revoked session record is kept before the purge deletes it. */
 const SESSION_RETENTION_SECONDS = 24 * 60 * 60;
@@ -30,7 +30,11 @@ export function toSessionInfo(doc: SessionDoc): SessionInfo {
 const sealContext = (doc: RefreshTokenDoc) => `refresh-grace:${doc.store_id}:${doc.session_id}:${doc.hash}`;
 
 export class Sessions {
-  constructor(private readonly deps: SessionDeps) {}
+  private readonly accessTokens: AccessTokenVerifier;
+
+  constructor(private readonly deps: SessionDeps) {
+    this.accessTokens = new AccessTokenVerifier(deps.keys);
+  }
 
   /** A new session for a profile -> its first token pair. */
   async issue(input: { store_id: string; profile_id: string; is_verified: boolean }): Promise<AuthToken> {
@@ -97,7 +101,7 @@ export class Sessions {
   /** The principal of a valid access token of a live session of `store_id`; 401 otherwise. */
   async authenticate(input: { store_id: string; access_token: string }): Promise<SessionPrincipal> {
     const now = this.deps.now();
-    const claims = await verifyAccessToken(this.deps.keys, input.access_token, input.store_id, now);
+    const claims = await this.accessTokens.verify(input.access_token, input.store_id, now);
     if (!claims) throw AuthErrors.invalidToken();
     const session = await this.liveSession(input.store_id, claims.session_id, now);
     if (!session || session.profile_id !== claims.profile_id) throw AuthErrors.invalidToken();

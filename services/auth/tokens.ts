@@ -34,8 +34,39 @@ export function signAccessToken(keys: KeyRing, claims: AccessClaims, issuedAt: n
     .sign(keys.current.jwt);
 }
 
+/**
+ * Verifies access tokens and remembers, per process, the claims of the tokens it verified until they
+ * expire: a session asks with the same token on every request, and the HMAC check through WebCrypto is
+ * the dearest part of it. Only the signature check is remembered; the caller still checks the session
+ * (revocation) every time. Keys change only with a restart, so a remembered answer stays true.
+ */
+export class AccessTokenVerifier {
+  private readonly verified = new Map<string, { claims: AccessClaims; exp: number }>();
+
+  constructor(
+    private readonly keys: KeyRing,
+    private readonly capacity = 10_000,
+  ) {}
+
+  async verify(token: string, storeId: string, now: number): Promise<AccessClaims | null> {
+    const known = this.verified.get(token);
+    if (known && now < known.exp) return known.claims.store_id === storeId ? known.claims : null;
+    if (known) this.verified.delete(token);
+    const result = await verifyWithExpiry(this.keys, token, storeId, now);
+    if (!result) return null;
+    // Oldest first out (a Map keeps insertion order).
+    if (this.verified.size >= this.capacity) this.verified.delete(this.verified.keys().next().value as string);
+    this.verified.set(token, result);
+    return result.claims;
+  }
+}
+
 /** The claims of a valid access token for `storeId` at time `now`, or null (any failure). */
 export async function verifyAccessToken(keys: KeyRing, token: string, storeId: string, now: number): Promise<AccessClaims | null> {
+  return (await verifyWithExpiry(keys, token, storeId, now))?.claims ?? null;
+}
+
+async function verifyWithExpiry(keys: KeyRing, token: string, storeId: string, now: number): Promise<{ claims: AccessClaims; exp: number } | null> {
   try {
     const { payload } = await jwtVerify(
       token,
@@ -46,8 +77,8 @@ export async function verifyAccessToken(keys: KeyRing, token: string, storeId: s
       },
       { algorithms: ["HS256"], issuer: ISSUER, audience: audienceOf(storeId), currentDate: new Date(now * 1000), requiredClaims: ["exp", "sub", "sid"] },
     );
-    if (!isUuid(payload.sub) || !isUuid(payload.sid)) return null;
-    return { store_id: storeId, profile_id: payload.sub, session_id: payload.sid };
+    if (!isUuid(payload.sub) || !isUuid(payload.sid) || typeof payload.exp !== "number") return null;
+    return { claims: { store_id: storeId, profile_id: payload.sub, session_id: payload.sid }, exp: payload.exp };
   } catch {
     return null;
   }

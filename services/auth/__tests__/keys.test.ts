@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { uuidv7 } from "../../../shared/ids";
 import { keySources, loadKeyRing } from "../keys";
-import { seal, signAccessToken, unseal, verifyAccessToken } from "../tokens";
+import { AccessTokenVerifier, seal, signAccessToken, unseal, verifyAccessToken } from "../tokens";
 
 const claims = { store_id: uuidv7(), profile_id: uuidv7(), session_id: uuidv7() };
 const quiet = () => {};
@@ -90,6 +90,26 @@ describe("access tokens", () => {
     const part = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
     const unsigned = `${part({ alg: "none", kid: "k1" })}.${part({ sub: claims.profile_id, sid: claims.session_id, aud: `store:${claims.store_id}`, iss: "crm", exp: 2000 })}.`;
     await expect(verifyAccessToken(ring, unsigned, claims.store_id, 1500)).resolves.toBeNull();
+  });
+});
+
+describe("AccessTokenVerifier", () => {
+  it("remembers a verified token only until its exp, only for its store, and never a refused one", async () => {
+    const ring = await loadKeyRing({ NODE_ENV: "test", JWT_SECRET: "a" }, quiet);
+    const impostor = await loadKeyRing({ NODE_ENV: "test", JWT_SECRET: "b" }, quiet);
+    const verifier = new AccessTokenVerifier(ring, 2);
+    const token = await signAccessToken(ring, claims, 1000, 1900);
+    await expect(verifier.verify(token, claims.store_id, 1500)).resolves.toEqual(claims);
+    await expect(verifier.verify(token, claims.store_id, 1899)).resolves.toEqual(claims); // remembered
+    await expect(verifier.verify(token, uuidv7(), 1500)).resolves.toBeNull(); // another store, even remembered
+    await expect(verifier.verify(token, claims.store_id, 1900)).resolves.toBeNull(); // expired, even remembered
+    const forged = await signAccessToken(impostor, claims, 1000, 1900);
+    await expect(verifier.verify(forged, claims.store_id, 1500)).resolves.toBeNull();
+    await expect(verifier.verify(forged, claims.store_id, 1500)).resolves.toBeNull();
+    // Bounded: the oldest answers go first, and a forgotten token is simply verified again.
+    const others = await Promise.all([1, 2, 3].map(() => signAccessToken(ring, claims, 1000, 1900)));
+    for (const t of others) await expect(verifier.verify(t, claims.store_id, 1500)).resolves.toEqual(claims);
+    await expect(verifier.verify(token, claims.store_id, 1500)).resolves.toEqual(claims);
   });
 });
 
