@@ -141,7 +141,7 @@ function responsesOf(route: RouteDef, hasBody: boolean, convert: (s: z.ZodType, 
   const extra = new Set(route.errors ?? []);
   const responses: Record<string, unknown> = { [String(status)]: success, "400": ref("BadRequest") };
   if (route.auth !== "public" || extra.has(401)) responses["401"] = ref("Unauthenticated");
-  if (route.auth === "admin") responses["403"] = ref("Forbidden");
+  if (route.auth === "admin" || extra.has(403)) responses["403"] = ref("Forbidden");
   responses["404"] = ref("NotFound");
   if (extra.has(409)) responses["409"] = ref("Conflict");
   if (hasBody) {

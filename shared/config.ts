@@ -107,10 +107,23 @@ export const BillingSettings = z.object({
   STRIPE_API_URL: optionalString,
 });
 
+export const ProfileListsSettings = z.object({
+  /** The address the public reaches the gateway at, for links in e-mails (unset: http://localhost:$PORT). */
+  PUBLIC_URL: optionalString.refine((url) => url === undefined || /^https?:\/\/[^/\s]+/.test(url), "must be an http(s) URL, e.g. https://crm.shop.example"),
+  /** Comma-separated origins allowed in confirm_url (unset: PUBLIC_URL's origin plus CORS_ORIGINS). */
+  LINK_ORIGINS: optionalString,
+  CORS_ORIGINS: optionalString,
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+});
+
 /** A service that reads nothing beyond the platform's settings. */
 export const NoSettings = z.object({});
 
-const ConfigSchema = PlatformSettings.extend(GatewaySettings.shape).extend(AuthSettings.shape).extend(MailerSettings.shape).extend(BillingSettings.shape);
+const ConfigSchema = PlatformSettings.extend(GatewaySettings.shape)
+  .extend(AuthSettings.shape)
+  .extend(MailerSettings.shape)
+  .extend(BillingSettings.shape)
+  .extend(ProfileListsSettings.shape);
 
 /** Every setting of every service (a type for code that is handed settings; each process parses only its own). */
 export type Config = z.infer<typeof ConfigSchema>;

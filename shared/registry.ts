@@ -7,9 +7,11 @@
  */
 import type { z } from "zod";
 import { AuthSettings, BillingSettings, cachedSettings, ConfigError, GatewaySettings, MailerSettings, NoSettings, PlatformSettings, parseSettings } from "./config";
+import { ProfileListsSettings } from "./config";
 import type { DurableEventName } from "./contracts/events";
 import { authRoutes } from "./routes/auth";
 import { gatewayRoutes } from "./routes/gateway";
+import { profileListRoutes } from "./routes/profile-lists";
 import { profileRoutes } from "./routes/profiles";
 import type { RouteDef } from "./routes/types";
 
@@ -31,7 +33,7 @@ export const SERVICE_REGISTRY = [
   { name: "gateway", module: "gateway/gateway.service", settings: GatewaySettings, routes: gatewayRoutes, publishes: [], consumes: [], storage: false },
   { name: "auth", module: "services/auth/auth.service", settings: AuthSettings, routes: authRoutes, publishes: [], consumes: [], storage: true },
   { name: "profiles", module: "services/profiles/profiles.service", settings: NoSettings, routes: profileRoutes, publishes: ["profile.merged"], consumes: ["order.created"], storage: true },
-  { name: "profile-lists", module: "services/profile-lists/profile-lists.service", settings: NoSettings, routes: [], publishes: [], consumes: [], storage: true },
+  { name: "profile-lists", module: "services/profile-lists/profile-lists.service", settings: ProfileListsSettings, routes: profileListRoutes, publishes: [], consumes: ["profile.merged", "email-template.deleted"], storage: true },
   { name: "campaigns", module: "services/campaigns/campaigns.service", settings: NoSettings, routes: [], publishes: [], consumes: [], storage: true },
   { name: "mailer", module: "services/mailer/mailer.service", settings: MailerSettings, routes: [], publishes: [], consumes: [], storage: true },
   { name: "billing", module: "services/billing/billing.service", settings: BillingSettings, routes: [], publishes: [], consumes: [], storage: true },

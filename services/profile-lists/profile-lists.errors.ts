@@ -1,5 +1,25 @@
 /**
  * The profile-lists service's error catalog: a stable `reason` per failure (in `data.reason`) and its public
- * message (see shared/errors.ts). Empty until its issue adds its rules.
+ * message (see shared/errors.ts). Nothing internal goes in a message.
  */
-export const ProfileListsErrors = {} as const;
+import { crmError, validationError } from "../../shared/errors";
+
+export const ProfileListsErrors = {
+  listNotFound: () => crmError("NOT_FOUND", "Profile list not found", { reason: "LIST_NOT_FOUND" }),
+  membershipNotFound: () => crmError("NOT_FOUND", "The profile is not a member of this list", { reason: "MEMBERSHIP_NOT_FOUND" }),
+  profileNotFound: () => crmError("NOT_FOUND", "Profile not found", { reason: "PROFILE_NOT_FOUND" }),
+  keyTaken: () => crmError("CONFLICT", "Another profile list of this store already uses this key", { reason: "LIST_KEY_TAKEN" }),
+  typeImmutable: () => validationError("type", "the type of a profile list cannot be changed", "The type of a profile list cannot be changed"),
+  sessionRequired: () => crmError("UNAUTHENTICATED", "Authentication required", { reason: "SESSION_REQUIRED" }),
+  notYourProfile: () => crmError("FORBIDDEN", "The session may only act for its own profile", { reason: "NOT_YOUR_PROFILE" }),
+  profileHasNoEmail: () => validationError("profile_id", "the profile has no e-mail to confirm", "The profile has no e-mail address yet (connect first)"),
+  confirmUrlRequired: () => validationError("confirm_url", "required for a double opt-in list", "confirm_url is required for this list"),
+  linkNotAllowed: (field: string) => validationError(field, "must be https (http on localhost) on an origin the deployment allows (LINK_ORIGINS)"),
+  invalidToken: () => validationError("token", "invalid, used or expired token", "The link is invalid, used or expired"),
+  billingNotConfigured: () => crmError("SERVICE_UNAVAILABLE", "Paid lists are not available: billing is not configured", { reason: "BILLING_NOT_CONFIGURED" }),
+  listNotOpen: () => validationError("id", "the list is not active", "This list does not take subscriptions"),
+  resendTooSoon: (retryAfter: number) =>
+    crmError("RATE_LIMITED", "A confirmation e-mail was sent moments ago; try again shortly", { reason: "RESEND_TOO_SOON", retryAfter }),
+  rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),
+  concurrentUpdate: () => crmError("CONFLICT", "The membership changed concurrently; try again", { reason: "CONCURRENT_UPDATE" }),
+} as const;

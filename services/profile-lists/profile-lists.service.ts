@@ -1,27 +1,126 @@
 /**
- * Profile lists: lists, memberships, subscribe/confirm/access/unsubscribe, import.
- * Transport only: `started()` builds the rules once (createProfileLists in profile-lists.logic.ts, the composition
- * root) and each handler hands its params to them. (Skeleton: storage and health are in place; the list features arrive with their issue.)
+ * Profile lists: lists, memberships, subscribe/confirm/access/unsubscribe, admin members; consumes
+ * `profile.merged` (memberships move) and `email-template.deleted` (lists fall back to single opt-in).
+ * Transport only: `started()` builds the rules once (createProfileLists in profile-lists.logic.ts, the
+ * composition root) and each handler hands its params and the caller (ctx.meta) to them.
  */
-import type { Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Service, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { z } from "zod";
+import type { RequestMeta } from "../../shared/contracts/common";
+import { ProfileListsActions } from "../../shared/contracts/profile-lists";
+import { durableChannel } from "../../shared/events/durable";
 import { storageMixin, type StorageMixinThis } from "../../shared/mixins/storage.mixin";
+import { settingsOf } from "../../shared/registry";
+import { zodParams } from "../../shared/validation";
 import { createProfileLists, type ProfileLists } from "./profile-lists.logic";
+
+type P<K extends keyof typeof ProfileListsActions> = Context<z.infer<(typeof ProfileListsActions)[K]>, RequestMeta>;
 
 interface ProfileListsVars extends StorageMixinThis {
   profileLists: ProfileLists;
 }
 
-type This = Service<ServiceSettingSchema> & ProfileListsVars;
+export type ProfileListsService = Service<ServiceSettingSchema> & ProfileListsVars;
 
-const ProfileListsService: ServiceSchema<ServiceSettingSchema, Record<string, never>, ProfileListsVars, This> = {
+/** Reads are safe to retry on a transient failure. */
+const retryable = { retryPolicy: { enabled: true } };
+const callerOf = (ctx: Context<unknown, RequestMeta>) => ({ auth: ctx.meta.auth, ip: ctx.meta.ip, userAgent: ctx.meta.userAgent });
+
+const ProfileListsServiceSchema: ServiceSchema<ServiceSettingSchema, Record<string, never>, ProfileListsVars, ProfileListsService> = {
   name: "profile-lists",
   mixins: [storageMixin("profile-lists")],
 
-  actions: {},
+  actions: {
+    create: {
+      params: zodParams(ProfileListsActions.create),
+      handler(ctx: P<"create">) {
+        return this.profileLists.create(ctx.params);
+      },
+    },
+    get: {
+      ...retryable,
+      params: zodParams(ProfileListsActions.get),
+      handler(ctx: P<"get">) {
+        return this.profileLists.get(ctx.params);
+      },
+    },
+    find: {
+      ...retryable,
+      params: zodParams(ProfileListsActions.find),
+      handler(ctx: P<"find">) {
+        return this.profileLists.find(ctx.params);
+      },
+    },
+    update: {
+      params: zodParams(ProfileListsActions.update),
+      handler(ctx: P<"update">) {
+        return this.profileLists.update(ctx.params);
+      },
+    },
+    members: {
+      ...retryable,
+      params: zodParams(ProfileListsActions.members),
+      handler(ctx: P<"members">) {
+        return this.profileLists.members(ctx.params);
+      },
+    },
+    addMember: {
+      params: zodParams(ProfileListsActions.addMember),
+      handler(ctx: P<"addMember">) {
+        return this.profileLists.addMember(ctx.params, callerOf(ctx));
+      },
+    },
+    removeMember: {
+      params: zodParams(ProfileListsActions.removeMember),
+      handler(ctx: P<"removeMember">) {
+        return this.profileLists.removeMember(ctx.params);
+      },
+    },
+    subscribe: {
+      params: zodParams(ProfileListsActions.subscribe),
+      handler(ctx: P<"subscribe">) {
+        return this.profileLists.subscribe(ctx.params, callerOf(ctx));
+      },
+    },
+    confirm: {
+      params: zodParams(ProfileListsActions.confirm),
+      handler(ctx: P<"confirm">) {
+        return this.profileLists.confirm(ctx.params, callerOf(ctx));
+      },
+    },
+    access: {
+      ...retryable,
+      params: zodParams(ProfileListsActions.access),
+      handler(ctx: P<"access">) {
+        return this.profileLists.access(ctx.params, callerOf(ctx));
+      },
+    },
+    unsubscribe: {
+      params: zodParams(ProfileListsActions.unsubscribe),
+      handler(ctx: P<"unsubscribe">) {
+        return this.profileLists.unsubscribe(ctx.params, callerOf(ctx));
+      },
+    },
+  },
+
+  channels: {
+    "profile.merged": durableChannel("profile.merged", {
+      group: "profile-lists",
+      async handler(this: ProfileListsService, payload) {
+        await this.profileLists.moveMemberships(payload);
+      },
+    }),
+    "email-template.deleted": durableChannel("email-template.deleted", {
+      group: "profile-lists",
+      async handler(this: ProfileListsService, payload) {
+        await this.profileLists.markTemplateDeleted(payload);
+      },
+    }),
+  },
 
   async started() {
-    this.profileLists = await createProfileLists({ db: this.db, bus: this.broker, logger: this.logger });
+    this.profileLists = await createProfileLists({ db: this.db, bus: this.broker, logger: this.logger, settings: settingsOf("profile-lists") });
   },
 };
 
-export = ProfileListsService;
+export = ProfileListsServiceSchema;

@@ -1,8 +1,89 @@
-/** The profile-lists service's collections and indexes, through the storage port (none yet). */
-import type { Database } from "../../shared/storage/port";
+/**
+ * The profile-lists service's collections and indexes, through the storage port:
+ *   lists        one document per list (key unique per store; `search_words` served by a multikey index)
+ *   memberships  one per (list, profile) (unique); the confirm token's hash lives on its membership
+ *   limits       fixed-window counters and cooldowns for confirmation mail (per address, per IP)
+ *   secrets      the key that signs unsubscribe links (made once, shared by every instance)
+ */
+import type { Collection, Database, Doc } from "../../shared/storage/port";
+import type { Consent, MembershipStatus, ProfileListStatus, ProfileListType } from "../../shared/contracts/profile-lists";
+
+export interface ListDoc extends Doc {
+  store_id: string;
+  key: string;
+  name: string;
+  description: string | null;
+  status: ProfileListStatus;
+  type: ProfileListType;
+  member_count: number;
+  confirm_template_missing: boolean;
+  /** Lowercased key and name, and each part of them from a word on: prefix-matched by `find`'s `query`. */
+  search_words: string[];
+  created_at: number;
+  updated_at: number;
+}
+
+export interface MembershipDoc extends Doc {
+  store_id: string;
+  profile_list_id: string;
+  profile_id: string;
+  status: MembershipStatus;
+  source: "signup" | "admin" | "import" | "system";
+  consent: Consent;
+  consent_history: Consent[];
+  payment: null;
+  start_date: number | null;
+  end_date: number | null;
+  /** sha256 of the pending confirmation token (only while pending). */
+  confirm_token_hash?: string;
+  confirm_expires_at?: number;
+  /** When the last confirmation mail was sent (re-sends at most once a minute). */
+  last_sent_at?: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface LimitDoc extends Doc {
+  store_id: string;
+  count: number;
+  window_start: number;
+  expires_at: number;
+}
+
+export interface SecretDoc extends Doc {
+  secret: string;
+}
+
+export const LIST_KEY_INDEX = "lists_store_key_unique";
+export const MEMBERSHIP_INDEX = "memberships_list_profile_unique";
 
 export class ProfileListsStore {
-  constructor(readonly db: Database) {}
+  readonly lists: Collection<ListDoc>;
+  readonly memberships: Collection<MembershipDoc>;
+  readonly limits: Collection<LimitDoc>;
+  readonly secrets: Collection<SecretDoc>;
 
-  async ensureIndexes(): Promise<void> {}
+  constructor(readonly db: Database) {
+    this.lists = db.collection<ListDoc>("lists");
+    this.memberships = db.collection<MembershipDoc>("memberships");
+    this.limits = db.collection<LimitDoc>("limits");
+    this.secrets = db.collection<SecretDoc>("secrets");
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await this.lists.createIndexes([
+      { name: LIST_KEY_INDEX, keys: { store_id: 1, key: 1 }, unique: true },
+      { name: "lists_store_created", keys: { store_id: 1, created_at: 1 } },
+      { name: "lists_store_search", keys: { store_id: 1, search_words: 1 } },
+      { name: "lists_store_template", keys: { store_id: 1, "type.confirm_template_id": 1 } },
+    ]);
+    await this.memberships.createIndexes([
+      { name: MEMBERSHIP_INDEX, keys: { store_id: 1, profile_list_id: 1, profile_id: 1 }, unique: true },
+      { name: "memberships_list_created", keys: { store_id: 1, profile_list_id: 1, created_at: 1 } },
+      { name: "memberships_list_status_created", keys: { store_id: 1, profile_list_id: 1, status: 1, created_at: 1 } },
+      { name: "memberships_store_profile", keys: { store_id: 1, profile_id: 1 } },
+      { name: "memberships_confirm_token", keys: { confirm_token_hash: 1 }, partial: { confirm_token_hash: { $type: "string" } } },
+    ]);
+    await this.limits.createIndexes([{ name: "limits_expires", keys: { expires_at: 1 } }]);
+  }
 }

@@ -259,6 +259,19 @@ export async function recordPromoUse(deps: ProfilesDeps, p: { store_id: string; 
   throw ProfileErrors.concurrentUpdate();
 }
 
+/** The id and e-mail of a profile (for other services: lists need the address to mail). */
+export async function lookupProfile(deps: ProfilesDeps, p: { store_id: string; id: string }): Promise<{ id: string; email: string | null }> {
+  const doc = await requireProfile(deps, p.store_id, p.id);
+  return { id: doc._id, email: doc.email ?? null };
+}
+
+/** The Profiles of a store among `ids`, with one auth call (for other services' admin pages). */
+export async function getProfiles(deps: ProfilesDeps, p: { store_id: string; ids: string[] }): Promise<Profile[]> {
+  if (p.ids.length === 0) return [];
+  const docs = await deps.store.profiles.find({ store_id: p.store_id, _id: { $in: [...new Set(p.ids)] } }, { limit: 100 });
+  return profileViews(deps, p.store_id, docs);
+}
+
 // ---------------------------------------------------------------- public session flows
 
 /** A guest profile (no e-mail) and an unverified session for it. */
@@ -419,6 +432,8 @@ export async function createProfiles(setup: ProfilesSetup) {
     connect: (p: Params<typeof connect>, principal?: AuthPrincipal) => connect(deps, p, principal),
     verify: (p: Params<typeof verify>, principal?: AuthPrincipal, ip?: string) => verify(deps, p, principal, ip),
     me: (p: Params<typeof me>, principal?: AuthPrincipal) => me(deps, p, principal),
+    lookup: (p: Params<typeof lookupProfile>) => lookupProfile(deps, p),
+    getMany: (p: Params<typeof getProfiles>) => getProfiles(deps, p),
     linkOrder: (event: OrderCreated) => linkOrder(deps, event),
     recoverMerges: () => recoverMerges(deps),
     unfinishedMerges: () => store.merges.count({ state: { $in: ["pending", "running"] } }),

@@ -118,6 +118,20 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
         return this.profiles.verify(ctx.params, ctx.meta.auth, ctx.meta.ip);
       },
     },
+    lookup: {
+      ...retryable,
+      params: zodParams(ProfileActions.lookup),
+      handler(ctx: P<"lookup">) {
+        return this.profiles.lookup(ctx.params);
+      },
+    },
+    getMany: {
+      ...retryable,
+      params: zodParams(ProfileActions.getMany),
+      handler(ctx: P<"getMany">) {
+        return this.profiles.getMany(ctx.params);
+      },
+    },
     me: {
       ...retryable,
       params: zodParams(ProfileActions.me),

@@ -41,7 +41,7 @@ export interface RouteDef {
    * Error statuses the action itself answers beyond those every route of its kind gets in the OpenAPI
    * document (400, 404, 429, 500, 503; 401 unless public; 403 for admin; 413/415 with a body).
    */
-  errors?: Array<401 | 409>;
+  errors?: Array<401 | 403 | 409>;
   /** Not rate limited (load balancers poll it): no 429. */
   unlimited?: true;
   /** The 503 body when it is not the contract's error body (readiness names the failing services). */

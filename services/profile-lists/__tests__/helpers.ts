@@ -1,0 +1,115 @@
+/**
+ * Test set-up for the profile-lists service: a real broker (no transporter) holding profile-lists with the
+ * real auth and profiles services, a mailer stand-in (templateStatus, sendTemplate: what the mailer's
+ * template work will answer) that records each mail, the embedded store in memory, and a clock the test
+ * moves. Sessions come from the real profiles.initialize/connect.
+ */
+import type { ServiceBroker, ServiceSchema } from "moleculer";
+import type { AuthToken, SessionPrincipal } from "../../../shared/contracts/auth";
+import type { AuthPrincipal } from "../../../shared/contracts/common";
+import type { ConnectResult } from "../../../shared/contracts/profiles";
+import { crmError } from "../../../shared/errors";
+import { nowSeconds, uuidv7 } from "../../../shared/ids";
+import { startBroker } from "../../../test/harness/broker";
+import type { TemplateMail } from "../deps";
+import { createProfileLists } from "../profile-lists.logic";
+import type { ProfileListsService } from "../profile-lists.service";
+
+export const LINK_ORIGIN = "https://shop.example";
+
+export interface MailerStandIn {
+  /** template id -> store id of the templates that exist */
+  templates: Map<string, string>;
+  sent: TemplateMail[];
+  /** When set, every call fails as a mailer that does not answer. */
+  down: boolean;
+}
+
+function mailerStandIn(state: MailerStandIn): ServiceSchema {
+  return {
+    name: "mailer",
+    actions: {
+      templateStatus(ctx: { params: { store_id: string; template_id: string } }) {
+        if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
+        return { usable: state.templates.get(ctx.params.template_id) === ctx.params.store_id };
+      },
+      sendTemplate(ctx: { params: TemplateMail }) {
+        if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
+        if (state.templates.get(ctx.params.template_id) !== ctx.params.store_id) {
+          throw crmError("NOT_FOUND", "Email template not found", { reason: "TEMPLATE_NOT_FOUND" });
+        }
+        state.sent.push(structuredClone(ctx.params));
+        return { message_id: `${uuidv7()}@test` };
+      },
+    },
+  };
+}
+
+export interface ListsEnv {
+  broker: ServiceBroker;
+  mailer: MailerStandIn;
+  service: ProfileListsService;
+  clock: { now: number };
+  stop(): Promise<void>;
+}
+
+export async function startLists(): Promise<ListsEnv> {
+  const mailer: MailerStandIn = { templates: new Map(), sent: [], down: false };
+  const broker = await startBroker({
+    services: ["auth", "profiles", "profile-lists", mailerStandIn(mailer)],
+    storage: "memory",
+    env: {
+      JWT_SECRET: "profile-lists-test-secret",
+      CURSOR_SECRET: "profile-lists-test-cursor-secret",
+      LINK_ORIGINS: `${LINK_ORIGIN},http://localhost:5173`,
+      PUBLIC_URL: "https://crm.shop.example",
+    },
+  });
+  const service = broker.getLocalService("profile-lists") as unknown as ProfileListsService;
+  const clock = { now: nowSeconds() };
+  // The same rules over the same database, on a clock the test moves.
+  service.profileLists = await createProfileLists({
+    db: service.db,
+    bus: broker,
+    logger: service.logger,
+    settings: { LINK_ORIGINS: `${LINK_ORIGIN},http://localhost:5173`, PUBLIC_URL: "https://crm.shop.example", PORT: 3000 },
+    now: () => clock.now,
+  });
+  return { broker, mailer, service, clock, stop: () => broker.stop() };
+}
+
+export const newStoreId = () => uuidv7();
+
+/** A guest session with an e-mail (initialize + connect, as the spec's flow does) and its ctx.meta. */
+export async function shopper(broker: ServiceBroker, storeId: string, email: string, extra: { ip?: string; userAgent?: string } = {}) {
+  await broker.call("profiles.initialize", { store_id: storeId });
+  const connected = (await broker.call("profiles.connect", { store_id: storeId, email })) as ConnectResult;
+  const meta = { ...(await metaFor(broker, storeId, connected.token)), ip: extra.ip ?? "203.0.113.7", userAgent: extra.userAgent ?? "jest-browser/1.0" };
+  return { profileId: connected.id, token: connected.token, meta };
+}
+
+export async function metaFor(broker: ServiceBroker, storeId: string, token: AuthToken): Promise<{ auth: AuthPrincipal }> {
+  const principal = (await broker.call("auth.authenticate", { store_id: storeId, access_token: token.access_token })) as SessionPrincipal;
+  return { auth: { kind: "profile", ...principal } };
+}
+
+/** The error a promise rejects with (fails the test when it resolves). */
+export async function errorOf(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: any; message?: string }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as { type?: string; code?: number };
+  }
+  throw new Error("expected the call to fail, but it succeeded");
+}
+
+/** The token in a mailed confirm_url. */
+export function tokenIn(mail: TemplateMail): { token: string; listId: string; url: URL } {
+  const url = new URL(String(mail.vars.confirm_url));
+  return { token: url.searchParams.get("token") ?? "", listId: url.searchParams.get("profile_list_id") ?? "", url };
+}
+
+/** The token in a mailed List-Unsubscribe URL. */
+export function unsubscribeTokenIn(mail: TemplateMail): string {
+  return new URL(mail.list_unsubscribe.url).searchParams.get("token") ?? "";
+}

@@ -1,0 +1,82 @@
+/**
+ * What the profile-lists rules depend on, handed in explicitly: this service's store, the profiles and
+ * mailer services (called through their actions, never imported), the link signer and limits, a logger and
+ * a clock.
+ */
+import type { Profile } from "../../shared/contracts/profiles";
+import type { MailLimiter, UnsubscribeLinks } from "./links";
+import type { ProfileListsStore } from "./profile-lists.store";
+
+/** Anything that can call an action: a Context or the broker. */
+export interface ActionCaller {
+  call(action: string, params?: unknown): Promise<unknown>;
+}
+
+export interface ProfilesClient {
+  /** `profiles.lookup` -> { id, email } | 404 */
+  lookup(p: { store_id: string; id: string }): Promise<{ id: string; email: string | null }>;
+  /** `profiles.getMany` -> the store's Profiles among `ids` */
+  getMany(p: { store_id: string; ids: string[] }): Promise<Profile[]>;
+}
+
+export interface TemplateMail {
+  store_id: string;
+  template_id: string;
+  to: string;
+  vars: Record<string, unknown>;
+  list_unsubscribe: { url: string };
+}
+
+export interface MailerClient {
+  /** `mailer.templateStatus` -> { usable } */
+  templateStatus(p: { store_id: string; template_id: string }): Promise<{ usable: boolean }>;
+  /** `mailer.sendTemplate` -> { message_id }; 404 with data.reason TEMPLATE_NOT_FOUND when the template is gone. */
+  sendTemplate(p: TemplateMail): Promise<{ message_id: string }>;
+}
+
+export function profilesClient(caller: ActionCaller): ProfilesClient {
+  return {
+    lookup: (p) => caller.call("profiles.lookup", p) as Promise<{ id: string; email: string | null }>,
+    getMany: (p) => caller.call("profiles.getMany", p) as Promise<Profile[]>,
+  };
+}
+
+export function mailerClient(caller: ActionCaller): MailerClient {
+  return {
+    templateStatus: (p) => caller.call("mailer.templateStatus", p) as Promise<{ usable: boolean }>,
+    sendTemplate: (p) => caller.call("mailer.sendTemplate", p) as Promise<{ message_id: string }>,
+  };
+}
+
+export interface Logger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+export interface Deps {
+  store: ProfileListsStore;
+  profiles: ProfilesClient;
+  mailer: MailerClient;
+  unsubscribeLinks: UnsubscribeLinks;
+  limiter: MailLimiter;
+  /** Origins `confirm_url` may point at. */
+  linkOrigins: Set<string>;
+  /** Where the public reaches the gateway (unsubscribe links). */
+  publicUrl: string;
+  logger: Logger;
+  /** Unix seconds. */
+  now: () => number;
+}
+
+export interface Page<T> {
+  items: T[];
+  cursor: string | null;
+}
+
+/** Who asked, from ctx.meta (the gateway sets them). */
+export interface Caller {
+  auth?: import("../../shared/contracts/common").AuthPrincipal;
+  ip?: string;
+  userAgent?: string;
+}

@@ -1,0 +1,398 @@
+/**
+ * The membership rules: subscribe (single or double opt-in), confirm, access, unsubscribe (session or
+ * e-mailed token), admin add/remove/list, and moving memberships when profiles merge.
+ *
+ * member_count: every status change is a compare-and-set on the membership's status (exactly one writer
+ * wins each change), and the winner then `$inc`s the list by the change in access (+1, -1 or 0). No
+ * read-modify-write of the count ever happens, so concurrent joins and leaves leave it exact.
+ */
+import type { AuthPrincipal } from "../../shared/contracts/common";
+import type { Consent, Membership, MembershipStatus, ProfileListMember } from "../../shared/contracts/profile-lists";
+import { decodeCursor, encodeCursor } from "../../shared/cursor";
+import { uuidv7 } from "../../shared/ids";
+import { isDuplicateKey, type Filter, type Update } from "../../shared/storage/port";
+import type { Caller, Deps, Page } from "./deps";
+import { CONFIRM_TOKEN_TTL_SECONDS, checkLink, confirmLink, hashToken, MAIL_LIMITS, newConfirmToken } from "./links";
+import { requireList } from "./lists";
+import { ProfileListsErrors } from "./profile-lists.errors";
+import { toMembership } from "./profile-lists.mapper";
+import type { ListDoc, MembershipDoc } from "./profile-lists.store";
+
+/** Statuses that count in member_count (access, until billing ends a scheduled cancellation). */
+const counted = (status: MembershipStatus) => status === "active" || status === "cancellation_scheduled";
+/** Statuses after which a new subscribe starts a fresh consent. */
+const ended = (status: MembershipStatus) => status === "unsubscribed" || status === "cancelled" || status === "expired";
+
+export function hasAccess(doc: Pick<MembershipDoc, "status" | "end_date">, now: number): boolean {
+  return doc.status === "active" || (doc.status === "cancellation_scheduled" && (doc.end_date ?? 0) > now);
+}
+
+async function adjustCount(deps: Deps, m: Pick<MembershipDoc, "store_id" | "profile_list_id">, delta: number): Promise<void> {
+  if (delta !== 0) await deps.store.lists.updateOne({ _id: m.profile_list_id, store_id: m.store_id }, { $inc: { member_count: delta } });
+}
+
+/**
+ * Applies `update` when the membership still has `current`'s status (and matches `extra`); then moves
+ * member_count by the change in access. Null when another writer changed it first.
+ */
+async function changeMembership(deps: Deps, current: MembershipDoc, update: Update, extra: Filter = {}): Promise<MembershipDoc | null> {
+  const updated = await deps.store.memberships.findOneAndUpdate({ _id: current._id, store_id: current.store_id, status: current.status, ...extra }, update);
+  if (!updated) return null;
+  await adjustCount(deps, updated, Number(counted(updated.status)) - Number(counted(current.status)));
+  return updated;
+}
+
+/** Inserts a new membership and counts it; a concurrent insert that won answers null. */
+async function insertMembership(deps: Deps, doc: MembershipDoc): Promise<boolean> {
+  try {
+    await deps.store.memberships.insertOne(doc);
+  } catch (err) {
+    if (isDuplicateKey(err)) return false;
+    throw err;
+  }
+  await adjustCount(deps, doc, Number(counted(doc.status)));
+  return true;
+}
+
+function findMembership(deps: Deps, list: Pick<ListDoc, "_id" | "store_id">, profileId: string): Promise<MembershipDoc | null> {
+  return deps.store.memberships.findOne({ store_id: list.store_id, profile_list_id: list._id, profile_id: profileId });
+}
+
+function newConsent(method: Consent["method"], caller: Caller | undefined, now: number): Consent {
+  return { method, ip: caller?.ip ?? null, user_agent: caller?.userAgent ?? null, at: now, confirmed_at: null, confirmed_ip: null };
+}
+
+function newMembership(list: ListDoc, profileId: string, status: MembershipStatus, source: MembershipDoc["source"], consent: Consent, now: number): MembershipDoc {
+  return {
+    _id: uuidv7(),
+    store_id: list.store_id,
+    profile_list_id: list._id,
+    profile_id: profileId,
+    status,
+    source,
+    consent,
+    consent_history: [],
+    payment: null,
+    start_date: status === "active" ? now : null,
+    end_date: null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+/** The caller's profile session for this store: 401 without one (or for another store's). */
+function sessionOf(principal: AuthPrincipal | undefined, storeId: string) {
+  if (principal?.kind !== "profile" || principal.store_id !== storeId) throw ProfileListsErrors.sessionRequired();
+  return principal;
+}
+
+// ---------------------------------------------------------------- storefront
+
+export interface SubscribeParams {
+  store_id: string;
+  id: string;
+  profile_id: string;
+  confirm_url?: string;
+}
+
+/**
+ * Subscribe: a standard list (or a confirmation list without a usable template) makes the membership
+ * active at once; a confirmation list makes it pending and mails a single-use 7-day link. A member with
+ * access is answered unchanged; a pending one is re-sent its mail (at most once a minute); an ended one
+ * starts a fresh consent.
+ */
+export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller): Promise<{ membership: Membership; checkout_url: null }> {
+  const session = sessionOf(caller.auth, p.store_id);
+  if (session.profile_id !== p.profile_id) throw ProfileListsErrors.notYourProfile();
+  const list = await requireList(deps, p.store_id, p.id);
+  if (list.status !== "active") throw ProfileListsErrors.listNotOpen();
+  if (list.type.type === "paid") throw ProfileListsErrors.billingNotConfigured();
+  const templateId = list.type.type === "confirmation" && !list.confirm_template_missing ? list.type.confirm_template_id : null;
+  let confirmBase: URL | undefined;
+  if (templateId) {
+    if (!p.confirm_url) throw ProfileListsErrors.confirmUrlRequired();
+    confirmBase = checkLink(p.confirm_url, deps.linkOrigins, "confirm_url");
+  }
+  const profile = await deps.profiles.lookup({ store_id: p.store_id, id: p.profile_id });
+  if (templateId && !profile.email) throw ProfileListsErrors.profileHasNoEmail();
+
+  const answer = (doc: MembershipDoc) => ({ membership: toMembership(doc), checkout_url: null });
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const now = deps.now();
+    const existing = await findMembership(deps, list, p.profile_id);
+    if (existing && hasAccess(existing, now)) return answer(existing);
+    if (!templateId || !confirmBase || !profile.email) {
+      const done = await activate(deps, list, existing, p.profile_id, newConsent("signup", caller, now), "signup");
+      if (done) return answer(done);
+      continue;
+    }
+    const pending = await startDoubleOptIn(deps, list, existing, { profileId: p.profile_id, email: profile.email, caller, templateId, confirmBase });
+    if (pending) return answer(pending);
+  }
+  throw ProfileListsErrors.concurrentUpdate();
+}
+
+/** Makes the membership active now (inserting it, or from pending/ended); null when a concurrent change won. */
+async function activate(
+  deps: Deps,
+  list: ListDoc,
+  existing: MembershipDoc | null,
+  profileId: string,
+  consent: Consent,
+  source: MembershipDoc["source"],
+): Promise<MembershipDoc | null> {
+  const now = deps.now();
+  if (!existing) {
+    const doc = newMembership(list, profileId, "active", source, consent, now);
+    return (await insertMembership(deps, doc)) ? doc : null;
+  }
+  const set: Record<string, unknown> = { status: "active", start_date: now, end_date: null, updated_at: now };
+  const update: Update = { $set: set, $unset: { confirm_token_hash: "", confirm_expires_at: "" } };
+  if (ended(existing.status)) {
+    set.consent = consent;
+    set.source = source;
+    update.$push = { consent_history: existing.consent };
+  }
+  return changeMembership(deps, existing, update);
+}
+
+interface DoubleOptIn {
+  profileId: string;
+  email: string;
+  caller: Caller;
+  templateId: string;
+  confirmBase: URL;
+}
+
+/** Puts the membership in `pending` with a fresh token and mails the link; null when a concurrent change won. */
+async function startDoubleOptIn(deps: Deps, list: ListDoc, existing: MembershipDoc | null, o: DoubleOptIn): Promise<MembershipDoc | null> {
+  const now = deps.now();
+  if (existing?.status === "pending" && existing.last_sent_at !== undefined) {
+    const wait = existing.last_sent_at + MAIL_LIMITS.resendSeconds - now;
+    if (wait > 0) throw ProfileListsErrors.resendTooSoon(wait);
+  }
+  // Counted before anything is written, so a refused request changes nothing.
+  await deps.limiter.hit(list.store_id, "address", o.email, MAIL_LIMITS.perAddress);
+  if (o.caller.ip) await deps.limiter.hit(list.store_id, "ip", o.caller.ip, MAIL_LIMITS.perIp);
+
+  const { token, hash } = newConfirmToken();
+  const pendingFields = { confirm_token_hash: hash, confirm_expires_at: now + CONFIRM_TOKEN_TTL_SECONDS, last_sent_at: now, updated_at: now };
+  let doc: MembershipDoc | null;
+  if (!existing) {
+    doc = { ...newMembership(list, o.profileId, "pending", "signup", newConsent("signup", o.caller, now), now), ...pendingFields };
+    if (!(await insertMembership(deps, doc))) return null;
+  } else if (existing.status === "pending") {
+    // Re-send: a new link (the previous one stops working), at most once a minute.
+    const sentBefore = existing.last_sent_at === undefined ? { last_sent_at: { $exists: false } } : { last_sent_at: existing.last_sent_at };
+    doc = await changeMembership(deps, existing, { $set: pendingFields }, sentBefore);
+  } else {
+    doc = await changeMembership(deps, existing, {
+      $set: { ...pendingFields, status: "pending", source: "signup", consent: newConsent("signup", o.caller, now), start_date: null, end_date: null },
+      $push: { consent_history: existing.consent },
+    });
+  }
+  if (!doc) return null;
+  return sendConfirmation(deps, list, doc, token, o);
+}
+
+/** Mails the confirmation link. A template the mailer no longer has turns this into single opt-in. */
+async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, token: string, o: DoubleOptIn): Promise<MembershipDoc> {
+  const confirmUrl = confirmLink(o.confirmBase, token, list._id);
+  const unsubscribeUrl = unsubscribeUrlOf(deps, doc);
+  try {
+    await deps.mailer.sendTemplate({
+      store_id: list.store_id,
+      template_id: o.templateId,
+      to: o.email,
+      vars: {
+        profile: { email: o.email, id: doc.profile_id },
+        list: { name: list.name, key: list.key },
+        confirm_url: confirmUrl,
+        unsubscribe_url: unsubscribeUrl,
+        store_id: list.store_id,
+      },
+      list_unsubscribe: { url: unsubscribeUrl },
+    });
+    return doc;
+  } catch (err) {
+    const e = err as { type?: string; data?: { reason?: string } };
+    if (e?.type === "NOT_FOUND" && e.data?.reason === "TEMPLATE_NOT_FOUND") {
+      await deps.store.lists.updateMany(
+        { _id: list._id, store_id: list.store_id, "type.confirm_template_id": o.templateId },
+        { $set: { confirm_template_missing: true, updated_at: deps.now() } },
+      );
+      const active = await activate(deps, list, doc, doc.profile_id, doc.consent, "signup");
+      return active ?? ((await findMembership(deps, list, doc.profile_id)) as MembershipDoc);
+    }
+    // Not sent: the next try may send at once (the link in no mail is dropped).
+    await deps.store.memberships.updateOne({ _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) }, { $unset: { last_sent_at: "" } });
+    throw err;
+  }
+}
+
+function unsubscribeUrlOf(deps: Deps, doc: MembershipDoc): string {
+  const token = deps.unsubscribeLinks.token(doc.store_id, doc.profile_list_id, doc._id);
+  return `${deps.publicUrl}/v1/storefront/${doc.store_id}/profile-lists/${doc.profile_list_id}/unsubscribe?token=${encodeURIComponent(token)}`;
+}
+
+/** Confirms a pending double opt-in with its token: active, with confirmed_at and the IP. 400 and no change otherwise. */
+export async function confirm(deps: Deps, p: { store_id: string; id: string; token: string }, caller: Caller): Promise<Membership> {
+  const now = deps.now();
+  const updated = await deps.store.memberships.findOneAndUpdate(
+    { confirm_token_hash: hashToken(p.token), store_id: p.store_id, profile_list_id: p.id, status: "pending", confirm_expires_at: { $gt: now } },
+    {
+      $set: {
+        status: "active",
+        start_date: now,
+        "consent.method": "double_opt_in",
+        "consent.confirmed_at": now,
+        "consent.confirmed_ip": caller.ip ?? null,
+        updated_at: now,
+      },
+      $unset: { confirm_token_hash: "", confirm_expires_at: "" },
+    },
+  );
+  if (!updated) throw ProfileListsErrors.invalidToken();
+  await adjustCount(deps, updated, 1);
+  return toMembership(updated);
+}
+
+export async function access(deps: Deps, p: { store_id: string; id: string }, caller: Caller): Promise<{ has_access: boolean; membership: Membership | null }> {
+  const session = sessionOf(caller.auth, p.store_id);
+  const list = await requireList(deps, p.store_id, p.id);
+  const doc = await findMembership(deps, list, session.profile_id);
+  return { has_access: doc ? hasAccess(doc, deps.now()) : false, membership: doc ? toMembership(doc) : null };
+}
+
+/**
+ * Unsubscribe, by the token of a list mail (no session needed) or by a session for its own profile:
+ * `unsubscribed`, access ends at once. A token of another store or list is 400.
+ */
+export async function unsubscribe(
+  deps: Deps,
+  p: { store_id: string; id: string; token?: string; profile_id?: string },
+  caller: Caller,
+): Promise<{ membership: Membership }> {
+  const list = await requireList(deps, p.store_id, p.id);
+  let current: MembershipDoc | null;
+  if (p.token) {
+    const membershipId = deps.unsubscribeLinks.membershipOf(p.token, p.store_id, p.id);
+    if (!membershipId) throw ProfileListsErrors.invalidToken();
+    current = await deps.store.memberships.findOne({ _id: membershipId, store_id: p.store_id, profile_list_id: p.id });
+    if (!current) throw ProfileListsErrors.invalidToken();
+  } else {
+    const session = sessionOf(caller.auth, p.store_id);
+    if (p.profile_id && p.profile_id !== session.profile_id) throw ProfileListsErrors.notYourProfile();
+    current = await findMembership(deps, list, session.profile_id);
+    if (!current) throw ProfileListsErrors.membershipNotFound();
+  }
+  for (let attempt = 0; attempt < 5 && current; attempt++) {
+    if (current.status === "unsubscribed") return { membership: toMembership(current) };
+    const now = deps.now();
+    const updated = await changeMembership(deps, current, {
+      $set: { status: "unsubscribed", end_date: now, updated_at: now },
+      $unset: { confirm_token_hash: "", confirm_expires_at: "" },
+    });
+    if (updated) return { membership: toMembership(updated) };
+    current = await deps.store.memberships.findOne({ _id: current._id, store_id: p.store_id });
+  }
+  if (!current) throw ProfileListsErrors.membershipNotFound();
+  throw ProfileListsErrors.concurrentUpdate();
+}
+
+// ---------------------------------------------------------------- admin
+
+/** Adds the profile as active (source admin); an existing membership, whatever its state, is answered unchanged. */
+export async function addMember(deps: Deps, p: { store_id: string; id: string; profile_id: string }, caller: Caller): Promise<Membership> {
+  const list = await requireList(deps, p.store_id, p.id);
+  await deps.profiles.lookup({ store_id: p.store_id, id: p.profile_id });
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const existing = await findMembership(deps, list, p.profile_id);
+    if (existing) return toMembership(existing);
+    const doc = newMembership(list, p.profile_id, "active", "admin", { ...newConsent("admin", caller, deps.now()) }, deps.now());
+    if (await insertMembership(deps, doc)) return toMembership(doc);
+  }
+  throw ProfileListsErrors.concurrentUpdate();
+}
+
+/** Removes the membership; access ends at once and member_count drops when it had access. */
+export async function removeMember(deps: Deps, p: { store_id: string; id: string; profile_id: string }): Promise<{ deleted: true }> {
+  const list = await requireList(deps, p.store_id, p.id);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await findMembership(deps, list, p.profile_id);
+    if (!current) throw ProfileListsErrors.membershipNotFound();
+    const deleted = await deps.store.memberships.deleteOne({ _id: current._id, store_id: p.store_id, status: current.status });
+    if (deleted === 1) {
+      await adjustCount(deps, current, -Number(counted(current.status)));
+      return { deleted: true };
+    }
+  }
+  throw ProfileListsErrors.concurrentUpdate();
+}
+
+export async function listMembers(
+  deps: Deps,
+  p: { store_id: string; id: string; status?: MembershipStatus; limit: number; cursor?: string },
+): Promise<Page<ProfileListMember>> {
+  await requireList(deps, p.store_id, p.id);
+  const bound = { scope: "profile-lists.members", store_id: p.store_id, id: p.id, status: p.status };
+  const after = p.cursor ? decodeCursor(p.cursor, bound) : undefined;
+  const filter: Filter = { store_id: p.store_id, profile_list_id: p.id };
+  if (p.status) filter.status = p.status;
+  const page = await deps.store.memberships.findPage({ filter, sort: { field: "created_at", direction: 1 }, limit: p.limit, after });
+  const profiles = await deps.profiles.getMany({ store_id: p.store_id, ids: page.items.map((m) => m.profile_id) });
+  const byId = new Map(profiles.map((profile) => [profile.id, profile]));
+  // A profile gone between its merge and the membership's move is left out of this page.
+  const items = page.items.flatMap((m) => {
+    const profile = byId.get(m.profile_id);
+    return profile ? [{ profile, membership: toMembership(m) }] : [];
+  });
+  const last = page.items[page.items.length - 1];
+  return { items, cursor: page.hasMore && last ? encodeCursor({ value: last.created_at, id: last._id }, bound) : null };
+}
+
+// ---------------------------------------------------------------- merge
+
+/**
+ * `profile.merged`: the source's memberships move to the target. Where both were members of one list,
+ * one membership remains, the one with access (the target's when both or neither have it), and the other's
+ * consent (and its history) is added to its history. Safe to run again: a rerun finds nothing of the source
+ * left, and history entries are added once.
+ */
+export async function moveMemberships(deps: Deps, p: { store_id: string; source_id: string; target_id: string }): Promise<{ moved: number; merged: number }> {
+  let moved = 0;
+  let merged = 0;
+  for (;;) {
+    const batch = await deps.store.memberships.find({ store_id: p.store_id, profile_id: p.source_id }, { limit: 100 });
+    if (batch.length === 0) return { moved, merged };
+    for (const source of batch) {
+      const target = await deps.store.memberships.findOne({ store_id: p.store_id, profile_list_id: source.profile_list_id, profile_id: p.target_id });
+      if (!target) {
+        try {
+          const done = await deps.store.memberships.updateOne(
+            { _id: source._id, store_id: p.store_id, profile_id: p.source_id },
+            { $set: { profile_id: p.target_id, updated_at: deps.now() } },
+          );
+          moved += done.matched;
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err; // the target joined meanwhile: merged on the next pass
+        }
+        continue;
+      }
+      const now = deps.now();
+      const keepSource = hasAccess(source, now) && !hasAccess(target, now);
+      const [kept, dropped] = keepSource ? [source, target] : [target, source];
+      const history = [...(dropped.consent_history ?? []), dropped.consent];
+      await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $addToSet: { consent_history: { $each: history } }, $set: { updated_at: now } });
+      if (keepSource) {
+        // The target's membership goes first (the unique index allows one per list and profile).
+        if ((await deps.store.memberships.deleteOne({ _id: dropped._id, store_id: p.store_id })) === 1)
+          await adjustCount(deps, dropped, -Number(counted(dropped.status)));
+        await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $set: { profile_id: p.target_id } });
+      } else if ((await deps.store.memberships.deleteOne({ _id: dropped._id, store_id: p.store_id })) === 1) {
+        await adjustCount(deps, dropped, -Number(counted(dropped.status)));
+      }
+      merged++;
+    }
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * Data out: the one mapper per wire object. Only the fields listed here leave the service, so a stored
+ * field (token hashes, search words, send times) cannot slip out by accident.
+ */
+import type { Consent, Membership, ProfileList } from "../../shared/contracts/profile-lists";
+import type { ListDoc, MembershipDoc } from "./profile-lists.store";
+
+export function toProfileList(doc: ListDoc): ProfileList {
+  return {
+    id: doc._id,
+    store_id: doc.store_id,
+    key: doc.key,
+    name: doc.name,
+    description: doc.description ?? null,
+    status: doc.status,
+    type: structuredClone(doc.type),
+    member_count: Math.max(0, doc.member_count),
+    confirm_template_missing: doc.type.type === "confirmation" && doc.confirm_template_missing,
+    created_at: doc.created_at,
+    updated_at: doc.updated_at,
+  };
+}
+
+const consentOf = (c: Consent): Consent => ({
+  method: c.method,
+  ip: c.ip ?? null,
+  user_agent: c.user_agent ?? null,
+  at: c.at,
+  confirmed_at: c.confirmed_at ?? null,
+  confirmed_ip: c.confirmed_ip ?? null,
+});
+
+export function toMembership(doc: MembershipDoc): Membership {
+  return {
+    id: doc._id,
+    store_id: doc.store_id,
+    profile_list_id: doc.profile_list_id,
+    profile_id: doc.profile_id,
+    status: doc.status,
+    source: doc.source,
+    consent: consentOf(doc.consent),
+    consent_history: (doc.consent_history ?? []).map(consentOf),
+    payment: null,
+    start_date: doc.start_date ?? null,
+    end_date: doc.end_date ?? null,
+    created_at: doc.created_at,
+    updated_at: doc.updated_at,
+  };
+}
