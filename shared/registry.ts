@@ -11,6 +11,7 @@ import { ProfileListsSettings } from "./config";
 import type { DurableEventName } from "./contracts/events";
 import { authRoutes } from "./routes/auth";
 import { gatewayRoutes } from "./routes/gateway";
+import { mailerRoutes } from "./routes/mailer";
 import { profileListRoutes } from "./routes/profile-lists";
 import { profileRoutes } from "./routes/profiles";
 import type { RouteDef } from "./routes/types";
@@ -35,7 +36,7 @@ export const SERVICE_REGISTRY = [
   { name: "profiles", module: "services/profiles/profiles.service", settings: NoSettings, routes: profileRoutes, publishes: ["profile.merged"], consumes: ["order.created"], storage: true },
   { name: "profile-lists", module: "services/profile-lists/profile-lists.service", settings: ProfileListsSettings, routes: profileListRoutes, publishes: [], consumes: ["profile.merged", "email-template.deleted"], storage: true },
   { name: "campaigns", module: "services/campaigns/campaigns.service", settings: NoSettings, routes: [], publishes: [], consumes: [], storage: true },
-  { name: "mailer", module: "services/mailer/mailer.service", settings: MailerSettings, routes: [], publishes: [], consumes: [], storage: true },
+  { name: "mailer", module: "services/mailer/mailer.service", settings: MailerSettings, routes: mailerRoutes, publishes: ["email-template.deleted"], consumes: [], storage: true },
   { name: "billing", module: "services/billing/billing.service", settings: BillingSettings, routes: [], publishes: [], consumes: [], storage: true },
 ] as const satisfies readonly ServiceDefinition[];
 

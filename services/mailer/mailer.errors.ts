@@ -1,10 +1,15 @@
-/** The mailer service's public error catalog. */
-import { RECIPIENT_REFUSED } from "../../shared/contracts/mailer";
-import { crmError } from "../../shared/errors";
+/** The mailer service's public error catalog: a stable `reason` where callers need finer than the code, and the public message. */
+import { RECIPIENT_REFUSED, TEMPLATE_NOT_FOUND } from "../../shared/contracts/mailer";
+import { crmError, validationError } from "../../shared/errors";
 
 export const MailerMessages = {
   sendFailed: "The e-mail could not be sent, try again later",
   recipientRefused: "The mail server refused this address; check it for typos",
+  templateNotFound: "E-mail template not found",
+  templateKeyTaken: "Another e-mail template of this store already uses this key",
+  templateDoesNotCompile: "The template does not compile",
+  templateVarsMissing: "The template uses a variable that vars do not hold",
+  templateRenderFailed: "The template could not be rendered with these vars",
 } as const;
 
 export const MailerErrors = {
@@ -15,4 +20,10 @@ export const MailerErrors = {
       reason: RECIPIENT_REFUSED,
       validationErrors: [{ field: "to", error: MailerMessages.recipientRefused }],
     }),
+  /** Missing, another store's, or (for a send) archived: callers cannot tell these apart, by design. */
+  templateNotFound: () => crmError("NOT_FOUND", MailerMessages.templateNotFound, { reason: TEMPLATE_NOT_FOUND }),
+  templateKeyTaken: () => crmError("CONFLICT", MailerMessages.templateKeyTaken, { reason: "TEMPLATE_KEY_TAKEN" }),
+  templateDoesNotCompile: (field: string, error: string) => validationError(field, error, MailerMessages.templateDoesNotCompile),
+  templateVarsMissing: (error: string) => validationError("vars", error, MailerMessages.templateVarsMissing),
+  templateRenderFailed: (error: string) => validationError("vars", error, MailerMessages.templateRenderFailed),
 };

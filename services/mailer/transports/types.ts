@@ -3,7 +3,8 @@ export interface OutgoingMail {
   from: string;
   to: string;
   subject: string;
-  text: string;
+  /** The plain-text part; none when a template has no text. */
+  text?: string;
   html: string;
   /** RFC 5322 Message-ID, angle brackets included. */
   messageId: string;

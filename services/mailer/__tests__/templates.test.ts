@@ -1,0 +1,401 @@
+/**
+ * A store's e-mail templates through the mailer's actions, on a real broker (embedded store in memory)
+ * with a real SMTP server: CRUD, key conflicts, store isolation, strict previews and lenient sends, no
+ * prototype access, the compiled-template cache, and `templateStatus` / `sendTemplate` as the
+ * profile-lists service calls them.
+ */
+import type { ServiceBroker } from "moleculer";
+import type { EmailTemplate } from "../../../shared/contracts/mailer";
+import { uuidv7 } from "../../../shared/ids";
+import { startBroker, startSmtpServer, type SmtpTestServer } from "../../../test/harness";
+import type { MailerApi } from "../mailer.logic";
+
+const STORE_A = uuidv7();
+const STORE_B = uuidv7();
+
+let broker: ServiceBroker;
+let smtp: SmtpTestServer;
+let mailer: MailerApi;
+
+beforeAll(async () => {
+  smtp = await startSmtpServer();
+  broker = await startBroker({
+    services: ["mailer"],
+    env: { SMTP_URL: smtp.url, MAIL_FROM: "Shop <news@shop.example>", CURSOR_SECRET: "mailer-templates-test-cursor-secret" },
+  });
+  mailer = (broker.getLocalService("mailer") as unknown as { mailer: MailerApi }).mailer;
+});
+
+afterAll(async () => {
+  await broker?.stop();
+  await smtp?.close();
+});
+
+const call = <T = unknown>(action: string, params: object) => broker.call<T, object>(`mailer.${action}`, params);
+
+/** The error a call rejects with (fails the test when it resolves). */
+async function errorOf(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: any }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as { type?: string; code?: number; data?: any };
+  }
+  throw new Error("expected the call to fail, but it succeeded");
+}
+
+let keys = 0;
+const confirmTemplate = (store_id = STORE_A, extra: object = {}) => ({
+  store_id,
+  key: `confirm-${++keys}`,
+  subject: "Confirm your subscription to {{list.name}}",
+  html: '<p>Hello {{profile.email}}, <a href="{{confirm_url}}">confirm</a></p>',
+  text: "Hello {{profile.email}}, confirm: {{confirm_url}}",
+  ...extra,
+});
+
+const create = (params: object) => call<EmailTemplate>("createTemplate", params);
+
+describe("mailer templates: create, get, update, delete", () => {
+  it("creates an active template whose name defaults to its key, and reads it back", async () => {
+    const input = confirmTemplate();
+    const created = await create(input);
+    expect(created).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      store_id: STORE_A,
+      key: input.key,
+      name: input.key,
+      subject: input.subject,
+      html: input.html,
+      text: input.text,
+      status: "active",
+      created_at: expect.any(Number),
+      updated_at: created.created_at,
+    });
+    expect(await call("getTemplate", { store_id: STORE_A, id: created.id })).toEqual(created);
+    const noText = await create({ ...confirmTemplate(), text: undefined, name: "No text" });
+    expect(noText).toMatchObject({ text: null, name: "No text" });
+  });
+
+  it("answers 409 CONFLICT for a key already used in the store, and takes the same key in another store", async () => {
+    const input = confirmTemplate();
+    await create(input);
+    expect(await errorOf(create({ ...input, subject: "Other" }))).toMatchObject({ type: "CONFLICT", code: 409, data: { reason: "TEMPLATE_KEY_TAKEN" } });
+    await expect(create({ ...input, store_id: STORE_B })).resolves.toMatchObject({ store_id: STORE_B, key: input.key });
+    const other = await create(confirmTemplate());
+    expect(await errorOf(call("updateTemplate", { store_id: STORE_A, id: other.id, key: input.key }))).toMatchObject({ type: "CONFLICT", code: 409 });
+  });
+
+  it("updates only the given fields, and a rendered preview shows the new text at once", async () => {
+    const created = await create(confirmTemplate());
+    const vars = { profile: { email: "ada@example.com" }, list: { name: "News" }, confirm_url: "https://shop.example/c" };
+    expect((await call<{ subject: string }>("previewTemplate", { store_id: STORE_A, id: created.id, vars })).subject).toBe("Confirm your subscription to News");
+    const updated = await call<EmailTemplate>("updateTemplate", { store_id: STORE_A, id: created.id, subject: "Please confirm {{list.name}}", status: "archived" });
+    expect(updated).toMatchObject({ subject: "Please confirm {{list.name}}", status: "archived", html: created.html, key: created.key });
+    expect((await call<{ subject: string }>("previewTemplate", { store_id: STORE_A, id: created.id, vars })).subject).toBe("Please confirm News");
+    expect(await call("updateTemplate", { store_id: STORE_A, id: created.id, text: null })).toMatchObject({ text: null });
+  });
+
+  it("deletes a template: { deleted: true }, then 404 everywhere", async () => {
+    const created = await create(confirmTemplate());
+    expect(await call("deleteTemplate", { store_id: STORE_A, id: created.id })).toEqual({ deleted: true });
+    for (const [action, params] of [
+      ["getTemplate", { id: created.id }],
+      ["updateTemplate", { id: created.id, name: "x" }],
+      ["deleteTemplate", { id: created.id }],
+      ["previewTemplate", { id: created.id, vars: {} }],
+    ] as const) {
+      expect(await errorOf(call(action, { store_id: STORE_A, ...params }))).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
+    }
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: created.id })).toEqual({ usable: false });
+  });
+});
+
+describe("mailer templates: validation", () => {
+  const tooBig = "x".repeat(256 * 1024 + 1);
+  it.each([
+    ["a key outside the pattern", { key: "not a key!" }, "key"],
+    ["a key over 64 characters", { key: "k".repeat(65) }, "key"],
+    ["a subject with a line break", { subject: "Hi\r\nBcc: victim@example.com" }, "subject"],
+    ["a subject over 998 characters", { subject: "s".repeat(999) }, "subject"],
+    ["html over 256 KB", { html: tooBig }, "html"],
+    ["text over 256 KB", { text: tooBig }, "text"],
+    ["html that is not a string", { html: { type: "Program", body: [] } }, "html"],
+    ["a status outside active|archived", { status: "deleted" }, "status"],
+  ])("refuses %s (400 naming the field)", async (_what, change, field) => {
+    const error = await errorOf(create(confirmTemplate(STORE_A, change)));
+    // The broker's params check (422 here; the gateway answers 400, see templates.http.test.ts).
+    expect(error).toMatchObject({ type: "VALIDATION_ERROR" });
+    expect(error.data.map((e: { field: string }) => e.field)).toContain(field);
+  });
+
+  it.each([
+    ["subject", "Hello {{name"],
+    ["html", "<p>{{#if a}}open block</p>"],
+    ["text", "{{/each}}"],
+    ["html", "{{> header}}"],
+    ["text", "{{log 'x'}}"],
+    ["html", "{{unknownHelper profile}}"],
+  ])("refuses a %s that does not compile (%s) with a 400 naming it, on create and update", async (field, source) => {
+    const onCreate = await errorOf(create(confirmTemplate(STORE_A, { [field]: source })));
+    expect(onCreate).toMatchObject({ type: "VALIDATION_ERROR", code: 400, data: { validationErrors: [{ field, error: expect.any(String) }] } });
+    const created = await create(confirmTemplate());
+    const onUpdate = await errorOf(call("updateTemplate", { store_id: STORE_A, id: created.id, [field]: source }));
+    expect(onUpdate).toMatchObject({ type: "VALIDATION_ERROR", code: 400, data: { validationErrors: [{ field }] } });
+    expect(await call("getTemplate", { store_id: STORE_A, id: created.id })).toEqual(created);
+  });
+});
+
+describe("mailer templates: store isolation", () => {
+  it("a template of store A is 404 from store B on every action, and unusable there", async () => {
+    const a = await create(confirmTemplate(STORE_A));
+    const fromB = { store_id: STORE_B, id: a.id };
+    for (const [action, params] of [
+      ["getTemplate", fromB],
+      ["updateTemplate", { ...fromB, subject: "hijacked" }],
+      ["deleteTemplate", fromB],
+      ["previewTemplate", { ...fromB, vars: {} }],
+      ["sendTemplate", { store_id: STORE_B, template_id: a.id, to: "x@example.com", vars: {} }],
+    ] as const) {
+      expect(await errorOf(call(action, params))).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
+    }
+    expect(await call("templateStatus", { store_id: STORE_B, template_id: a.id })).toEqual({ usable: false });
+    expect(await call("getTemplate", { store_id: STORE_A, id: a.id })).toEqual(a);
+    const found = await call<{ items: EmailTemplate[] }>("findTemplates", { store_id: STORE_B, ids: [a.id] });
+    expect(found.items).toEqual([]);
+  });
+});
+
+describe("mailer templates: find", () => {
+  const store = uuidv7();
+  const made: EmailTemplate[] = [];
+  beforeAll(async () => {
+    for (const [key, name, status] of [
+      ["welcome", "Welcome mail", "active"],
+      ["confirm-news", "Newsletter double opt-in", "active"],
+      ["confirm-offers", "Offers double opt-in", "archived"],
+      ["receipt", "Order receipt", "active"],
+      ["WELCOME-2", "Second welcome", "active"],
+    ] as const) {
+      made.push(await create({ store_id: store, key, name, subject: "s", html: "h", status }));
+    }
+  });
+  const find = (params: object) => call<{ items: EmailTemplate[]; cursor: string | null }>("findTemplates", { store_id: store, ...params });
+  const keysOf = (page: { items: EmailTemplate[] }) => page.items.map((t) => t.key);
+
+  it("lists newest first, 20 by default, with a keyset cursor to the end", async () => {
+    expect(keysOf(await find({}))).toEqual(["WELCOME-2", "receipt", "confirm-offers", "confirm-news", "welcome"]);
+    const seen: string[] = [];
+    let cursor: string | null | undefined;
+    do {
+      const page = await find({ limit: 2, ...(cursor ? { cursor } : {}) });
+      expect(page.items.length).toBeLessThanOrEqual(2);
+      seen.push(...keysOf(page));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(seen).toEqual(["WELCOME-2", "receipt", "confirm-offers", "confirm-news", "welcome"]);
+  });
+
+  it("filters by ids, status and query (a prefix of the key or of a word of the name, any case)", async () => {
+    expect(keysOf(await find({ ids: [made[0].id, made[3].id] }))).toEqual(["receipt", "welcome"]);
+    expect(keysOf(await find({ status: "archived" }))).toEqual(["confirm-offers"]);
+    expect(keysOf(await find({ query: "welc" }))).toEqual(["WELCOME-2", "welcome"]);
+    expect(keysOf(await find({ query: "OPT" }))).toEqual(["confirm-offers", "confirm-news"]);
+    expect(keysOf(await find({ query: "confirm", status: "active" }))).toEqual(["confirm-news"]);
+    expect(keysOf(await find({ query: "newsletter double" }))).toEqual(["confirm-news"]);
+    expect(keysOf(await find({ query: ".*" }))).toEqual([]);
+  });
+
+  it("refuses a cursor of another query, a forged one, and an operator object as a value", async () => {
+    const page = await find({ limit: 1 });
+    expect(await errorOf(find({ limit: 1, status: "active", cursor: page.cursor }))).toMatchObject({ type: "VALIDATION_ERROR" });
+    expect(await errorOf(find({ cursor: `${page.cursor}x` }))).toMatchObject({ type: "VALIDATION_ERROR" });
+    expect(await errorOf(find({ query: { $ne: null } }))).toMatchObject({ type: "VALIDATION_ERROR" });
+    expect(await errorOf(find({ limit: 101 }))).toMatchObject({ type: "VALIDATION_ERROR" });
+  });
+});
+
+describe("mailer templates: rendering", () => {
+  it("previews strictly: a missing variable is a 400 naming vars", async () => {
+    const created = await create(confirmTemplate());
+    const error = await errorOf(call("previewTemplate", { store_id: STORE_A, id: created.id, vars: { profile: { email: "a@b.c" }, list: { name: "N" } } }));
+    expect(error).toMatchObject({ type: "VALIDATION_ERROR", code: 400, data: { validationErrors: [{ field: "vars", error: expect.stringContaining("confirm_url") }] } });
+  });
+
+  it("sends leniently: a missing variable is an empty string", async () => {
+    const created = await create(confirmTemplate());
+    const to = "lenient@example.com";
+    await call("sendTemplate", { store_id: STORE_A, template_id: created.id, to, vars: { profile: { email: to } } });
+    const mail = await smtp.waitForMessage((m) => m.to.includes(to));
+    expect(mail.subject).toBe("Confirm your subscription to");
+    expect(mail.text.trim()).toBe(`Hello ${to}, confirm:`);
+    expect(mail.html).toContain('<a href="">confirm</a>');
+  });
+
+  it("escapes values in html, not in subject and text", async () => {
+    const created = await create(confirmTemplate(STORE_A, { subject: "{{list.name}}", html: "<p>{{list.name}}</p>", text: "{{list.name}}" }));
+    const out = await call("previewTemplate", { store_id: STORE_A, id: created.id, vars: { list: { name: `<b>"Tom & Jerry"</b>` } } });
+    expect(out).toEqual({ subject: `<b>"Tom & Jerry"</b>`, html: "<p>&lt;b&gt;&quot;Tom &amp; Jerry&quot;&lt;/b&gt;</p>", text: `<b>"Tom & Jerry"</b>` });
+  });
+
+  const probes = [
+    "{{constructor}}",
+    "{{constructor.name}}",
+    "{{__proto__}}",
+    "{{__proto__.constructor.name}}",
+    '{{lookup this "constructor"}}',
+    '{{lookup (lookup this "constructor") "name"}}',
+    "{{#with this.constructor}}{{name}}{{/with}}",
+    "{{#with constructor}}{{#with constructor}}{{name}}{{/with}}{{/with}}",
+    "{{toString}}",
+    "{{valueOf}}",
+    "{{hasOwnProperty}}",
+    "{{__defineGetter__}}",
+    "{{__lookupGetter__}}",
+    "{{profile.constructor.name}}",
+    "{{profile.email.constructor.name}}",
+    "{{list.items.constructor.name}}",
+    '{{#each list.items}}{{lookup this "constructor"}}{{/each}}',
+    "{{@root.constructor.name}}",
+  ];
+
+  it.each(probes)("leaks nothing through %s, in a preview or a send", async (probe) => {
+    const created = await create(confirmTemplate(STORE_A, { subject: `s ${probe}`, html: `<i>${probe}</i>`, text: `t ${probe}` }));
+    const vars = { profile: { email: "probe@example.com" }, list: { name: "N", items: [{ a: 1 }] } };
+    const leaks = (rendered: string) => /function|Object|native code|\[object|String|Array/.test(rendered);
+    try {
+      const preview = await call<{ subject: string; html: string; text: string }>("previewTemplate", { store_id: STORE_A, id: created.id, vars });
+      expect([preview.subject, preview.html, preview.text].filter(leaks)).toEqual([]);
+    } catch (err) {
+      // Strict mode may refuse the lookup instead: a 400 naming vars, never a value.
+      expect(err).toMatchObject({ type: "VALIDATION_ERROR", data: { validationErrors: [{ field: "vars" }] } });
+    }
+    const to = `probe-${keys}@example.com`;
+    await call("sendTemplate", { store_id: STORE_A, template_id: created.id, to, vars });
+    const mail = await smtp.waitForMessage((m) => m.to.includes(to));
+    expect(mail.subject).toBe("s");
+    expect(mail.html).toBe("<i></i>");
+    expect(mail.text.trim()).toBe("t");
+  });
+
+  it("compiles each template version once (per mode), and a change drops the compiled version", async () => {
+    const created = await create(confirmTemplate());
+    const vars = { profile: { email: "c@example.com" }, list: { name: "Cached" }, confirm_url: "https://shop.example/c" };
+    const preview = () => call<{ subject: string }>("previewTemplate", { store_id: STORE_A, id: created.id, vars });
+    const before = mailer.cache.compilations;
+    for (let i = 0; i < 5; i++) await preview();
+    expect(mailer.cache.compilations - before).toBe(1);
+    for (let i = 0; i < 3; i++) await call("sendTemplate", { store_id: STORE_A, template_id: created.id, to: "c@example.com", vars });
+    expect(mailer.cache.compilations - before).toBe(2); // the lenient (send) compile of the same version
+
+    await call("updateTemplate", { store_id: STORE_A, id: created.id, subject: "Version two for {{list.name}}" });
+    expect((await preview()).subject).toBe("Version two for Cached");
+    expect((await preview()).subject).toBe("Version two for Cached");
+    expect(mailer.cache.compilations - before).toBe(3);
+
+    // An update that changes nothing keeps the version (and the compiled template).
+    await call("updateTemplate", { store_id: STORE_A, id: created.id, subject: "Version two for {{list.name}}" });
+    await preview();
+    expect(mailer.cache.compilations - before).toBe(3);
+
+    const sizeWith = mailer.cache.size;
+    await call("deleteTemplate", { store_id: STORE_A, id: created.id });
+    expect(mailer.cache.size).toBe(sizeWith - 1);
+  });
+});
+
+describe("mailer.templateStatus and mailer.sendTemplate (as profile-lists calls them)", () => {
+  it("says usable only for an active template of that store", async () => {
+    const active = await create(confirmTemplate());
+    const archived = await create(confirmTemplate(STORE_A, { status: "archived" }));
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: active.id })).toEqual({ usable: true });
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: archived.id })).toEqual({ usable: false });
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: uuidv7() })).toEqual({ usable: false });
+    expect(await call("templateStatus", { store_id: STORE_B, template_id: active.id })).toEqual({ usable: false });
+  });
+
+  it("sends the rendered template over SMTP with the RFC 8058 List-Unsubscribe headers", async () => {
+    const created = await create(confirmTemplate());
+    const to = "ada@example.com";
+    const unsubscribe = `https://crm.example/v1/storefront/${STORE_A}/profile-lists/${uuidv7()}/unsubscribe?token=abc.def`;
+    const vars = {
+      profile: { email: to, id: uuidv7() },
+      list: { name: "Weekly <News>", key: "weekly" },
+      confirm_url: "https://shop.example/confirm?token=t1&profile_list_id=l1",
+      unsubscribe_url: unsubscribe,
+      store_id: STORE_A,
+    };
+    const result = await call<{ message_id: string }>("sendTemplate", { store_id: STORE_A, template_id: created.id, to, vars, list_unsubscribe: { url: unsubscribe } });
+    expect(result).toEqual({ message_id: expect.stringMatching(/^<[0-9a-f-]{36}@shop\.example>$/) });
+    const mail = await smtp.waitForMessage((m) => m.to.includes(to) && m.raw.includes(result.message_id));
+    expect(mail.from).toBe("news@shop.example");
+    expect(mail.subject).toBe("Confirm your subscription to Weekly <News>");
+    expect(mail.headers["list-unsubscribe"]).toBe(`<${unsubscribe}>`);
+    expect(mail.headers["list-unsubscribe-post"]).toBe("List-Unsubscribe=One-Click");
+    expect(mail.html).toContain('href="https://shop.example/confirm?token&#x3D;t1&amp;profile_list_id&#x3D;l1"');
+    expect(mail.text).toContain("confirm: https://shop.example/confirm?token=t1&profile_list_id=l1");
+  });
+
+  it("sends no List-Unsubscribe header when none is asked for", async () => {
+    const created = await create(confirmTemplate());
+    const to = "plain@example.com";
+    await call("sendTemplate", { store_id: STORE_A, template_id: created.id, to, vars: {} });
+    const mail = await smtp.waitForMessage((m) => m.to.includes(to));
+    expect(mail.headers["list-unsubscribe"]).toBeUndefined();
+    expect(mail.headers["list-unsubscribe-post"]).toBeUndefined();
+  });
+
+  it("refuses header injection: a line break in the unsubscribe url is a 400, and one in a subject value stays on the subject line", async () => {
+    const created = await create(confirmTemplate());
+    for (const url of [
+      "https://x.example/u\r\nBcc: victim@example.com",
+      "https://x.example/u\nX: y",
+      "https://x.example/a b",
+      "https://x.example/<u>",
+      "javascript:alert(1)",
+    ]) {
+      const error = await errorOf(call("sendTemplate", { store_id: STORE_A, template_id: created.id, to: "a@example.com", vars: {}, list_unsubscribe: { url } }));
+      expect(error).toMatchObject({ type: "VALIDATION_ERROR" });
+      expect(error.data.map((e: { field: string }) => e.field)).toContain("list_unsubscribe.url");
+    }
+    const to = "inject@example.com";
+    await call("sendTemplate", { store_id: STORE_A, template_id: created.id, to, vars: { list: { name: "News\r\nBcc: victim@example.com" } } });
+    const mail = await smtp.waitForMessage((m) => m.to.includes(to));
+    expect(mail.to).toEqual([to]);
+    expect(mail.headers.bcc).toBeUndefined();
+    expect(mail.subject).toBe("Confirm your subscription to News Bcc: victim@example.com");
+  });
+
+  it("answers 404 TEMPLATE_NOT_FOUND for a missing, archived or other store's template, and sends nothing", async () => {
+    const archived = await create(confirmTemplate(STORE_A, { status: "archived" }));
+    const other = await create(confirmTemplate(STORE_B));
+    const sent = smtp.messages.length;
+    for (const [store_id, template_id] of [
+      [STORE_A, uuidv7()],
+      [STORE_A, archived.id],
+      [STORE_A, other.id],
+    ]) {
+      const error = await errorOf(call("sendTemplate", { store_id, template_id, to: "a@example.com", vars: {} }));
+      expect(error).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
+    }
+    expect(smtp.messages.length).toBe(sent);
+  });
+
+  it("answers 503 when the SMTP server fails, and 400 on `to` when it refuses the address for good", async () => {
+    const created = await create(confirmTemplate());
+    smtp.failNext(1);
+    expect(await errorOf(call("sendTemplate", { store_id: STORE_A, template_id: created.id, to: "fail@example.com", vars: {} }))).toMatchObject({
+      type: "SERVICE_UNAVAILABLE",
+      code: 503,
+    });
+    smtp.refuseRecipient("nobody@example.com");
+    try {
+      expect(await errorOf(call("sendTemplate", { store_id: STORE_A, template_id: created.id, to: "nobody@example.com", vars: {} }))).toMatchObject({
+        type: "VALIDATION_ERROR",
+        code: 400,
+        data: { reason: "recipient_refused", validationErrors: [{ field: "to" }] },
+      });
+    } finally {
+      smtp.clear();
+    }
+  });
+});
