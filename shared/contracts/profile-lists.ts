@@ -128,6 +128,7 @@ export const ProfileListPage = listResult(ProfileList);
 export const ProfileListMemberPage = listResult(ProfileListMember);
 export const SubscribeResult = z.object({ membership: Membership, checkout_url: z.string().nullable() });
 export const AccessResult = z.object({ has_access: z.boolean(), membership: Membership.nullable() });
+export type AccessResult = z.infer<typeof AccessResult>;
 export const UnsubscribeResult = z.object({ membership: Membership });
 
 const ListRef = { store_id: StoreId, id: Uuid };
