@@ -10,6 +10,7 @@ export const MailerMessages = {
   templateDoesNotCompile: "The template does not compile",
   templateVarsMissing: "The template uses a variable that vars do not hold",
   templateRenderFailed: "The template could not be rendered with these vars",
+  deleteEventPending: "The template is deleted; telling the other services failed and will be retried: delete it again to retry now",
 } as const;
 
 export const MailerErrors = {
@@ -26,4 +27,5 @@ export const MailerErrors = {
   templateDoesNotCompile: (field: string, error: string) => validationError(field, error, MailerMessages.templateDoesNotCompile),
   templateVarsMissing: (error: string) => validationError("vars", error, MailerMessages.templateVarsMissing),
   templateRenderFailed: (error: string) => validationError("vars", error, MailerMessages.templateRenderFailed),
+  deleteEventPending: () => crmError("SERVICE_UNAVAILABLE", MailerMessages.deleteEventPending, { reason: "DELETE_EVENT_PENDING", retryAfter: 5 }),
 };

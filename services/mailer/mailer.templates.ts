@@ -165,7 +165,12 @@ export async function deleteTemplate(deps: TemplateDeps, p: Params<"deleteTempla
     await deps.store.templates.deleteOne({ _id: p.id, store_id: p.store_id });
     deps.cache.drop(p.id);
   }
-  await publishDeleted(deps, p.store_id, p.id);
+  try {
+    await publishDeleted(deps, p.store_id, p.id);
+  } catch (err) {
+    deps.log.warn(`email-template.deleted for template ${p.id} not published yet (${(err as Error)?.message ?? err}); it stays owed`);
+    throw MailerErrors.deleteEventPending();
+  }
   return { deleted: true };
 }
 

@@ -1,0 +1,158 @@
+/**
+ * The e-mail template routes over real HTTP and the real NATS bus: the gateway and the mailer each on a
+ * broker of their own. Checks auth, the contract's status codes and bodies, store isolation, and that
+ * every answer of the suite has exactly the shape the OpenAPI document states.
+ */
+import { isDeepStrictEqual } from "node:util";
+import { ErrorBodySchema } from "../../../gateway/errors";
+import { buildOpenApi } from "../../../gateway/openapi";
+import { jsonRoutes } from "../../../gateway/routes";
+import type { EmailTemplate } from "../../../shared/contracts/mailer";
+import { uuidv7 } from "../../../shared/ids";
+import { mailerRoutes } from "../../../shared/routes/mailer";
+import type { RouteDef } from "../../../shared/routes/types";
+import { type Cluster, type HttpClient, httpClient, type ObservedExchange, startCluster } from "../../../test/harness";
+
+const ADMIN_KEY = "crm_sk_mailer_http_test_key";
+
+/** The documented route an HTTP request landed on. */
+function routeOf(method: string, path: string): RouteDef | undefined {
+  return jsonRoutes.find((r) => r.method === method && new RegExp(`^${r.path.replace(/\{\w+\}/g, "[^/]+")}$`).test(path));
+}
+
+describe("e-mail template routes over HTTP and NATS", () => {
+  let cluster: Cluster;
+  let http: HttpClient;
+  let admin: HttpClient;
+  const exchanges: ObservedExchange[] = [];
+  const store = uuidv7();
+  const base = `/v1/stores/${store}/email-templates`;
+  const otherBase = `/v1/stores/${uuidv7()}/email-templates`;
+  const template = (key: string, extra: object = {}) => ({
+    key,
+    subject: "Confirm {{list.name}}",
+    html: '<a href="{{confirm_url}}">Confirm</a>',
+    text: "Confirm: {{confirm_url}}",
+    ...extra,
+  });
+
+  beforeAll(async () => {
+    cluster = await startCluster(["gateway", "mailer"], {
+      env: { SMTP_URL: "smtp://127.0.0.1:9", CRM_ADMIN_API_KEY: ADMIN_KEY, CURSOR_SECRET: "mailer-http-test-cursor-secret" },
+    });
+    http = httpClient(cluster.url as string, {}, (exchange) => exchanges.push(exchange));
+    admin = http.with({ authorization: `Bearer ${ADMIN_KEY}` });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it("needs the admin key", async () => {
+    expect((await http.get(base)).status).toBe(401);
+    expect((await http.post(base, template("anonymous"))).status).toBe(401);
+  });
+
+  it("creates, reads, updates, previews and deletes a template", async () => {
+    const created = await admin.post<EmailTemplate>(base, template("confirm", { name: "Double opt-in" }));
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ store_id: store, key: "confirm", name: "Double opt-in", status: "active", text: "Confirm: {{confirm_url}}" });
+    const url = `${base}/${created.body.id}`;
+    expect((await admin.get<EmailTemplate>(url)).body).toEqual(created.body);
+
+    const updated = await admin.put<EmailTemplate>(url, { html: "<p>{{profile.email}}</p>", status: "archived" });
+    expect(updated.status).toBe(200);
+    expect(updated.body).toMatchObject({ html: "<p>{{profile.email}}</p>", status: "archived", subject: created.body.subject });
+
+    const preview = await admin.post(`${url}/preview`, { vars: { list: { name: "News" }, confirm_url: "https://x.example/c?a=1&b=2", profile: { email: "<a@b.c>" } } });
+    expect(preview.status).toBe(200);
+    expect(preview.body).toEqual({ subject: "Confirm News", html: "<p>&lt;a@b.c&gt;</p>", text: "Confirm: https://x.example/c?a=1&b=2" });
+    const missing = await admin.post(`${url}/preview`, { vars: { list: { name: "News" }, confirm_url: "https://x.example/c" } });
+    expect(missing.status).toBe(400);
+    expect(missing.body).toMatchObject({ error: "VALIDATION_ERROR", validationErrors: [{ field: "vars", error: expect.stringContaining('"email"') }] });
+
+    const deleted = await admin.delete(url);
+    expect(deleted.status).toBe(200);
+    expect(deleted.body).toEqual({ deleted: true });
+    expect((await admin.get(url)).status).toBe(404);
+    expect((await admin.delete(url)).status).toBe(404);
+  });
+
+  it("answers 409 for a taken key, and 400 naming the field for a bad key, subject, size or a source that does not compile", async () => {
+    expect((await admin.post(base, template("taken"))).status).toBe(200);
+    const again = await admin.post(base, template("taken"));
+    expect(again.status).toBe(409);
+    expect(again.body).toMatchObject({ statusCode: 409, error: "CONFLICT" });
+    const fieldOf = async (body: object) => {
+      const res = await admin.post<{ validationErrors: Array<{ field: string }> }>(base, body);
+      expect(res.status).toBe(400);
+      return res.body.validationErrors.map((e) => e.field);
+    };
+    expect(await fieldOf(template("bad key"))).toContain("key");
+    expect(await fieldOf(template("crlf", { subject: "Hi\r\nBcc: x@example.com" }))).toContain("subject");
+    expect(await fieldOf(template("huge", { text: "x".repeat(256 * 1024 + 1) }))).toContain("text");
+    expect(await fieldOf(template("syntax", { html: "<p>{{#each items}}</p>" }))).toEqual(["html"]);
+    expect(await fieldOf(template("object", { html: { $ne: null } }))).toContain("html");
+    expect((await admin.get(`/v1/stores/not-a-uuid/email-templates`)).status).toBe(400);
+  });
+
+  it("never shows a template of one store to another (404 on every route)", async () => {
+    const mine = (await admin.post<EmailTemplate>(base, template("isolated"))).body;
+    const theirs = `${otherBase}/${mine.id}`;
+    expect((await admin.get(theirs)).status).toBe(404);
+    expect((await admin.put(theirs, { subject: "taken over" })).status).toBe(404);
+    expect((await admin.post(`${theirs}/preview`, { vars: {} })).status).toBe(404);
+    expect((await admin.delete(theirs)).status).toBe(404);
+    const list = await admin.get<{ items: EmailTemplate[] }>(otherBase, { query: { ids: [mine.id] } });
+    expect(list.status).toBe(200);
+    expect(list.body.items).toEqual([]);
+    expect((await admin.get<EmailTemplate>(`${base}/${mine.id}`)).body.subject).toBe(mine.subject);
+  });
+
+  it("lists with ids (JSON or repeated), status, query, limit and a cursor", async () => {
+    const listStore = `/v1/stores/${uuidv7()}/email-templates`;
+    const ids: string[] = [];
+    for (const key of ["alpha", "beta", "gamma"]) ids.push((await admin.post<EmailTemplate>(listStore, template(key, { name: `${key} letter` }))).body.id);
+    await admin.put(`${listStore}/${ids[1]}`, { status: "archived" });
+    const keys = (res: { body: { items: EmailTemplate[] } }) => res.body.items.map((t) => t.key);
+
+    const first = await admin.get<{ items: EmailTemplate[]; cursor: string | null }>(listStore, { query: { limit: "2" } });
+    expect(keys(first)).toEqual(["gamma", "beta"]);
+    const second = await admin.get<{ items: EmailTemplate[]; cursor: string | null }>(listStore, { query: { limit: "2", cursor: first.body.cursor as string } });
+    expect(keys(second)).toEqual(["alpha"]);
+    expect(second.body.cursor).toBeNull();
+    expect((await admin.get(listStore, { query: { limit: "2", status: "active", cursor: first.body.cursor as string } })).status).toBe(400);
+
+    expect(keys(await admin.get(listStore, { query: { ids: [ids[0], ids[2]] } }))).toEqual(["gamma", "alpha"]);
+    expect(keys(await admin.get(`${listStore}?ids=${ids[0]}&ids=${ids[1]}`))).toEqual(["beta", "alpha"]);
+    expect(keys(await admin.get(listStore, { query: { status: "archived" } }))).toEqual(["beta"]);
+    expect(keys(await admin.get(listStore, { query: { query: "LETT" } }))).toEqual(["gamma", "beta", "alpha"]);
+    expect(keys(await admin.get(listStore, { query: { query: "gam" } }))).toEqual(["gamma"]);
+    expect((await admin.get(listStore, { query: { limit: "0" } })).status).toBe(400);
+    expect((await admin.get(listStore, { query: { ids: ["not-a-uuid"] } })).status).toBe(400);
+  });
+
+  // Last on purpose: checks every answer the tests above received.
+  it("answered every request of this suite in the documented shape (the OpenAPI document's schemas)", () => {
+    expect(exchanges.length).toBeGreaterThan(30);
+    const documented = buildOpenApi(jsonRoutes) as unknown as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    const mismatches = exchanges.flatMap(({ method, path, response }) => {
+      const route = routeOf(method, path);
+      if (route && !documented.paths[route.path][method.toLowerCase()].responses[String(response.status)]) {
+        return [`${method} ${route.path}: status ${response.status} is not in the OpenAPI document`];
+      }
+      const ok = response.status < 400;
+      const schema = ok ? route?.response : ErrorBodySchema;
+      if (ok && !route) return [`${method} ${path}: ${response.status} from no documented route`];
+      if (!schema) return [];
+      const parsed = schema.safeParse(response.body);
+      if (!parsed.success) return [`${method} ${path} ${response.status}: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`];
+      // Parsing drops undocumented fields: equal means the answer has exactly the documented ones.
+      if (!isDeepStrictEqual(parsed.data, response.body)) return [`${method} ${path} ${response.status}: fields beyond the documented ones`];
+      return [];
+    });
+    expect(mismatches).toEqual([]);
+    const succeeded = new Set(exchanges.filter((x) => x.response.status < 400).map((x) => routeOf(x.method, x.path)));
+    expect(mailerRoutes.filter((r) => !succeeded.has(r)).map((r) => `${r.method} ${r.path}`)).toEqual([]);
+  });
+});
