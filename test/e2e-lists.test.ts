@@ -1,0 +1,164 @@
+/**
+ * The spec's "Newsletter Subscribe with Double Opt-in" flow end to end, as a storefront runs it: every
+ * service on its own broker over the real NATS bus, HTTP through the gateway, the confirmation mail read
+ * from a real SMTP server. initialize -> connect -> subscribe with confirm_url -> the mail arrives ->
+ * confirm -> access true -> unsubscribe -> access false; then the same list's one-click unsubscribe link.
+ *
+ * The confirmation template is created through the mailer's email-templates admin route when the mailer
+ * offers it (mailer.sendTemplate). Until the mailer's template work is committed, a stand-in "mailer"
+ * (templateStatus, sendTemplate, sending through the same SMTP server with the List-Unsubscribe headers)
+ * takes its place on the bus, and the template is registered with it directly.
+ */
+import { randomUUID } from "node:crypto";
+import type { ServiceSchema } from "moleculer";
+import nodemailer from "nodemailer";
+import type { AuthToken } from "../shared/contracts/auth";
+import type { AccessResult, Membership, ProfileList } from "../shared/contracts/profile-lists";
+import type { ConnectResult } from "../shared/contracts/profiles";
+import { crmError } from "../shared/errors";
+import { deleteStreams, httpClient, loadService, startCluster, startSmtpServer, type Cluster, type HttpClient, type SmtpTestServer } from "./harness";
+
+const PLATFORM_KEY = `e2e-lists-${randomUUID()}`;
+const SHOP = "https://yoursite.com";
+
+/** Whether the real mailer renders and sends stored templates yet. */
+const mailerHasTemplates = Boolean((loadService("mailer").actions as Record<string, unknown> | undefined)?.sendTemplate);
+
+/** Stands in for the mailer's template sends: one template per id, rendered by plain substitution, sent over SMTP. */
+function mailerStandIn(smtpUrl: string, templates: Map<string, { store_id: string; subject: string; text: string }>): ServiceSchema {
+  const transport = nodemailer.createTransport(smtpUrl);
+  return {
+    name: "mailer",
+    actions: {
+      templateStatus: (ctx: { params: { store_id: string; template_id: string } }) => ({
+        usable: templates.get(ctx.params.template_id)?.store_id === ctx.params.store_id,
+      }),
+      async sendTemplate(ctx: { params: { store_id: string; template_id: string; to: string; vars: Record<string, unknown>; list_unsubscribe?: { url: string } } }) {
+        const t = templates.get(ctx.params.template_id);
+        if (t?.store_id !== ctx.params.store_id) throw crmError("NOT_FOUND", "Email template not found", { reason: "TEMPLATE_NOT_FOUND" });
+        const render = (s: string) =>
+          s.replace(/\{\{\s*([\w.]+)\s*\}\}/g, (_, path: string) =>
+            String(path.split(".").reduce<unknown>((v, k) => (v as Record<string, unknown>)?.[k], ctx.params.vars) ?? ""),
+          );
+        const headers = ctx.params.list_unsubscribe
+          ? { "List-Unsubscribe": `<${ctx.params.list_unsubscribe.url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" }
+          : undefined;
+        const info = await transport.sendMail({ from: "Shop <no-reply@localhost>", to: ctx.params.to, subject: render(t.subject), text: render(t.text), headers });
+        return { message_id: info.messageId };
+      },
+    },
+  };
+}
+
+describe("Newsletter Subscribe with Double Opt-in, over NATS through the gateway", () => {
+  let cluster: Cluster;
+  let smtp: SmtpTestServer;
+  let http: HttpClient;
+  let admin: HttpClient;
+  const standInTemplates = new Map<string, { store_id: string; subject: string; text: string }>();
+  const storeId = randomUUID();
+
+  beforeAll(async () => {
+    smtp = await startSmtpServer();
+    const mailer = mailerHasTemplates ? "mailer" : mailerStandIn(smtp.url, standInTemplates);
+    cluster = await startCluster(["gateway", "auth", "profiles", "profile-lists", mailer], {
+      env: { SMTP_URL: smtp.url, JWT_SECRET: `e2e-${randomUUID()}`, CRM_ADMIN_API_KEY: PLATFORM_KEY, LINK_ORIGINS: SHOP, PUBLIC_URL: "https://crm.yoursite.com" },
+    });
+    http = httpClient(cluster.url!);
+    admin = http.with({ authorization: `Bearer ${PLATFORM_KEY}` });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (cluster) await deleteStreams(cluster.channelPrefix);
+    await smtp?.close();
+  });
+
+  /** The store's confirmation template: through the mailer's admin route, or registered with the stand-in. */
+  async function confirmationTemplate(): Promise<string> {
+    const subject = "Confirm your subscription to {{list.name}}";
+    const text = "Hi {{profile.email}}, confirm here: {{confirm_url}}\nUnsubscribe: {{unsubscribe_url}}";
+    if (!mailerHasTemplates) {
+      const id = randomUUID();
+      standInTemplates.set(id, { store_id: storeId, subject, text });
+      return id;
+    }
+    const res = await admin.post<{ id: string }>(`/v1/stores/${storeId}/email-templates`, {
+      key: "confirm-newsletter",
+      name: "Confirm",
+      subject,
+      html: `<p>${text}</p>`,
+      text,
+    });
+    expect(res.status).toBe(200);
+    return res.body.id;
+  }
+
+  it("initialize -> connect -> subscribe with confirm_url -> the mail arrives -> confirm -> access true -> unsubscribe -> access false", async () => {
+    const templateId = await confirmationTemplate();
+    const created = await admin.post<ProfileList>(`/v1/stores/${storeId}/profile-lists`, {
+      key: "newsletter",
+      name: "Newsletter",
+      type: { type: "confirmation", confirm_template_id: templateId },
+    });
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ confirm_template_missing: false, member_count: 0 });
+    const profileListId = created.body.id;
+    const storefront = `/v1/storefront/${storeId}/profile-lists/${profileListId}`;
+
+    // 1. Initialize + connect to get a profile
+    const init = await http.post<AuthToken>(`/v1/stores/${storeId}/profiles/initialize`, {});
+    expect(init.status).toBe(200);
+    const guest = http.with({ authorization: `Bearer ${init.body.access_token}` });
+    const connected = await guest.post<ConnectResult>(`/v1/stores/${storeId}/profiles/connect`, { email: "user@example.com" });
+    expect(connected.status).toBe(200);
+    const profileId = connected.body.id;
+    const session = http.with({ authorization: `Bearer ${connected.body.token.access_token}`, "user-agent": "e2e-browser/1.0" });
+
+    // 2. Subscribe to the profile list (sends confirmation email)
+    const subscribed = await session.post<{ membership: Membership; checkout_url: null }>(`${storefront}/subscribe`, {
+      profile_id: profileId,
+      confirm_url: `${SHOP}/confirm`,
+    });
+    expect(subscribed.status).toBe(200);
+    expect(subscribed.body).toMatchObject({
+      checkout_url: null,
+      membership: { status: "pending", profile_id: profileId, consent: { method: "signup", user_agent: "e2e-browser/1.0" } },
+    });
+    expect((await session.get<AccessResult>(`${storefront}/access`)).body.has_access).toBe(false);
+
+    // The mail arrives, with the link and the RFC 8058 headers.
+    const mail = await smtp.waitForMessage((m) => m.to.includes("user@example.com"), 15_000);
+    expect(mail.subject).toBe("Confirm your subscription to Newsletter");
+    const link = /https:\/\/yoursite\.com\/confirm\?\S+/.exec(mail.text)?.[0];
+    expect(link).toBeDefined();
+    const url = new URL(link!);
+    expect(url.searchParams.get("profile_list_id")).toBe(profileListId);
+    expect(mail.headers["list-unsubscribe"]).toMatch(
+      new RegExp(`^<https://crm\\.yoursite\\.com/v1/storefront/${storeId}/profile-lists/${profileListId}/unsubscribe\\?token=`),
+    );
+    expect(mail.headers["list-unsubscribe-post"]).toBe("List-Unsubscribe=One-Click");
+
+    // The page behind the link confirms (no session: the token is the credential).
+    const confirmed = await http.post<Membership>(`${storefront}/confirm`, { token: url.searchParams.get("token") });
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.body).toMatchObject({ status: "active", consent: { method: "double_opt_in", confirmed_at: expect.any(Number), confirmed_ip: expect.any(String) } });
+    expect((await http.post(`${storefront}/confirm`, { token: url.searchParams.get("token") })).status).toBe(400);
+
+    const granted = await session.get<AccessResult>(`${storefront}/access`);
+    expect(granted.body).toMatchObject({ has_access: true, membership: { status: "active" } });
+    expect((await admin.get<ProfileList>(`/v1/stores/${storeId}/profile-lists/${profileListId}`)).body.member_count).toBe(1);
+
+    const left = await session.post<{ membership: Membership }>(`${storefront}/unsubscribe`, {});
+    expect(left.status).toBe(200);
+    expect(left.body.membership.status).toBe("unsubscribed");
+    expect((await session.get<AccessResult>(`${storefront}/access`)).body).toMatchObject({ has_access: false, membership: { status: "unsubscribed" } });
+    expect((await admin.get<ProfileList>(`/v1/stores/${storeId}/profile-lists/${profileListId}`)).body.member_count).toBe(0);
+
+    // The mail's own unsubscribe link works with no session (a POST with the token in the query).
+    const oneClick = /<([^>]+)>/.exec(mail.headers["list-unsubscribe"])![1];
+    const viaLink = await http.post<{ membership: Membership }>(oneClick.replace("https://crm.yoursite.com", ""), {});
+    expect(viaLink.status).toBe(200);
+    expect(viaLink.body.membership.status).toBe("unsubscribed");
+  });
+});
