@@ -25,7 +25,7 @@ export interface MailerStandIn {
   down: boolean;
 }
 
-function mailerStandIn(state: MailerStandIn): ServiceSchema {
+export function mailerStandIn(state: MailerStandIn): ServiceSchema {
   return {
     name: "mailer",
     actions: {
