@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import type { ServiceBroker } from "moleculer";
 import type { z } from "zod";
 import type { Config } from "../../shared/config";
-import type { MailerActions } from "../../shared/contracts/mailer";
+import type { MailerActions, RenderedTemplate } from "../../shared/contracts/mailer";
 import { publishEvent } from "../../shared/events/durable";
 import { nowSeconds } from "../../shared/ids";
 import type { Database } from "../../shared/storage/port";
@@ -50,10 +50,10 @@ export function newMessageId(from: string): string {
   return `<${randomUUID()}@${domain}>`;
 }
 
-export type TemplateMail = z.infer<typeof MailerActions.sendTemplate>;
+type TemplateMail = z.infer<typeof MailerActions.sendTemplate>;
 
-/** RFC 8058 one-click unsubscribe: the URL in List-Unsubscribe and the POST body mail clients send to it. */
-export function listUnsubscribeHeaders(url: string): Record<string, string> {
+/** RFC 8058 one-click unsubscribe: where to unsubscribe, and that a POST there (no page, no login) does it. */
+function listUnsubscribeHeaders(url: string): Record<string, string> {
   return { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" };
 }
 
@@ -98,7 +98,7 @@ export class Mailer {
   }
 
   /** Sends a rendered store template -> `{ message_id }`, with RFC 8058 unsubscribe headers when asked. */
-  sendRendered(input: Pick<TemplateMail, "to" | "template_id" | "list_unsubscribe">, rendered: { subject: string; html: string; text: string | null }) {
+  sendRendered(input: Pick<TemplateMail, "to" | "template_id" | "list_unsubscribe">, rendered: RenderedTemplate): Promise<{ message_id: string }> {
     const mail: OutgoingMail = {
       from: this.deps.from,
       to: input.to,

@@ -11,6 +11,7 @@
  * (TemplateCache), keyed by template id and version; a newer version or a delete drops it.
  */
 import Handlebars from "handlebars";
+import type { RenderedTemplate } from "../../shared/contracts/mailer";
 
 const env = Handlebars.create();
 env.unregisterHelper("log");
@@ -31,12 +32,6 @@ export interface TemplateSources {
 export interface TemplateVersion extends TemplateSources {
   _id: string;
   version: number;
-}
-
-export interface RenderedTemplate {
-  subject: string;
-  html: string;
-  text: string | null;
 }
 
 type CompiledPart = (vars: Record<string, unknown>) => string;
