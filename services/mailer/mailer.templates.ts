@@ -120,11 +120,26 @@ export async function findTemplates(deps: TemplateDeps, p: Params<"findTemplates
   if (p.ids) filter._id = { $in: p.ids };
   if (query) filter.search_words = { $regex: `^${escapeRegex(query)}` };
   const page = await deps.store.templates.findPage({ filter, sort: { field: "created_at", direction: -1 }, limit: p.limit, after });
-  const last = page.items[page.items.length - 1];
+  const items = withinPageBytes(page.items);
+  const hasMore = page.hasMore || items.length < page.items.length;
+  const last = items[items.length - 1];
   return {
-    items: page.items.map(toEmailTemplate),
-    cursor: page.hasMore && last ? encodeCursor({ value: last.created_at, id: last._id }, bound) : null,
+    items: items.map(toEmailTemplate),
+    cursor: hasMore && last ? encodeCursor({ value: last.created_at, id: last._id }, bound) : null,
   };
+}
+
+/** The sources one page may carry: an answer crosses NATS, whose messages are capped at 1 MB (deploy/nats.conf). */
+const PAGE_SOURCE_BYTES = 512 * 1024;
+
+/** The first templates whose sources fit in PAGE_SOURCE_BYTES (always at least one); the rest come with the next page. */
+function withinPageBytes(docs: EmailTemplateDoc[]): EmailTemplateDoc[] {
+  let bytes = 0;
+  for (const [i, doc] of docs.entries()) {
+    bytes += Buffer.byteLength(doc.subject) + Buffer.byteLength(doc.html) + Buffer.byteLength(doc.text ?? "");
+    if (bytes > PAGE_SOURCE_BYTES && i > 0) return docs.slice(0, i);
+  }
+  return docs;
 }
 
 export async function updateTemplate(deps: TemplateDeps, p: Params<"updateTemplate">): Promise<EmailTemplate> {

@@ -205,6 +205,20 @@ describe("mailer templates: find", () => {
     expect(keysOf(await find({ query: ".*" }))).toEqual([]);
   });
 
+  it("cuts a page short when its templates' sources pass 512 KB (an answer must fit a NATS message), and the cursor goes on", async () => {
+    const big = uuidv7();
+    const html = `<p>${"x".repeat(200 * 1024)}</p>`;
+    for (const key of ["b1", "b2", "b3", "b4", "b5"]) await create({ store_id: big, key, subject: "s", html });
+    const pages: string[][] = [];
+    let cursor: string | null | undefined;
+    do {
+      const page = await call<{ items: EmailTemplate[]; cursor: string | null }>("findTemplates", { store_id: big, ...(cursor ? { cursor } : {}) });
+      pages.push(page.items.map((t) => t.key));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(pages).toEqual([["b5", "b4"], ["b3", "b2"], ["b1"]]);
+  });
+
   it("refuses a cursor of another query, a forged one, and an operator object as a value", async () => {
     const page = await find({ limit: 1 });
     expect(await errorOf(find({ limit: 1, status: "active", cursor: page.cursor }))).toMatchObject({ type: "VALIDATION_ERROR" });
