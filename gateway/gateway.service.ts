@@ -25,7 +25,7 @@ import { ReadinessProbe } from "./health";
 import { inputFieldNames, openApiDocument } from "./openapi";
 import { pathParams, toAliasPath } from "./paths";
 import { FixedWindowLimiter } from "./rate-limit";
-import { hasBody, mediaKindOf, mergeParams, parseByteSize, parseJsonObject, readRawBody, requestIdOf, sanitizeQuery } from "./request";
+import { hasBody, mediaKindOf, mergeParams, parseByteSize, parseFormBody, parseJsonObject, parseMultipartBody, readRawBody, requestIdOf, sanitizeQuery } from "./request";
 import { routeTable as defaultRouteTable, type RouteTable } from "./routes";
 import type { RouteDef } from "../shared/routes/types";
 
@@ -36,6 +36,8 @@ interface RouteEntry {
   hasStoreId: boolean;
   /** The params schema has a `csv` field: a `text/csv` body is delivered as `{ csv }`. */
   acceptsCsv: boolean;
+  /** The params schema has a `List-Unsubscribe` field (RFC 8058 one-click): an HTML form body is read as text fields. */
+  acceptsForm: boolean;
 }
 
 interface GatewayState {
@@ -103,6 +105,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
   const entryOf = (req: GatewayRequest) => req.$request.entry ?? entries[req.$alias?.routeIndex ?? -1];
   const rawSet = new Set(table.raw);
   const csvSet = new Set(entries.filter((e) => e.acceptsCsv).map((e) => e.def));
+  const formSet = new Set(entries.filter((e) => e.acceptsForm).map((e) => e.def));
   const allRoutes = [...table.json, ...table.raw];
   // Paths that load balancers poll: never rate limited.
   const unlimitedPaths = new Set(allRoutes.filter((r) => r.unlimited).map((r) => r.path));
@@ -182,7 +185,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         },
       },
       openapi: {
-        handler: () => openApiDocument(allRoutes, { rawBody: rawSet, csvBody: csvSet }),
+        handler: () => openApiDocument(allRoutes, { rawBody: rawSet, csvBody: csvSet, formBody: formSet }),
       },
     },
 
@@ -396,6 +399,7 @@ function routeEntry(def: RouteDef, body: RouteEntry["body"]): RouteEntry {
     body,
     hasStoreId: pathParams(def.path).some((p) => p.param === "store_id"),
     acceptsCsv: body === "json" && def.method !== "GET" && def.params !== undefined && inputFieldNames(def.params).has("csv"),
+    acceptsForm: body === "json" && def.method === "POST" && def.params !== undefined && inputFieldNames(def.params).has("List-Unsubscribe"),
   };
 }
 
@@ -453,7 +457,7 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): 
     return;
   }
   const kind = mediaKindOf(req.headers["content-type"]);
-  if (kind === "other" || (kind === "csv" && !entry.acceptsCsv)) {
+  if (kind === "other" || (kind === "csv" && !entry.acceptsCsv) || ((kind === "form" || kind === "multipart") && !entry.acceptsForm)) {
     throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedMediaType);
   }
   // Compressed bodies are not decoded: refuse them rather than read the bytes as JSON text.
@@ -465,6 +469,8 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): 
   }
   const text = (await readRawBody(req, limit)).toString("utf8");
   if (kind === "csv") req.body = { csv: text };
+  else if (kind === "form") req.body = parseFormBody(text);
+  else if (kind === "multipart") req.body = parseMultipartBody(text, String(req.headers["content-type"]));
   else if (text.trim() !== "") req.body = parseJsonObject(text);
 }
 

@@ -17,6 +17,8 @@ export interface OpenApiOptions {
   rawBody?: ReadonlySet<RouteDef>;
   /** Routes that also take a `text/csv` body. */
   csvBody?: ReadonlySet<RouteDef>;
+  /** Routes that also take an HTML form body (RFC 8058 one-click unsubscribe). */
+  formBody?: ReadonlySet<RouteDef>;
 }
 
 export interface OpenApiDocument {
@@ -173,6 +175,10 @@ function requestBodyOf(route: RouteDef, params: JsonSchema | undefined, pathName
   if (isEmptyObjectSchema(schema)) return undefined;
   const content: Record<string, unknown> = { "application/json": { schema } };
   if (options.csvBody?.has(route)) content["text/csv"] = { schema: { type: "string", description: "CSV text, delivered as `csv`" } };
+  if (options.formBody?.has(route)) {
+    content["application/x-www-form-urlencoded"] = { schema };
+    content["multipart/form-data"] = { schema };
+  }
   return { required: requiredOf(schema).length > 0 || Array.isArray(schema.anyOf), content };
 }
 

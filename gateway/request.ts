@@ -35,7 +35,7 @@ export function hasBody(req: IncomingMessage): boolean {
   return length !== undefined && Number(length) > 0;
 }
 
-export type MediaKind = "json" | "csv" | "other";
+export type MediaKind = "json" | "csv" | "form" | "multipart" | "other";
 
 /** What the Content-Type says the body is; a charset other than UTF-8 counts as "other". */
 export function mediaKindOf(header: string | undefined): MediaKind {
@@ -48,6 +48,8 @@ export function mediaKindOf(header: string | undefined): MediaKind {
   if (charset && charset !== "utf-8" && charset !== "utf8") return "other";
   if (type === "application/json" || /^application\/[a-z0-9.+-]+\+json$/.test(type)) return "json";
   if (type === "text/csv") return "csv";
+  if (type === "application/x-www-form-urlencoded") return "form";
+  if (type === "multipart/form-data") return "multipart";
   return "other";
 }
 
@@ -137,6 +139,29 @@ export function mergeParams(...sources: Array<Record<string, unknown> | undefine
     for (const key of Object.keys(source)) {
       if (!FORBIDDEN_KEYS.has(key)) out[key] = source[key];
     }
+  }
+  return out;
+}
+
+/** An HTML form body (`application/x-www-form-urlencoded`) as text fields; prototype-reaching keys dropped, a repeated key keeps its last value. */
+export function parseFormBody(text: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of new URLSearchParams(text)) if (!FORBIDDEN_KEYS.has(key)) out[key] = value;
+  return out;
+}
+
+/** The text fields of a `multipart/form-data` body (file parts are ignored); 400 without a boundary. */
+export function parseMultipartBody(text: string, contentType: string): Record<string, unknown> {
+  const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  if (!boundary) throw validationError("body", "multipart body without a boundary");
+  const out: Record<string, unknown> = {};
+  for (const part of text.split(`--${boundary[1] ?? boundary[2]}`)) {
+    const split = part.indexOf("\r\n\r\n");
+    if (split === -1) continue;
+    const head = part.slice(0, split);
+    const name = /content-disposition:\s*form-data;[^\r\n]*?\bname="([^"]*)"/i.exec(head)?.[1];
+    if (name === undefined || /\bfilename=/i.test(head) || FORBIDDEN_KEYS.has(name)) continue;
+    out[name] = part.slice(split + 4).replace(/\r\n$/, "");
   }
   return out;
 }

@@ -1,7 +1,7 @@
 /** Reading requests: JSON bodies only, size and depth limits, prototype keys, request ids, CORS, logs. */
 import { waitFor } from "../../test/harness/wait";
 import { PLATFORM_KEY, PROFILE_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
-import { jsonDepthExceeds, mergeParams, parseByteSize, parseJsonObject, requestIdOf } from "../request";
+import { jsonDepthExceeds, mediaKindOf, mergeParams, parseByteSize, parseFormBody, parseJsonObject, parseMultipartBody, requestIdOf } from "../request";
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -263,5 +263,33 @@ describe("request helpers", () => {
     expect(requestIdOf("abc")).toBe("abc");
     expect(requestIdOf(["a", "b"])).not.toBe("a");
     expect(requestIdOf("")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe("form bodies (RFC 8058 one-click unsubscribe)", () => {
+  it("reads application/x-www-form-urlencoded and multipart/form-data text fields, dropping prototype-reaching keys and file parts", () => {
+    expect(mediaKindOf("application/x-www-form-urlencoded")).toBe("form");
+    expect(mediaKindOf("multipart/form-data; boundary=x")).toBe("multipart");
+    const form = parseFormBody("List-Unsubscribe=One-Click&__proto__=x&token=a%2Bb");
+    expect(form).toEqual({ "List-Unsubscribe": "One-Click", token: "a+b" });
+    expect(Object.getPrototypeOf(form)).toBe(Object.prototype);
+    const body = [
+      "--b1",
+      'Content-Disposition: form-data; name="List-Unsubscribe"',
+      "",
+      "One-Click",
+      "--b1",
+      'Content-Disposition: form-data; name="file"; filename="a.txt"',
+      "",
+      "ignored",
+      "--b1",
+      'Content-Disposition: form-data; name="constructor"',
+      "",
+      "x",
+      "--b1--",
+      "",
+    ].join("\r\n");
+    expect(parseMultipartBody(body, 'multipart/form-data; boundary="b1"')).toEqual({ "List-Unsubscribe": "One-Click" });
+    expect(() => parseMultipartBody(body, "multipart/form-data")).toThrow();
   });
 });

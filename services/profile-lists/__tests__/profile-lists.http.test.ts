@@ -107,30 +107,36 @@ describe("profile-list routes over HTTP and NATS", () => {
     expect((await me.client.get<AccessResult>(`${storefront}/${list.id}/access`)).body.has_access).toBe(false);
   });
 
-  it("one-click unsubscribe: the mail's token works with no session; a form body (RFC 8058) is refused by today's gateway (415)", async () => {
-    const list = (await admin.post<ProfileList>(lists, { key: "oneclick" })).body;
+  it("one-click unsubscribe (RFC 8058): the mail's link takes a form body with no session; a form body elsewhere is 415", async () => {
     const template = uuidv7();
     mailer.templates.set(template, store);
-    const dbl = (await admin.post<ProfileList>(lists, { key: "oneclick2", type: { type: "confirmation", confirm_template_id: template } })).body;
+    const one = (await admin.post<ProfileList>(lists, { key: "oneclick", type: { type: "confirmation", confirm_template_id: template } })).body;
+    const two = (await admin.post<ProfileList>(lists, { key: "oneclick2", type: { type: "confirmation", confirm_template_id: template } })).body;
     const me = await session("http-oneclick@example.com");
-    await me.client.post(`${storefront}/${list.id}/subscribe`, { profile_id: me.id });
-    await me.client.post(`${storefront}/${dbl.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` });
-    const mail = mailer.sent.find((m) => m.to === "http-oneclick@example.com")!;
-    const url = new URL(mail.list_unsubscribe.url);
-    const path = `${url.pathname}${url.search}`;
+    await me.client.post(`${storefront}/${one.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` });
+    await me.client.post(`${storefront}/${two.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` });
+    const [first, second] = mailer.sent.filter((m) => m.to === "http-oneclick@example.com").map((m) => new URL(m.list_unsubscribe.url));
+    const post = (url: URL, init: RequestInit) => fetch(`${cluster.url}${url.pathname}${url.search}`, { method: "POST", ...init });
 
-    const form = await fetch(`${cluster.url}${path}`, {
+    const form = await post(first, { headers: { "content-type": "application/x-www-form-urlencoded" }, body: "List-Unsubscribe=One-Click" });
+    expect(form.status).toBe(200);
+    expect(((await form.json()) as { membership: Membership }).membership.status).toBe("unsubscribed");
+    const boundary = "----crmtest";
+    const multipart = `--${boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--${boundary}--\r\n`;
+    const viaMultipart = await post(second, { headers: { "content-type": `multipart/form-data; boundary=${boundary}` }, body: multipart });
+    expect(viaMultipart.status).toBe(200);
+    expect((await me.client.get<AccessResult>(`${storefront}/${two.id}/access`)).body.membership?.status).toBe("unsubscribed");
+    // No body at all, and the JSON form of the same: the token in the query is enough.
+    expect((await post(first, {})).status).toBe(200);
+    expect((await http.post(`${first.pathname}${first.search}`, {})).status).toBe(200);
+    // A form body on a route that takes none.
+    const elsewhere = await fetch(`${cluster.url}${storefront}/${one.id}/confirm`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: "List-Unsubscribe=One-Click",
+      body: "token=abc",
     });
-    expect(form.status).toBe(415); // the gateway reads JSON (and text/csv on import routes) only, for now
-    const byToken = await http.post<{ membership: Membership }>(path, {});
-    expect(byToken.status).toBe(200);
-    expect(byToken.body.membership.status).toBe("unsubscribed");
-    const noBody = await fetch(`${cluster.url}${path}`, { method: "POST" });
-    expect(noBody.status).toBe(200);
-    expect((await http.post(`/v1/storefront/${newStoreId()}/profile-lists/${dbl.id}/unsubscribe`, { token: url.searchParams.get("token") })).status).toBe(404);
+    expect(elsewhere.status).toBe(415);
+    expect((await http.post(`/v1/storefront/${newStoreId()}/profile-lists/${one.id}/unsubscribe`, { token: first.searchParams.get("token") })).status).toBe(404);
   });
 
   it("admin members: add, list, remove", async () => {
