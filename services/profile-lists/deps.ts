@@ -12,9 +12,15 @@ export interface ActionCaller {
   call(action: string, params?: unknown): Promise<unknown>;
 }
 
+export interface ProfileRef {
+  id: string;
+  email: string | null;
+  verified: boolean;
+}
+
 export interface ProfilesClient {
-  /** `profiles.lookup` -> { id, email } | 404 */
-  lookup(p: { store_id: string; id: string }): Promise<{ id: string; email: string | null }>;
+  /** `profiles.lookup` -> { id, email, verified } | 404 */
+  lookup(p: { store_id: string; id: string }): Promise<ProfileRef>;
   /** `profiles.getMany` -> the store's Profiles among `ids` */
   getMany(p: { store_id: string; ids: string[] }): Promise<Profile[]>;
 }
@@ -36,7 +42,7 @@ export interface MailerClient {
 
 export function profilesClient(caller: ActionCaller): ProfilesClient {
   return {
-    lookup: (p) => caller.call("profiles.lookup", p) as Promise<{ id: string; email: string | null }>,
+    lookup: (p) => caller.call("profiles.lookup", p) as Promise<ProfileRef>,
     getMany: (p) => caller.call("profiles.getMany", p) as Promise<Profile[]>,
   };
 }

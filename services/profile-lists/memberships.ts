@@ -257,11 +257,18 @@ export async function confirm(deps: Deps, p: { store_id: string; id: string; tok
   return toMembership(updated);
 }
 
+/**
+ * Whether the session's profile has access. An unverified session of a profile whose e-mail was verified
+ * learns only `has_access` (CONTRACT: such a session may not read the profile's memberships).
+ */
 export async function access(deps: Deps, p: { store_id: string; id: string }, caller: Caller): Promise<{ has_access: boolean; membership: Membership | null }> {
   const session = sessionOf(caller.auth, p.store_id);
   const list = await requireList(deps, p.store_id, p.id);
   const doc = await findMembership(deps, list, session.profile_id);
-  return { has_access: doc ? hasAccess(doc, deps.now()) : false, membership: doc ? toMembership(doc) : null };
+  const has_access = doc ? hasAccess(doc, deps.now()) : false;
+  if (!doc) return { has_access, membership: null };
+  if (!session.is_verified && (await deps.profiles.lookup({ store_id: p.store_id, id: session.profile_id })).verified) return { has_access, membership: null };
+  return { has_access, membership: toMembership(doc) };
 }
 
 /**

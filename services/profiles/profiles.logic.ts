@@ -259,10 +259,10 @@ export async function recordPromoUse(deps: ProfilesDeps, p: { store_id: string; 
   throw ProfileErrors.concurrentUpdate();
 }
 
-/** The id and e-mail of a profile (for other services: lists need the address to mail). */
-export async function lookupProfile(deps: ProfilesDeps, p: { store_id: string; id: string }): Promise<{ id: string; email: string | null }> {
+/** The id, e-mail and verified flag of a profile (for other services: lists mail the address and guard unverified sessions). */
+export async function lookupProfile(deps: ProfilesDeps, p: { store_id: string; id: string }): Promise<{ id: string; email: string | null; verified: boolean }> {
   const doc = await requireProfile(deps, p.store_id, p.id);
-  return { id: doc._id, email: doc.email ?? null };
+  return { id: doc._id, email: doc.email ?? null, verified: doc.verified };
 }
 
 /** The Profiles of a store among `ids`, with one auth call (for other services' admin pages). */

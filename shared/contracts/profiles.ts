@@ -200,7 +200,7 @@ export const ProfileActions = {
   verify: z.object({ store_id: StoreId, email: Email, code: z.string().regex(/^\d{6}$/, "must be 6 digits") }),
   /** `profiles.me` (profile session) -> Profile of the caller's session (always redacted for an unverified session). */
   me: z.object({ store_id: StoreId }),
-  /** `profiles.lookup` (internal, for profile-lists) -> { id, email } of a profile of this store; 404 when none. */
+  /** `profiles.lookup` (internal, for profile-lists) -> { id, email, verified } of a profile of this store; 404 when none. */
   lookup: z.object(ProfileRef),
   /** `profiles.getMany` (internal, admin-shaped) -> the Profiles of this store among `ids` (missing ones left out). */
   getMany: z.object({ store_id: StoreId, ids: z.array(Uuid).max(100) }),

@@ -21,6 +21,8 @@ export interface MailerStandIn {
   /** template id -> store id of the templates that exist */
   templates: Map<string, string>;
   sent: TemplateMail[];
+  /** Login codes the auth service asked to mail (to -> code). */
+  codes: Map<string, string>;
   /** When set, every call fails as a mailer that does not answer. */
   down: boolean;
 }
@@ -29,6 +31,10 @@ export function mailerStandIn(state: MailerStandIn): ServiceSchema {
   return {
     name: "mailer",
     actions: {
+      sendMagicCode(ctx: { params: { to: string; code: string } }) {
+        state.codes.set(ctx.params.to.toLowerCase(), ctx.params.code);
+        return { message_id: `${uuidv7()}@test` };
+      },
       templateStatus(ctx: { params: { store_id: string; template_id: string } }) {
         if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
         return { usable: state.templates.get(ctx.params.template_id) === ctx.params.store_id };
@@ -54,7 +60,7 @@ export interface ListsEnv {
 }
 
 export async function startLists(): Promise<ListsEnv> {
-  const mailer: MailerStandIn = { templates: new Map(), sent: [], down: false };
+  const mailer: MailerStandIn = { templates: new Map(), sent: [], codes: new Map(), down: false };
   const broker = await startBroker({
     services: ["auth", "profiles", "profile-lists", mailerStandIn(mailer)],
     storage: "memory",
@@ -112,4 +118,12 @@ export function tokenIn(mail: TemplateMail): { token: string; listId: string; ur
 /** The token in a mailed List-Unsubscribe URL. */
 export function unsubscribeTokenIn(mail: TemplateMail): string {
   return new URL(mail.list_unsubscribe.url).searchParams.get("token") ?? "";
+}
+
+/** A verified session for `email` (login code + verify, as a shopper proving the address does). */
+export async function verifiedShopper(env: ListsEnv, storeId: string, email: string) {
+  await env.broker.call("auth.requestCode", { store_id: storeId, email });
+  const code = env.mailer.codes.get(email.toLowerCase());
+  const token = (await env.broker.call("profiles.verify", { store_id: storeId, email, code })) as AuthToken;
+  return { profileId: token.profile_id, token, meta: { ...(await metaFor(env.broker, storeId, token)), ip: "203.0.113.8", userAgent: "jest-browser/1.0" } };
 }

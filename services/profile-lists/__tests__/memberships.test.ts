@@ -6,7 +6,7 @@ import type { AccessResult, Membership, ProfileList, ProfileListMember } from ".
 import { publishEvent } from "../../../shared/events/durable";
 import { uuidv7 } from "../../../shared/ids";
 import { waitFor } from "../../../test/harness/wait";
-import { errorOf, LINK_ORIGIN, newStoreId, shopper, startLists, tokenIn, unsubscribeTokenIn, type ListsEnv } from "./helpers";
+import { errorOf, LINK_ORIGIN, newStoreId, shopper, startLists, tokenIn, unsubscribeTokenIn, verifiedShopper, type ListsEnv } from "./helpers";
 
 let env: ListsEnv;
 beforeAll(async () => {
@@ -208,6 +208,19 @@ describe("double opt-in", () => {
     const t = await shopper(env.broker, store, "after-delete@example.com");
     expect((await subscribe(deleted, t.profileId, t.meta)).membership.status).toBe("active");
     expect(mailsTo("after-delete@example.com")).toHaveLength(0);
+  });
+});
+
+describe("profile-lists.access", () => {
+  it("an unverified session of a profile whose e-mail was verified learns has_access, not the membership", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "gated");
+    const verified = await verifiedShopper(env, store, "proved@example.com");
+    await subscribe(list, verified.profileId, verified.meta);
+    expect(await access(list, verified.meta)).toMatchObject({ has_access: true, membership: { status: "active" } });
+    const unverified = await shopper(env.broker, store, "proved@example.com"); // connect: same profile, unverified session
+    expect(unverified.profileId).toBe(verified.profileId);
+    expect(await access(list, unverified.meta)).toEqual({ has_access: true, membership: null });
   });
 });
 

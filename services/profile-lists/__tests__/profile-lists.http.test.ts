@@ -26,7 +26,7 @@ describe("profile-list routes over HTTP and NATS", () => {
   let cluster: Cluster;
   let http: HttpClient;
   let admin: HttpClient;
-  const mailer: MailerStandIn = { templates: new Map(), sent: [], down: false };
+  const mailer: MailerStandIn = { templates: new Map(), sent: [], codes: new Map(), down: false };
   const store = newStoreId();
   const lists = `/v1/stores/${store}/profile-lists`;
   const storefront = `/v1/storefront/${store}/profile-lists`;
