@@ -3,65 +3,27 @@
  * service on its own broker over the real NATS bus, HTTP through the gateway, the confirmation mail read
  * from a real SMTP server. initialize -> connect -> subscribe with confirm_url -> the mail arrives ->
  * confirm -> access true -> unsubscribe -> access false; then the same list's one-click unsubscribe link.
- *
- * The confirmation template is created through the mailer's email-templates admin route when the mailer
- * offers it (mailer.sendTemplate). Until the mailer's template work is committed, a stand-in "mailer"
- * (templateStatus, sendTemplate, sending through the same SMTP server with the List-Unsubscribe headers)
- * takes its place on the bus, and the template is registered with it directly.
+ * The confirmation template is created first, through the mailer's email-templates admin route.
  */
 import { randomUUID } from "node:crypto";
-import type { ServiceSchema } from "moleculer";
-import nodemailer from "nodemailer";
 import type { AuthToken } from "../shared/contracts/auth";
 import type { AccessResult, Membership, ProfileList } from "../shared/contracts/profile-lists";
 import type { ConnectResult } from "../shared/contracts/profiles";
-import { crmError } from "../shared/errors";
-import { deleteStreams, httpClient, loadService, startCluster, startSmtpServer, type Cluster, type HttpClient, type SmtpTestServer } from "./harness";
+import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type SmtpTestServer } from "./harness";
 
 const PLATFORM_KEY = `e2e-lists-${randomUUID()}`;
 const SHOP = "https://yoursite.com";
-
-/** Whether the real mailer renders and sends stored templates yet. */
-const mailerHasTemplates = Boolean((loadService("mailer").actions as Record<string, unknown> | undefined)?.sendTemplate);
-
-/** Stands in for the mailer's template sends: one template per id, rendered by plain substitution, sent over SMTP. */
-function mailerStandIn(smtpUrl: string, templates: Map<string, { store_id: string; subject: string; text: string }>): ServiceSchema {
-  const transport = nodemailer.createTransport(smtpUrl);
-  return {
-    name: "mailer",
-    actions: {
-      templateStatus: (ctx: { params: { store_id: string; template_id: string } }) => ({
-        usable: templates.get(ctx.params.template_id)?.store_id === ctx.params.store_id,
-      }),
-      async sendTemplate(ctx: { params: { store_id: string; template_id: string; to: string; vars: Record<string, unknown>; list_unsubscribe?: { url: string } } }) {
-        const t = templates.get(ctx.params.template_id);
-        if (t?.store_id !== ctx.params.store_id) throw crmError("NOT_FOUND", "Email template not found", { reason: "TEMPLATE_NOT_FOUND" });
-        const render = (s: string) =>
-          s.replace(/\{\{\s*([\w.]+)\s*\}\}/g, (_, path: string) =>
-            String(path.split(".").reduce<unknown>((v, k) => (v as Record<string, unknown>)?.[k], ctx.params.vars) ?? ""),
-          );
-        const headers = ctx.params.list_unsubscribe
-          ? { "List-Unsubscribe": `<${ctx.params.list_unsubscribe.url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" }
-          : undefined;
-        const info = await transport.sendMail({ from: "Shop <no-reply@localhost>", to: ctx.params.to, subject: render(t.subject), text: render(t.text), headers });
-        return { message_id: info.messageId };
-      },
-    },
-  };
-}
 
 describe("Newsletter Subscribe with Double Opt-in, over NATS through the gateway", () => {
   let cluster: Cluster;
   let smtp: SmtpTestServer;
   let http: HttpClient;
   let admin: HttpClient;
-  const standInTemplates = new Map<string, { store_id: string; subject: string; text: string }>();
   const storeId = randomUUID();
 
   beforeAll(async () => {
     smtp = await startSmtpServer();
-    const mailer = mailerHasTemplates ? "mailer" : mailerStandIn(smtp.url, standInTemplates);
-    cluster = await startCluster(["gateway", "auth", "profiles", "profile-lists", mailer], {
+    cluster = await startCluster(["gateway", "auth", "profiles", "profile-lists", "mailer"], {
       env: { SMTP_URL: smtp.url, JWT_SECRET: `e2e-${randomUUID()}`, CRM_ADMIN_API_KEY: PLATFORM_KEY, LINK_ORIGINS: SHOP, PUBLIC_URL: "https://crm.yoursite.com" },
     });
     http = httpClient(cluster.url!);
@@ -74,19 +36,13 @@ describe("Newsletter Subscribe with Double Opt-in, over NATS through the gateway
     await smtp?.close();
   });
 
-  /** The store's confirmation template: through the mailer's admin route, or registered with the stand-in. */
+  /** The store's confirmation template, through the mailer's admin route. */
   async function confirmationTemplate(): Promise<string> {
-    const subject = "Confirm your subscription to {{list.name}}";
     const text = "Hi {{profile.email}}, confirm here: {{confirm_url}}\nUnsubscribe: {{unsubscribe_url}}";
-    if (!mailerHasTemplates) {
-      const id = randomUUID();
-      standInTemplates.set(id, { store_id: storeId, subject, text });
-      return id;
-    }
     const res = await admin.post<{ id: string }>(`/v1/stores/${storeId}/email-templates`, {
       key: "confirm-newsletter",
       name: "Confirm",
-      subject,
+      subject: "Confirm your subscription to {{list.name}}",
       html: `<p>${text}</p>`,
       text,
     });
