@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import type { AuthToken } from "../shared/contracts/auth";
 import type { AccessResult, Membership, ProfileList } from "../shared/contracts/profile-lists";
 import type { ConnectResult } from "../shared/contracts/profiles";
-import { deleteStreams, httpClient, startCluster, startSmtpServer, type Cluster, type HttpClient, type SmtpTestServer } from "./harness";
+import { deleteStreams, httpClient, startCluster, startSmtpServer, waitFor, type Cluster, type HttpClient, type SmtpTestServer } from "./harness";
 
 const PLATFORM_KEY = `e2e-lists-${randomUUID()}`;
 const SHOP = "https://yoursite.com";
@@ -116,5 +116,32 @@ describe("Newsletter Subscribe with Double Opt-in, over NATS through the gateway
     const viaLink = await http.post<{ membership: Membership }>(oneClick.replace("https://crm.yoursite.com", ""), {});
     expect(viaLink.status).toBe(200);
     expect(viaLink.body.membership.status).toBe("unsubscribed");
+  });
+
+  it("deleting the template (email-template.deleted over JetStream) turns the list into single opt-in", async () => {
+    const res = await admin.post<{ id: string }>(`/v1/stores/${storeId}/email-templates`, {
+      key: "confirm-vip",
+      subject: "Confirm {{list.name}}",
+      html: "<p>{{confirm_url}}</p>",
+    });
+    const list = (await admin.post<ProfileList>(`/v1/stores/${storeId}/profile-lists`, { key: "vip", type: { type: "confirmation", confirm_template_id: res.body.id } }))
+      .body;
+    expect(list.confirm_template_missing).toBe(false);
+    expect((await admin.delete(`/v1/stores/${storeId}/email-templates/${res.body.id}`)).status).toBe(200);
+    await waitFor(
+      async () => (await admin.get<ProfileList>(`/v1/stores/${storeId}/profile-lists/${list.id}`)).body.confirm_template_missing,
+      "the list to show confirm_template_missing",
+    );
+    const init = await http.post<AuthToken>(`/v1/stores/${storeId}/profiles/initialize`, {});
+    const connected = await http
+      .with({ authorization: `Bearer ${init.body.access_token}` })
+      .post<ConnectResult>(`/v1/stores/${storeId}/profiles/connect`, { email: "vip@example.com" });
+    const session = http.with({ authorization: `Bearer ${connected.body.token.access_token}` });
+    const sub = await session.post<{ membership: Membership }>(`/v1/storefront/${storeId}/profile-lists/${list.id}/subscribe`, {
+      profile_id: connected.body.id,
+      confirm_url: `${SHOP}/confirm`,
+    });
+    expect(sub.body.membership).toMatchObject({ status: "active", consent: { method: "signup" } });
+    expect(smtp.messages.filter((m) => m.to.includes("vip@example.com"))).toEqual([]);
   });
 });
