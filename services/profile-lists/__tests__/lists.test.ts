@@ -121,6 +121,14 @@ describe("profile-lists.find", () => {
     expect(other.type).toBe("VALIDATION_ERROR");
   });
 
+  it("answers 50 lists a page by default", async () => {
+    const store = newStoreId();
+    for (let i = 0; i < 51; i++) await create({ store_id: store, key: `l-${i}` });
+    const page = (await env.broker.call("profile-lists.find", { store_id: store })) as { items: ProfileList[]; cursor: string | null };
+    expect(page.items).toHaveLength(50);
+    expect(page.cursor).toEqual(expect.any(String));
+  });
+
   it("serves `query` from the search-words index (no store scan)", async () => {
     const plans: unknown[] = [];
     const lists = env.service.profileLists.store.lists;

@@ -2,7 +2,7 @@
  * The membership rules: subscribe (single and double opt-in), confirm, access, unsubscribe, consent,
  * the mail limits, admin members, member_count under concurrency, merges and store isolation.
  */
-import type { AccessResult, Membership, ProfileList, ProfileListMember } from "../../../shared/contracts/profile-lists";
+import { type AccessResult, type Membership, type ProfileList, type ProfileListMember, ProfileListsActions } from "../../../shared/contracts/profile-lists";
 import { publishEvent } from "../../../shared/events/durable";
 import { uuidv7 } from "../../../shared/ids";
 import { waitFor } from "../../../test/harness/wait";
@@ -308,6 +308,7 @@ describe("admin members", () => {
     expect((await pageOf({ status: "unsubscribed" })).items.map((m) => m.membership.profile_id)).toEqual([people[4].profileId]);
     expect((await errorOf(pageOf({ status: "active", cursor: first.cursor }))).type).toBe("VALIDATION_ERROR"); // a cursor of another query
 
+    expect(ProfileListsActions.members.parse({ store_id: store, id: list.id }).limit).toBe(50);
     await expect(call("profile-lists.removeMember", { store_id: store, id: list.id, profile_id: people[1].profileId })).resolves.toEqual({ deleted: true });
     expect((await access(list, people[1].meta)).has_access).toBe(false);
     expect((await getList(list)).member_count).toBe(3);
