@@ -3,8 +3,9 @@
  * e-mailed token), admin add/remove/list, and moving memberships when profiles merge.
  *
  * member_count: every status change is a compare-and-set on the membership's status (exactly one writer
- * wins each change), and the winner then `$inc`s the list by the change in access (+1, -1 or 0). No
- * read-modify-write of the count ever happens, so concurrent joins and leaves leave it exact.
+ * wins each change) that records the change in access (+1, -1) on the membership; the winner then `$inc`s
+ * the list once (counts.ts). No read-modify-write of the count ever happens, so concurrent joins and
+ * leaves leave it exact, and a crash between the two writes is settled by the recovery pass.
  */
 import type { AuthPrincipal } from "../../shared/contracts/common";
 import type { Consent, Membership, MembershipStatus, ProfileListMember } from "../../shared/contracts/profile-lists";
@@ -16,6 +17,7 @@ import { CONFIRM_TOKEN_TTL_SECONDS, checkLink, confirmLink, hashToken, MAIL_LIMI
 import { requireList } from "./lists";
 import { ProfileListsErrors } from "./profile-lists.errors";
 import { toMembership } from "./profile-lists.mapper";
+import { countOp, NO_OP_IN_FLIGHT, settleCount, waitForOp } from "./counts";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
 
 /** Statuses that count in member_count (access, until billing ends a scheduled cancellation). */
@@ -27,30 +29,58 @@ export function hasAccess(doc: Pick<MembershipDoc, "status" | "end_date">, now: 
   return doc.status === "active" || (doc.status === "cancellation_scheduled" && (doc.end_date ?? 0) > now);
 }
 
-async function adjustCount(deps: Deps, m: Pick<MembershipDoc, "store_id" | "profile_list_id">, delta: number): Promise<void> {
-  if (delta !== 0) await deps.store.lists.updateOne({ _id: m.profile_list_id, store_id: m.store_id }, { $inc: { member_count: delta } });
-}
-
 /**
- * Applies `update` when the membership still has `current`'s status (and matches `extra`); then moves
- * member_count by the change in access. Null when another writer changed it first.
+ * Applies `update` when the membership still has `current`'s status (and matches `extra`), recording the
+ * change of member_count in the same write, then settles it on the list. Null when another writer changed
+ * the membership first (after waiting for that writer's count change to settle).
  */
 async function changeMembership(deps: Deps, current: MembershipDoc, update: Update, extra: Filter = {}): Promise<MembershipDoc | null> {
-  const updated = await deps.store.memberships.findOneAndUpdate({ _id: current._id, store_id: current.store_id, status: current.status, ...extra }, update);
-  if (!updated) return null;
-  await adjustCount(deps, updated, Number(counted(updated.status)) - Number(counted(current.status)));
-  return updated;
+  const next = (update.$set?.status as MembershipStatus | undefined) ?? current.status;
+  const delta = Number(counted(next)) - Number(counted(current.status));
+  const op = countOp(delta, deps.now());
+  const filter: Filter = {
+    _id: current._id,
+    store_id: current.store_id,
+    status: current.status,
+    removing: { $exists: false },
+    ...extra,
+    ...(delta === 0 ? {} : NO_OP_IN_FLIGHT),
+  };
+  const updated = await deps.store.memberships.findOneAndUpdate(filter, { ...update, $set: { ...update.$set, ...op } });
+  if (!updated) {
+    const now = await deps.store.memberships.findOne({ _id: current._id, store_id: current.store_id });
+    if (now?.count_op || now?.removing) await waitForOp(deps, now);
+    return null;
+  }
+  await settleCount(deps, updated);
+  return stripOp(updated);
 }
 
-/** Inserts a new membership and counts it; a concurrent insert that won answers null. */
+/** The membership as it is once its count change has settled. */
+function stripOp(m: MembershipDoc): MembershipDoc {
+  const { count_op: _op, count_delta: _delta, count_op_at: _at, ...rest } = m;
+  return rest as MembershipDoc;
+}
+
+/** Inserts a new membership (its count change with it) and settles the count; false when a concurrent insert won. */
 async function insertMembership(deps: Deps, doc: MembershipDoc): Promise<boolean> {
+  const withOp = { ...doc, ...countOp(Number(counted(doc.status)), deps.now()) };
   try {
-    await deps.store.memberships.insertOne(doc);
+    await deps.store.memberships.insertOne(withOp);
   } catch (err) {
     if (isDuplicateKey(err)) return false;
     throw err;
   }
-  await adjustCount(deps, doc, Number(counted(doc.status)));
+  await settleCount(deps, withOp);
+  return true;
+}
+
+/** Ends a membership's access and removes it (crash-safe: a removal a dead writer started is finished by recovery). */
+async function removeMembership(deps: Deps, current: MembershipDoc): Promise<boolean> {
+  const now = deps.now();
+  const ending = await changeMembership(deps, current, { $set: { status: "cancelled", removing: true, end_date: now, updated_at: now } });
+  if (!ending) return false;
+  await deps.store.memberships.deleteOne({ _id: current._id, store_id: current.store_id, removing: true });
   return true;
 }
 
@@ -238,22 +268,28 @@ function unsubscribeUrlOf(deps: Deps, doc: MembershipDoc): string {
 /** Confirms a pending double opt-in with its token: active, with confirmed_at and the IP. 400 and no change otherwise. */
 export async function confirm(deps: Deps, p: { store_id: string; id: string; token: string }, caller: Caller): Promise<Membership> {
   const now = deps.now();
-  const updated = await deps.store.memberships.findOneAndUpdate(
-    { confirm_token_hash: hashToken(p.token), store_id: p.store_id, profile_list_id: p.id, status: "pending", confirm_expires_at: { $gt: now } },
-    {
-      $set: {
-        status: "active",
-        start_date: now,
-        "consent.method": "double_opt_in",
-        "consent.confirmed_at": now,
-        "consent.confirmed_ip": caller.ip ?? null,
-        updated_at: now,
-      },
-      $unset: { confirm_token_hash: "", confirm_expires_at: "" },
+  const filter = { confirm_token_hash: hashToken(p.token), store_id: p.store_id, profile_list_id: p.id, status: "pending", confirm_expires_at: { $gt: now } };
+  const update = {
+    $set: {
+      status: "active",
+      start_date: now,
+      "consent.method": "double_opt_in",
+      "consent.confirmed_at": now,
+      "consent.confirmed_ip": caller.ip ?? null,
+      updated_at: now,
+      ...countOp(1, now),
     },
-  );
-  if (!updated) throw ProfileListsErrors.invalidToken();
-  await adjustCount(deps, updated, 1);
+    $unset: { confirm_token_hash: "", confirm_expires_at: "" },
+  };
+  let updated = await deps.store.memberships.findOneAndUpdate({ ...filter, ...NO_OP_IN_FLIGHT }, update);
+  if (!updated) {
+    const busy = await deps.store.memberships.findOne(filter);
+    if (!busy?.count_op) throw ProfileListsErrors.invalidToken();
+    await waitForOp(deps, busy);
+    updated = await deps.store.memberships.findOneAndUpdate({ ...filter, ...NO_OP_IN_FLIGHT }, update);
+    if (!updated) throw ProfileListsErrors.invalidToken();
+  }
+  await settleCount(deps, updated);
   return toMembership(updated);
 }
 
@@ -328,11 +364,7 @@ export async function removeMember(deps: Deps, p: { store_id: string; id: string
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await findMembership(deps, list, p.profile_id);
     if (!current) throw ProfileListsErrors.membershipNotFound();
-    const deleted = await deps.store.memberships.deleteOne({ _id: current._id, store_id: p.store_id, status: current.status });
-    if (deleted === 1) {
-      await adjustCount(deps, current, -Number(counted(current.status)));
-      return { deleted: true };
-    }
+    if (await removeMembership(deps, current)) return { deleted: true };
   }
   throw ProfileListsErrors.concurrentUpdate();
 }
@@ -391,14 +423,9 @@ export async function moveMemberships(deps: Deps, p: { store_id: string; source_
       const [kept, dropped] = keepSource ? [source, target] : [target, source];
       const history = [...(dropped.consent_history ?? []), dropped.consent];
       await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $addToSet: { consent_history: { $each: history } }, $set: { updated_at: now } });
-      if (keepSource) {
-        // The target's membership goes first (the unique index allows one per list and profile).
-        if ((await deps.store.memberships.deleteOne({ _id: dropped._id, store_id: p.store_id })) === 1)
-          await adjustCount(deps, dropped, -Number(counted(dropped.status)));
-        await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $set: { profile_id: p.target_id } });
-      } else if ((await deps.store.memberships.deleteOne({ _id: dropped._id, store_id: p.store_id })) === 1) {
-        await adjustCount(deps, dropped, -Number(counted(dropped.status)));
-      }
+      // The other membership goes first (the unique index allows one per list and profile); a lost race is retried next pass.
+      if (!(await removeMembership(deps, dropped))) continue;
+      if (keepSource) await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $set: { profile_id: p.target_id } });
       merged++;
     }
   }

@@ -8,6 +8,7 @@ import { nowSeconds } from "../../shared/ids";
 import type { Database } from "../../shared/storage/port";
 import { type Caller, type Deps, type Logger, mailerClient, profilesClient, type MailerClient, type ProfilesClient } from "./deps";
 import { allowedOrigins, linkSecret, MailLimiter, publicUrlOf, UnsubscribeLinks } from "./links";
+import { recoverCounts } from "./counts";
 import { createList, findLists, getList, markTemplateDeleted, updateList } from "./lists";
 import { access, addMember, confirm, listMembers, moveMemberships, removeMember, subscribe, unsubscribe } from "./memberships";
 import { ProfileListsStore } from "./profile-lists.store";
@@ -58,5 +59,7 @@ export async function createProfileLists(setup: ProfileListsSetup) {
     unsubscribe: (p: Params<typeof unsubscribe>, caller: Caller) => unsubscribe(deps, p, caller),
     moveMemberships: (p: Params<typeof moveMemberships>) => moveMemberships(deps, p),
     markTemplateDeleted: (p: Params<typeof markTemplateDeleted>) => markTemplateDeleted(deps, p),
+    /** Settles member_count changes (and removals) a dead writer left; the service runs it at start and every minute. */
+    recoverCounts: () => recoverCounts(deps),
   };
 }

@@ -18,7 +18,11 @@ type P<K extends keyof typeof ProfileListsActions> = Context<z.infer<(typeof Pro
 
 interface ProfileListsVars extends StorageMixinThis {
   profileLists: ProfileLists;
+  recoveryTimer?: NodeJS.Timeout;
 }
+
+/** How often member_count changes left by a dead writer are settled. */
+const RECOVERY_INTERVAL_MS = 60_000;
 
 export type ProfileListsService = Service<ServiceSettingSchema> & ProfileListsVars;
 
@@ -120,6 +124,18 @@ const ProfileListsServiceSchema: ServiceSchema<ServiceSettingSchema, Record<stri
 
   async started() {
     this.profileLists = await createProfileLists({ db: this.db, bus: this.broker, logger: this.logger, settings: settingsOf("profile-lists") });
+    const recover = () =>
+      this.profileLists.recoverCounts().then(
+        (settled) => settled > 0 && this.logger.info(`settled ${settled} member_count change(s) left by a stopped instance`),
+        (err: Error) => this.logger.warn("member_count recovery did not finish; will retry:", err?.message ?? err),
+      );
+    void recover();
+    this.recoveryTimer = setInterval(recover, RECOVERY_INTERVAL_MS);
+    this.recoveryTimer.unref();
+  },
+
+  async stopped() {
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
   },
 };
 

@@ -1,6 +1,7 @@
 /**
  * The profile-lists service's collections and indexes, through the storage port:
- *   lists        one document per list (key unique per store; `search_words` served by a multikey index)
+ *   lists        one document per list (key unique per store; `search_words` served by a multikey index;
+ *                `count_ops` marks the member_count changes applied, see counts.ts)
  *   memberships  one per (list, profile) (unique); the confirm token's hash lives on its membership
  *   limits       fixed-window counters and cooldowns for confirmation mail (per address, per IP)
  *   secrets      the key that signs unsubscribe links (made once, shared by every instance)
@@ -39,6 +40,12 @@ export interface MembershipDoc extends Doc {
   confirm_expires_at?: number;
   /** When the last confirmation mail was sent (re-sends at most once a minute). */
   last_sent_at?: number;
+  /** A change of member_count written with the membership and not yet applied to the list (see counts.ts). */
+  count_op?: string;
+  count_delta?: number;
+  count_op_at?: number;
+  /** Being removed: its access has ended and the document goes once its count change settles. */
+  removing?: true;
   created_at: number;
   updated_at: number;
 }
@@ -83,6 +90,8 @@ export class ProfileListsStore {
       { name: "memberships_list_status_created", keys: { store_id: 1, profile_list_id: 1, status: 1, created_at: 1 } },
       { name: "memberships_store_profile", keys: { store_id: 1, profile_id: 1 } },
       { name: "memberships_confirm_token", keys: { confirm_token_hash: 1 }, partial: { confirm_token_hash: { $type: "string" } } },
+      { name: "memberships_count_ops", keys: { count_op_at: 1 }, partial: { count_op_at: { $type: "number" } } },
+      { name: "memberships_removing", keys: { removing: 1 }, partial: { removing: { $eq: true } } },
     ]);
     await this.limits.createIndexes([{ name: "limits_expires", keys: { expires_at: 1 } }]);
   }

@@ -342,6 +342,46 @@ describe("member_count", () => {
   });
 });
 
+describe("member_count after a crash", () => {
+  it("a writer that died between the membership write and the list's $inc is settled by recovery, once", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "crashy");
+    const s = await shopper(env.broker, store, "crash@example.com");
+    const lists = env.service.profileLists.store.lists;
+    const spy = jest.spyOn(lists, "updateOne").mockImplementationOnce(() => Promise.reject(new Error("process died here")));
+    try {
+      await errorOf(subscribe(list, s.profileId, s.meta));
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await access(list, s.meta)).has_access).toBe(true);
+    expect((await getList(list)).member_count).toBe(0); // not applied yet
+    expect(await env.service.profileLists.recoverCounts()).toBe(0); // too recent: its writer may still be running
+    env.clock.now += 61;
+    expect(await env.service.profileLists.recoverCounts()).toBe(1);
+    expect(await env.service.profileLists.recoverCounts()).toBe(0);
+    expect((await getList(list)).member_count).toBe(1);
+
+    // A removal that died after ending access: recovery removes the document; the count moved once.
+    const memberships = env.service.profileLists.store.memberships;
+    const del = jest.spyOn(memberships, "deleteOne").mockImplementationOnce(() => Promise.reject(new Error("process died here")));
+    try {
+      await errorOf(call("profile-lists.removeMember", { store_id: store, id: list.id, profile_id: s.profileId }));
+    } finally {
+      del.mockRestore();
+    }
+    expect((await access(list, s.meta)).has_access).toBe(false);
+    expect((await getList(list)).member_count).toBe(0);
+    env.clock.now += 61;
+    await env.service.profileLists.recoverCounts();
+    expect(await memberships.count({ store_id: store, profile_list_id: list.id })).toBe(0);
+    expect((await getList(list)).member_count).toBe(0);
+    // And the profile can join again.
+    expect((await subscribe(list, s.profileId, s.meta)).membership.status).toBe("active");
+    expect((await getList(list)).member_count).toBe(1);
+  });
+});
+
 describe("profile.merged", () => {
   it("moves the source's memberships to the target; in a list both were in, the one with access stays and keeps the source's consent", async () => {
     const store = newStoreId();
