@@ -146,7 +146,9 @@ export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller):
   const profile = await deps.profiles.lookup({ store_id: p.store_id, id: p.profile_id });
   if (templateId && !profile.email) throw ProfileListsErrors.profileHasNoEmail();
 
-  const answer = (doc: MembershipDoc) => ({ membership: toMembership(doc), checkout_url: null });
+  // A session that has not proved the e-mail of a verified profile does not see its consent details.
+  const redacted = !session.is_verified && profile.verified;
+  const answer = (doc: MembershipDoc) => ({ membership: toMembership(doc, { redacted }), checkout_url: null });
   for (let attempt = 0; attempt < 5; attempt++) {
     const now = deps.now();
     const existing = await findMembership(deps, list, p.profile_id);
@@ -318,6 +320,7 @@ export async function unsubscribe(
 ): Promise<{ membership: Membership }> {
   const list = await requireList(deps, p.store_id, p.id);
   let current: MembershipDoc | null;
+  let redacted = true;
   if (p.token) {
     const membershipId = deps.unsubscribeLinks.membershipOf(p.token, p.store_id, p.id);
     if (!membershipId) throw ProfileListsErrors.invalidToken();
@@ -328,15 +331,16 @@ export async function unsubscribe(
     if (p.profile_id && p.profile_id !== session.profile_id) throw ProfileListsErrors.notYourProfile();
     current = await findMembership(deps, list, session.profile_id);
     if (!current) throw ProfileListsErrors.membershipNotFound();
+    redacted = !session.is_verified && (await deps.profiles.lookup({ store_id: p.store_id, id: session.profile_id })).verified;
   }
   for (let attempt = 0; attempt < 5 && current; attempt++) {
-    if (current.status === "unsubscribed") return { membership: toMembership(current) };
+    if (current.status === "unsubscribed") return { membership: toMembership(current, { redacted }) };
     const now = deps.now();
     const updated = await changeMembership(deps, current, {
       $set: { status: "unsubscribed", end_date: now, updated_at: now },
       $unset: { confirm_token_hash: "", confirm_expires_at: "" },
     });
-    if (updated) return { membership: toMembership(updated) };
+    if (updated) return { membership: toMembership(updated, { redacted }) };
     current = await deps.store.memberships.findOne({ _id: current._id, store_id: p.store_id });
   }
   if (!current) throw ProfileListsErrors.membershipNotFound();

@@ -30,7 +30,15 @@ const consentOf = (c: Consent): Consent => ({
   confirmed_ip: c.confirmed_ip ?? null,
 });
 
-export function toMembership(doc: MembershipDoc): Membership {
+/**
+ * `redacted`: without the consent's network details (IPs, user agents) and history, for a caller who has
+ * not proved control of the profile's e-mail (an unverified session of a verified profile, a mail link).
+ */
+export function toMembership(doc: MembershipDoc, { redacted = false } = {}): Membership {
+  if (redacted) {
+    const open = toMembership(doc);
+    return { ...open, consent: { ...open.consent, ip: null, user_agent: null, confirmed_ip: null }, consent_history: [] };
+  }
   return {
     id: doc._id,
     store_id: doc.store_id,

@@ -212,7 +212,7 @@ describe("double opt-in", () => {
 });
 
 describe("profile-lists.access", () => {
-  it("an unverified session of a profile whose e-mail was verified learns has_access, not the membership", async () => {
+  it("an unverified session of a profile whose e-mail was verified learns has_access, not the membership or its consent details", async () => {
     const store = newStoreId();
     const list = await createList(store, "gated");
     const verified = await verifiedShopper(env, store, "proved@example.com");
@@ -221,6 +221,11 @@ describe("profile-lists.access", () => {
     const unverified = await shopper(env.broker, store, "proved@example.com"); // connect: same profile, unverified session
     expect(unverified.profileId).toBe(verified.profileId);
     expect(await access(list, unverified.meta)).toEqual({ has_access: true, membership: null });
+    // It may still subscribe and unsubscribe, and sees the membership without the consent's network details.
+    const again = await subscribe(list, unverified.profileId, unverified.meta);
+    expect(again.membership).toMatchObject({ status: "active", consent: { ip: null, user_agent: null, confirmed_ip: null }, consent_history: [] });
+    const left = await call<{ membership: Membership }>("profile-lists.unsubscribe", { store_id: store, id: list.id }, unverified.meta);
+    expect(left.membership).toMatchObject({ status: "unsubscribed", consent: { ip: null, user_agent: null } });
   });
 });
 
@@ -273,7 +278,7 @@ describe("profile-lists.unsubscribe", () => {
     expect(await refused({ store_id: store, id: list.id, token: `${token}x` })).toBe("VALIDATION_ERROR");
 
     const done = await call<{ membership: Membership }>("profile-lists.unsubscribe", { store_id: store, id: list.id, token, "List-Unsubscribe": "One-Click" });
-    expect(done.membership.status).toBe("unsubscribed");
+    expect(done.membership).toMatchObject({ status: "unsubscribed", consent: { ip: null, user_agent: null, confirmed_ip: null } }); // a link shows no network details
     expect((await access(list, s.meta)).has_access).toBe(false);
     // The other list is untouched.
     expect((await access(other, s.meta)).has_access).toBe(true);
