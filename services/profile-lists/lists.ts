@@ -61,6 +61,7 @@ function typeOf(input: ProfileListTypeInput): ProfileListType {
 export async function templateMissing(deps: Deps, storeId: string, type: ProfileListType): Promise<boolean> {
   if (type.type !== "confirmation") return false;
   if (!type.confirm_template_id) return true;
+  if (await wasDeleted(deps, storeId, type.confirm_template_id)) return true;
   try {
     const { usable } = await deps.mailer.templateStatus({ store_id: storeId, template_id: type.confirm_template_id });
     return !usable;
@@ -97,7 +98,7 @@ export async function createList(
     if (isDuplicateKey(err)) throw ProfileListsErrors.keyTaken();
     throw err;
   }
-  return toProfileList(doc);
+  return toProfileList(await markIfDeletedMeanwhile(deps, doc));
 }
 
 export async function getList(deps: Deps, p: { store_id: string; id: string }): Promise<ProfileList> {
@@ -129,7 +130,7 @@ export async function updateList(
     throw err;
   }
   if (!updated) throw ProfileListsErrors.listNotFound();
-  return toProfileList(updated);
+  return toProfileList(await markIfDeletedMeanwhile(deps, updated));
 }
 
 export async function findLists(
@@ -161,8 +162,28 @@ export async function findLists(
   return { items: page.items.map(toProfileList), cursor: page.hasMore && last ? encodeCursor({ value: last.created_at, id: last._id }, bound) : null };
 }
 
+function wasDeleted(deps: Deps, storeId: string, templateId: string): Promise<boolean> {
+  return deps.store.deletedTemplates.findOne({ _id: `${storeId}:${templateId}`, store_id: storeId }).then(Boolean);
+}
+
+/**
+ * A list just saved with a template the mailer answered for may have raced the template's deletion event:
+ * the event records the deletion before it marks lists, so a save that missed the marking sees the record.
+ */
+async function markIfDeletedMeanwhile(deps: Deps, doc: ListDoc): Promise<ListDoc> {
+  if (doc.type.type !== "confirmation" || !doc.type.confirm_template_id || doc.confirm_template_missing) return doc;
+  if (!(await wasDeleted(deps, doc.store_id, doc.type.confirm_template_id))) return doc;
+  await markTemplateDeleted(deps, { store_id: doc.store_id, template_id: doc.type.confirm_template_id });
+  return { ...doc, confirm_template_missing: true };
+}
+
 /** `email-template.deleted`: every confirmation list of the store that used the template falls back to single opt-in. */
 export async function markTemplateDeleted(deps: Deps, p: { store_id: string; template_id: string }): Promise<number> {
+  await deps.store.deletedTemplates.updateOne(
+    { _id: `${p.store_id}:${p.template_id}`, store_id: p.store_id },
+    { $setOnInsert: { deleted_at: deps.now() } },
+    { upsert: true },
+  );
   const result = await deps.store.lists.updateMany(
     { store_id: p.store_id, "type.confirm_template_id": p.template_id, confirm_template_missing: false },
     { $set: { confirm_template_missing: true, updated_at: deps.now() } },

@@ -5,6 +5,7 @@
  *   memberships  one per (list, profile) (unique); the confirm token's hash lives on its membership
  *   limits       fixed-window counters and cooldowns for confirmation mail (per address, per IP)
  *   secrets      the key that signs unsubscribe links (made once, shared by every instance)
+ *   deleted_templates  templates the mailer reported deleted (so a list saved meanwhile is marked too)
  */
 import type { Collection, Database, Doc } from "../../shared/storage/port";
 import type { Consent, MembershipStatus, ProfileListStatus, ProfileListType } from "../../shared/contracts/profile-lists";
@@ -57,6 +58,12 @@ export interface LimitDoc extends Doc {
   expires_at: number;
 }
 
+/** A template the mailer reported deleted (`_id` = `<store>:<template>`): never usable again (ids are not reused). */
+export interface DeletedTemplateDoc extends Doc {
+  store_id: string;
+  deleted_at: number;
+}
+
 export interface SecretDoc extends Doc {
   secret: string;
 }
@@ -69,12 +76,14 @@ export class ProfileListsStore {
   readonly memberships: Collection<MembershipDoc>;
   readonly limits: Collection<LimitDoc>;
   readonly secrets: Collection<SecretDoc>;
+  readonly deletedTemplates: Collection<DeletedTemplateDoc>;
 
   constructor(readonly db: Database) {
     this.lists = db.collection<ListDoc>("lists");
     this.memberships = db.collection<MembershipDoc>("memberships");
     this.limits = db.collection<LimitDoc>("limits");
     this.secrets = db.collection<SecretDoc>("secrets");
+    this.deletedTemplates = db.collection<DeletedTemplateDoc>("deleted_templates");
   }
 
   async ensureIndexes(): Promise<void> {

@@ -191,6 +191,25 @@ describe("confirm_template_missing", () => {
   });
 });
 
+describe("confirm_template_missing and a deletion racing a save", () => {
+  it("a template reported deleted is never taken as usable again, even when the mailer (stale) says it is", async () => {
+    const store = newStoreId();
+    const template = uuidv7();
+    env.mailer.templates.set(template, store); // the mailer has not caught up
+    await env.service.profileLists.markTemplateDeleted({ store_id: store, template_id: template });
+    const list = await create({ store_id: store, key: "late", type: { type: "confirmation", confirm_template_id: template } });
+    expect(list.confirm_template_missing).toBe(true);
+    const fresh = uuidv7();
+    env.mailer.templates.set(fresh, store);
+    const updated = (await env.broker.call("profile-lists.update", {
+      store_id: store,
+      id: list.id,
+      type: { type: "confirmation", confirm_template_id: fresh },
+    })) as ProfileList;
+    expect(updated.confirm_template_missing).toBe(false);
+  });
+});
+
 describe("store isolation (lists)", () => {
   it("a list of store A is 404 from store B", async () => {
     const a = newStoreId();
