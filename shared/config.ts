@@ -111,7 +111,16 @@ export const ProfileListsSettings = z.object({
   /** The address the public reaches the gateway at, for links in e-mails (unset: http://localhost:$PORT). */
   PUBLIC_URL: optionalString.refine((url) => url === undefined || /^https?:\/\/[^/\s]+/.test(url), "must be an http(s) URL, e.g. https://crm.shop.example"),
   /** Comma-separated origins allowed in confirm_url (unset: PUBLIC_URL's origin plus CORS_ORIGINS). */
-  LINK_ORIGINS: optionalString,
+  LINK_ORIGINS: optionalString.refine(
+    (list) =>
+      list === undefined ||
+      list
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .every((origin) => /^https?:\/\/[^/\s?#]+\/?$/.test(origin)),
+    "must be a comma list of origins, e.g. https://shop.example,https://www.shop.example",
+  ),
   CORS_ORIGINS: optionalString,
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
 });
