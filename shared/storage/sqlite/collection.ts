@@ -407,6 +407,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     eq: Map<string, unknown[]>,
   ): { source: Source & { kind: "index" }; size: number } | undefined {
     let best: { source: Source & { kind: "index" }; size: number; width: number } | undefined;
+    // Indexes that start with the same fields select the same rows for the same prefix (when neither is
+    // partial or multikey): count such a range once (profiles' indexes all start with store_id).
+    const counted = new Map<string, number>();
     for (const index of state.indexes.values()) {
       if (!this.partialCovered(index, eq)) continue;
       const prefixes = this.prefixesOf(index, eq, false) ?? [[]];
@@ -417,7 +420,10 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       const width = 2 * p + (range ? 1 : 0);
       const fixesAll = p === index.keys.fields.length;
       const cap = best ? Math.min(best.size, SMALL_RANGE + 1) : SMALL_RANGE + 1;
-      const size = index.unique && fixesAll && !index.multikey ? prefixes.length : this.rangeSize(conn, source, cap);
+      const sameRows = !index.partial && !index.multikey && !range ? `${index.keys.fields.slice(0, p).join("\u0000")}|${cap}` : undefined;
+      const known = sameRows === undefined ? undefined : counted.get(sameRows);
+      const size = index.unique && fixesAll && !index.multikey ? prefixes.length : (known ?? this.rangeSize(conn, source, cap));
+      if (sameRows !== undefined && known === undefined) counted.set(sameRows, size);
       if (!best || size < best.size || (size === best.size && width > best.width)) best = { source, size, width };
     }
     return best && { source: best.source, size: best.size };
