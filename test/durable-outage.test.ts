@@ -15,23 +15,13 @@ import { DEAD_LETTER_CHANNEL, prefixedSubject, streamNameOf } from "../shared/ev
 import { uuidv7 } from "../shared/ids";
 import { openDatabaseWith } from "../shared/mixins/storage.mixin";
 import type { ProfilesService } from "../services/profiles/profiles.service";
-import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "./harness";
+import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName, waitFor } from "./harness";
 import { StorageOutage } from "./storage-outage";
 
 const OUTAGE_MS = 60_000;
 const ORDERS = 500;
 /** Waits before each redelivery (ms): 118 s in all, so no event can use up its retries in the outage. */
 const RETRY_DELAYS = [1_000, 2_000, 5_000, 10_000, 15_000, 15_000, 15_000, 15_000, 15_000, 15_000];
-
-async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 describe("durable events through an outage of the consumer's storage", () => {
   const prefix = uniqueName("t");
@@ -85,21 +75,21 @@ describe("durable events through an outage of the consumer's storage", () => {
     expect(outage.down).toBe(true); // every order arrived while the storage was down
     expect((await jsm.streams.info(orderStream)).state.messages).toBe(ORDERS);
     await expect(profiles.call("profiles.health")).rejects.toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
-    await waitFor(() => outage.refused.some((call) => call.collection === PROCESSED_EVENTS), 10_000, "a delivery to meet the outage");
+    await waitFor(() => outage.refused.some((call) => call.collection === PROCESSED_EVENTS), "a delivery to meet the outage", { timeoutMs: 10_000 });
     await outageOver;
 
     expect(outage.endedAt! - outage.startedAt!).toBeGreaterThanOrEqual(OUTAGE_MS);
     expect((await jsm.streams.info(deadLetters)).state.messages).toBe(0);
 
     const links = service.profiles.store.orderLinks;
-    await waitFor(async () => (await links.count({ store_id: storeId })) === ORDERS, 45_000, "every order to be linked");
+    await waitFor(async () => (await links.count({ store_id: storeId })) === ORDERS, "every order to be linked", { timeoutMs: 45_000 });
     await waitFor(
       async () => {
         const info = await jsm.consumers.info(orderStream, "profiles");
         return info.num_pending === 0 && info.num_ack_pending === 0;
       },
-      10_000,
       "the consumer to acknowledge every order",
+      { timeoutMs: 10_000 },
     );
     const recovered = Date.now();
 

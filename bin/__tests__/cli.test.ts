@@ -16,7 +16,7 @@ import { storageMixin } from "../../shared/mixins/storage.mixin";
 import { uuidv7 } from "../../shared/ids";
 import { ZodValidator } from "../../shared/validation";
 import AuthService from "../../services/auth/auth.service";
-import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName } from "../../test/harness";
+import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName, waitFor } from "../../test/harness";
 import { main, USAGE } from "../cli";
 
 const run = promisify(execFile);
@@ -196,13 +196,6 @@ describe("cli events dead-letters (NATS JetStream)", () => {
   let nc: NatsConnection;
   let jsm: JetStreamManager;
 
-  const waitFor = async (check: () => boolean | Promise<boolean>, what: string) => {
-    const deadline = Date.now() + 10_000;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
   const letters = async () => (await jsm.streams.info(stream)).state.messages;
   const cli = async (...args: string[]) => {
     useEnv({ TRANSPORTER: NATS_URL, EVENTS_PREFIX: prefix });
