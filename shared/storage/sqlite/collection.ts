@@ -49,7 +49,12 @@ const SMALL_RANGE = 1000;
 /** At most this many key prefixes (the product of `$in` lists) are looked up one by one. */
 const MAX_PREFIXES = 100;
 /** Rows per SQL round of a walk. */
-const CHUNK = 256;
+/**
+ * Rows per SQL round of a walk: a few first (a page of 20 mostly stops there: each row read joins its
+ * document, and rows in another order than `_id` sit on random pages), doubling up to the most.
+ */
+const FIRST_CHUNK = 24;
+const MAX_CHUNK = 256;
 
 interface IndexState {
   spec: IndexSpec;
@@ -482,7 +487,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   /**
    * The rows of `source`, in its order (`direction`), starting strictly after `start` (values of the
-   * source's order columns; not with several prefixes). Reads CHUNK rows per query, so a walk that
+   * source's order columns; not with several prefixes). Reads a chunk of rows per query, so a walk that
    * stops early reads little.
    */
   private *rows(conn: Connection, source: Source, direction: SortDirection = 1, start?: KeyColumn[]): Generator<Row> {
@@ -515,7 +520,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     }
   }
 
-  /** Keyset walk: `select` WHERE `fixed` AND (order columns) > start, ORDER BY the order columns, CHUNK at a time. */
+  /** Keyset walk: `select` WHERE `fixed` AND (order columns) > start, ORDER BY the order columns, a growing chunk at a time. */
   private *walk(
     conn: Connection,
     select: string,
@@ -534,10 +539,12 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const first = conn.statement(`${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy} LIMIT ?`);
     const next = conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ?`);
     let cursor = start;
+    let chunk = FIRST_CHUNK;
     for (;;) {
-      const rows = (cursor ? next.all(...params, ...cursor, CHUNK) : first.all(...params, CHUNK)) as Row[];
+      const rows = (cursor ? next.all(...params, ...cursor, chunk) : first.all(...params, chunk)) as Row[];
       for (const row of rows) yield row;
-      if (rows.length < CHUNK) return;
+      if (rows.length < chunk) return;
+      chunk = Math.min(chunk * 2, MAX_CHUNK);
       const last = rows[rows.length - 1];
       cursor = order.map((c) => last[c]);
     }
