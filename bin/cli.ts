@@ -146,6 +146,17 @@ export function parseArgs(argv: string[]): Command {
 
 const isoMinute = (seconds: number | null) => (seconds === null ? "-" : new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " "));
 
+/** A header and rows as plain-text lines, each column as wide as its widest cell. */
+function tableLines(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
 /** API keys as a plain-text table. */
 export function formatKeyTable(keys: ApiKeyInfo[]): string {
   if (keys.length === 0) return "No API keys.";
@@ -159,13 +170,7 @@ export function formatKeyTable(keys: ApiKeyInfo[]): string {
     isoMinute(k.last_used_at),
     k.revoked_at === null ? "active" : `revoked ${isoMinute(k.revoked_at)}`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
+  return tableLines(header, rows).join("\n");
 }
 
 /** `text` on one line and at most `max` characters (no control characters reach the terminal). */
@@ -197,14 +202,8 @@ export function formatDeadLetterTable(letters: DeadLetter[], stream: string): st
     clip(l.error ?? "-", 60),
     clip(payloadSummary(l.data), 80),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]))
-      .join("  ")
-      .trimEnd();
   const count = `${letters.length} dead letter${letters.length === 1 ? "" : "s"} in ${stream}.`;
-  return [line(header), ...rows.map(line), "", `${count} Replay with: npm run cli -- events dead-letters replay <seq>... | --all`].join("\n");
+  return [...tableLines(header, rows), "", `${count} Replay with: npm run cli -- events dead-letters replay <seq>... | --all`].join("\n");
 }
 
 async function runEvents(command: EventsCommand, url: string, prefix: string, io: CliIO): Promise<number> {

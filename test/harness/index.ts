@@ -12,6 +12,7 @@
  *   startStripeStandIn()     Stripe API stand-in: { url (STRIPE_API_URL), clientOptions, requests, signWebhook(), ... }
  *   freePort()               a free TCP port on 127.0.0.1 (for servers started as separate processes)
  *   NATS_URL, assertNatsUp(), uniqueName(), deleteStreams(prefix)   the test bus and its clean-up
+ *   errorOf(promise)         the error a promise rejects with (fails when it resolves)
  *   waitFor(probe, what)     polls until a condition holds (deadline, then "timed out waiting for <what>"): no fixed sleeps
  */
 export * from "./broker";
@@ -21,3 +22,4 @@ export * from "./stripe";
 export * from "./nats";
 export * from "./ports";
 export * from "./wait";
+export * from "./errors";

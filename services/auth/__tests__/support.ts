@@ -74,11 +74,4 @@ export async function dumpAuthDb(db: Database): Promise<string> {
 }
 
 /** The error a promise rejects with (fails the test when it resolves). */
-export async function rejection(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: Record<string, unknown>; message: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as { type?: string; code?: number; data?: Record<string, unknown>; message: string };
-  }
-  throw new Error("expected a rejection");
-}
+export { errorOf as rejection } from "../../../test/harness/errors";

@@ -6,6 +6,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import type { EmailTemplate } from "../../../shared/contracts/mailer";
+import { errorOf } from "../../../test/harness/errors";
 import { uuidv7 } from "../../../shared/ids";
 import { startBroker, startSmtpServer, type SmtpTestServer } from "../../../test/harness";
 import type { MailerApi } from "../mailer.logic";
@@ -32,16 +33,6 @@ afterAll(async () => {
 });
 
 const call = <T = unknown>(action: string, params: object) => broker.call<T, object>(`mailer.${action}`, params);
-
-/** The error a call rejects with (fails the test when it resolves). */
-async function errorOf(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: any }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as { type?: string; code?: number; data?: any };
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
 
 let keys = 0;
 const confirmTemplate = (store_id = STORE_A, extra: object = {}) => ({

@@ -99,15 +99,7 @@ export async function metaFor(broker: ServiceBroker, storeId: string, token: Aut
   return { auth: { kind: "profile", ...principal } };
 }
 
-/** The error a promise rejects with (fails the test when it resolves). */
-export async function errorOf(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: any; message?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as { type?: string; code?: number };
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+export { errorOf } from "../../../test/harness/errors";
 
 /** The token in a mailed confirm_url. */
 export function tokenIn(mail: TemplateMail): { token: string; listId: string; url: URL } {

@@ -9,6 +9,7 @@ import type { AuthPrincipal } from "../../../shared/contracts/common";
 import { uuidv7 } from "../../../shared/ids";
 import { startBroker } from "../../../test/harness/broker";
 import { startSmtpServer, type SmtpTestServer } from "../../../test/harness/smtp";
+import { waitFor } from "../../../test/harness/wait";
 import type { ProfilesService } from "../profiles.service";
 
 export interface ProfilesEnv {
@@ -63,23 +64,9 @@ export async function loginCode(env: ProfilesEnv, storeId: string, email: string
   return code;
 }
 
-/** The error a promise rejects with (fails the test when it resolves). */
-export async function errorOf(promise: Promise<unknown>): Promise<{ type?: string; code?: number; data?: any; message?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as { type?: string; code?: number };
-  }
-  throw new Error("expected the call to fail, but it succeeded");
-}
+export { errorOf } from "../../../test/harness/errors";
 
-/** Resolves with `check()`'s value once it is truthy; fails after `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 5000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+/** Resolves with `check()`'s value once it is truthy; fails after `timeoutMs` (the harness's waitFor). */
+export function eventually<T>(check: () => Promise<T> | T, timeoutMs = 5000): Promise<NonNullable<T>> {
+  return waitFor(check, "the condition", { timeoutMs }) as Promise<NonNullable<T>>;
 }
