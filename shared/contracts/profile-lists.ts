@@ -4,8 +4,8 @@
  * the OpenAPI document are built from the same schemas.
  */
 import { z } from "zod";
-import { CursorParam, fromQueryJson, limitParam, listResult, StoreId, Uuid } from "./common";
-import { Profile } from "./profiles";
+import { CursorParam, Email, fromQueryJson, limitParam, listResult, StoreId, Uuid } from "./common";
+import { Profile, TaxonomiesInput } from "./profiles";
 
 export const LIST_KEY_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const ListKey = z.string().regex(LIST_KEY_RE, "must be 1-64 letters, digits, hyphens or underscores");
@@ -131,6 +131,40 @@ export const AccessResult = z.object({ has_access: z.boolean(), membership: Memb
 export type AccessResult = z.infer<typeof AccessResult>;
 export const UnsubscribeResult = z.object({ membership: Membership });
 
+/** A flat field of an import row: `<taxonomy_id>.<key>`, or a bare `<key>` of the IMPORT_TAXONOMY_ID taxonomy. */
+export const ImportFieldValue = z.union([z.string().max(1000), z.number().finite(), z.boolean()]);
+/** Where an import row's bare field keys (and a CSV file's bare column names) go. */
+export const IMPORT_TAXONOMY_ID = "import";
+
+/** One row of an import, checked row by row (a bad row is reported, the others go on). */
+export const ImportRow = z.object({
+  email: Email,
+  taxonomies: TaxonomiesInput.optional(),
+  fields: z
+    .record(z.string().trim().min(1).max(229), ImportFieldValue)
+    .refine((fields) => Object.keys(fields).length <= 100, "at most 100 fields")
+    .optional()
+    .describe(`flat values: "<taxonomy_id>.<key>" or a bare "<key>" (taxonomy "${IMPORT_TAXONOMY_ID}"); merged into the profile's taxonomies`),
+});
+export type ImportRow = z.infer<typeof ImportRow>;
+
+/** The most errors an import answers in `errors` (rows_failed counts them all). */
+export const MAX_IMPORT_ERRORS = 1000;
+
+export const ImportError = z.object({ row: z.number().int().describe("counted from 1, the CSV header not counted"), field: z.string(), message: z.string() });
+export type ImportError = z.infer<typeof ImportError>;
+
+export const ImportResult = z.object({
+  rows_total: z.number().int(),
+  profiles_created: z.number().int(),
+  profiles_updated: z.number().int().describe("existing profiles whose data changed"),
+  profiles_added: z.number().int().describe("new memberships (0 without a list)"),
+  profiles_updated_in_list: z.number().int().describe("existing memberships that changed, e.g. re-activated (0 without a list)"),
+  rows_failed: z.number().int(),
+  errors: z.array(ImportError).describe(`the failed rows, the first ${MAX_IMPORT_ERRORS}`),
+});
+export type ImportResult = z.infer<typeof ImportResult>;
+
 const ListRef = { store_id: StoreId, id: Uuid };
 const Text = (max: number) => z.string().trim().max(max);
 /** An opaque token from an e-mail link. */
@@ -188,6 +222,18 @@ export const ProfileListsActions = {
   confirm: z.object({ ...ListRef, token: LinkToken }),
   /** `profile-lists.access` (profile session) -> { has_access, membership } */
   access: z.object(ListRef),
+  /**
+   * `profile-lists.importProfiles` (admin) -> ImportResult: upserts profiles by e-mail and, with a list `id`,
+   * makes them active members (source import). The rows come as `rows`, as `csv` text, or as a `text/csv`
+   * body the gateway streams to the action (`ctx.stream`).
+   */
+  importProfiles: z.object({
+    store_id: StoreId,
+    id: Uuid.optional().describe("the list; absent on POST /profiles/import"),
+    rows: z.array(z.unknown()).max(100_000).optional().describe("ImportRow objects: { email, taxonomies?, fields? }, each checked on its own"),
+    csv: z.string().optional().describe("CSV text with a header row"),
+    email_column: z.string().trim().min(1).max(229).optional().describe('the CSV column holding the e-mail (default "email")'),
+  }),
   /** `profile-lists.unsubscribe` (a session of the profile, or the token of a list mail) -> { membership } */
   unsubscribe: z.object({
     ...ListRef,
