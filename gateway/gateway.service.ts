@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { randomBytes, randomUUID } from "node:crypto";
-import type { Duplex } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema } from "moleculer-web";
 import { settingsOf } from "../shared/registry";
@@ -25,7 +25,19 @@ import { ReadinessProbe } from "./health";
 import { inputFieldNames, openApiDocument } from "./openapi";
 import { pathParams, toAliasPath } from "./paths";
 import { FixedWindowLimiter } from "./rate-limit";
-import { hasBody, mediaKindOf, mergeParams, parseByteSize, parseFormBody, parseJsonObject, parseMultipartBody, readRawBody, requestIdOf, sanitizeQuery } from "./request";
+import {
+  hasBody,
+  limitedBodyStream,
+  mediaKindOf,
+  mergeParams,
+  parseByteSize,
+  parseFormBody,
+  parseJsonObject,
+  parseMultipartBody,
+  readRawBody,
+  requestIdOf,
+  sanitizeQuery,
+} from "./request";
 import { routeTable as defaultRouteTable, type RouteTable } from "./routes";
 import type { RouteDef } from "../shared/routes/types";
 
@@ -48,6 +60,8 @@ interface GatewayState {
   trusted: TrustedProxies;
   cors: CorsPolicy | null;
   bodyLimit: number;
+  /** The largest `text/csv` import body, streamed to the action. */
+  importBodyLimit: number;
   showBanner: boolean;
   /** Set by `drain()`: answers close their connection, no new connection is taken. */
   draining: boolean;
@@ -61,8 +75,11 @@ type GatewayRequest = IncomingMessage & {
   $ctx?: Context<unknown, GatewayMeta>;
   $params?: Record<string, unknown>;
   $alias?: { routeIndex?: number };
-  /** `tokenRejected`: the bearer credential itself was refused (see the WWW-Authenticate header). */
-  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean };
+  /**
+   * `tokenRejected`: the bearer credential itself was refused (see the WWW-Authenticate header).
+   * `bodyStream`: a `text/csv` body the action reads as the call's stream (never buffered here).
+   */
+  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean; bodyStream?: Readable };
 };
 
 type GatewayMeta = RequestMeta & {
@@ -222,7 +239,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           if (!found || found.alias.routeIndex === undefined) throw crmError("NOT_FOUND", GatewayMessages.routeNotFound);
           const entry = entries[found.alias.routeIndex];
           req.$request.entry = entry;
-          await readBody(req, entry, this.gw.bodyLimit);
+          await readBody(req, entry, this.gw);
         } catch (err) {
           if (isPayloadTooLarge(err)) res.setHeader("Connection", "close");
           return this.sendError(req, res, err);
@@ -286,7 +303,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           return;
         }
         if (retryAfter !== undefined) res.setHeader("Retry-After", String(retryAfter));
-        if (this.gw.draining) res.setHeader("Connection", "close");
+        // A streamed body the action did not read to its end would be read as the next request.
+        if (this.gw.draining || (req.$request?.bodyStream && !req.readableEnded)) res.setHeader("Connection", "close");
         // RFC 6750: `invalid_token` tells a client its session is the problem (drop it, log in again), as
         // opposed to a wrong code or refresh token on the same 401.
         if (status === 401) res.setHeader("WWW-Authenticate", req.$request?.tokenRejected ? BEARER_INVALID_TOKEN : BEARER_CHALLENGE);
@@ -295,6 +313,14 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         res.setHeader("Content-Type", "application/json; charset=utf-8");
         res.setHeader("Content-Length", Buffer.byteLength(text));
         res.end(text);
+      },
+
+      /** moleculer-web's call, with the route's own timeout and a streamed body as the call's stream. */
+      callAction(this: GatewayThis, route: ApiRouteSchema, action: string, req: GatewayRequest, res: ServerResponse, params: unknown) {
+        const { bodyStream, entry } = req.$request;
+        const timeout = entry?.def.timeoutMs;
+        const callOptions = { ...route.callOptions, ...(timeout ? { timeout } : {}), ...(bodyStream ? { stream: bodyStream } : {}) };
+        return mwMethods.callAction.call(this, { ...route, callOptions }, action, req, res, params, false);
       },
 
       errorHandler(this: GatewayThis, req: GatewayRequest, res: ServerResponse, err: unknown) {
@@ -345,6 +371,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         trusted: new TrustedProxies(cfg.TRUSTED_PROXIES),
         cors: CorsPolicy.from(cfg.CORS_ORIGINS),
         bodyLimit: parseByteSize(cfg.BODY_LIMIT),
+        importBodyLimit: parseByteSize(cfg.IMPORT_BODY_LIMIT),
         showBanner: cfg.NODE_ENV !== "test",
         draining: false,
       };
@@ -449,8 +476,12 @@ export function bySpecificity(a: string, b: string): number {
   return x.length - y.length;
 }
 
-/** Reads the body the route expects onto `req.body` (JSON object) or `req.rawBody` (raw text). */
-async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): Promise<void> {
+/**
+ * Reads the body the route expects onto `req.body` (JSON object) or `req.rawBody` (raw text); a `text/csv`
+ * body is not read here but handed to the action as the call's stream.
+ */
+async function readBody(req: GatewayRequest, entry: RouteEntry, limits: Pick<GatewayState, "bodyLimit" | "importBodyLimit">): Promise<void> {
+  const limit = limits.bodyLimit;
   if (!hasBody(req)) return;
   if (entry.body === "raw") {
     req.rawBody = (await readRawBody(req, limit)).toString("utf8");
@@ -467,9 +498,12 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limit: number): 
   if (encoding !== "identity" && encoding !== "") {
     throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedEncoding);
   }
+  if (kind === "csv") {
+    req.$request.bodyStream = limitedBodyStream(req, limits.importBodyLimit);
+    return;
+  }
   const text = (await readRawBody(req, limit)).toString("utf8");
-  if (kind === "csv") req.body = { csv: text };
-  else if (kind === "form") req.body = parseFormBody(text);
+  if (kind === "form") req.body = parseFormBody(text);
   else if (kind === "multipart") req.body = parseMultipartBody(text, String(req.headers["content-type"]));
   else if (text.trim() !== "") req.body = parseJsonObject(text);
 }

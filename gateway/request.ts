@@ -4,6 +4,7 @@
  * and path merged into a fresh object, never with `Object.assign` over a body-controlled prototype).
  */
 import type { IncomingMessage } from "node:http";
+import { Transform } from "node:stream";
 import { randomUUID } from "node:crypto";
 import { crmError, validationError } from "../shared/errors";
 import { GatewayMessages } from "./errors";
@@ -79,6 +80,26 @@ export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer
     });
     req.on("error", () => fail(crmError("VALIDATION_ERROR", "Request body could not be read", { validationErrors: [] })));
   });
+}
+
+/**
+ * The body as a stream for the action to read (a large `text/csv` import), failing with 413 once it passes
+ * `limit` bytes (checked on the declared length first).
+ */
+export function limitedBodyStream(req: IncomingMessage, limit: number): Transform {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) throw payloadTooLarge();
+  let size = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.length;
+      if (size > limit) done(payloadTooLarge());
+      else done(null, chunk);
+    },
+  });
+  req.on("error", () => counted.destroy(crmError("VALIDATION_ERROR", "Request body could not be read", { validationErrors: [] })));
+  req.on("aborted", () => counted.destroy(crmError("VALIDATION_ERROR", "The request was aborted before its body ended", { validationErrors: [] })));
+  return req.pipe(counted);
 }
 
 function payloadTooLarge() {

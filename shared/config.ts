@@ -80,6 +80,7 @@ export const GatewaySettings = z.object({
   TRUSTED_PROXIES: optionalString,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
   BODY_LIMIT: z.string().default("1mb"),
+  IMPORT_BODY_LIMIT: z.string().default("50mb"),
 });
 
 export const AuthSettings = z.object({

@@ -38,6 +38,20 @@ export async function settleCount(deps: Deps, m: Pick<MembershipDoc, "_id" | "st
   await deps.store.lists.updateOne({ _id: m.profile_list_id, store_id: m.store_id }, { $unset: { [marker]: "" } });
 }
 
+/**
+ * Applies an op that several memberships share (an import batch inserts its new members under one op) to
+ * their list, once, and clears it from all of them. `delta` is the sum of their count_delta.
+ */
+export async function settleSharedOp(deps: Deps, ref: Pick<MembershipDoc, "store_id" | "profile_list_id">, op: string, delta: number): Promise<void> {
+  const marker = `count_ops.${op}`;
+  await deps.store.lists.updateOne(
+    { _id: ref.profile_list_id, store_id: ref.store_id, [marker]: { $exists: false } },
+    { $inc: { member_count: delta }, $set: { [marker]: deps.now() } },
+  );
+  await deps.store.memberships.updateMany({ count_op: op }, { $unset: { count_op: "", count_delta: "", count_op_at: "" } });
+  await deps.store.lists.updateOne({ _id: ref.profile_list_id, store_id: ref.store_id }, { $unset: { [marker]: "" } });
+}
+
 /** Waits for another writer's op (or removal) of this membership to finish (finishing it when that writer died). */
 export async function waitForOp(deps: Deps, m: MembershipDoc): Promise<void> {
   const deadline = Date.now() + WAIT_FOR_OP_MS;
@@ -67,8 +81,18 @@ export async function recoverCounts(deps: Deps): Promise<number> {
   return settled;
 }
 
-/** Settles a dead writer's op and finishes its removal. */
+/** Settles a dead writer's op (every membership that shares it) and finishes its removal. */
 async function finish(deps: Deps, m: MembershipDoc): Promise<void> {
-  await settleCount(deps, m);
+  if (m.count_op) {
+    const sharing = await deps.store.memberships.find({ count_op: m.count_op }, { limit: 1000 });
+    if (sharing.length > 1)
+      await settleSharedOp(
+        deps,
+        m,
+        m.count_op,
+        sharing.reduce((sum, s) => sum + (s.count_delta ?? 0), 0),
+      );
+    else await settleCount(deps, m);
+  }
   if (m.removing) await deps.store.memberships.deleteOne({ _id: m._id, store_id: m.store_id, removing: true });
 }

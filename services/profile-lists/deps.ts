@@ -3,7 +3,7 @@
  * mailer services (called through their actions, never imported), the link signer and limits, a logger and
  * a clock.
  */
-import type { Profile } from "../../shared/contracts/profiles";
+import type { Profile, TaxonomyEntryInput, UpsertRowResult } from "../../shared/contracts/profiles";
 import type { MailLimiter, UnsubscribeLinks } from "./links";
 import type { ProfileListsStore } from "./profile-lists.store";
 
@@ -23,6 +23,8 @@ export interface ProfilesClient {
   lookup(p: { store_id: string; id: string }): Promise<ProfileRef>;
   /** `profiles.getMany` -> the store's Profiles among `ids` */
   getMany(p: { store_id: string; ids: string[] }): Promise<Profile[]>;
+  /** `profiles.upsertMany` -> one result per row, in order (imports) */
+  upsertMany(p: { store_id: string; rows: Array<{ email: string; taxonomies: TaxonomyEntryInput[] }> }): Promise<{ results: UpsertRowResult[] }>;
 }
 
 export interface TemplateMail {
@@ -44,6 +46,7 @@ export function profilesClient(caller: ActionCaller): ProfilesClient {
   return {
     lookup: (p) => caller.call("profiles.lookup", p) as Promise<ProfileRef>,
     getMany: (p) => caller.call("profiles.getMany", p) as Promise<Profile[]>,
+    upsertMany: (p) => caller.call("profiles.upsertMany", p) as Promise<{ results: UpsertRowResult[] }>,
   };
 }
 

@@ -21,7 +21,7 @@ import { countOp, NO_OP_IN_FLIGHT, settleCount, waitForOp } from "./counts";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
 
 /** Statuses that count in member_count (access, until billing ends a scheduled cancellation). */
-const counted = (status: MembershipStatus) => status === "active" || status === "cancellation_scheduled";
+export const counted = (status: MembershipStatus) => status === "active" || status === "cancellation_scheduled";
 /** Statuses after which a new subscribe starts a fresh consent. */
 const ended = (status: MembershipStatus) => status === "unsubscribed" || status === "cancelled" || status === "expired";
 
@@ -88,11 +88,11 @@ function findMembership(deps: Deps, list: Pick<ListDoc, "_id" | "store_id">, pro
   return deps.store.memberships.findOne({ store_id: list.store_id, profile_list_id: list._id, profile_id: profileId });
 }
 
-function newConsent(method: Consent["method"], caller: Caller | undefined, now: number): Consent {
+export function newConsent(method: Consent["method"], caller: Caller | undefined, now: number): Consent {
   return { method, ip: caller?.ip ?? null, user_agent: caller?.userAgent ?? null, at: now, confirmed_at: null, confirmed_ip: null };
 }
 
-function newMembership(list: ListDoc, profileId: string, status: MembershipStatus, source: MembershipDoc["source"], consent: Consent, now: number): MembershipDoc {
+export function newMembership(list: ListDoc, profileId: string, status: MembershipStatus, source: MembershipDoc["source"], consent: Consent, now: number): MembershipDoc {
   return {
     _id: uuidv7(),
     store_id: list.store_id,
@@ -165,7 +165,7 @@ export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller):
 }
 
 /** Makes the membership active now (inserting it, or from pending/ended); null when a concurrent change won. */
-async function activate(
+export async function activate(
   deps: Deps,
   list: ListDoc,
   existing: MembershipDoc | null,

@@ -21,5 +21,15 @@ export const ProfileListsErrors = {
   resendTooSoon: (retryAfter: number) =>
     crmError("RATE_LIMITED", "A confirmation e-mail was sent moments ago; try again shortly", { reason: "RESEND_TOO_SOON", retryAfter }),
   rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),
+  importSourceMissing: () => validationError("rows", "give rows, csv, or a text/csv body", "Nothing to import: send rows, csv, or a text/csv body"),
+  importSourceTwice: () => validationError("rows", "give either rows or csv, not both"),
+  emailColumnMissing: (column: string) =>
+    validationError(
+      "email_column",
+      `the CSV header has no "${column}" column`,
+      `The CSV header has no "${column}" column (set email_column to the column holding the e-mail)`,
+    ),
+  csvHeaderInvalid: (message: string) => validationError("csv", message, `The CSV header is not usable: ${message}`),
+  paidListImport: () => validationError("id", "a paid list gets its members through checkout", "Profiles cannot be imported into a paid list"),
   concurrentUpdate: () => crmError("CONFLICT", "The membership changed concurrently; try again", { reason: "CONCURRENT_UPDATE" }),
 } as const;

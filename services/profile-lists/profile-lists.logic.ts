@@ -12,6 +12,7 @@ import { recoverCounts } from "./counts";
 import { createList, findLists, getList, markTemplateDeleted, updateList } from "./lists";
 import { access, addMember, confirm, listMembers, moveMemberships, removeMember, subscribe, unsubscribe } from "./memberships";
 import { ProfileListsStore } from "./profile-lists.store";
+import { importProfiles } from "./imports";
 
 export interface ProfileListsSetup {
   db: Database;
@@ -57,6 +58,7 @@ export async function createProfileLists(setup: ProfileListsSetup) {
     confirm: (p: Params<typeof confirm>, caller: Caller) => confirm(deps, p, caller),
     access: (p: Params<typeof access>, caller: Caller) => access(deps, p, caller),
     unsubscribe: (p: Params<typeof unsubscribe>, caller: Caller) => unsubscribe(deps, p, caller),
+    importProfiles: (p: Params<typeof importProfiles>, stream: NodeJS.ReadableStream | undefined, caller: Caller) => importProfiles(deps, p, stream, caller),
     moveMemberships: (p: Params<typeof moveMemberships>) => moveMemberships(deps, p),
     markTemplateDeleted: (p: Params<typeof markTemplateDeleted>) => markTemplateDeleted(deps, p),
     /** Settles member_count changes (and removals) a dead writer left; the service runs it at start and every minute. */

@@ -80,6 +80,13 @@ const ProfileListsServiceSchema: ServiceSchema<ServiceSettingSchema, Record<stri
         return this.profileLists.removeMember(ctx.params);
       },
     },
+    importProfiles: {
+      params: zodParams(ProfileListsActions.importProfiles),
+      handler(ctx: P<"importProfiles">) {
+        // A text/csv body arrives as the call's stream (the gateway streams it).
+        return this.profileLists.importProfiles(ctx.params, (ctx.stream ?? undefined) as NodeJS.ReadableStream | undefined, callerOf(ctx));
+      },
+    },
     subscribe: {
       params: zodParams(ProfileListsActions.subscribe),
       handler(ctx: P<"subscribe">) {

@@ -100,6 +100,7 @@ export class ProfileListsStore {
       { name: "memberships_store_profile", keys: { store_id: 1, profile_id: 1 } },
       { name: "memberships_confirm_token", keys: { confirm_token_hash: 1 }, partial: { confirm_token_hash: { $type: "string" } } },
       { name: "memberships_count_ops", keys: { count_op_at: 1 }, partial: { count_op_at: { $type: "number" } } },
+      { name: "memberships_count_op", keys: { count_op: 1 }, partial: { count_op: { $type: "string" } } },
       { name: "memberships_removing", keys: { removing: 1 }, partial: { removing: { $eq: true } } },
     ]);
     await this.limits.createIndexes([{ name: "limits_expires", keys: { expires_at: 1 } }]);

@@ -12,6 +12,7 @@ import { publishEvent } from "../../shared/events/durable";
 import { nowSeconds, uuidv7 } from "../../shared/ids";
 import { isDuplicateKey, type Database } from "../../shared/storage/port";
 import { ProfileErrors } from "./profiles.errors";
+import { upsertMany } from "./profiles.import";
 import { toOrderLink, toProfile } from "./profiles.mapper";
 import { mergeProfiles, recoverMerges } from "./profiles.merge";
 import { linkOrder, type OrderCreated } from "./profiles.orders";
@@ -434,6 +435,7 @@ export async function createProfiles(setup: ProfilesSetup) {
     me: (p: Params<typeof me>, principal?: AuthPrincipal) => me(deps, p, principal),
     lookup: (p: Params<typeof lookupProfile>) => lookupProfile(deps, p),
     getMany: (p: Params<typeof getProfiles>) => getProfiles(deps, p),
+    upsertMany: (p: Params<typeof upsertMany>) => upsertMany(deps, p),
     linkOrder: (event: OrderCreated) => linkOrder(deps, event),
     recoverMerges: () => recoverMerges(deps),
     unfinishedMerges: () => store.merges.count({ state: { $in: ["pending", "running"] } }),

@@ -132,6 +132,12 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
         return this.profiles.getMany(ctx.params);
       },
     },
+    upsertMany: {
+      params: zodParams(ProfileActions.upsertMany),
+      handler(ctx: P<"upsertMany">) {
+        return this.profiles.upsertMany(ctx.params);
+      },
+    },
     me: {
       ...retryable,
       params: zodParams(ProfileActions.me),

@@ -1,6 +1,6 @@
 /** Taxonomy rules: normalising input entries, the indexed search values, and uniting two profiles' entries. */
 import { uuidv7 } from "../../shared/ids";
-import type { PromoUsage, TaxonomyEntry, TaxonomyEntryInput } from "../../shared/contracts/profiles";
+import { type PromoUsage, TAXONOMIES_MAX_BYTES, type TaxonomyEntry, type TaxonomyEntryInput } from "../../shared/contracts/profiles";
 
 /** Entries as stored: every field has an id (a new one when the caller gave none). */
 export function normalizeTaxonomies(input: TaxonomyEntryInput[]): TaxonomyEntry[] {
@@ -56,4 +56,45 @@ export function sumPromoUsage(target: PromoUsage[], source: PromoUsage[]): Promo
   const uses = new Map<string, number>();
   for (const p of [...target, ...source]) uses.set(p.promo_code_id, (uses.get(p.promo_code_id) ?? 0) + p.uses);
   return [...uses].map(([promo_code_id, n]) => ({ promo_code_id, uses: n }));
+}
+
+/** How a field's value compares: geo locations by their coordinates. */
+function sameValue(a: unknown, b: unknown): boolean {
+  return a === b || (typeof a === "object" && typeof b === "object" && JSON.stringify(a) === JSON.stringify(b));
+}
+
+/**
+ * `incoming` entries merged into a profile's own by taxonomy_id and field key, the incoming value winning
+ * (an import's row is newer data). A field whose type and value stay the same keeps its id, so
+ * `changed` is false when a row brings nothing new.
+ */
+export function mergeIncoming(current: TaxonomyEntry[], incoming: TaxonomyEntryInput[]): { taxonomies: TaxonomyEntry[]; changed: boolean } {
+  let changed = false;
+  const result = current.map((entry) => ({ taxonomy_id: entry.taxonomy_id, fields: [...entry.fields] }));
+  for (const entry of incoming) {
+    let target = result.find((e) => e.taxonomy_id === entry.taxonomy_id);
+    if (!target) {
+      target = { taxonomy_id: entry.taxonomy_id, fields: [] };
+      result.push(target);
+      changed = true;
+    }
+    for (const field of entry.fields) {
+      const at = target.fields.findIndex((f) => f.key === field.key);
+      const old = at === -1 ? undefined : target.fields[at];
+      if (old && old.type === field.type && sameValue(old.value, field.value)) continue;
+      const merged = { ...field, id: old?.id ?? field.id ?? uuidv7() } as TaxonomyEntry["fields"][number];
+      if (old) target.fields[at] = merged;
+      else target.fields.push(merged);
+      changed = true;
+    }
+  }
+  return { taxonomies: result, changed };
+}
+
+/** Why merged taxonomies break a profile's limits (TaxonomiesInput's), or null when they fit. */
+export function taxonomyLimitBroken(taxonomies: TaxonomyEntry[]): string | null {
+  if (taxonomies.length > 50) return "with the profile's own, more than 50 taxonomy entries";
+  if (taxonomies.some((e) => e.fields.length > 100)) return "with the profile's own, more than 100 fields in one taxonomy entry";
+  if (Buffer.byteLength(JSON.stringify(taxonomies)) > TAXONOMIES_MAX_BYTES) return "with the profile's own, more than 64 KB of taxonomies";
+  return null;
 }

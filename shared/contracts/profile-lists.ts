@@ -148,6 +148,9 @@ export const ImportRow = z.object({
 });
 export type ImportRow = z.infer<typeof ImportRow>;
 
+/** How long an import call may run (a 50 MB file is a few minutes at worst). */
+export const IMPORT_TIMEOUT_MS = 15 * 60_000;
+
 /** The most errors an import answers in `errors` (rows_failed counts them all). */
 export const MAX_IMPORT_ERRORS = 1000;
 

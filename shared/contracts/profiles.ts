@@ -148,6 +148,9 @@ export const SortDirectionParam = z
 
 const ProfileRef = { store_id: StoreId, id: Uuid };
 
+/** The most rows one `profiles.upsertMany` call takes. */
+export const UPSERT_BATCH_MAX = 1000;
+
 export const ProfileActions = {
   /** `profiles.create` (admin) -> Profile; idempotent by e-mail (case-insensitive): an existing profile is returned unchanged. */
   create: z.object({ store_id: StoreId, email: Email, taxonomies: TaxonomiesInput.optional() }),
@@ -204,7 +207,20 @@ export const ProfileActions = {
   lookup: z.object(ProfileRef),
   /** `profiles.getMany` (internal, admin-shaped) -> the Profiles of this store among `ids` (missing ones left out). */
   getMany: z.object({ store_id: StoreId, ids: z.array(Uuid).max(100) }),
+  /**
+   * `profiles.upsertMany` (internal, for imports) -> { results }: each row's profile found by e-mail (its
+   * taxonomies merged, the row's values winning) or created, in one batch; one result per row, in order.
+   */
+  upsertMany: z.object({
+    store_id: StoreId,
+    rows: z.array(z.object({ email: Email, taxonomies: TaxonomiesInput })).max(UPSERT_BATCH_MAX),
+  }),
 } as const;
+
+export const UpsertOutcome = z.enum(["created", "updated", "unchanged"]);
+export type UpsertOutcome = z.infer<typeof UpsertOutcome>;
+/** One row's result: its profile and what happened to it, or why it could not be written. */
+export type UpsertRowResult = { profile_id: string; outcome: UpsertOutcome } | { error: { field: string; message: string } };
 
 export const ProfileList = listResult(Profile);
 export const OrderLinkList = listResult(OrderLink);

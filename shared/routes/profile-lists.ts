@@ -6,6 +6,7 @@ import { Deleted } from "../contracts/common";
 import {
   AccessResult,
   ImportResult,
+  IMPORT_TIMEOUT_MS,
   Membership,
   ProfileList,
   ProfileListMemberPage,
@@ -29,7 +30,7 @@ export const profileListRoutes: RouteDef[] = [
   route("GET", `${admin}/{id}/profiles`, "profile-lists.members", "admin", { summary: "Profiles in a profile list, with their memberships", sdk: "sdk.crm.profileList.profiles.find()", params: A.members, response: ProfileListMemberPage }),
   route("POST", `${admin}/{id}/profiles/{profileId}`, "profile-lists.addMember", "admin", { summary: "Add a profile to a list (active, source admin); an existing membership is answered unchanged", sdk: "sdk.crm.profileList.profiles.add()", params: A.addMember, response: Membership, errors: [409] }),
   route("DELETE", `${admin}/{id}/profiles/{profileId}`, "profile-lists.removeMember", "admin", { summary: "Remove a profile from a list; its access ends at once", sdk: "sdk.crm.profileList.profiles.remove()", params: A.removeMember, response: Deleted, errors: [409] }),
-  route("POST", `${admin}/{id}/profiles/import`, "profile-lists.importProfiles", "admin", { summary: "Import profiles into a list: upsert each row's profile by e-mail, make it an active member (JSON rows, csv text, or a text/csv body)", sdk: "sdk.crm.profileList.importProfiles()", params: A.importProfiles, response: ImportResult }),
+  route("POST", `${admin}/{id}/profiles/import`, "profile-lists.importProfiles", "admin", { summary: "Import profiles into a list: upsert each row's profile by e-mail, make it an active member (JSON rows, csv text, or a text/csv body)", sdk: "sdk.crm.profileList.importProfiles()", params: A.importProfiles, response: ImportResult, timeoutMs: IMPORT_TIMEOUT_MS }),
   route("POST", `${storefront}/{id}/subscribe`, "profile-lists.subscribe", "profile", { summary: "Subscribe the session's profile (double opt-in lists e-mail a confirmation link)", sdk: "sdk.crm.profileList.subscribe()", params: A.subscribe, response: SubscribeResult, errors: [403, 409] }),
   route("POST", `${storefront}/{id}/confirm`, "profile-lists.confirm", "public", { summary: "Confirm a double opt-in subscription with the e-mailed token", params: A.confirm, response: Membership }),
   route("GET", `${storefront}/{id}/access`, "profile-lists.access", "profile", { summary: "Whether the session's profile has access to the list", sdk: "sdk.crm.profileList.checkAccess()", params: A.access, response: AccessResult }),

@@ -42,6 +42,8 @@ export interface RouteDef {
    * document (400, 404, 429, 500, 503; 401 unless public; 403 for admin; 413/415 with a body).
    */
   errors?: Array<401 | 403 | 409>;
+  /** How long the call may take when that is longer than the broker's REQUEST_TIMEOUT_MS (imports). */
+  timeoutMs?: number;
   /** Not rate limited (load balancers poll it): no 429. */
   unlimited?: true;
   /** The 503 body when it is not the contract's error body (readiness names the failing services). */

@@ -1,0 +1,215 @@
+/**
+ * The import engine through the service's action: JSON rows, csv text and a streamed CSV; row errors with
+ * their numbers; exact counts; taxonomies merged; a second run changing nothing; memberships (pending
+ * activated, unsubscribed not re-added); member_count; paid lists refused; store isolation; batches.
+ */
+import { Readable } from "node:stream";
+import { type ImportResult, type Membership, type ProfileList, type ProfileListMember, MAX_IMPORT_ERRORS } from "../../../shared/contracts/profile-lists";
+import type { Profile } from "../../../shared/contracts/profiles";
+import { uuidv7 } from "../../../shared/ids";
+import { IMPORT_BATCH_ROWS } from "../imports";
+import { errorOf, LINK_ORIGIN, newStoreId, shopper, startLists, type ListsEnv } from "./helpers";
+
+let env: ListsEnv;
+beforeAll(async () => {
+  env = await startLists();
+});
+afterAll(() => env?.stop());
+
+const call = <T>(action: string, params: Record<string, unknown>, opts?: object) => env.broker.call(action, params, opts) as Promise<T>;
+const adminMeta = { meta: { ip: "198.51.100.4", userAgent: "import-script/1.0" } };
+const importInto = (store: string, listId: string | undefined, body: Record<string, unknown>, stream?: Readable) =>
+  call<ImportResult>("profile-lists.importProfiles", { store_id: store, ...(listId ? { id: listId } : {}), ...body }, { ...adminMeta, ...(stream ? { stream } : {}) });
+const createList = (store: string, key: string, type?: unknown) => call<ProfileList>("profile-lists.create", { store_id: store, key, ...(type ? { type } : {}) });
+const getList = (l: ProfileList) => call<ProfileList>("profile-lists.get", { store_id: l.store_id, id: l.id });
+const members = (l: ProfileList, status?: string) =>
+  call<{ items: ProfileListMember[] }>("profile-lists.members", { store_id: l.store_id, id: l.id, limit: 100, ...(status ? { status } : {}) });
+const profilesOf = (store: string, query: string) => call<{ items: Profile[] }>("profiles.find", { store_id: store, query, limit: 100 });
+
+/** The status and the first field a refused call names. */
+async function refusal(call: Promise<unknown>) {
+  const err = await errorOf(call);
+  return { code: err.code, field: err.data?.validationErrors?.[0]?.field };
+}
+
+const empty: Omit<ImportResult, "rows_total"> = { profiles_created: 0, profiles_updated: 0, profiles_added: 0, profiles_updated_in_list: 0, rows_failed: 0, errors: [] };
+
+describe("profile-lists.importProfiles", () => {
+  it("imports JSON rows into a list: profiles created, active members with source and consent import, member_count exact", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "vip");
+    const result = await importInto(store, list.id, {
+      rows: [
+        { email: "ada@example.com", fields: { first_name: "Ada", "crm.tier": "gold", "crm.orders": 3 } },
+        { email: "grace@example.com", taxonomies: [{ taxonomy_id: "crm", fields: [{ key: "tier", type: "text", value: "silver" }] }] },
+      ],
+    });
+    expect(result).toEqual({ ...empty, rows_total: 2, profiles_created: 2, profiles_added: 2 });
+    expect((await getList(list)).member_count).toBe(2);
+    const page = await members(list);
+    expect(page.items).toHaveLength(2);
+    for (const { membership } of page.items) {
+      expect(membership).toMatchObject({ status: "active", source: "import", consent: { method: "import", ip: "198.51.100.4", user_agent: "import-script/1.0" } });
+    }
+    const [ada] = (await profilesOf(store, "ada@example.com")).items;
+    expect(ada.taxonomies).toEqual([
+      { taxonomy_id: "import", fields: [expect.objectContaining({ key: "first_name", type: "text", value: "Ada" })] },
+      {
+        taxonomy_id: "crm",
+        fields: [expect.objectContaining({ key: "tier", type: "text", value: "gold" }), expect.objectContaining({ key: "orders", type: "number", value: 3 })],
+      },
+    ]);
+  });
+
+  it("the same rows again change nothing; changed values count as updated and are merged into the profile's own", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "again");
+    const rows = [
+      { email: "one@example.com", fields: { "crm.tier": "gold", city: "Oslo" } },
+      { email: "two@example.com", fields: { "crm.tier": "silver" } },
+    ];
+    await importInto(store, list.id, { rows });
+    const [before] = (await profilesOf(store, "one@example.com")).items;
+    expect(await importInto(store, list.id, { rows })).toEqual({ ...empty, rows_total: 2 });
+
+    const changed = await importInto(store, list.id, { rows: [{ email: "ONE@example.com", fields: { "crm.tier": "platinum" } }, rows[1]] });
+    expect(changed).toEqual({ ...empty, rows_total: 2, profiles_updated: 1 });
+    const [after] = (await profilesOf(store, "one@example.com")).items;
+    const fieldsOf = (p: Profile, taxonomy: string) => p.taxonomies.find((t) => t.taxonomy_id === taxonomy)?.fields;
+    expect(fieldsOf(after, "crm")).toEqual([{ ...fieldsOf(before, "crm")![0], value: "platinum" }]); // same field id, new value
+    expect(fieldsOf(after, "import")).toEqual(fieldsOf(before, "import")); // untouched fields stay
+    expect((await getList(list)).member_count).toBe(2);
+  });
+
+  it("reports bad rows with their number and field, and imports the others", async () => {
+    const store = newStoreId();
+    const result = await importInto(store, undefined, {
+      rows: [
+        { email: "ok1@example.com" },
+        { email: "not-an-email" },
+        "a string",
+        { email: { $ne: null } },
+        { email: "ok2@example.com", fields: { "crm.x": { nested: 1 } } },
+        { email: "ok3@example.com" },
+      ],
+    });
+    expect(result).toMatchObject({ rows_total: 6, profiles_created: 2, profiles_added: 0, rows_failed: 4 });
+    expect(result.errors.map((e) => [e.row, e.field])).toEqual([
+      [2, "email"],
+      [3, "row"],
+      [4, "email"],
+      [5, "fields.crm.x"],
+    ]);
+    expect((await profilesOf(store, "ok")).items.map((p) => p.email).sort()).toEqual(["ok1@example.com", "ok3@example.com"]);
+  });
+
+  it("reads CSV (text and stream): BOM, CRLF, quoted commas, quotes and newlines, a custom e-mail column, rows it cannot parse", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "csv");
+    const csv = '\ufeffE-Mail,Name,crm.note\r\nq1@example.com,"Doe, Jane","said ""hi""\nthen left"\r\n\r\nbroken@example.com,bad"quote,x\r\nq2@example.com,Bob,\r\n';
+    const fromText = await importInto(store, list.id, { csv, email_column: "E-Mail" });
+    expect(fromText).toMatchObject({ rows_total: 3, profiles_created: 2, profiles_added: 2, rows_failed: 1 });
+    expect(fromText.errors).toEqual([{ row: 2, field: "csv", message: expect.stringContaining("Invalid Opening Quote") }]);
+    const [q1] = (await profilesOf(store, "q1@")).items;
+    expect(q1.taxonomies).toEqual([
+      { taxonomy_id: "import", fields: [expect.objectContaining({ key: "Name", value: "Doe, Jane" })] },
+      { taxonomy_id: "crm", fields: [expect.objectContaining({ key: "note", value: 'said "hi"\nthen left' })] },
+    ]);
+
+    const streamed = await importInto(store, list.id, { email_column: "E-Mail" }, Readable.from([Buffer.from(csv.slice(0, 30)), Buffer.from(csv.slice(30))]));
+    expect(streamed).toEqual({ ...empty, rows_total: 3, rows_failed: 1, errors: fromText.errors });
+  });
+
+  it("refuses a CSV without the e-mail column, an empty one, a duplicated column, and no source at all (400s naming the field)", async () => {
+    const store = newStoreId();
+    expect(await refusal(importInto(store, undefined, { csv: "mail,name\na@x.com,A\n" }))).toMatchObject({ code: 400, field: "email_column" });
+    expect(await refusal(importInto(store, undefined, { csv: "" }))).toMatchObject({ code: 400, field: "csv" });
+    expect(await refusal(importInto(store, undefined, { csv: "email,a,a\n" }))).toMatchObject({ code: 400, field: "csv" });
+    expect(await refusal(importInto(store, undefined, {}))).toMatchObject({ code: 400, field: "rows" });
+    expect(await refusal(importInto(store, undefined, { rows: [], csv: "email\n" }))).toMatchObject({ code: 400, field: "rows" });
+  });
+
+  it("activates a pending member, keeps a member with access, does not re-add one who unsubscribed (reported)", async () => {
+    const store = newStoreId();
+    const template = uuidv7();
+    env.mailer.templates.set(template, store);
+    const list = await createList(store, "double", { type: "confirmation", confirm_template_id: template });
+    const pending = await shopper(env.broker, store, "pending@example.com");
+    await call("profile-lists.subscribe", { store_id: store, id: list.id, profile_id: pending.profileId, confirm_url: `${LINK_ORIGIN}/c` }, { meta: pending.meta });
+    const gone = await shopper(env.broker, store, "gone@example.com");
+    await call("profile-lists.addMember", { store_id: store, id: list.id, profile_id: gone.profileId });
+    await call("profile-lists.unsubscribe", { store_id: store, id: list.id }, { meta: gone.meta });
+    await importInto(store, list.id, { rows: [{ email: "member@example.com" }] });
+    expect((await getList(list)).member_count).toBe(1);
+
+    const result = await importInto(store, list.id, { rows: [{ email: "pending@example.com" }, { email: "gone@example.com" }, { email: "member@example.com" }] });
+    expect(result).toMatchObject({ rows_total: 3, profiles_added: 0, profiles_updated_in_list: 1, rows_failed: 1 });
+    expect(result.errors).toEqual([{ row: 2, field: "email", message: expect.stringContaining("unsubscribed") }]);
+    expect((await getList(list)).member_count).toBe(2);
+    const statuses = Object.fromEntries((await members(list)).items.map((m) => [m.profile.email, m.membership.status]));
+    expect(statuses).toEqual({ "pending@example.com": "active", "gone@example.com": "unsubscribed", "member@example.com": "active" });
+  });
+
+  it("imports more rows than a batch in several batches with exact counts; a row repeated later counts once as created", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "big");
+    const n = IMPORT_BATCH_ROWS * 2 + 500;
+    const lines = ["email,score"];
+    for (let i = 0; i < n; i++) lines.push(`bulk${i}@example.com,${i % 7}`);
+    lines.push("bulk0@example.com,0"); // the same row again, in the last batch
+    const result = await importInto(store, list.id, { csv: lines.join("\n") });
+    expect(result).toEqual({ ...empty, rows_total: n + 1, profiles_created: n, profiles_added: n });
+    expect((await getList(list)).member_count).toBe(n);
+    const again = await importInto(store, list.id, { csv: lines.join("\n") });
+    expect(again).toEqual({ ...empty, rows_total: n + 1 });
+  });
+
+  it("lists at most MAX_IMPORT_ERRORS errors while rows_failed counts them all", async () => {
+    const store = newStoreId();
+    const rows = Array.from({ length: MAX_IMPORT_ERRORS + 5 }, () => ({ email: "nope" }));
+    const result = await importInto(store, undefined, { rows });
+    expect(result.rows_failed).toBe(MAX_IMPORT_ERRORS + 5);
+    expect(result.errors).toHaveLength(MAX_IMPORT_ERRORS);
+  });
+
+  it("refuses a paid list (400) and another store's list (404), writing nothing", async () => {
+    const store = newStoreId();
+    const paid = await createList(store, "paid", { type: "paid", prices: [{ currency: "usd", amount: 500, providers: [{ type: "stripe", id: "price_x" }] }] });
+    expect(await refusal(importInto(store, paid.id, { rows: [{ email: "p@example.com" }] }))).toMatchObject({ code: 400, field: "id" });
+    const other = newStoreId();
+    const theirs = await createList(other, "theirs");
+    expect(await refusal(importInto(store, theirs.id, { rows: [{ email: "p@example.com" }] }))).toMatchObject({ code: 404 });
+    expect((await profilesOf(store, "p@example.com")).items).toEqual([]);
+    expect((await getList(theirs)).member_count).toBe(0);
+  });
+
+  it("keeps member_count exact when imports of overlapping rows run at once", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "race");
+    const rows = Array.from({ length: 300 }, (_, i) => ({ email: `race${i}@example.com` }));
+    const results = await Promise.all([
+      importInto(store, list.id, { rows }),
+      importInto(store, list.id, { rows: rows.slice(100) }),
+      importInto(store, list.id, { rows }),
+    ]);
+    expect(results.reduce((sum, r) => sum + r.profiles_created, 0)).toBe(300);
+    expect(results.reduce((sum, r) => sum + r.profiles_added, 0)).toBe(300);
+    expect(results.every((r) => r.rows_failed === 0)).toBe(true);
+    expect((await getList(list)).member_count).toBe(300);
+    const memberships = (await members(list)).items.length + 0;
+    expect(memberships).toBe(100); // a page of 100 (the first)
+    const active: Membership[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { items: ProfileListMember[]; cursor: string | null } = await call("profile-lists.members", {
+        store_id: store,
+        id: list.id,
+        limit: 100,
+        ...(cursor ? { cursor } : {}),
+      });
+      active.push(...page.items.map((m) => m.membership));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(active).toHaveLength(300);
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * The rows of an import, read one at a time whatever they came as: JSON `rows`, `csv` text, or a
+ * `text/csv` body streamed from the gateway. CSV goes through csv-parse (quoted fields, embedded commas
+ * and newlines, a BOM, CRLF); a record it cannot read is reported with its row number and the rest go on.
+ * Each row is checked on its own and turned into what profiles.upsertMany takes.
+ */
+import { Readable } from "node:stream";
+import { parse, type CsvError } from "csv-parse";
+import type { z } from "zod";
+import { IMPORT_TAXONOMY_ID, type ImportError, ImportRow } from "../../shared/contracts/profile-lists";
+import { TaxonomiesInput, type TaxonomyEntryInput } from "../../shared/contracts/profiles";
+import { ProfileListsErrors } from "./profile-lists.errors";
+
+/** A row ready for profiles.upsertMany, with its number (from 1; the CSV header not counted). */
+export interface ValidRow {
+  row: number;
+  email: string;
+  taxonomies: TaxonomyEntryInput[];
+}
+
+export type ReadRow = ValidRow | { row: number; error: ImportError };
+
+export interface ImportSource {
+  rows?: unknown[];
+  csv?: string;
+  email_column?: string;
+  /** A `text/csv` body (ctx.stream). */
+  stream?: NodeJS.ReadableStream;
+}
+
+/** The longest CSV record read (a quote left open would otherwise swallow the rest of the file). */
+const MAX_RECORD_CHARS = 256 * 1024;
+const DEFAULT_EMAIL_COLUMN = "email";
+
+/** Every row of the source, checked, in order. */
+export function readRows(source: ImportSource): AsyncIterable<ReadRow> {
+  if (source.rows) return jsonRows(source.rows);
+  const text = source.stream ?? (source.csv !== undefined ? Readable.from([source.csv]) : undefined);
+  if (!text) throw ProfileListsErrors.importSourceMissing();
+  return csvRows(text, source.email_column ?? DEFAULT_EMAIL_COLUMN);
+}
+
+async function* jsonRows(rows: unknown[]): AsyncIterable<ReadRow> {
+  for (const [i, value] of rows.entries()) yield checkRow(i + 1, value);
+}
+
+async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): AsyncIterable<ReadRow> {
+  const parser = parse({ bom: true, skip_empty_lines: true, relax_column_count: true, skip_records_with_error: true, info: true, max_record_size: MAX_RECORD_CHARS });
+  // Records csv-parse skipped, by how many good records (the header included) came before each.
+  const skipped: Array<{ after: number; message: string }> = [];
+  parser.on("skip", (err: CsvError & { records?: number }) => skipped.push({ after: err.records ?? 0, message: err.message }));
+  input.on("error", (err) => parser.destroy(err));
+  input.pipe(parser);
+
+  let header: string[] | undefined;
+  let emailAt = -1;
+  let skipsBefore = 0;
+  const reportSkipsBefore = function* (records: number): Generator<ReadRow> {
+    while (skipsBefore < skipped.length && skipped[skipsBefore].after < records) {
+      const skip = skipped[skipsBefore++];
+      yield { row: skip.after + skipsBefore - 1, error: { row: skip.after + skipsBefore - 1, field: "csv", message: skip.message } };
+    }
+  };
+  try {
+    for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { records: number } }>) {
+      if (!header) {
+        header = checkHeader(record);
+        emailAt = header.indexOf(emailColumn);
+        if (emailAt === -1) throw ProfileListsErrors.emailColumnMissing(emailColumn);
+        continue;
+      }
+      yield* reportSkipsBefore(info.records);
+      const row = info.records - 1 + skipsBefore;
+      yield csvRecordRow(row, header, emailAt, record);
+    }
+  } catch (err) {
+    if (!header) throw err;
+    // A record that could not be read and could not be skipped (the stream itself failed): what was
+    // read so far stays imported, and the failure is the last row's error.
+    yield* reportSkipsBefore(Number.POSITIVE_INFINITY);
+    throw err;
+  }
+  if (!header) throw ProfileListsErrors.csvHeaderInvalid("the CSV is empty: it needs a header row");
+  yield* reportSkipsBefore(Number.POSITIVE_INFINITY);
+}
+
+function checkHeader(record: string[]): string[] {
+  const names = record.map((name) => name.trim());
+  if (names.some((name) => name === "")) throw ProfileListsErrors.csvHeaderInvalid("a column has no name");
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) throw ProfileListsErrors.csvHeaderInvalid(`the column "${name}" appears twice`);
+    seen.add(name);
+  }
+  return names;
+}
+
+/** A CSV record as an import row: the e-mail column, and every other non-empty cell as a text field. */
+function csvRecordRow(row: number, header: string[], emailAt: number, record: string[]): ReadRow {
+  const extra = record.slice(header.length).filter((cell) => cell.trim() !== "");
+  if (extra.length > 0) return { row, error: { row, field: "csv", message: `the row has ${record.length} cells and the header ${header.length}` } };
+  const fields: Record<string, string> = {};
+  header.forEach((name, i) => {
+    const cell = (record[i] ?? "").trim();
+    if (i !== emailAt && cell !== "") fields[name] = cell;
+  });
+  return checkRow(row, { email: record[emailAt] ?? "", fields });
+}
+
+/** A row checked against ImportRow, its flat fields folded into its taxonomy entries. */
+function checkRow(row: number, value: unknown): ReadRow {
+  const parsed = ImportRow.safeParse(value);
+  if (!parsed.success) return { row, error: firstIssue(row, parsed.error) };
+  const taxonomies = withFields(parsed.data.taxonomies ?? [], parsed.data.fields ?? {});
+  const checked = TaxonomiesInput.safeParse(taxonomies);
+  if (!checked.success) return { row, error: firstIssue(row, checked.error, "fields") };
+  return { row, email: parsed.data.email, taxonomies: checked.data };
+}
+
+/**
+ * Flat fields as taxonomy fields: `"<taxonomy_id>.<key>"` goes to that taxonomy, a bare `"<key>"` to the
+ * IMPORT_TAXONOMY_ID one; a field overrides the same key given in `taxonomies`.
+ */
+function withFields(entries: TaxonomyEntryInput[], fields: Record<string, string | number | boolean>): TaxonomyEntryInput[] {
+  const out = entries.map((entry) => ({ taxonomy_id: entry.taxonomy_id, fields: [...entry.fields] }));
+  for (const [name, value] of Object.entries(fields)) {
+    const dot = name.indexOf(".");
+    const taxonomyId = dot > 0 ? name.slice(0, dot) : IMPORT_TAXONOMY_ID;
+    const key = dot > 0 ? name.slice(dot + 1) : name;
+    let entry = out.find((e) => e.taxonomy_id === taxonomyId);
+    if (!entry) {
+      entry = { taxonomy_id: taxonomyId, fields: [] };
+      out.push(entry);
+    }
+    const field = (
+      typeof value === "string" ? { key, type: "text", value } : typeof value === "number" ? { key, type: "number", value } : { key, type: "boolean", value }
+    ) as TaxonomyEntryInput["fields"][number];
+    const at = entry.fields.findIndex((f) => f.key === key);
+    if (at === -1) entry.fields.push(field);
+    else entry.fields[at] = field;
+  }
+  return out;
+}
+
+function firstIssue(row: number, error: z.ZodError, prefix?: string): ImportError {
+  const issue = error.issues[0];
+  const path = issue.path.map(String).join(".");
+  return { row, field: prefix ? (path ? `${prefix}.${path}` : prefix) : path || "row", message: issue.message };
+}

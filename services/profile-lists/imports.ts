@@ -1,0 +1,151 @@
+/**
+ * The import engine behind both import routes: rows are read one at a time (import-rows.ts), gathered into
+ * batches of at most IMPORT_BATCH_ROWS rows (and IMPORT_BATCH_BYTES of JSON, so a batch fits in one bus
+ * message), and each batch is written with one `profiles.upsertMany` call and, for a list, one bulk insert
+ * of the new memberships. Memory is bounded by the batch, not the file. A batch is all-or-nothing per row:
+ * a killed import leaves whole rows behind, and running it again completes it (upserts by e-mail, a
+ * member is added once), which also makes a repeated import change nothing.
+ */
+import { MAX_IMPORT_ERRORS, type ImportError, type ImportResult } from "../../shared/contracts/profile-lists";
+import { uuidv7 } from "../../shared/ids";
+import type { Caller, Deps } from "./deps";
+import { type ImportSource, readRows, type ValidRow } from "./import-rows";
+import { requireList } from "./lists";
+import { activate, counted, hasAccess, newConsent, newMembership } from "./memberships";
+import { ProfileListsErrors } from "./profile-lists.errors";
+import { settleSharedOp } from "./counts";
+import type { ListDoc, MembershipDoc } from "./profile-lists.store";
+
+export const IMPORT_BATCH_ROWS = 1000;
+/** NATS carries 1 MB per message by default: a batch of rows stays well under it. */
+const IMPORT_BATCH_BYTES = 512 * 1024;
+/** A progress line in the log every this many rows. */
+const PROGRESS_EVERY_ROWS = 10_000;
+
+export interface ImportParams extends Omit<ImportSource, "stream"> {
+  store_id: string;
+  id?: string;
+}
+
+class ImportTally {
+  readonly result: ImportResult = {
+    rows_total: 0,
+    profiles_created: 0,
+    profiles_updated: 0,
+    profiles_added: 0,
+    profiles_updated_in_list: 0,
+    rows_failed: 0,
+    errors: [],
+  };
+
+  fail(error: ImportError): void {
+    this.result.rows_failed++;
+    if (this.result.errors.length < MAX_IMPORT_ERRORS) this.result.errors.push(error);
+  }
+}
+
+export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS.ReadableStream | undefined, caller: Caller): Promise<ImportResult> {
+  if (p.rows && p.csv !== undefined) throw ProfileListsErrors.importSourceTwice();
+  const list = p.id === undefined ? null : await requireList(deps, p.store_id, p.id);
+  if (list?.type.type === "paid") throw ProfileListsErrors.paidListImport();
+  const tally = new ImportTally();
+  const started = Date.now();
+  const what = `import store=${p.store_id}${list ? ` list=${list._id}` : ""}`;
+  let batch: ValidRow[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await importBatch(deps, p.store_id, list, batch, tally, caller);
+    batch = [];
+    batchBytes = 0;
+  };
+  for await (const row of readRows({ ...p, stream })) {
+    tally.result.rows_total++;
+    if ("error" in row) tally.fail(row.error);
+    else {
+      batch.push(row);
+      batchBytes += Buffer.byteLength(JSON.stringify(row.taxonomies)) + row.email.length + 32;
+      if (batch.length >= IMPORT_BATCH_ROWS || batchBytes >= IMPORT_BATCH_BYTES) await flush();
+    }
+    if (tally.result.rows_total % PROGRESS_EVERY_ROWS === 0) deps.logger.info(`${what}: ${progressOf(tally.result, started)}`);
+  }
+  await flush();
+  deps.logger.info(`${what} done: ${progressOf(tally.result, started)}`);
+  return tally.result;
+}
+
+function progressOf(r: ImportResult, started: number): string {
+  const seconds = (Date.now() - started) / 1000;
+  return (
+    `${r.rows_total} rows in ${seconds.toFixed(1)} s (${Math.round(r.rows_total / Math.max(seconds, 0.001))}/s): ${r.profiles_created} created, ` +
+    `${r.profiles_updated} updated, ${r.profiles_added} added to the list, ${r.profiles_updated_in_list} changed in it, ${r.rows_failed} failed`
+  );
+}
+
+async function importBatch(deps: Deps, storeId: string, list: ListDoc | null, rows: ValidRow[], tally: ImportTally, caller: Caller): Promise<void> {
+  const { results } = await deps.profiles.upsertMany({ store_id: storeId, rows: rows.map(({ email, taxonomies }) => ({ email, taxonomies })) });
+  const members: Array<{ row: number; profileId: string }> = [];
+  for (const [i, result] of results.entries()) {
+    const row = rows[i].row;
+    if ("error" in result) {
+      tally.fail({ row, ...result.error });
+      continue;
+    }
+    if (result.outcome === "created") tally.result.profiles_created++;
+    if (result.outcome === "updated") tally.result.profiles_updated++;
+    members.push({ row, profileId: result.profile_id });
+  }
+  if (list) await addMembers(deps, list, members, tally, caller);
+}
+
+/**
+ * Makes the batch's profiles active members: new memberships in one bulk insert that carries one shared
+ * change of member_count (settled once for the batch); a pending one is activated; one that has access
+ * stays as it is; one that unsubscribed is not re-added (the profile has to subscribe again) and is reported.
+ */
+async function addMembers(deps: Deps, list: ListDoc, members: Array<{ row: number; profileId: string }>, tally: ImportTally, caller: Caller): Promise<void> {
+  const profileIds = [...new Set(members.map((m) => m.profileId))];
+  const existing = new Map(
+    (await deps.store.memberships.find({ store_id: list.store_id, profile_list_id: list._id, profile_id: { $in: profileIds } }, { limit: profileIds.length })).map(
+      (m) => [m.profile_id, m],
+    ),
+  );
+  const now = deps.now();
+  const op = uuidv7();
+  const fresh = new Map<string, MembershipDoc>();
+  for (const id of profileIds) {
+    if (existing.has(id)) continue;
+    const doc = newMembership(list, id, "active", "import", newConsent("import", caller, now), now);
+    fresh.set(id, { ...doc, count_op: op, count_delta: Number(counted(doc.status)), count_op_at: now });
+  }
+  const inserted = new Set<string>();
+  if (fresh.size > 0) {
+    const outcomes = await deps.store.memberships.bulkWrite([...fresh.values()].map((document) => ({ insertOne: { document } })));
+    for (const [i, id] of [...fresh.keys()].entries()) if (outcomes[i].ok) inserted.add(id);
+    await settleSharedOp(deps, { store_id: list.store_id, profile_list_id: list._id }, op, inserted.size);
+  }
+  const seen = new Set<string>();
+  for (const { row, profileId } of members) {
+    if (seen.has(profileId)) continue; // a second row of the same profile in this batch changes nothing more
+    seen.add(profileId);
+    if (inserted.has(profileId)) {
+      tally.result.profiles_added++;
+      continue;
+    }
+    // Existing (or inserted concurrently by someone else): read it as it is now.
+    const current = existing.get(profileId) ?? (await deps.store.memberships.findOne({ store_id: list.store_id, profile_list_id: list._id, profile_id: profileId }));
+    const outcome = current ? await keepOrActivate(deps, list, current, caller) : "retry";
+    if (outcome === "activated") tally.result.profiles_updated_in_list++;
+    else if (outcome === "unsubscribed")
+      tally.fail({ row, field: "email", message: "unsubscribed from this list: not added again (the profile has to subscribe again)" });
+    else if (outcome === "retry") tally.fail({ row, field: "email", message: "the membership changed while it was imported; import this row again" });
+  }
+}
+
+async function keepOrActivate(deps: Deps, list: ListDoc, current: MembershipDoc, caller: Caller): Promise<"unchanged" | "activated" | "unsubscribed" | "retry"> {
+  if (current.removing) return "retry";
+  if (hasAccess(current, deps.now())) return "unchanged";
+  if (current.status === "unsubscribed") return "unsubscribed";
+  const activated = await activate(deps, list, current, current.profile_id, newConsent("import", caller, deps.now()), "import");
+  return activated ? "activated" : "retry";
+}
