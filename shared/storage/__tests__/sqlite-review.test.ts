@@ -13,6 +13,7 @@ import { DatabaseSync } from "node:sqlite";
 import type { Collection, Database, Doc, Filter } from "../port";
 import { escapeRegex } from "../port";
 import { compareValues } from "../query/values";
+import type { SqliteCollection } from "../sqlite/collection";
 import { closeAllSqliteDatabases, openSqliteDatabase } from "../sqlite/database";
 
 type AnyDoc = Doc & Record<string, any>;
@@ -22,6 +23,8 @@ let seq = 0;
 const freshFile = () => join(root, `db${++seq}.sqlite`);
 const pad = (i: number) => String(i).padStart(5, "0");
 const ids = (docs: Doc[]) => docs.map((d) => d._id);
+/** Documents the collection's last read examined. */
+const examined = (c: Collection<AnyDoc>) => (c as unknown as SqliteCollection<AnyDoc>).lastExamined;
 
 afterAll(async () => {
   await closeAllSqliteDatabases();
@@ -288,6 +291,79 @@ describe("other orders and plans", () => {
     await c.insertOne({ _id: "za", t: ["z", "a"] });
     await c.insertOne({ _id: "b", t: "b" });
     expect(ids(await c.find({}, { sort: { t: 1 } }))).toEqual(["za", "b"]);
+  });
+});
+
+describe("$in lookups of many values", () => {
+  const emailIndex = { name: "store_email", keys: { store_id: 1 as const, email_lower: 1 as const }, unique: true, partial: { email_lower: { $type: "string" } } };
+
+  it("finds 1000 e-mails of a 20,000-document store by $in on its unique partial index, reading only those documents", async () => {
+    const c = await fresh();
+    await c.createIndexes([emailIndex, { name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
+    const email = (i: number) => `u${i}@example.com`;
+    for (let batch = 0; batch < 20; batch++) {
+      const ops = Array.from({ length: 1000 }, (_, j) => {
+        const i = batch * 1000 + j;
+        return { insertOne: { document: { _id: `p${pad(i)}`, store_id: "s", email_lower: i % 25 === 7 ? null : email(i), created_at: i } } };
+      });
+      expect((await c.bulkWrite(ops)).every((r) => r.ok)).toBe(true);
+    }
+    // 1000 values spread over the store, 40 of them e-mails nobody has (the guests' numbers).
+    const wanted = Array.from({ length: 1000 }, (_, k) => (k * 20 + (k % 2)) % 20_000);
+    const expected = wanted.filter((i) => i % 25 !== 7).map((i) => `p${pad(i)}`);
+    const started = Date.now();
+    const found = await c.find({ store_id: "s", email_lower: { $in: wanted.map(email) } }, { limit: 1000 });
+    const ms = Date.now() - started;
+    expect(ids(found).sort()).toEqual(expected.sort());
+    expect(examined(c)).toBe(expected.length);
+    expect(ms).toBeLessThan(2000); // about 50 ms here; a walk of the store would fail with SCAN_LIMIT
+    expect(await c.count({ store_id: "s", email_lower: { $in: wanted.map(email) } })).toBe(expected.length);
+  }, 30_000);
+
+  it("reads a non-unique index for 1000 $in values, each with several documents", async () => {
+    const c = await fresh();
+    await c.createIndexes([{ name: "store_city", keys: { store_id: 1, city: 1 } }]);
+    const ops = Array.from({ length: 6000 }, (_, i) => ({ insertOne: { document: { _id: `p${pad(i)}`, store_id: i < 5000 ? "s" : "other", city: `c${i % 2000}` } } }));
+    expect((await c.bulkWrite(ops)).every((r) => r.ok)).toBe(true);
+    const cities = Array.from({ length: 1000 }, (_, k) => `c${2 * k}`); // 2 or 3 documents each in store s
+    const expected = Array.from({ length: 5000 }, (_, i) => i)
+      .filter((i) => i % 2 === 0)
+      .map((i) => `p${pad(i)}`);
+    expect(await c.count({ store_id: "s", city: { $in: cities } })).toBe(expected.length);
+    expect(examined(c)).toBe(expected.length);
+    expect(ids(await c.find({ store_id: "s", city: { $in: cities } }, { sort: { _id: 1 }, limit: 1000 }))).toEqual(expected.slice(0, 1000));
+  });
+
+  it("does not read a partial index for $in values some of which its filter leaves out (null also matches a missing field)", async () => {
+    const c = await fresh();
+    await c.createIndexes([emailIndex]);
+    await c.insertOne({ _id: "a", store_id: "s", email_lower: "a@x.io" });
+    await c.insertOne({ _id: "null", store_id: "s", email_lower: null });
+    await c.insertOne({ _id: "missing", store_id: "s" });
+    await c.insertOne({ _id: "b", store_id: "s", email_lower: "b@x.io" });
+    expect(ids(await c.find({ store_id: "s", email_lower: { $in: ["a@x.io", null] } }, { sort: { _id: 1 } }))).toEqual(["a", "missing", "null"]);
+    expect(ids(await c.find({ store_id: "s", email_lower: { $in: ["a@x.io", "b@x.io"] } }, { sort: { _id: 1 } }))).toEqual(["a", "b"]);
+    expect(examined(c)).toBe(2);
+  });
+
+  it("gives a document of a multikey unique index once when several of its keys are among the $in values", async () => {
+    const c = await fresh();
+    await c.createIndexes([{ name: "codes", keys: { codes: 1 }, unique: true }]);
+    await c.insertOne({ _id: "a", codes: ["x", "y"] });
+    await c.insertOne({ _id: "b", codes: ["z"] });
+    const values = Array.from({ length: 300 }, (_, i) => `v${i}`).concat(["x", "y", "z"]);
+    expect(ids(await c.find({ codes: { $in: values } })).sort()).toEqual(["a", "b"]);
+    expect(await c.count({ codes: { $in: ["y", "x", "y"] } })).toBe(1);
+  });
+
+  it("an empty $in on an indexed field matches nothing (find, count, stream)", async () => {
+    const c = await fresh();
+    await c.createIndexes([{ name: "store_tags", keys: { store_id: 1, tags: 1 } }]);
+    await c.insertOne({ _id: "a", store_id: "s", tags: ["x"] });
+    const filter = { store_id: "s", tags: { $in: [] } };
+    expect(await c.find(filter)).toEqual([]);
+    expect(await c.count(filter)).toBe(0);
+    expect(await drain(c.stream(filter))).toEqual([]);
   });
 });
 

@@ -46,15 +46,21 @@ export const MAX_FIND_LIMIT = 1000;
 export const EXAMINE_BUDGET = 5_000;
 /** An index range at most this large is read whole (and sorted in memory) rather than walked in order. */
 const SMALL_RANGE = 1000;
-/** At most this many key prefixes (the product of `$in` lists) are looked up one by one. */
-const MAX_PREFIXES = 100;
-/** Rows per SQL round of a walk. */
+/**
+ * At most this many key prefixes (the product of `$in` lists) are looked up one by one: as many as one
+ * find returns, so `{ store_id, email_lower: { $in: [1000 e-mails] } }` is 1000 lookups in a unique
+ * index. Planning stays cheap: a unique index whose every field is fixed is not counted at all, and a
+ * count over several prefixes stops once their total passes its cap (see rangeSize).
+ */
+const MAX_PREFIXES = MAX_FIND_LIMIT;
 /**
  * Rows per SQL round of a walk: a few first (a page of 20 mostly stops there: each row read joins its
  * document, and rows in another order than `_id` sit on random pages), doubling up to the most.
  */
 const FIRST_CHUNK = 24;
 const MAX_CHUNK = 256;
+/** Whole keys of a unique index looked up per query. */
+const LOOKUP_BATCH = 64;
 
 interface IndexState {
   spec: IndexSpec;
@@ -160,6 +166,12 @@ function sortEntries(sort: FindOptions["sort"]): [string, SortDirection][] | und
   if (entries.length === 0) return undefined;
   for (const [, d] of entries) if (d !== 1 && d !== -1) throw invalidQuery("sort directions are 1 or -1");
   return entries as [string, SortDirection][];
+}
+
+/** An empty `$in` among the filter's conditions (every one of which a match meets): nothing matches. */
+function matchesNothing(eq: Map<string, unknown[]>): boolean {
+  for (const values of eq.values()) if (values.length === 0) return true;
+  return false;
 }
 
 /** Column names of key field i. */
@@ -324,21 +336,30 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   // ------------------------------------------------------------------ planning
 
-  /** A partial index holds every match only when the filter's equalities imply its partial filter. */
+  /**
+   * A partial index holds every match only when the filter's equalities imply its partial filter: with
+   * `$in` lists, every combination of their values must (a match equals one of them in each field).
+   */
   private partialCovered(index: IndexState, eq: Map<string, unknown[]>): boolean {
     if (!index.partial) return true;
     const fields = filterFields(index.spec.partial!);
     if (!fields) return false;
-    const probe: Record<string, unknown> = {};
-    const missing: Record<string, unknown> = {};
+    let combinations: [string, unknown][][] = [[]];
     for (const f of fields) {
       const values = eq.get(f);
-      if (values?.length !== 1) return false;
-      setPath(probe, f, values[0]);
-      // `{ f: null }` also matches documents without f: the index must hold those too.
-      if (values[0] !== null) setPath(missing, f, values[0]);
+      if (!values || values.length === 0 || combinations.length * values.length > MAX_PREFIXES) return false;
+      combinations = combinations.flatMap((combination) => values.map((value): [string, unknown][] => [...combination, [f, value]]));
     }
-    return index.partial(probe as Doc) && index.partial(missing as Doc);
+    return combinations.every((combination) => {
+      const probe: Record<string, unknown> = {};
+      const missing: Record<string, unknown> = {};
+      for (const [f, value] of combination) {
+        setPath(probe, f, value);
+        // `{ f: null }` also matches documents without f: the index must hold those too.
+        if (value !== null) setPath(missing, f, value);
+      }
+      return index.partial!(probe as Doc) && index.partial!(missing as Doc);
+    });
   }
 
   /** The key prefixes of `index` that the filter's equalities fix (their cross product), or null. */
@@ -458,6 +479,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   private plan(conn: Connection, state: CollectionState, filter: Filter, sort?: [string, SortDirection][]): Plan {
     const eq = equalityValues(filter);
+    if (matchesNothing(eq)) return { source: { kind: "ids", ids: [] }, sorted: false };
     const ids = eq.get("_id");
     if (ids) return { source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))] }, sorted: false };
     const range = this.smallestRange(conn, state, filter, eq);
@@ -505,12 +527,42 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       return;
     }
     const { index, prefixes } = source;
+    if (prefixes.length > 1 && index.unique && prefixes[0].length === 2 * index.keys.fields.length) {
+      yield* this.lookups(conn, index, prefixes);
+      return;
+    }
     const order = this.orderOf(source);
     const { sql: fixed, rangeParams } = this.where(source, "k.");
     const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
     const seen = prefixes.length > 1 || index.multikey ? new Set<string>() : null;
     for (const prefix of prefixes) {
       for (const row of this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, prefixes.length === 1 ? start : undefined, "k.")) {
+        if (seen) {
+          if (seen.has(row.id)) continue;
+          seen.add(row.id);
+        }
+        yield row;
+      }
+    }
+  }
+
+  /**
+   * The rows of whole keys of a unique index (`$in` lists over its every field), LOOKUP_BATCH keys per
+   * query (a query per key costs about three times as much at 1000 keys): each key has at most one
+   * row, so no walk is needed; a multikey index may give one document under several keys.
+   */
+  private *lookups(conn: Connection, index: IndexState, keys: KeyColumn[][]): Generator<Row> {
+    const columns = Array.from({ length: index.keys.fields.length }, (_, i) => `k.${t(i)}, k.${v(i)}`).join(", ");
+    const tuple = `(${keys[0].map(() => "?").join(", ")})`;
+    const select = conn.statement(
+      `SELECT d.id AS id, d.doc AS doc FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id WHERE (${columns}) IN (VALUES ${Array(LOOKUP_BATCH).fill(tuple).join(", ")})`,
+    );
+    const seen = index.multikey ? new Set<string>() : null;
+    for (let i = 0; i < keys.length; i += LOOKUP_BATCH) {
+      const batch = keys.slice(i, i + LOOKUP_BATCH);
+      // A short last batch repeats its last key: one statement serves every batch.
+      while (batch.length < LOOKUP_BATCH) batch.push(batch[batch.length - 1]);
+      for (const row of select.all(...batch.flat()) as Row[]) {
         if (seen) {
           if (seen.has(row.id)) continue;
           seen.add(row.id);
@@ -658,6 +710,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
    */
   private streamSource(conn: Connection, state: CollectionState, filter: Filter): Source {
     const eq = equalityValues(filter);
+    if (matchesNothing(eq)) return { kind: "ids", ids: [] };
     const ids = eq.get("_id");
     if (ids) return { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() };
     const byId = this.sortedSource(state, eq, [["_id", 1]]);
