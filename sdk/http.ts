@@ -75,12 +75,20 @@ function codeOfStatus(status: number): string {
 
 export type Query = Record<string, string | number | boolean | unknown[] | Record<string, unknown> | undefined | null>;
 
+/** What a non-JSON body may be: text, a Blob (a File from an `<input type="file">`), or a stream of bytes. */
+export type BodyData = string | Blob | ReadableStream<Uint8Array>;
+
 export interface RequestOptions {
   method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   query?: Query;
+  /** Sent as JSON. */
   body?: unknown;
+  /** Sent as is with this content type (e.g. a `text/csv` import), instead of `body`. */
+  raw?: { contentType: string; data: BodyData };
   bearer?: string;
+  /** This request's own limit instead of the client's (0: none). */
+  timeoutMs?: number;
 }
 
 export function encodeQuery(query: Query | undefined): string {
@@ -102,20 +110,24 @@ export class HttpClient {
     private readonly timeoutMs = 30_000,
   ) {}
 
-  async request<T>({ method, path, query, body, bearer }: RequestOptions): Promise<T> {
+  async request<T>({ method, path, query, body, raw, bearer, timeoutMs = this.timeoutMs }: RequestOptions): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
-    if (body !== undefined) headers["content-type"] = "application/json";
+    if (raw) headers["content-type"] = raw.contentType;
+    else if (body !== undefined) headers["content-type"] = "application/json";
     if (bearer) headers.authorization = `Bearer ${bearer}`;
     const url = `${this.baseUrl.replace(/\/$/, "")}${path}${encodeQuery(query)}`;
+    const init: RequestInit & { duplex?: "half" } = {
+      method,
+      headers,
+      body: raw ? raw.data : body === undefined ? undefined : JSON.stringify(body),
+      signal: timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined,
+    };
+    // fetch sends a stream body only when told it is half duplex (Node's undici insists; browsers need it too).
+    if (raw && typeof raw.data === "object" && "getReader" in raw.data) init.duplex = "half";
     let response: Response;
     let text: string;
     try {
-      response = await this.fetchImpl(url, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: this.timeoutMs > 0 ? AbortSignal.timeout(this.timeoutMs) : undefined,
-      });
+      response = await this.fetchImpl(url, init);
       text = await response.text();
     } catch (err) {
       throw new CrmNetworkError(url.split("?")[0], err);
