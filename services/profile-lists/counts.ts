@@ -10,7 +10,7 @@ import { uuidv7 } from "../../shared/ids";
 import type { Filter } from "../../shared/storage/port";
 import type { Deps } from "./deps";
 import { ProfileListsErrors } from "./profile-lists.errors";
-import type { MembershipDoc } from "./profile-lists.store";
+import type { CountJournalDoc, MembershipDoc } from "./profile-lists.store";
 
 /** An op this old belongs to a writer that died (requests time out after seconds). */
 export const STALE_OP_SECONDS = 60;
@@ -39,17 +39,25 @@ export async function settleCount(deps: Deps, m: Pick<MembershipDoc, "_id" | "st
 }
 
 /**
- * Applies an op that several memberships share (an import batch inserts its new members under one op) to
- * their list, once, and clears it from all of them. `delta` is the sum of their count_delta.
+ * member_count for a batch of new memberships (an import): the batch's op and the ids it inserts are
+ * journaled first (one document), the memberships are inserted without ops of their own, then the list
+ * gets `$inc` by how many were inserted (once, by the op's marker) and the journal entry goes. A writer
+ * that dies in between leaves the journal entry, and recovery counts which of its memberships exist.
  */
-export async function settleSharedOp(deps: Deps, ref: Pick<MembershipDoc, "store_id" | "profile_list_id">, op: string, delta: number): Promise<void> {
-  const marker = `count_ops.${op}`;
+export async function journalBatch(deps: Deps, ref: { store_id: string; profile_list_id: string }, membershipIds: string[]): Promise<string> {
+  const op = uuidv7();
+  await deps.store.countJournal.insertOne({ _id: op, ...ref, membership_ids: membershipIds, at: deps.now() });
+  return op;
+}
+
+export async function settleBatch(deps: Deps, entry: Pick<CountJournalDoc, "_id" | "store_id" | "profile_list_id">, inserted: number): Promise<void> {
+  const marker = `count_ops.${entry._id}`;
   await deps.store.lists.updateOne(
-    { _id: ref.profile_list_id, store_id: ref.store_id, [marker]: { $exists: false } },
-    { $inc: { member_count: delta }, $set: { [marker]: deps.now() } },
+    { _id: entry.profile_list_id, store_id: entry.store_id, [marker]: { $exists: false } },
+    { $inc: { member_count: inserted }, $set: { [marker]: deps.now() } },
   );
-  await deps.store.memberships.updateMany({ count_op: op }, { $unset: { count_op: "", count_delta: "", count_op_at: "" } });
-  await deps.store.lists.updateOne({ _id: ref.profile_list_id, store_id: ref.store_id }, { $unset: { [marker]: "" } });
+  await deps.store.countJournal.deleteOne({ _id: entry._id });
+  await deps.store.lists.updateOne({ _id: entry.profile_list_id, store_id: entry.store_id }, { $unset: { [marker]: "" } });
 }
 
 /** Waits for another writer's op (or removal) of this membership to finish (finishing it when that writer died). */
@@ -76,23 +84,23 @@ export async function recoverCounts(deps: Deps): Promise<number> {
       settled++;
     }
   }
+  for (;;) {
+    const batches = await deps.store.countJournal.find({ at: { $lte: deps.now() - STALE_OP_SECONDS } }, { limit: 10 });
+    if (batches.length === 0) break;
+    for (const entry of batches) {
+      // Every membership of the batch was inserted with access, and any later change settled its own op.
+      const inserted = await deps.store.memberships.count({ _id: { $in: entry.membership_ids } });
+      await settleBatch(deps, entry, inserted);
+      settled++;
+    }
+  }
   const removals = await deps.store.memberships.find({ removing: true }, { limit: 1000 });
   for (const m of removals) if (!m.count_op && m.updated_at <= deps.now() - STALE_OP_SECONDS) await finish(deps, m);
   return settled;
 }
 
-/** Settles a dead writer's op (every membership that shares it) and finishes its removal. */
+/** Settles a dead writer's op and finishes its removal. */
 async function finish(deps: Deps, m: MembershipDoc): Promise<void> {
-  if (m.count_op) {
-    const sharing = await deps.store.memberships.find({ count_op: m.count_op }, { limit: 1000 });
-    if (sharing.length > 1)
-      await settleSharedOp(
-        deps,
-        m,
-        m.count_op,
-        sharing.reduce((sum, s) => sum + (s.count_delta ?? 0), 0),
-      );
-    else await settleCount(deps, m);
-  }
+  await settleCount(deps, m);
   if (m.removing) await deps.store.memberships.deleteOne({ _id: m._id, store_id: m.store_id, removing: true });
 }

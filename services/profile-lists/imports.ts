@@ -7,13 +7,12 @@
  * member is added once), which also makes a repeated import change nothing.
  */
 import { MAX_IMPORT_ERRORS, type ImportError, type ImportResult } from "../../shared/contracts/profile-lists";
-import { uuidv7 } from "../../shared/ids";
 import type { Caller, Deps } from "./deps";
 import { type ImportSource, readRows, type ValidRow } from "./import-rows";
 import { requireList } from "./lists";
-import { activate, counted, hasAccess, newConsent, newMembership } from "./memberships";
+import { activate, hasAccess, newConsent, newMembership } from "./memberships";
 import { ProfileListsErrors } from "./profile-lists.errors";
-import { settleSharedOp } from "./counts";
+import { journalBatch, settleBatch } from "./counts";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
 
 export const IMPORT_BATCH_ROWS = 1000;
@@ -99,8 +98,8 @@ async function importBatch(deps: Deps, storeId: string, list: ListDoc | null, ro
 }
 
 /**
- * Makes the batch's profiles active members: new memberships in one bulk insert that carries one shared
- * change of member_count (settled once for the batch); a pending one is activated; one that has access
+ * Makes the batch's profiles active members: new memberships in one bulk insert whose change of
+ * member_count is journaled and applied once for the batch (counts.ts); a pending one is activated; one that has access
  * stays as it is; one that unsubscribed is not re-added (the profile has to subscribe again) and is reported.
  */
 async function addMembers(deps: Deps, list: ListDoc, members: Array<{ row: number; profileId: string }>, tally: ImportTally, caller: Caller): Promise<void> {
@@ -111,18 +110,21 @@ async function addMembers(deps: Deps, list: ListDoc, members: Array<{ row: numbe
     ),
   );
   const now = deps.now();
-  const op = uuidv7();
   const fresh = new Map<string, MembershipDoc>();
   for (const id of profileIds) {
-    if (existing.has(id)) continue;
-    const doc = newMembership(list, id, "active", "import", newConsent("import", caller, now), now);
-    fresh.set(id, { ...doc, count_op: op, count_delta: Number(counted(doc.status)), count_op_at: now });
+    if (!existing.has(id)) fresh.set(id, newMembership(list, id, "active", "import", newConsent("import", caller, now), now));
   }
   const inserted = new Set<string>();
   if (fresh.size > 0) {
+    const ref = { store_id: list.store_id, profile_list_id: list._id };
+    const op = await journalBatch(
+      deps,
+      ref,
+      [...fresh.values()].map((m) => m._id),
+    );
     const outcomes = await deps.store.memberships.bulkWrite([...fresh.values()].map((document) => ({ insertOne: { document } })));
     for (const [i, id] of [...fresh.keys()].entries()) if (outcomes[i].ok) inserted.add(id);
-    await settleSharedOp(deps, { store_id: list.store_id, profile_list_id: list._id }, op, inserted.size);
+    await settleBatch(deps, { _id: op, ...ref }, inserted.size);
   }
   const seen = new Set<string>();
   for (const { row, profileId } of members) {

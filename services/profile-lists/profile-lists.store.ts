@@ -5,6 +5,7 @@
  *   memberships  one per (list, profile) (unique); the confirm token's hash lives on its membership
  *   limits       fixed-window counters and cooldowns for confirmation mail (per address, per IP)
  *   secrets      the key that signs unsubscribe links (made once, shared by every instance)
+ *   count_journal  member_count changes of batches (imports) not yet applied to their list (see counts.ts)
  *   deleted_templates  templates the mailer reported deleted (so a list saved meanwhile is marked too)
  */
 import type { Collection, Database, Doc } from "../../shared/storage/port";
@@ -51,6 +52,14 @@ export interface MembershipDoc extends Doc {
   updated_at: number;
 }
 
+/** A batch of new memberships whose member_count change is not applied yet (`_id` is the op id). */
+export interface CountJournalDoc extends Doc {
+  store_id: string;
+  profile_list_id: string;
+  membership_ids: string[];
+  at: number;
+}
+
 export interface LimitDoc extends Doc {
   store_id: string;
   count: number;
@@ -77,6 +86,7 @@ export class ProfileListsStore {
   readonly limits: Collection<LimitDoc>;
   readonly secrets: Collection<SecretDoc>;
   readonly deletedTemplates: Collection<DeletedTemplateDoc>;
+  readonly countJournal: Collection<CountJournalDoc>;
 
   constructor(readonly db: Database) {
     this.lists = db.collection<ListDoc>("lists");
@@ -84,6 +94,7 @@ export class ProfileListsStore {
     this.limits = db.collection<LimitDoc>("limits");
     this.secrets = db.collection<SecretDoc>("secrets");
     this.deletedTemplates = db.collection<DeletedTemplateDoc>("deleted_templates");
+    this.countJournal = db.collection<CountJournalDoc>("count_journal");
   }
 
   async ensureIndexes(): Promise<void> {
@@ -100,9 +111,9 @@ export class ProfileListsStore {
       { name: "memberships_store_profile", keys: { store_id: 1, profile_id: 1 } },
       { name: "memberships_confirm_token", keys: { confirm_token_hash: 1 }, partial: { confirm_token_hash: { $type: "string" } } },
       { name: "memberships_count_ops", keys: { count_op_at: 1 }, partial: { count_op_at: { $type: "number" } } },
-      { name: "memberships_count_op", keys: { count_op: 1 }, partial: { count_op: { $type: "string" } } },
       { name: "memberships_removing", keys: { removing: 1 }, partial: { removing: { $eq: true } } },
     ]);
     await this.limits.createIndexes([{ name: "limits_expires", keys: { expires_at: 1 } }]);
+    await this.countJournal.createIndexes([{ name: "count_journal_at", keys: { at: 1 } }]);
   }
 }

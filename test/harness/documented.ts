@@ -5,14 +5,18 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { ErrorBodySchema } from "../../gateway/errors";
+import { bySpecificity } from "../../gateway/gateway.service";
 import { buildOpenApi } from "../../gateway/openapi";
 import { jsonRoutes } from "../../gateway/routes";
 import type { RouteDef } from "../../shared/routes/types";
 import type { ObservedExchange } from "./gateway";
 
+/** The routes most specific first, as the gateway tries them (`/profiles/import` before `/profiles/{profileId}`). */
+const bySpecificityFirst = [...jsonRoutes].sort((a, b) => bySpecificity(a.path, b.path));
+
 /** The documented route an HTTP request landed on. */
 export function routeOf(method: string, path: string): RouteDef | undefined {
-  return jsonRoutes.find((r) => r.method === method && new RegExp(`^${r.path.replace(/\{\w+\}/g, "[^/]+")}$`).test(path));
+  return bySpecificityFirst.find((r) => r.method === method && new RegExp(`^${r.path.replace(/\{\w+\}/g, "[^/]+")}$`).test(path));
 }
 
 /** One line per answer that is not as documented (an empty list when all are). */

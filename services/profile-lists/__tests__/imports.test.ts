@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { type ImportResult, type Membership, type ProfileList, type ProfileListMember, MAX_IMPORT_ERRORS } from "../../../shared/contracts/profile-lists";
 import type { Profile } from "../../../shared/contracts/profiles";
 import { uuidv7 } from "../../../shared/ids";
+import { journalBatch } from "../counts";
 import { IMPORT_BATCH_ROWS } from "../imports";
 import { errorOf, LINK_ORIGIN, newStoreId, shopper, startLists, type ListsEnv } from "./helpers";
 
@@ -211,5 +212,44 @@ describe("profile-lists.importProfiles", () => {
       cursor = page.cursor;
     } while (cursor);
     expect(active).toHaveLength(300);
+  });
+});
+
+describe("an import killed between writing its members and counting them", () => {
+  it("leaves a journal entry that recovery settles: member_count ends exact", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "crash");
+    await importInto(store, list.id, { rows: [{ email: "before@example.com" }] });
+    const { deps } = env.service.profileLists;
+    const ref = { store_id: store, profile_list_id: list.id };
+    const docs = [1, 2, 3].map(() => ({
+      _id: uuidv7(),
+      store_id: store,
+      profile_list_id: list.id,
+      profile_id: uuidv7(),
+      status: "active" as const,
+      source: "import" as const,
+      consent: { method: "import" as const, ip: null, user_agent: null, at: env.clock.now, confirmed_at: null, confirmed_ip: null },
+      consent_history: [],
+      payment: null,
+      start_date: env.clock.now,
+      end_date: null,
+      created_at: env.clock.now,
+      updated_at: env.clock.now,
+    }));
+    // The writer journals the batch and inserts two of its three members, then dies.
+    await journalBatch(
+      deps,
+      ref,
+      docs.map((d) => d._id),
+    );
+    await deps.store.memberships.bulkWrite(docs.slice(0, 2).map((document) => ({ insertOne: { document } })));
+    expect((await getList(list)).member_count).toBe(1);
+    expect(await env.service.profileLists.recoverCounts()).toBe(0); // not stale yet: the writer may still be running
+    env.clock.now += 61;
+    expect(await env.service.profileLists.recoverCounts()).toBe(1);
+    expect((await getList(list)).member_count).toBe(3);
+    expect(await env.service.profileLists.recoverCounts()).toBe(0);
+    expect(await deps.store.countJournal.count({ store_id: store })).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import type { AuthToken } from "../../../shared/contracts/auth";
-import type { AccessResult, Membership, ProfileList, ProfileListMember } from "../../../shared/contracts/profile-lists";
+import type { AccessResult, ImportResult, Membership, ProfileList, ProfileListMember } from "../../../shared/contracts/profile-lists";
 import type { ConnectResult } from "../../../shared/contracts/profiles";
 import { uuidv7 } from "../../../shared/ids";
 import { profileListRoutes } from "../../../shared/routes/profile-lists";
@@ -21,7 +21,13 @@ describe("profile-list routes over HTTP and NATS", () => {
 
   beforeAll(async () => {
     cluster = await startCluster(["gateway", "auth", "profiles", "profile-lists", mailerStandIn(mailer)], {
-      env: { JWT_SECRET: "profile-lists-http-test-secret-0123456789", CRM_ADMIN_API_KEY: ADMIN_KEY, LINK_ORIGINS: LINK_ORIGIN, PUBLIC_URL: "https://crm.shop.example" },
+      env: {
+        JWT_SECRET: "profile-lists-http-test-secret-0123456789",
+        CRM_ADMIN_API_KEY: ADMIN_KEY,
+        LINK_ORIGINS: LINK_ORIGIN,
+        PUBLIC_URL: "https://crm.shop.example",
+        IMPORT_BODY_LIMIT: "256kb",
+      },
     });
     http = httpClient(cluster.url!, {}, (exchange) => exchanges.push(exchange));
     admin = http.with({ authorization: `Bearer ${ADMIN_KEY}` });
@@ -137,6 +143,45 @@ describe("profile-list routes over HTTP and NATS", () => {
     expect((await admin.delete(`${lists}/${list.id}/profiles/${p.id}`)).body).toEqual({ deleted: true });
     expect((await admin.delete(`${lists}/${list.id}/profiles/${p.id}`)).status).toBe(404);
     expect((await p.client.get<AccessResult>(`${storefront}/${list.id}/access`)).body.has_access).toBe(false);
+  });
+
+  it("import: JSON rows, a streamed text/csv body (BOM, CRLF, quotes), 413 past IMPORT_BODY_LIMIT (declared or chunked), 415, another store's list", async () => {
+    const list = (await admin.post<ProfileList>(lists, { key: "imported" })).body;
+    const url = `${lists}/${list.id}/profiles/import`;
+    const json = await admin.post<ImportResult>(url, { rows: [{ email: "imp1@example.com", fields: { "crm.tier": "gold" } }, { email: "nope" }] });
+    expect(json.status).toBe(200);
+    expect(json.body).toMatchObject({ rows_total: 2, profiles_created: 1, profiles_added: 1, rows_failed: 1, errors: [{ row: 2, field: "email" }] });
+
+    const csv = '\ufeffEmail,Name\r\nimp1@example.com,"Doe, Jane"\r\nimp2@example.com,"Bob ""B"""\r\n';
+    const streamed = await admin.post<ImportResult>(url, csv, { headers: { "content-type": "text/csv; charset=utf-8" }, query: { email_column: "Email" } });
+    expect(streamed.status).toBe(200);
+    expect(streamed.body).toEqual({
+      rows_total: 2,
+      profiles_created: 1,
+      profiles_updated: 1,
+      profiles_added: 1,
+      profiles_updated_in_list: 0,
+      rows_failed: 0,
+      errors: [],
+    });
+    expect((await admin.get<ProfileList>(`${lists}/${list.id}`)).body.member_count).toBe(2);
+
+    const big = `email\n${"x".repeat(300 * 1024)}@example.com\n`;
+    const declared = await admin.post(url, big, { headers: { "content-type": "text/csv" } });
+    expect(declared.status).toBe(413);
+    // No Content-Length: the limit is met while the body streams to the service over NATS.
+    const chunks = [Buffer.from("email\n"), ...Array.from({ length: 40 }, (_, i) => Buffer.from(`chunked${i}${"y".repeat(8 * 1024)}@example.com\n`))];
+    const chunked = await fetch(`${cluster.url}${url}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "text/csv" },
+      body: new ReadableStream({ pull: (controller) => (chunks.length ? controller.enqueue(chunks.shift()) : controller.close()) }),
+      duplex: "half",
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(await chunked.json()).toMatchObject({ statusCode: 413, error: "PAYLOAD_TOO_LARGE" });
+
+    expect((await admin.post(url, "email\nx@example.com", { headers: { "content-type": "text/plain" } })).status).toBe(415);
+    expect((await admin.post(`/v1/stores/${newStoreId()}/profile-lists/${list.id}/profiles/import`, { rows: [{ email: "x@example.com" }] })).status).toBe(404);
   });
 
   // Last on purpose: checks every answer the tests above received.
