@@ -1,6 +1,6 @@
 import type { AuthToken } from "../../../shared/contracts/auth";
 import type { AccessResult, ImportResult, Membership, ProfileList, ProfileListMember } from "../../../shared/contracts/profile-lists";
-import type { ConnectResult } from "../../../shared/contracts/profiles";
+import type { ConnectResult, Profile } from "../../../shared/contracts/profiles";
 import { uuidv7 } from "../../../shared/ids";
 import { profileListRoutes } from "../../../shared/routes/profile-lists";
 import { routesNeverAnswered, undocumentedAnswers } from "../../../test/harness/documented";
@@ -188,6 +188,23 @@ describe("profile-list routes over HTTP and NATS", () => {
 
     expect((await admin.post(url, "email\nx@example.com", { headers: { "content-type": "text/plain" } })).status).toBe(415);
     expect((await admin.post(`/v1/stores/${newStoreId()}/profile-lists/${list.id}/profiles/import`, { rows: [{ email: "x@example.com" }] })).status).toBe(404);
+  });
+
+  it("imports profiles without a list (the profile-lists engine): rows upserted by e-mail, taxonomies merged, list counters 0", async () => {
+    const profilesBase = `/v1/stores/${store}/profiles`;
+    const csv = "email,crm.tier\r\nimport-a@example.com,gold\r\nimport-b@example.com,silver\r\n";
+    const first = await admin.post(`${profilesBase}/import`, csv, { headers: { "content-type": "text/csv" } });
+    expect(first.status).toBe(200);
+    expect(first.body).toEqual({ rows_total: 2, profiles_created: 2, profiles_updated: 0, profiles_added: 0, profiles_updated_in_list: 0, rows_failed: 0, errors: [] });
+    const second = await admin.post(`${profilesBase}/import`, {
+      rows: [
+        { email: "IMPORT-A@example.com", fields: { "crm.tier": "platinum" } },
+        { email: "import-b@example.com", fields: { "crm.tier": "silver" } },
+      ],
+    });
+    expect(second.body).toMatchObject({ rows_total: 2, profiles_created: 0, profiles_updated: 1 });
+    const found = await admin.get<{ items: Profile[] }>(profilesBase, { query: { query: "import-a" } });
+    expect(found.body.items.map((p) => p.taxonomies)).toEqual([[{ taxonomy_id: "crm", fields: [expect.objectContaining({ key: "tier", value: "platinum" })] }]]);
   });
 
   // Last on purpose: checks every answer the tests above received.

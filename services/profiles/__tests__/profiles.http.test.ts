@@ -39,7 +39,7 @@ describe("profile routes (table)", () => {
     expect(authOf("POST", "/profiles/auth/refresh")).toBe("public");
     expect(authOf("GET", "/profiles/me")).toBe("profile");
     const admin = profileRoutes.filter((r) => !/\/(me|initialize|connect|auth\/\w+)$/.test(r.path));
-    expect(admin).toHaveLength(9);
+    expect(admin).toHaveLength(8);
     for (const route of admin) expect(route.auth).toBe("admin");
   });
 });
@@ -56,7 +56,7 @@ describe("profile routes over HTTP and NATS", () => {
 
   beforeAll(async () => {
     smtp = await startSmtpServer();
-    cluster = await startCluster(["gateway", "auth", "mailer", "profiles", "profile-lists"], {
+    cluster = await startCluster(["gateway", "auth", "mailer", "profiles"], {
       env: { SMTP_URL: smtp.url, JWT_SECRET: "profiles-http-test-secret-0123456789", CRM_ADMIN_API_KEY: ADMIN_KEY },
     });
     http = httpClient(cluster.url!, {}, (exchange) => exchanges.push(exchange));
@@ -273,22 +273,6 @@ describe("profile routes over HTTP and NATS", () => {
     const again = await admin.post(`${base}/${target.id}/merge`, { source_id: source.id });
     expect(again.status).toBe(404);
     expect((await admin.post(`${base}/${target.id}/merge`, { source_id: target.id })).status).toBe(400);
-  });
-
-  it("imports profiles without a list (the profile-lists engine): rows upserted by e-mail, taxonomies merged, list counters 0", async () => {
-    const csv = "email,crm.tier\r\nimport-a@example.com,gold\r\nimport-b@example.com,silver\r\n";
-    const first = await admin.post(`${base}/import`, csv, { headers: { "content-type": "text/csv" } });
-    expect(first.status).toBe(200);
-    expect(first.body).toEqual({ rows_total: 2, profiles_created: 2, profiles_updated: 0, profiles_added: 0, profiles_updated_in_list: 0, rows_failed: 0, errors: [] });
-    const second = await admin.post(`${base}/import`, {
-      rows: [
-        { email: "IMPORT-A@example.com", fields: { "crm.tier": "platinum" } },
-        { email: "import-b@example.com", fields: { "crm.tier": "silver" } },
-      ],
-    });
-    expect(second.body).toMatchObject({ rows_total: 2, profiles_created: 0, profiles_updated: 1 });
-    const found = await admin.get<{ items: Profile[] }>(base, { query: { query: "import-a" } });
-    expect(found.body.items.map((p) => p.taxonomies)).toEqual([[{ taxonomy_id: "crm", fields: [expect.objectContaining({ key: "tier", value: "platinum" })] }]]);
   });
 
   // Last on purpose: checks every answer the tests above received.
