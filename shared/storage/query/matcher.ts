@@ -1,6 +1,6 @@
 /**
  * Compiled filters and sort orders with MongoDB's semantics, for adapters that evaluate (part of) a
- * filter themselves: mingo for the general case, a fast path for plain equality filters.
+ * filter themselves: mingo for the general case, a fast path for plain equality and `$in` filters.
  */
 import type { Doc, Filter, SortDirection } from "../port";
 import { mingoPredicate } from "./update";
@@ -8,29 +8,42 @@ import { compareValues, getPath, isHashable, isPlainObject, pathValues } from ".
 
 export type Matcher = (doc: Doc) => boolean;
 
-/** Compiles a (validated) filter to a predicate; plain equality filters skip mingo. */
+/** A scalar a fast-path condition may hold: equal under `===` exactly when MongoDB calls it equal. */
+function isPlainScalar(value: unknown): boolean {
+  return value !== null && isHashable(value) && !(value instanceof Date) && !Number.isNaN(value);
+}
+
+/** The values a fast-path condition on one field accepts (`{ f: v }`, `{ f: { $eq: v } }`, `{ f: { $in: [...] } }`), or null. */
+function acceptedValues(value: unknown): Set<unknown> | null {
+  if (isPlainObject(value) && Object.keys(value).length === 1) {
+    if ("$eq" in value) return isPlainScalar(value.$eq) ? new Set([value.$eq]) : null;
+    if ("$in" in value) return Array.isArray(value.$in) && value.$in.every(isPlainScalar) ? new Set(value.$in) : null;
+    return null;
+  }
+  return isPlainScalar(value) ? new Set([value]) : null;
+}
+
+/** Compiles a (validated) filter to a predicate; equality and `$in` filters of plain scalars skip mingo. */
 export function compileFilter(filter: Filter): Matcher {
   const keys = Object.keys(filter);
   if (keys.length === 0) return () => true;
-  const simple: { key: string; parts: string[] | null; value: unknown }[] = [];
+  const simple: { key: string; parts: string[] | null; accepted: Set<unknown> }[] = [];
   for (const key of keys) {
-    if (key.startsWith("$")) return mingoPredicate(filter);
-    let value = filter[key];
-    if (isPlainObject(value) && "$eq" in value && Object.keys(value).length === 1) value = value.$eq;
-    if (value === null || !isHashable(value) || value instanceof Date || Number.isNaN(value)) return mingoPredicate(filter);
-    simple.push({ key, parts: key.includes(".") ? key.split(".") : null, value });
+    const accepted = key.startsWith("$") ? null : acceptedValues(filter[key]);
+    if (!accepted) return mingoPredicate(filter);
+    simple.push({ key, parts: key.includes(".") ? key.split(".") : null, accepted });
   }
   return (doc) => {
-    for (const { key, parts, value } of simple) {
+    for (const { key, parts, accepted } of simple) {
       if (parts === null) {
         const v = (doc as Record<string, unknown>)[key];
-        if (v === value) continue;
-        if (Array.isArray(v) && v.includes(value)) continue;
+        if (accepted.has(v)) continue;
+        if (Array.isArray(v) && v.some((element) => accepted.has(element))) continue;
         return false;
       }
       const found: unknown[] = [];
       pathValues(doc, parts, found);
-      if (!found.includes(value)) return false;
+      if (!found.some((element) => accepted.has(element))) return false;
     }
     return true;
   };
