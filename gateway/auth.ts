@@ -6,12 +6,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { AuthPrincipal } from "../shared/contracts/common";
-import { SessionPrincipal } from "../shared/contracts/auth";
+import { DescribedSessionPrincipal, SessionPrincipal, type DescribedProfileSession } from "../shared/contracts/auth";
 import { crmError, toErrorBody } from "../shared/errors";
 import { GatewayMessages, unauthenticated } from "./errors";
 
 export type AdminPrincipal = Extract<AuthPrincipal, { kind: "admin" }>;
-export type ProfilePrincipal = Extract<AuthPrincipal, { kind: "profile" }>;
 
 export const PLATFORM_KEY_ID = "platform";
 
@@ -74,20 +73,24 @@ export class AdminKeys {
   }
 }
 
-/** A profile session for this store from its access token; any refusal is 401. */
+/**
+ * A profile session for this store from its access token; any refusal is 401. With `describe`, auth also
+ * describes the session's profile when it may (`described_profile`), for a route that shows that profile.
+ */
 export async function profilePrincipal(
   storeId: unknown,
   accessToken: string,
-  authenticate: (params: { store_id: string; access_token: string }) => Promise<unknown>,
-): Promise<ProfilePrincipal> {
+  authenticate: (params: { store_id: string; access_token: string; describe?: boolean }) => Promise<unknown>,
+  { describe = false }: { describe?: boolean } = {},
+): Promise<DescribedProfileSession> {
   if (typeof storeId !== "string") throw unauthenticated(GatewayMessages.invalidAccessToken);
   let answer: unknown;
   try {
-    answer = await authenticate({ store_id: storeId, access_token: accessToken });
+    answer = await authenticate({ store_id: storeId, access_token: accessToken, ...(describe ? { describe } : {}) });
   } catch (err) {
     throw authFailure(err, GatewayMessages.invalidAccessToken);
   }
-  const parsed = SessionPrincipal.safeParse(answer);
+  const parsed = (describe ? DescribedSessionPrincipal : SessionPrincipal).safeParse(answer);
   if (!parsed.success) throw crmError("INTERNAL", "auth.authenticate answered an unexpected shape");
   // A token is bound to its store: used on another store it is 401, whatever the auth service says.
   if (parsed.data.store_id !== storeId) throw unauthenticated(GatewayMessages.invalidAccessToken);

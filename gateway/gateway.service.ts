@@ -248,7 +248,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       },
 
       async authenticate(this: GatewayThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
-        const { auth } = entryOf(req).def;
+        const { auth, describedPrincipal } = entryOf(req).def;
         if (auth === "public") return null;
         const token = bearerToken(req.headers.authorization);
         if (token === undefined && auth === "optional-profile") return null;
@@ -259,7 +259,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
           if (auth === "admin") {
             principal = await this.gw.adminKeys.principal(token, (key) => ctx.call("auth.verifyApiKey", { key }));
           } else {
-            principal = await profilePrincipal(req.$params?.store_id, token, (params) => ctx.call("auth.authenticate", params));
+            const authenticate = (params: object) => ctx.call("auth.authenticate", params);
+            principal = await profilePrincipal(req.$params?.store_id, token, authenticate, { describe: describedPrincipal === true });
           }
         } catch (err) {
           if (httpErrorOf(err).status === 401) req.$request.tokenRejected = true;

@@ -1,6 +1,7 @@
 /** Authentication per route: admin keys, profile sessions, optional sessions and public routes. */
 import {
   AUTH_DOWN_KEY,
+  DESCRIBED_PROFILE,
   PLATFORM_KEY,
   PROFILE_ID,
   SESSION_ID,
@@ -105,6 +106,25 @@ describe("profile routes", () => {
   it("put the session principal from auth.authenticate in ctx.meta.auth", async () => {
     const reply = await request(me(STORE_A), { headers: bearer(STORE_A_TOKEN) });
     expect(reply.status).toBe(200);
+    expect(reply.body.auth).toMatchObject({ kind: "profile", store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true });
+  });
+
+  it("ask auth.authenticate to describe the session's profile on a route line with describedPrincipal, and pass it on", async () => {
+    const reply = await request(me(STORE_A), { headers: bearer(STORE_A_TOKEN) });
+    expect(gw.state.authenticateParams).toEqual({ store_id: STORE_A, access_token: STORE_A_TOKEN, describe: true });
+    expect(reply.body.auth).toEqual({
+      kind: "profile",
+      store_id: STORE_A,
+      profile_id: PROFILE_ID,
+      session_id: SESSION_ID,
+      is_verified: true,
+      described_profile: DESCRIBED_PROFILE,
+    });
+  });
+
+  it("ask for no description on other routes, and pass none on", async () => {
+    const reply = await request(`${profilesOf(STORE_A)}/connect`, { method: "POST", headers: bearer(STORE_A_TOKEN), json: {} });
+    expect(gw.state.authenticateParams).toEqual({ store_id: STORE_A, access_token: STORE_A_TOKEN });
     expect(reply.body.auth).toEqual({ kind: "profile", store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true });
   });
 });

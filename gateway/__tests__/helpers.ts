@@ -22,6 +22,12 @@ export const PLATFORM_KEY = "test-platform-key-0123456789";
 export const STORE_A_KEY = "crm_sk_store_a_key";
 export const STORE_A_TOKEN = "access-token-store-a";
 export const AUTH_DOWN_KEY = "key-while-auth-is-down";
+/** What the stand-in auth describes of STORE_A_TOKEN's profile when asked to (`describe: true`). */
+export const DESCRIBED_PROFILE = {
+  email: "ada@example.com",
+  sessions: [{ id: SESSION_ID, created_at: 1_900_000_000, expires_at: 1_902_592_000, last_used_at: 1_900_000_100, is_verified: true }],
+  codes: [{ id: "0190c5d2-5555-7000-8000-000000000005", created_at: 1_900_000_000, expires_at: 1_900_000_600, used: true, attempts: 1 }],
+};
 
 const Create = z.object({ store_id: StoreId, email: Email, taxonomies: z.array(z.unknown()).optional() });
 const Find = z.object({ store_id: StoreId, status: z.enum(["active", "archived"]).optional(), limit: z.coerce.number().int().optional() });
@@ -40,7 +46,7 @@ const route = (def: Omit<RouteDef, "tag" | "summary"> & Partial<RouteDef>): Rout
 export const testRoutes: RouteDef[] = [
   route({ method: "POST", path: "/v1/stores/{storeId}/profiles", action: "profiles.create", auth: "admin", params: Create, status: 201 }),
   route({ method: "GET", path: "/v1/stores/{storeId}/profiles", action: "profiles.find", auth: "admin", params: Find }),
-  route({ method: "GET", path: "/v1/stores/{storeId}/profiles/me", action: "profiles.me", auth: "profile" }),
+  route({ method: "GET", path: "/v1/stores/{storeId}/profiles/me", action: "profiles.me", auth: "profile", describedPrincipal: true }),
   route({ method: "GET", path: "/v1/stores/{storeId}/profiles/{id}", action: "profiles.get", auth: "admin" }),
   route({ method: "PUT", path: "/v1/stores/{storeId}/profiles/{id}", action: "profiles.update", auth: "admin", params: Update }),
   route({ method: "DELETE", path: "/v1/stores/{storeId}/profiles/{id}", action: "profiles.remove", auth: "admin", status: 204 }),
@@ -69,7 +75,10 @@ export const testRawRoutes: RouteDef[] = [
   },
 ];
 
-export const testTable: RouteTable = { json: [...testRoutes, ...operationRoutes], raw: [...rawBodyRoutes, ...testRawRoutes] };
+const inRealTable = (def: RouteDef) => rawBodyRoutes.some((real) => real.method === def.method && real.path === def.path);
+
+/** The real raw-body routes, and the stand-in raw routes the real table does not have (yet). */
+export const testTable: RouteTable = { json: [...testRoutes, ...operationRoutes], raw: [...rawBodyRoutes, ...testRawRoutes.filter((def) => !inRealTable(def))] };
 
 /** What a stand-in action saw. */
 export interface Echo {
@@ -99,6 +108,8 @@ export interface DoubleState {
   health: Record<string, HealthMode>;
   verifyApiKeyCalls: number;
   authenticateCalls: number;
+  /** The params of the last auth.authenticate call. */
+  authenticateParams?: Record<string, unknown>;
   /** Calls of profiles.wait that have started (each answers 1 s later). */
   waitCalls: number;
 }
@@ -137,10 +148,12 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
         },
         authenticate: {
           params: zodParams(AuthActions.authenticate),
-          handler(ctx: Context<{ store_id: string; access_token: string }>) {
+          handler(ctx: Context<{ store_id: string; access_token: string; describe?: boolean }>) {
             state.authenticateCalls++;
+            state.authenticateParams = ctx.params;
             if (ctx.params.access_token === STORE_A_TOKEN && ctx.params.store_id === STORE_A) {
-              return { store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true };
+              const principal = { store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true };
+              return ctx.params.describe ? { ...principal, described_profile: DESCRIBED_PROFILE } : principal;
             }
             throw crmError("UNAUTHENTICATED", "Invalid access token");
           },

@@ -4,7 +4,7 @@
  * tighter limits. The rules themselves live in sessions.ts, codes.ts, api-keys.ts and limits.ts.
  */
 import type { Config } from "../../shared/config";
-import type { ProfileAuthInfo } from "../../shared/contracts/auth";
+import type { DescribedProfile, DescribedSessionPrincipal, ProfileAuthInfo } from "../../shared/contracts/auth";
 import { normalizeEmail } from "../../shared/contracts/common";
 import { nowSeconds } from "../../shared/ids";
 import type { Database } from "../../shared/storage/port";
@@ -13,7 +13,7 @@ import { openAuthStore, type AuthStore } from "./auth.store";
 import { MagicCodes } from "./codes";
 import { loadKeyRing, type KeyRing } from "./keys";
 import { DEFAULT_LIMITS, RateLimiter, type AuthLimits } from "./limits";
-import { Sessions } from "./sessions";
+import { Sessions, toPrincipal } from "./sessions";
 
 export interface AuthDeps {
   db: Database;
@@ -32,10 +32,20 @@ export interface Auth {
   sessions: Sessions;
   codes: MagicCodes;
   apiKeys: ApiKeys;
+  /**
+   * The principal of an access token (401 unless its session is live). With `describe`, a verified session
+   * issued with its profile's e-mail also gets that profile described, so the caller need not ask again.
+   */
+  authenticate(input: { store_id: string; access_token: string; describe?: boolean }): Promise<DescribedSessionPrincipal>;
   /** Sessions and codes of several profiles of one store, keyed by profile id. */
-  describeProfiles(input: { store_id: string; profiles: { profile_id: string; email: string | null }[] }): Promise<Record<string, ProfileAuthInfo>>;
+  describeProfiles(input: { store_id: string; profiles: ProfileToDescribe[] }): Promise<Record<string, ProfileAuthInfo>>;
   /** Maintenance: drops expired codes, counters, refresh tokens and grace pairs past their grace. */
   purgeExpired(): Promise<void>;
+}
+
+interface ProfileToDescribe {
+  profile_id: string;
+  email: string | null;
 }
 
 export async function createAuth(deps: AuthDeps): Promise<Auth> {
@@ -54,6 +64,33 @@ export async function createAuth(deps: AuthDeps): Promise<Auth> {
   });
   const codes = new MagicCodes({ store, keys, limits, limiter, now });
   const apiKeys = new ApiKeys({ store, limits, now, platformKey: deps.config.CRM_ADMIN_API_KEY });
+
+  async function describeProfiles(storeId: string, profiles: ProfileToDescribe[]): Promise<Record<string, ProfileAuthInfo>> {
+    const emails = profiles.flatMap((p) => (p.email ? [p.email] : []));
+    const [sessionsByProfile, codesByEmail] = await Promise.all([
+      sessions.listForProfiles(
+        storeId,
+        profiles.map((p) => p.profile_id),
+      ),
+      codes.listForEmails(storeId, emails),
+    ]);
+    return Object.fromEntries(
+      profiles.map((p) => [
+        p.profile_id,
+        {
+          sessions: sessionsByProfile.get(p.profile_id) ?? [],
+          codes: p.email ? (codesByEmail.get(normalizeEmail(p.email)) ?? []) : [],
+        },
+      ]),
+    );
+  }
+
+  /** What describeProfiles answers for the session's profile and the e-mail the session was issued for. */
+  async function describeSessionProfile(storeId: string, profileId: string, email: string | null): Promise<DescribedProfile> {
+    const described = await describeProfiles(storeId, [{ profile_id: profileId, email }]);
+    return { email, ...described[profileId] };
+  }
+
   return {
     store,
     keys,
@@ -61,25 +98,15 @@ export async function createAuth(deps: AuthDeps): Promise<Auth> {
     sessions,
     codes,
     apiKeys,
-    async describeProfiles({ store_id, profiles }) {
-      const emails = profiles.flatMap((p) => (p.email ? [p.email] : []));
-      const [sessionsByProfile, codesByEmail] = await Promise.all([
-        sessions.listForProfiles(
-          store_id,
-          profiles.map((p) => p.profile_id),
-        ),
-        codes.listForEmails(store_id, emails),
-      ]);
-      return Object.fromEntries(
-        profiles.map((p) => [
-          p.profile_id,
-          {
-            sessions: sessionsByProfile.get(p.profile_id) ?? [],
-            codes: p.email ? (codesByEmail.get(normalizeEmail(p.email)) ?? []) : [],
-          },
-        ]),
-      );
+    async authenticate({ describe, ...token }) {
+      const session = await sessions.sessionOfToken(token);
+      const principal = toPrincipal(session);
+      // An unverified session is never shown its profile's sessions and codes; one issued without its
+      // e-mail (before sessions kept it) cannot be described: its reader asks describeProfiles instead.
+      if (!describe || !session.is_verified || session.email === undefined) return principal;
+      return { ...principal, described_profile: await describeSessionProfile(session.store_id, session.profile_id, session.email) };
     },
+    describeProfiles: ({ store_id, profiles }) => describeProfiles(store_id, profiles),
     async purgeExpired() {
       await sessions.purgeExpired();
       await codes.purgeExpired();

@@ -43,7 +43,7 @@ const AuthService: ServiceSchema<AuthSettings, Record<string, never>, AuthThis, 
     // after 5 s and is retried (round-robin: on another node) instead of hanging for the request timeout.
     issueSession: { params: zodParams(AuthActions.issueSession), handler(ctx: P<"issueSession">) { return this.auth.sessions.issue(ctx.params); } },
     refreshSession: { params: zodParams(AuthActions.refreshSession), handler(ctx: P<"refreshSession">) { return this.auth.sessions.refresh(ctx.params); } },
-    authenticate: { ...fastRead, params: zodParams(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.sessions.authenticate(ctx.params); } },
+    authenticate: { ...fastRead, params: zodParams(AuthActions.authenticate), handler(ctx: P<"authenticate">) { return this.auth.authenticate(ctx.params); } },
     listSessions: { params: zodParams(AuthActions.listSessions), handler(ctx: P<"listSessions">) { return this.auth.sessions.list(ctx.params); } },
     revokeSession: { params: zodParams(AuthActions.revokeSession), handler(ctx: P<"revokeSession">) { return this.auth.sessions.revoke(ctx.params); } },
     revokeProfileSessions: {

@@ -10,6 +10,8 @@ export interface SessionDoc extends Doc {
   store_id: string;
   profile_id: string;
   is_verified: boolean;
+  /** The profile's e-mail when the session was issued (normalized; null: a guest). Absent on sessions issued without it. */
+  email?: string | null;
   created_at: number;
   /** Slides with every refresh: the expiry of the newest refresh token. */
   expires_at: number;

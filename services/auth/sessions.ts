@@ -4,6 +4,7 @@
  * revocation takes effect on the very next request), listing and revoking sessions.
  */
 import type { AuthToken, SessionInfo, SessionPrincipal } from "../../shared/contracts/auth";
+import { normalizeEmail } from "../../shared/contracts/common";
 import { uuidv7 } from "../../shared/ids";
 import type { AuthStore, RefreshTokenDoc, SessionDoc } from "./auth.store";
 import { AuthErrors } from "./auth.errors";
@@ -26,6 +27,13 @@ export function toSessionInfo(doc: SessionDoc): SessionInfo {
   return { id: doc._id, created_at: doc.created_at, expires_at: doc.expires_at, last_used_at: doc.last_used_at, is_verified: doc.is_verified };
 }
 
+export function toPrincipal(doc: SessionDoc): SessionPrincipal {
+  return { store_id: doc.store_id, profile_id: doc.profile_id, session_id: doc._id, is_verified: doc.is_verified };
+}
+
+/** The session's e-mail field: set (normalized, or null) only when the issuer said it. */
+const emailField = (email: string | null | undefined): Pick<SessionDoc, "email"> => (email === undefined ? {} : { email: email === null ? null : normalizeEmail(email) });
+
 /** What binds a sealed grace pair to the token record it was stored on. */
 const sealContext = (doc: RefreshTokenDoc) => `refresh-grace:${doc.store_id}:${doc.session_id}:${doc.hash}`;
 
@@ -36,14 +44,15 @@ export class Sessions {
     this.accessTokens = new AccessTokenVerifier(deps.keys);
   }
 
-  /** A new session for a profile -> its first token pair. */
-  async issue(input: { store_id: string; profile_id: string; is_verified: boolean }): Promise<AuthToken> {
+  /** A new session for a profile (and the e-mail it has now, when the issuer says it) -> its first token pair. */
+  async issue(input: { store_id: string; profile_id: string; is_verified: boolean; email?: string | null }): Promise<AuthToken> {
     const now = this.deps.now();
     const session: SessionDoc = {
       _id: uuidv7(),
       store_id: input.store_id,
       profile_id: input.profile_id,
       is_verified: input.is_verified,
+      ...emailField(input.email),
       created_at: now,
       expires_at: now + this.deps.refreshTokenTtl,
       last_used_at: null,
@@ -98,8 +107,8 @@ export class Sessions {
     throw AuthErrors.invalidRefreshToken();
   }
 
-  /** The principal of a valid access token of a live session of `store_id`; 401 otherwise. */
-  async authenticate(input: { store_id: string; access_token: string }): Promise<SessionPrincipal> {
+  /** The live session of a valid access token of `store_id`, its last use noted; 401 otherwise. */
+  async sessionOfToken(input: { store_id: string; access_token: string }): Promise<SessionDoc> {
     const now = this.deps.now();
     const claims = await this.accessTokens.verify(input.access_token, input.store_id, now);
     if (!claims) throw AuthErrors.invalidToken();
@@ -112,7 +121,7 @@ export class Sessions {
         { $set: { last_used_at: now } },
       );
     }
-    return { store_id: session.store_id, profile_id: session.profile_id, session_id: session._id, is_verified: session.is_verified };
+    return session;
   }
 
   /** The active (not revoked, not expired) sessions of a profile, newest first. */

@@ -4,7 +4,7 @@
  * Plain functions over explicit dependencies; merges live in profiles.merge.ts, order links in profiles.orders.ts.
  */
 import type { ServiceBroker } from "moleculer";
-import type { AuthToken } from "../../shared/contracts/auth";
+import type { AuthToken, DescribedProfileSession, ProfileAuthInfo } from "../../shared/contracts/auth";
 import { normalizeEmail, type AuthPrincipal } from "../../shared/contracts/common";
 import type { ConnectResult, OrderLink, Profile, ProfileStatus, PromoUsage, TaxonomyEntryInput } from "../../shared/contracts/profiles";
 import { decodeCursor, encodeCursor } from "../../shared/cursor";
@@ -108,7 +108,6 @@ async function insertForEmail(deps: ProfilesDeps, storeId: string, email: string
   }
 }
 
-/** The Profile wire object, with session and code metadata from the auth service unless redacted. */
 /** A profile's wire object, with its sessions and codes from one auth call (none when redacted). */
 export async function profileView(deps: ProfilesDeps, doc: ProfileDoc, { redacted = false } = {}): Promise<Profile> {
   if (redacted) return toProfile(doc, { redacted: true });
@@ -280,7 +279,7 @@ export async function initializeGuest(deps: ProfilesDeps, p: { store_id: string 
   const doc = newProfileDoc(p.store_id, null, deps.now());
   await deps.store.profiles.insertOne(doc);
   try {
-    return await deps.auth.issueSession({ store_id: p.store_id, profile_id: doc._id, is_verified: false });
+    return await deps.auth.issueSession({ store_id: p.store_id, profile_id: doc._id, is_verified: false, email: null });
   } catch (err) {
     await deps.store.profiles.deleteOne({ _id: doc._id, store_id: p.store_id }).catch(() => undefined);
     throw err;
@@ -302,7 +301,7 @@ export async function connect(deps: ProfilesDeps, p: { store_id: string; email: 
   if (own && own.email_lower === lower) profile = own;
   else if (own && own.email_lower === null) profile = await attachEmailToGuest(deps, own, p.email);
   profile ??= (await findOrCreateByEmail(deps, p.store_id, p.email)).doc;
-  const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: false });
+  const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: false, email: profile.email ?? null });
   const view = await profileView(deps, profile, { redacted: true });
   return { ...view, token };
 }
@@ -358,7 +357,7 @@ export async function verify(
       if (err?.type !== "NOT_FOUND") throw err; // already gone with the merged guest
     });
   }
-  const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: true });
+  const token = await deps.auth.issueSession({ store_id: p.store_id, profile_id: profile._id, is_verified: true, email: p.email });
   // An admin may have moved the profile to another address meanwhile (updateProfile revokes sessions
   // after its change; this catches a session issued after that): the proof was for this address only.
   const now = await findProfile(deps, p.store_id, profile._id);
@@ -383,13 +382,26 @@ async function markVerified(deps: ProfilesDeps, storeId: string, email: string):
   throw ProfileErrors.concurrentUpdate();
 }
 
-/** The caller's own profile; redacted for an unverified session, whether or not the profile was ever verified. */
+/**
+ * The caller's own profile; redacted for an unverified session, whether or not the profile was ever verified.
+ * Its sessions and codes come with the principal when auth described them for the profile's e-mail of now;
+ * otherwise (a session issued without its e-mail, an e-mail changed since) they are asked of auth.
+ */
 export async function me(deps: ProfilesDeps, p: { store_id: string }, principal: AuthPrincipal | undefined): Promise<Profile> {
   const session = sessionOf(principal, p.store_id);
   if (!session) throw ProfileErrors.notAuthenticated();
   const doc = await findProfile(deps, p.store_id, session.profile_id);
   if (!doc) throw ProfileErrors.sessionProfileGone();
-  return profileView(deps, doc, { redacted: !session.is_verified });
+  if (!session.is_verified) return toProfile(doc, { redacted: true });
+  const described = describedAuthInfo(session, doc);
+  return described ? toProfile(doc, described) : profileView(deps, doc);
+}
+
+/** The sessions and codes auth described with the session, if it described them for the e-mail the profile has now. */
+function describedAuthInfo(session: DescribedProfileSession, doc: ProfileDoc): ProfileAuthInfo | undefined {
+  const described = session.described_profile;
+  if (!described || described.email !== doc.email_lower) return undefined;
+  return { sessions: described.sessions, codes: described.codes };
 }
 
 // ---------------------------------------------------------------- composition root

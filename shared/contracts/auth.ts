@@ -3,7 +3,7 @@
  * params schemas and result types. Other services call them with these names and shapes.
  */
 import { z } from "zod";
-import { Email, StoreId, Uuid } from "./common";
+import { Email, StoreId, Uuid, type AuthPrincipal } from "./common";
 
 export const AuthToken = z.object({
   id: Uuid.describe("session id"),
@@ -50,13 +50,39 @@ export const SessionPrincipal = z.object({
 });
 export type SessionPrincipal = z.infer<typeof SessionPrincipal>;
 
+/**
+ * The session's profile as auth knows it: the e-mail the session was issued for (normalized; null for a
+ * guest), the profile's sessions and that e-mail's codes (what `describeProfiles` answers for it). Its
+ * reader checks that the profile still has that e-mail before it trusts the codes.
+ */
+export const DescribedProfile = ProfileAuthInfo.extend({ email: z.string().nullable() });
+export type DescribedProfile = z.infer<typeof DescribedProfile>;
+
+/**
+ * What `auth.authenticate` with `describe: true` answers: the principal, plus `described_profile` when the
+ * session is verified and was issued with its profile's e-mail (an unverified session is never shown them).
+ */
+export const DescribedSessionPrincipal = SessionPrincipal.extend({ described_profile: DescribedProfile.optional() });
+export type DescribedSessionPrincipal = z.infer<typeof DescribedSessionPrincipal>;
+
+/** A profile principal in `ctx.meta.auth`; on a route with `describedPrincipal`, with its profile described. */
+export type DescribedProfileSession = Extract<AuthPrincipal, { kind: "profile" }> & Pick<DescribedSessionPrincipal, "described_profile">;
+
 export const AuthActions = {
-  /** `auth.issueSession`: a new session for a profile -> AuthToken. */
-  issueSession: z.object({ store_id: StoreId, profile_id: Uuid, is_verified: z.boolean() }),
+  /**
+   * `auth.issueSession`: a new session for a profile -> AuthToken. `email`: the profile's e-mail now (null for
+   * a guest), kept on the session so `authenticate` can describe its profile; a session issued without it is
+   * never described.
+   */
+  issueSession: z.object({ store_id: StoreId, profile_id: Uuid, is_verified: z.boolean(), email: Email.nullable().optional() }),
   /** `auth.refreshSession`: rotate a refresh token -> AuthToken (401 when invalid, reused or revoked). */
   refreshSession: z.object({ store_id: StoreId, refresh_token: z.string().min(1).max(512) }),
-  /** `auth.authenticate`: an access token -> SessionPrincipal (401 when invalid, expired, revoked or for another store). */
-  authenticate: z.object({ store_id: StoreId, access_token: z.string().min(1).max(4096) }),
+  /**
+   * `auth.authenticate`: an access token -> SessionPrincipal (401 when invalid, expired, revoked or for another
+   * store). With `describe: true` -> DescribedSessionPrincipal: a route that shows the caller's own profile gets
+   * its sessions and codes in the same call.
+   */
+  authenticate: z.object({ store_id: StoreId, access_token: z.string().min(1).max(4096), describe: z.boolean().optional() }),
   /** `auth.listSessions` -> SessionInfo[] (active sessions of one profile, newest first; `expires_at` = refresh expiry). */
   listSessions: z.object({ store_id: StoreId, profile_id: Uuid }),
   /** `auth.revokeSession` -> { deleted: true } (404 when the profile has no such session). */

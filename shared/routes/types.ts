@@ -48,6 +48,12 @@ export interface RouteDef {
   unlimited?: true;
   /** The 503 body when it is not the contract's error body (readiness names the failing services). */
   unavailableResponse?: z.ZodType;
+  /**
+   * A profile route that shows the caller's own profile: the gateway asks `auth.authenticate` to describe the
+   * session's profile in the same call, and the principal in `ctx.meta.auth` carries it (`described_profile`),
+   * so the action need not ask auth again.
+   */
+  describedPrincipal?: true;
 }
 
 /** What a route line says after its method, path, action and auth: its body kind and documentation. */

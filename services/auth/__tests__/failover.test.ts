@@ -12,9 +12,9 @@ import { uuidv7 } from "../../../shared/ids";
 import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName, waitFor } from "../../../test/harness";
 
 type Authenticate = (params: { access_token: string }, ...rest: unknown[]) => Promise<unknown>;
-type AuthInternals = { auth: { sessions: { authenticate: Authenticate } } };
+type AuthInternals = { auth: { authenticate: Authenticate } };
 
-const sessionsOf = (broker: ServiceBroker) => (broker.getLocalService("auth") as unknown as AuthInternals).auth.sessions;
+const authOf = (broker: ServiceBroker) => (broker.getLocalService("auth") as unknown as AuthInternals).auth;
 
 describe("auth.authenticate across auth nodes", () => {
   const namespace = uniqueName("authfo");
@@ -47,13 +47,13 @@ describe("auth.authenticate across auth nodes", () => {
 
     // Which node each request (one token each) reached, in order.
     const reached = new Map<string, string[]>(tokens.map((t) => [t.access_token, []]));
-    const answering = sessionsOf(healthy);
+    const answering = authOf(healthy);
     const authenticate = answering.authenticate.bind(answering);
     answering.authenticate = (params, ...rest) => {
       reached.get(params.access_token)?.push("healthy");
       return authenticate(params, ...rest);
     };
-    sessionsOf(hung).authenticate = (params) => {
+    authOf(hung).authenticate = (params) => {
       reached.get(params.access_token)?.push("hung");
       return new Promise((resolve) => release.push(() => resolve(null)));
     };

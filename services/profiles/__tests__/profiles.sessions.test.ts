@@ -83,6 +83,52 @@ describe("profiles.me", () => {
     expect(me.verification_codes).toHaveLength(1);
   });
 
+  it("answers a verified session from the profile auth described with it, without asking auth again", async () => {
+    const store = newStoreId();
+    const { token, profile } = await verifiedProfile(store, "Described@Example.com");
+    const meta = await metaFor(env.broker, store, token, { describe: true });
+    expect(meta.auth.described_profile).toMatchObject({ email: "described@example.com" });
+    const describeProfiles = jest.spyOn(env.service.profiles.deps.auth, "describeProfiles");
+    let me: Profile;
+    try {
+      me = await call<Profile>("me", { store_id: store }, meta);
+      expect(describeProfiles).not.toHaveBeenCalled();
+    } finally {
+      describeProfiles.mockRestore();
+    }
+    expect(me.auth_tokens.map((t) => t.id)).toEqual([token.id]);
+    expect(me.verification_codes).toEqual([expect.objectContaining({ used: true, attempts: 1 })]);
+    expect(me).toEqual(await call<Profile>("get", { store_id: store, id: profile.id }));
+  });
+
+  it("asks auth for the sessions and codes of a session issued without its e-mail (before sessions kept it)", async () => {
+    const store = newStoreId();
+    const { token, profile } = await verifiedProfile(store, "older@example.com");
+    const older = (await env.broker.call("auth.issueSession", { store_id: store, profile_id: profile.id, is_verified: true })) as AuthToken;
+    const meta = await metaFor(env.broker, store, older, { describe: true });
+    expect(meta.auth.described_profile).toBeUndefined();
+    const me = await call<Profile>("me", { store_id: store }, meta);
+    expect(me.auth_tokens.map((t) => t.id).sort()).toEqual([token.id, older.id].sort());
+    expect(me.verification_codes).toHaveLength(1);
+    expect(me).toEqual(await call<Profile>("get", { store_id: store, id: profile.id }));
+  });
+
+  it("asks auth again when the profile's e-mail is not the one its session was issued for (a merge gave it one)", async () => {
+    const store = newStoreId();
+    const guest = await call<AuthToken>("initialize", { store_id: store });
+    // A verified session of a profile without an e-mail: no public flow makes one, a caller on the bus can.
+    const session = (await env.broker.call("auth.issueSession", { store_id: store, profile_id: guest.profile_id, is_verified: true, email: null })) as AuthToken;
+    const source = await call<Profile>("create", { store_id: store, email: "merged-in@example.com" });
+    await call("merge", { store_id: store, id: guest.profile_id, source_id: source.id });
+    await loginCode(env, store, "merged-in@example.com");
+
+    const meta = await metaFor(env.broker, store, session, { describe: true });
+    expect(meta.auth.described_profile).toMatchObject({ email: null, codes: [] });
+    const me = await call<Profile>("me", { store_id: store }, meta);
+    expect(me).toMatchObject({ id: guest.profile_id, email: "merged-in@example.com", verification_codes: [expect.objectContaining({ used: false })] });
+    expect(me).toEqual(await call<Profile>("get", { store_id: store, id: guest.profile_id }));
+  });
+
   it("is 401 without a profile session, and for a session of another store", async () => {
     const store = newStoreId();
     const token = await call<AuthToken>("initialize", { store_id: store });
