@@ -102,10 +102,17 @@ export const MailerSettings = z.object({
   OUTBOX_DIR: optionalString,
 });
 
+/** Paid lists. Both secrets unset (or either): paid subscribe answers 503 and readiness says `not_configured`. */
 export const BillingSettings = z.object({
-  STRIPE_SECRET_KEY: optionalString,
-  STRIPE_WEBHOOK_SECRET: optionalString,
-  STRIPE_API_URL: optionalString,
+  /** The Stripe API key billing calls Stripe with: a secret (sk_...) or restricted (rk_...) key. */
+  STRIPE_SECRET_KEY: optionalString.refine((key) => key === undefined || /^(sk|rk)_\S+$/.test(key), "must be a Stripe secret key (sk_...) or restricted key (rk_...)"),
+  /** The signing secret of the webhook endpoint (whsec_...) that `POST /v1/webhooks/stripe` checks signatures with. */
+  STRIPE_WEBHOOK_SECRET: optionalString.refine(
+    (secret) => secret === undefined || /^whsec_\S+$/.test(secret),
+    "must be the webhook endpoint's signing secret (whsec_...)",
+  ),
+  /** Points the Stripe client at another API origin (a local stand-in in tests); unset: api.stripe.com. */
+  STRIPE_API_URL: optionalString.refine((url) => url === undefined || /^https?:\/\/[^/\s?#]+\/?$/.test(url), "must be an http(s) origin, e.g. http://127.0.0.1:12111"),
 });
 
 export const ProfileListsSettings = z.object({

@@ -3,6 +3,7 @@
  * and the data is the JSON payload, so a producer outside this system can publish them too.
  */
 import { z } from "zod";
+import { PaymentChange } from "./billing";
 import { Email, StoreId, Uuid } from "./common";
 
 export const DurableEvents = {
@@ -20,6 +21,8 @@ export const DurableEvents = {
   "profile.merged": z.object({ store_id: StoreId, target_id: Uuid, source_id: Uuid }),
   /** An e-mail template was deleted: lists that used it fall back to single opt-in. */
   "email-template.deleted": z.object({ store_id: StoreId, template_id: Uuid }),
+  /** From billing: a Stripe event changed a paid membership (see PaymentChange). */
+  "billing.payment-changed": PaymentChange,
 } as const;
 
 export type DurableEventName = keyof typeof DurableEvents;

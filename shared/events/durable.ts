@@ -46,6 +46,7 @@ export const EVENT_KEYS: { [N in DurableEventName]: EventKey<N> } = {
   "order.created": (p) => `${p.store_id}:${p.order_id}`,
   "profile.merged": (p) => `${p.store_id}:${p.source_id}:${p.target_id}`,
   "email-template.deleted": (p) => `${p.store_id}:${p.template_id}`,
+  "billing.payment-changed": (p) => `${p.store_id}:${p.stripe_event_id}`,
 };
 
 export interface PublishOptions {

@@ -43,7 +43,7 @@ describe("startBroker", () => {
     const broker = await startBroker({ services: [echo], transporter: "nats://127.0.0.1:4222" });
     const namespace = broker.namespace;
     expect(namespace).toMatch(/^t[0-9a-f]{12}$/);
-    expect(await listStreams(namespace)).toHaveLength(4);
+    expect(await listStreams(namespace)).toHaveLength(5);
     await broker.stop();
     expect(await listStreams(namespace)).toEqual([]);
   });
@@ -59,7 +59,7 @@ describe("startCluster", () => {
     let stopped = false;
     try {
       expect(await listStreams(cluster.channelPrefix)).toEqual(
-        ["DEAD_LETTER", "email-template_deleted", "order_created", "profile_merged"].map((s) => `${cluster.channelPrefix}_${s}`),
+        ["DEAD_LETTER", "billing_payment-changed", "email-template_deleted", "order_created", "profile_merged"].map((s) => `${cluster.channelPrefix}_${s}`),
       );
       expect(Object.keys(cluster.brokers)).toEqual(["echo", "shout"]);
       expect(cluster.brokers.echo.nodeID).not.toBe(cluster.brokers.shout.nodeID);

@@ -83,6 +83,41 @@ describe("startStripeStandIn", () => {
     expect(() => stripe.webhooks.constructEvent(body, standIn.signWebhook(body, "whsec_other"), "whsec_test")).toThrow(/signature/i);
   });
 
+  it("completing a subscription-mode session creates its subscription (with subscription_data.metadata); retrieve, update and cancel it", async () => {
+    const created = await stripe.checkout.sessions.create({
+      mode: "subscription",
+      line_items: [{ price: "price_month", quantity: 1 }],
+      subscription_data: { metadata: { membership_id: "m1" } },
+    });
+    const session = standIn.completeSession(created.id);
+    const sub = await stripe.subscriptions.retrieve(String(session.subscription));
+    expect(sub).toMatchObject({ status: "active", cancel_at_period_end: false, customer: session.customer, metadata: { membership_id: "m1" } });
+    expect(sub.items.data[0]).toMatchObject({ price: { id: "price_month" }, current_period_end: expect.any(Number) });
+
+    await expect(stripe.subscriptions.update(sub.id, { cancel_at_period_end: true })).resolves.toMatchObject({ cancel_at_period_end: true });
+    const cancelled = await stripe.subscriptions.cancel(sub.id);
+    expect(cancelled).toMatchObject({ status: "canceled", ended_at: expect.any(Number) });
+    await expect(stripe.subscriptions.cancel(sub.id)).rejects.toMatchObject({ type: "StripeInvalidRequestError", statusCode: 400 });
+    await expect(stripe.subscriptions.retrieve("sub_test_missing")).rejects.toMatchObject({ statusCode: 404, code: "resource_missing" });
+
+    const before = sub.items.data[0].current_period_end;
+    const invoice = standIn.renewSubscription(sub.id) as { parent: { subscription_details: { subscription: string } } };
+    expect(invoice.parent.subscription_details.subscription).toBe(sub.id);
+    expect(standIn.subscriptions.get(sub.id)!.items.data[0].current_period_end).toBe(before + 30 * 24 * 3600);
+  });
+
+  it("answers events by id (a snapshot of the object when the event was made), and 503 while failing", async () => {
+    const event = standIn.event("customer.created", { id: "cus_1", object: "customer" }, "evt_test_fetch", 1_700_000_000);
+    await expect(stripe.events.retrieve("evt_test_fetch")).resolves.toMatchObject({ id: event.id, created: 1_700_000_000, data: { object: { id: "cus_1" } } });
+    await expect(stripe.events.retrieve("evt_test_missing")).rejects.toMatchObject({ statusCode: 404 });
+    standIn.failing = true;
+    try {
+      await expect(stripe.events.retrieve("evt_test_fetch")).rejects.toMatchObject({ type: "StripeAPIError", statusCode: 503 });
+    } finally {
+      standIn.failing = false;
+    }
+  });
+
   it("decodes Stripe's bracketed form encoding", () => {
     expect(decodeForm("a[b][0][c]=1&a[b][1][c]=2&tags[0]=x&plain=y")).toEqual({
       a: { b: [{ c: "1" }, { c: "2" }] },
