@@ -1,12 +1,14 @@
 /**
  * Readiness: the gateway is ready when every service behind it answers its `health` action (which
- * answers only when that service's storage answers). Asked in parallel, each with a short timeout.
+ * answers only when that service's storage answers). Asked in parallel, each with a short timeout. A
+ * service that answers `{ status: "not_configured" }` (billing without its Stripe keys) is reported as
+ * such and does not fail readiness: everything else works without it.
  */
 import { BACKEND_SERVICES } from "../shared/registry";
 
 export const READINESS_SERVICES = BACKEND_SERVICES;
 
-export type ServiceState = "ok" | "unavailable";
+export type ServiceState = "ok" | "not_configured" | "unavailable";
 
 export interface Readiness {
   ready: boolean;
@@ -17,9 +19,14 @@ export async function checkReadiness(askHealth: (service: string) => Promise<unk
   const answers = await Promise.allSettled(services.map((name) => askHealth(name)));
   const states: Record<string, ServiceState> = {};
   services.forEach((name, i) => {
-    states[name] = answers[i].status === "fulfilled" ? "ok" : "unavailable";
+    const answer = answers[i];
+    states[name] = answer.status === "rejected" ? "unavailable" : stateOf(answer.value);
   });
-  return { ready: Object.values(states).every((s) => s === "ok"), services: states };
+  return { ready: Object.values(states).every((s) => s !== "unavailable"), services: states };
+}
+
+function stateOf(answer: unknown): ServiceState {
+  return (answer as { status?: unknown } | null)?.status === "not_configured" ? "not_configured" : "ok";
 }
 
 /**

@@ -1,6 +1,6 @@
 /** The route table over HTTP: only its routes are reachable, with path params in snake_case. */
 import { waitFor } from "../../test/harness/wait";
-import { ReadinessProbe } from "../health";
+import { checkReadiness, ReadinessProbe } from "../health";
 import { PLATFORM_KEY, PROFILE_ID, SESSION_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
 
 let gw: TestGateway;
@@ -209,6 +209,18 @@ describe("ReadinessProbe", () => {
     clock = 1_000;
     await expect(probe.check(ask)).resolves.toMatchObject({ ready: true });
     expect(calls).toBe(12);
+  });
+});
+
+describe("checkReadiness", () => {
+  it("reports a service that answers not_configured (billing without Stripe keys) without failing readiness", async () => {
+    const ask = async (service: string) => {
+      if (service === "billing") return { status: "not_configured" };
+      if (service === "mailer") throw new Error("down");
+      return { status: "ok" };
+    };
+    await expect(checkReadiness(ask, ["auth", "billing"])).resolves.toEqual({ ready: true, services: { auth: "ok", billing: "not_configured" } });
+    await expect(checkReadiness(ask, ["billing", "mailer"])).resolves.toEqual({ ready: false, services: { billing: "not_configured", mailer: "unavailable" } });
   });
 });
 

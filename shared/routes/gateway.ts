@@ -2,6 +2,9 @@
 import { z } from "zod";
 import type { RouteDef } from "./types";
 
+/** A service's readiness: `not_configured` (billing without Stripe keys) does not fail it. */
+const ServiceState = z.enum(["ok", "not_configured", "unavailable"]);
+
 export const gatewayRoutes: RouteDef[] = [
   {
     method: "GET",
@@ -20,14 +23,14 @@ export const gatewayRoutes: RouteDef[] = [
     auth: "public",
     tag: "Operations",
     summary: "Readiness: every service answers its health check (503 naming the failing ones otherwise)",
-    response: z.object({ status: z.literal("ok"), services: z.record(z.string(), z.enum(["ok", "unavailable"])) }),
+    response: z.object({ status: z.literal("ok"), services: z.record(z.string(), ServiceState) }),
     unlimited: true,
     unavailableResponse: z.object({
       statusCode: z.literal(503),
       error: z.literal("SERVICE_UNAVAILABLE"),
       message: z.string(),
       status: z.literal("unavailable"),
-      services: z.record(z.string(), z.enum(["ok", "unavailable"])),
+      services: z.record(z.string(), ServiceState),
     }),
   },
   {
