@@ -115,6 +115,12 @@ interface SelectOptions {
   all?: boolean;
 }
 
+/** Errors a bulk write reports per op (the others fail the whole call). */
+function isReportable(err: unknown): err is StorageError {
+  const code = (err as StorageError | undefined)?.code;
+  return code === "DUPLICATE_KEY" || code === "INVALID_QUERY" || code === "SCAN_LIMIT";
+}
+
 function scanLimit(examined: number): StorageError {
   return new StorageError("SCAN_LIMIT", `the query read ${examined} documents that did not match without finishing: narrow it with a condition an index serves`);
 }
@@ -791,37 +797,51 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     });
   }
 
-  /** Every op in one transaction, each in its own savepoint: a failed op is undone alone and reported. */
+  /**
+   * Every op in one transaction. A savepoint per op (a failed op undone alone and reported) costs about as
+   * much as the op itself, so the batch is first tried whole under one savepoint; only a batch in which an
+   * op fails is undone and run again op by op.
+   */
   async bulkWrite(ops: BulkOp<T>[]): Promise<BulkItemResult[]> {
     if (!Array.isArray(ops)) throw invalidQuery("bulkWrite takes an array of operations");
-    return this.write((conn, state) => ops.map((op) => this.bulkItem(conn, state, op)));
+    return this.write((conn, state) => {
+      try {
+        return conn.savepoint(() => ops.map((op) => this.applyOp(conn, state, op)));
+      } catch (err) {
+        if (!isReportable(asStorageError(err))) throw err;
+        return ops.map((op) => this.bulkItem(conn, state, op));
+      }
+    });
   }
 
+  /** One op in its own savepoint: when it fails with a reportable error, only it is undone. */
   private bulkItem(conn: Connection, state: CollectionState, op: BulkOp<T>): BulkItemResult {
     try {
-      return conn.savepoint((): BulkItemResult => {
-        if (op && "insertOne" in op) {
-          const doc = op.insertOne.document;
-          if (!isPlainObject(doc) || typeof doc._id !== "string" || doc._id.length === 0) throw invalidQuery("a document needs a string _id");
-          this.insertDoc(conn, state, doc);
-          return { ok: true, inserted: true };
-        }
-        if (op && "updateOne" in op) {
-          const { filter, update, upsert } = op.updateOne;
-          const r = this.updateFirst(conn, state, filter, normalizeUpdate(update), upsert === true);
-          return { ok: true, matched: r.matched, modified: r.modified, ...(r.upsertedId ? { upsertedId: r.upsertedId } : {}) };
-        }
-        if (op && "deleteOne" in op) {
-          const [before] = this.select(conn, state, op.deleteOne.filter, { limit: 1 });
-          if (before) this.deleteDoc(conn, state, before);
-          return { ok: true, deleted: before ? 1 : 0 };
-        }
-        throw invalidQuery("unknown bulk operation");
-      });
+      return conn.savepoint(() => this.applyOp(conn, state, op));
     } catch (err) {
       const e = asStorageError(err) as StorageError;
-      if (!(e?.code === "DUPLICATE_KEY" || e?.code === "INVALID_QUERY" || e?.code === "SCAN_LIMIT")) throw e;
+      if (!isReportable(e)) throw e;
       return { ok: false, error: { code: e.code, message: e.message, ...(e.index ? { index: e.index } : {}) } };
     }
+  }
+
+  private applyOp(conn: Connection, state: CollectionState, op: BulkOp<T>): BulkItemResult {
+    if (op && "insertOne" in op) {
+      const doc = op.insertOne.document;
+      if (!isPlainObject(doc) || typeof doc._id !== "string" || doc._id.length === 0) throw invalidQuery("a document needs a string _id");
+      this.insertDoc(conn, state, doc);
+      return { ok: true, inserted: true };
+    }
+    if (op && "updateOne" in op) {
+      const { filter, update, upsert } = op.updateOne;
+      const r = this.updateFirst(conn, state, filter, normalizeUpdate(update), upsert === true);
+      return { ok: true, matched: r.matched, modified: r.modified, ...(r.upsertedId ? { upsertedId: r.upsertedId } : {}) };
+    }
+    if (op && "deleteOne" in op) {
+      const [before] = this.select(conn, state, op.deleteOne.filter, { limit: 1 });
+      if (before) this.deleteDoc(conn, state, before);
+      return { ok: true, deleted: before ? 1 : 0 };
+    }
+    throw invalidQuery("unknown bulk operation");
   }
 }
