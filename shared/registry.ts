@@ -10,6 +10,7 @@ import { AuthSettings, BillingSettings, cachedSettings, ConfigError, GatewaySett
 import { ProfileListsSettings } from "./config";
 import type { DurableEventName } from "./contracts/events";
 import { authRoutes } from "./routes/auth";
+import { billingRoutes } from "./routes/billing";
 import { gatewayRoutes } from "./routes/gateway";
 import { mailerRoutes } from "./routes/mailer";
 import { profileListRoutes } from "./routes/profile-lists";
@@ -34,10 +35,10 @@ export const SERVICE_REGISTRY = [
   { name: "gateway", module: "gateway/gateway.service", settings: GatewaySettings, routes: gatewayRoutes, publishes: [], consumes: [], storage: false },
   { name: "auth", module: "services/auth/auth.service", settings: AuthSettings, routes: authRoutes, publishes: [], consumes: [], storage: true },
   { name: "profiles", module: "services/profiles/profiles.service", settings: NoSettings, routes: profileRoutes, publishes: ["profile.merged"], consumes: ["order.created"], storage: true },
-  { name: "profile-lists", module: "services/profile-lists/profile-lists.service", settings: ProfileListsSettings, routes: profileListRoutes, publishes: [], consumes: ["profile.merged", "email-template.deleted"], storage: true },
+  { name: "profile-lists", module: "services/profile-lists/profile-lists.service", settings: ProfileListsSettings, routes: profileListRoutes, publishes: [], consumes: ["profile.merged", "email-template.deleted", "billing.payment-changed"], storage: true },
   { name: "campaigns", module: "services/campaigns/campaigns.service", settings: NoSettings, routes: [], publishes: [], consumes: [], storage: true },
   { name: "mailer", module: "services/mailer/mailer.service", settings: MailerSettings, routes: mailerRoutes, publishes: ["email-template.deleted"], consumes: [], storage: true },
-  { name: "billing", module: "services/billing/billing.service", settings: BillingSettings, routes: [], publishes: [], consumes: [], storage: true },
+  { name: "billing", module: "services/billing/billing.service", settings: BillingSettings, routes: billingRoutes, publishes: ["billing.payment-changed"], consumes: [], storage: true },
 ] as const satisfies readonly ServiceDefinition[];
 
 export type ServiceName = (typeof SERVICE_REGISTRY)[number]["name"];

@@ -1,8 +1,10 @@
 /**
- * What the profile-lists rules depend on, handed in explicitly: this service's store, the profiles and
- * mailer services (called through their actions, never imported), the link signer and limits, a logger and
- * a clock.
+ * What the profile-lists rules depend on, handed in explicitly: this service's store, the profiles, mailer
+ * and billing services (called through their actions, never imported), the link signer and limits, a logger
+ * and a clock.
  */
+import type { z } from "zod";
+import type { BillingActions, CheckoutResult, SubscriptionState } from "../../shared/contracts/billing";
 import type { Profile, TaxonomyEntryInput, UpsertRowResult } from "../../shared/contracts/profiles";
 import type { MailLimiter, UnsubscribeLinks } from "./links";
 import type { ProfileListsStore } from "./profile-lists.store";
@@ -42,6 +44,15 @@ export interface MailerClient {
   sendTemplate(p: TemplateMail): Promise<{ message_id: string }>;
 }
 
+export interface BillingClient {
+  /** `billing.createCheckout` -> a Checkout Session (the same one for the same request); 503 when billing is not configured. */
+  createCheckout(p: z.input<typeof BillingActions.createCheckout>): Promise<CheckoutResult>;
+  /** `billing.cancelSubscription` -> the subscription's state once cancelled (now, or at its period's end). */
+  cancelSubscription(p: z.input<typeof BillingActions.cancelSubscription>): Promise<SubscriptionState>;
+  /** `billing.expireCheckout` -> { expired } (false: it was not open any more). */
+  expireCheckout(p: z.input<typeof BillingActions.expireCheckout>): Promise<{ expired: boolean }>;
+}
+
 export function profilesClient(caller: ActionCaller): ProfilesClient {
   return {
     lookup: (p) => caller.call("profiles.lookup", p) as Promise<ProfileRef>,
@@ -57,6 +68,14 @@ export function mailerClient(caller: ActionCaller): MailerClient {
   };
 }
 
+export function billingClient(caller: ActionCaller): BillingClient {
+  return {
+    createCheckout: (p) => caller.call("billing.createCheckout", p) as Promise<CheckoutResult>,
+    cancelSubscription: (p) => caller.call("billing.cancelSubscription", p) as Promise<SubscriptionState>,
+    expireCheckout: (p) => caller.call("billing.expireCheckout", p) as Promise<{ expired: boolean }>,
+  };
+}
+
 export interface Logger {
   info(...args: unknown[]): void;
   warn(...args: unknown[]): void;
@@ -67,9 +86,10 @@ export interface Deps {
   store: ProfileListsStore;
   profiles: ProfilesClient;
   mailer: MailerClient;
+  billing: BillingClient;
   unsubscribeLinks: UnsubscribeLinks;
   limiter: MailLimiter;
-  /** Origins `confirm_url` may point at. */
+  /** Origins `confirm_url`, `success_url` and `cancel_url` may point at. */
   linkOrigins: Set<string>;
   /** Where the public reaches the gateway (unsubscribe links). */
   publicUrl: string;

@@ -1,6 +1,6 @@
 /**
- * The membership rules: subscribe (single or double opt-in), confirm, access, unsubscribe (session or
- * e-mailed token), admin add/remove/list, and moving memberships when profiles merge.
+ * The membership rules: subscribe (single or double opt-in; paid lists go on in payments.ts), confirm, access,
+ * unsubscribe (session or e-mailed token), admin add/remove/list, and moving memberships when profiles merge.
  *
  * member_count: every status change is a compare-and-set on the membership's status (exactly one writer
  * wins each change) that records the change in access (+1, -1) on the membership; the winner then `$inc`s
@@ -18,10 +18,14 @@ import { requireList } from "./lists";
 import { ProfileListsErrors } from "./profile-lists.errors";
 import { toMembership } from "./profile-lists.mapper";
 import { countOp, NO_OP_IN_FLIGHT, settleCount, waitForOp } from "./counts";
+import { endPaymentAtStripe, type PaidSubscribeParams, scheduleCancellation, subscribePaid } from "./payments";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
 
 /** Statuses that count in member_count (access, until billing ends a scheduled cancellation). */
 export const counted = (status: MembershipStatus) => status === "active" || status === "cancellation_scheduled";
+/** A membership paid through Stripe (its subscription or one-off payment went through checkout). */
+const paidFor = (m: MembershipDoc) => Boolean(m.payment?.subscription_id) || (Boolean(m.payment) && m.status !== "pending");
+
 /** Statuses after which a new subscribe starts a fresh consent. */
 const ended = (status: MembershipStatus) => status === "unsubscribed" || status === "cancelled" || status === "expired";
 
@@ -34,7 +38,7 @@ export function hasAccess(doc: Pick<MembershipDoc, "status" | "end_date">, now: 
  * change of member_count in the same write, then settles it on the list. Null when another writer changed
  * the membership first (after waiting for that writer's count change to settle).
  */
-async function changeMembership(deps: Deps, current: MembershipDoc, update: Update, extra: Filter = {}): Promise<MembershipDoc | null> {
+export async function changeMembership(deps: Deps, current: MembershipDoc, update: Update, extra: Filter = {}): Promise<MembershipDoc | null> {
   const next = (update.$set?.status as MembershipStatus | undefined) ?? current.status;
   const delta = Number(counted(next)) - Number(counted(current.status));
   const op = countOp(delta, deps.now());
@@ -63,7 +67,7 @@ function stripOp(m: MembershipDoc): MembershipDoc {
 }
 
 /** Inserts a new membership (its count change with it) and settles the count; false when a concurrent insert won. */
-async function insertMembership(deps: Deps, doc: MembershipDoc): Promise<boolean> {
+export async function insertMembership(deps: Deps, doc: MembershipDoc): Promise<boolean> {
   const withOp = { ...doc, ...countOp(Number(counted(doc.status)), deps.now()) };
   try {
     await deps.store.memberships.insertOne(withOp);
@@ -84,7 +88,7 @@ async function removeMembership(deps: Deps, current: MembershipDoc): Promise<boo
   return true;
 }
 
-function findMembership(deps: Deps, list: Pick<ListDoc, "_id" | "store_id">, profileId: string): Promise<MembershipDoc | null> {
+export function findMembership(deps: Deps, list: Pick<ListDoc, "_id" | "store_id">, profileId: string): Promise<MembershipDoc | null> {
   return deps.store.memberships.findOne({ store_id: list.store_id, profile_list_id: list._id, profile_id: profileId });
 }
 
@@ -118,10 +122,7 @@ function sessionOf(principal: AuthPrincipal | undefined, storeId: string) {
 
 // ---------------------------------------------------------------- storefront
 
-export interface SubscribeParams {
-  store_id: string;
-  id: string;
-  profile_id: string;
+export interface SubscribeParams extends PaidSubscribeParams {
   confirm_url?: string;
 }
 
@@ -129,14 +130,14 @@ export interface SubscribeParams {
  * Subscribe: a standard list (or a confirmation list without a usable template) makes the membership
  * active at once; a confirmation list makes it pending and mails a single-use 7-day link. A member with
  * access is answered unchanged; a pending one is re-sent its mail (at most once a minute); an ended one
- * starts a fresh consent.
+ * starts a fresh consent. A paid list answers a Stripe Checkout URL (payments.ts).
  */
-export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller): Promise<{ membership: Membership; checkout_url: null }> {
+export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller): Promise<{ membership: Membership; checkout_url: string | null }> {
   const session = sessionOf(caller.auth, p.store_id);
   if (session.profile_id !== p.profile_id) throw ProfileListsErrors.notYourProfile();
   const list = await requireList(deps, p.store_id, p.id);
   if (list.status !== "active") throw ProfileListsErrors.listNotOpen();
-  if (list.type.type === "paid") throw ProfileListsErrors.billingNotConfigured();
+  if (list.type.type === "paid") return subscribePaid(deps, list, p, session, caller);
   const templateId = list.type.type === "confirmation" && !list.confirm_template_missing ? list.type.confirm_template_id : null;
   let confirmBase: URL | undefined;
   if (templateId) {
@@ -333,6 +334,8 @@ export async function unsubscribe(
     if (!current) throw ProfileListsErrors.membershipNotFound();
     redacted = !session.is_verified && (await deps.profiles.lookup({ store_id: p.store_id, id: session.profile_id })).verified;
   }
+  // A paid member stops paying as they leave (a failure at Stripe is a 503, nothing changed).
+  if (current.status !== "unsubscribed") await endPaymentAtStripe(deps, current);
   for (let attempt = 0; attempt < 5 && current; attempt++) {
     if (current.status === "unsubscribed") return { membership: toMembership(current, { redacted }) };
     const now = deps.now();
@@ -362,12 +365,21 @@ export async function addMember(deps: Deps, p: { store_id: string; id: string; p
   throw ProfileListsErrors.concurrentUpdate();
 }
 
-/** Removes the membership; access ends at once and member_count drops when it had access. */
-export async function removeMember(deps: Deps, p: { store_id: string; id: string; profile_id: string }): Promise<{ deleted: true }> {
+/**
+ * Removes the membership; access ends at once and member_count drops when it had access. A paid member's
+ * subscription is cancelled at Stripe first (or its open checkout expired). With `at_period_end`, the
+ * subscription ends at its period's end instead, and the membership stays `cancellation_scheduled` until then.
+ */
+export async function removeMember(deps: Deps, p: { store_id: string; id: string; profile_id: string; at_period_end?: boolean }): Promise<{ deleted: true }> {
   const list = await requireList(deps, p.store_id, p.id);
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await findMembership(deps, list, p.profile_id);
     if (!current) throw ProfileListsErrors.membershipNotFound();
+    if (p.at_period_end) {
+      if (await scheduleCancellation(deps, current)) return { deleted: true };
+      continue;
+    }
+    await endPaymentAtStripe(deps, current);
     if (await removeMembership(deps, current)) return { deleted: true };
   }
   throw ProfileListsErrors.concurrentUpdate();
@@ -398,7 +410,8 @@ export async function listMembers(
 
 /**
  * `profile.merged`: the source's memberships move to the target. Where both were members of one list,
- * one membership remains, the one with access (the target's when both or neither have it), and the other's
+ * one membership remains, the one with access (the target's when both or neither have it, unless only the
+ * source's is paid: a paying subscription is never dropped for a free membership), and the other's
  * consent (and its history) is added to its history. Safe to run again: a rerun finds nothing of the source
  * left, and history entries are added once.
  */
@@ -423,7 +436,12 @@ export async function moveMemberships(deps: Deps, p: { store_id: string; source_
         continue;
       }
       const now = deps.now();
-      const keepSource = hasAccess(source, now) && !hasAccess(target, now);
+      const keepSource = hasAccess(source, now) && (!hasAccess(target, now) || (paidFor(source) && !paidFor(target)));
+      if (paidFor(source) && paidFor(target) && hasAccess(source, now) && hasAccess(target, now)) {
+        deps.logger.warn(
+          `merge: profiles ${p.source_id} and ${p.target_id} both pay for list ${source.profile_list_id}; the target's membership stays, subscription ${source.payment?.subscription_id} keeps billing until cancelled in Stripe`,
+        );
+      }
       const [kept, dropped] = keepSource ? [source, target] : [target, source];
       const history = [...(dropped.consent_history ?? []), dropped.consent];
       await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $addToSet: { consent_history: { $each: history } }, $set: { updated_at: now } });

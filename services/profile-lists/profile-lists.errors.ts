@@ -16,7 +16,15 @@ export const ProfileListsErrors = {
   confirmUrlRequired: () => validationError("confirm_url", "required for a double opt-in list", "confirm_url is required for this list"),
   linkNotAllowed: (field: string) => validationError(field, "must be https (http on localhost) on an origin the deployment allows (LINK_ORIGINS)"),
   invalidToken: () => validationError("token", "invalid, used or expired token", "The link is invalid, used or expired"),
-  billingNotConfigured: () => crmError("SERVICE_UNAVAILABLE", "Paid lists are not available: billing is not configured", { reason: "BILLING_NOT_CONFIGURED" }),
+  priceIdRequired: () => validationError("price_id", "required for a paid list", "price_id is required for this list"),
+  unknownPrice: () => validationError("price_id", "not a price of this list (give its id or its Stripe price id)"),
+  checkoutUrlRequired: (field: "success_url" | "cancel_url") => validationError(field, "required for a paid list", `${field} is required for this list`),
+  noSubscription: () =>
+    validationError(
+      "at_period_end",
+      "only a paid subscription with access ends at its period's end",
+      "This membership has no running subscription to end at its period's end",
+    ),
   listNotOpen: () => validationError("id", "the list is not active", "This list does not take subscriptions"),
   resendTooSoon: (retryAfter: number) =>
     crmError("RATE_LIMITED", "A confirmation e-mail was sent moments ago; try again shortly", { reason: "RESEND_TOO_SOON", retryAfter }),

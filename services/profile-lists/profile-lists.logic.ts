@@ -1,16 +1,18 @@
 /**
  * The composition root of the profile-lists service: builds its rules once from explicit dependencies (its
- * database, the bus for the profiles and mailer actions, its settings, a logger, a clock). The rules live in
- * lists.ts (lists) and memberships.ts (subscribe, confirm, access, unsubscribe, admin members, merges).
+ * database, the bus for the profiles, mailer and billing actions, its settings, a logger, a clock). The rules
+ * live in lists.ts (lists), memberships.ts (subscribe, confirm, access, unsubscribe, admin members, merges)
+ * and payments.ts (paid lists: checkout, what billing's payment changes do, ending a paid membership).
  */
 import type { ServiceBroker } from "moleculer";
 import { nowSeconds } from "../../shared/ids";
 import type { Database } from "../../shared/storage/port";
-import { type Caller, type Deps, type Logger, mailerClient, profilesClient, type MailerClient, type ProfilesClient } from "./deps";
+import { type BillingClient, billingClient, type Caller, type Deps, type Logger, mailerClient, profilesClient, type MailerClient, type ProfilesClient } from "./deps";
 import { allowedOrigins, linkSecret, MailLimiter, publicUrlOf, UnsubscribeLinks } from "./links";
 import { recoverCounts } from "./counts";
 import { createList, findLists, getList, markTemplateDeleted, updateList } from "./lists";
 import { access, addMember, confirm, listMembers, moveMemberships, removeMember, subscribe, unsubscribe } from "./memberships";
+import { applyPaymentChange, endLapsedCancellations } from "./payments";
 import { ProfileListsStore } from "./profile-lists.store";
 import { importProfiles } from "./imports";
 
@@ -24,6 +26,7 @@ export interface ProfileListsSetup {
   /** Tests may hand in stand-ins for the other services. */
   profiles?: ProfilesClient;
   mailer?: MailerClient;
+  billing?: BillingClient;
 }
 
 export type ProfileLists = Awaited<ReturnType<typeof createProfileLists>>;
@@ -36,6 +39,7 @@ export async function createProfileLists(setup: ProfileListsSetup) {
     store,
     profiles: setup.profiles ?? profilesClient(setup.bus),
     mailer: setup.mailer ?? mailerClient(setup.bus),
+    billing: setup.billing ?? billingClient(setup.bus),
     unsubscribeLinks: new UnsubscribeLinks(await linkSecret(store.secrets)),
     limiter: new MailLimiter(store.limits, now),
     linkOrigins: allowedOrigins(setup.settings),
@@ -61,6 +65,9 @@ export async function createProfileLists(setup: ProfileListsSetup) {
     importProfiles: (p: Params<typeof importProfiles>, stream: NodeJS.ReadableStream | undefined, caller: Caller) => importProfiles(deps, p, stream, caller),
     moveMemberships: (p: Params<typeof moveMemberships>) => moveMemberships(deps, p),
     markTemplateDeleted: (p: Params<typeof markTemplateDeleted>) => markTemplateDeleted(deps, p),
+    applyPaymentChange: (p: Params<typeof applyPaymentChange>) => applyPaymentChange(deps, p),
+    /** Ends scheduled cancellations whose end_date has passed (access already ended at read time; this settles member_count). */
+    endLapsedCancellations: () => endLapsedCancellations(deps),
     /** Settles member_count changes (and removals) a dead writer left; the service runs it at start and every minute. */
     recoverCounts: () => recoverCounts(deps),
   };

@@ -2,7 +2,7 @@
  * Data out: the one mapper per wire object. Only the fields listed here leave the service, so a stored
  * field (token hashes, search words, send times) cannot slip out by accident.
  */
-import type { Consent, Membership, ProfileList } from "../../shared/contracts/profile-lists";
+import type { Consent, Membership, Payment, ProfileList } from "../../shared/contracts/profile-lists";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
 
 export function toProfileList(doc: ListDoc): ProfileList {
@@ -30,6 +30,18 @@ const consentOf = (c: Consent): Consent => ({
   confirmed_ip: c.confirmed_ip ?? null,
 });
 
+const paymentOf = (p: Payment | null | undefined): Payment | null =>
+  p
+    ? {
+        provider: p.provider,
+        price_id: p.price_id,
+        checkout_session_id: p.checkout_session_id ?? null,
+        subscription_id: p.subscription_id ?? null,
+        customer_id: p.customer_id ?? null,
+        current_period_end: p.current_period_end ?? null,
+      }
+    : null;
+
 /**
  * `redacted`: without the consent's network details (IPs, user agents) and history, for a caller who has
  * not proved control of the profile's e-mail (an unverified session of a verified profile, a mail link).
@@ -48,7 +60,7 @@ export function toMembership(doc: MembershipDoc, { redacted = false } = {}): Mem
     source: doc.source,
     consent: consentOf(doc.consent),
     consent_history: (doc.consent_history ?? []).map(consentOf),
-    payment: null,
+    payment: paymentOf(doc.payment),
     start_date: doc.start_date ?? null,
     end_date: doc.end_date ?? null,
     created_at: doc.created_at,

@@ -1,6 +1,7 @@
 /**
- * Profile lists: lists, memberships, subscribe/confirm/access/unsubscribe, admin members; consumes
- * `profile.merged` (memberships move) and `email-template.deleted` (lists fall back to single opt-in).
+ * Profile lists: lists, memberships, subscribe/confirm/access/unsubscribe (paid lists through billing's
+ * Stripe Checkout), admin members; consumes `profile.merged` (memberships move), `email-template.deleted`
+ * (lists fall back to single opt-in) and `billing.payment-changed` (paid memberships follow their payment).
  * Transport only: `started()` builds the rules once (createProfileLists in profile-lists.logic.ts, the
  * composition root) and each handler hands its params and the caller (ctx.meta) to them.
  */
@@ -21,8 +22,13 @@ interface ProfileListsVars extends StorageMixinThis {
   recoveryTimer?: NodeJS.Timeout;
 }
 
-/** How often member_count changes left by a dead writer are settled. */
+/** How often member_count changes left by a dead writer are settled (and lapsed paid cancellations ended). */
 const RECOVERY_INTERVAL_MS = 60_000;
+/**
+ * Deliveries of a payment change before it goes to DEAD_LETTER: with the default EVENTS_RETRY_DELAYS
+ * (the last wait, 10 min, repeating) about three and a half days, as long as Stripe itself keeps retrying.
+ */
+const PAYMENT_CHANGE_DELIVERIES = 500;
 
 export type ProfileListsService = Service<ServiceSettingSchema> & ProfileListsVars;
 
@@ -112,6 +118,13 @@ const ProfileListsServiceSchema: ServiceSchema<ServiceSettingSchema, Record<stri
         return this.profileLists.unsubscribe(ctx.params, callerOf(ctx));
       },
     },
+    // Billing's delivery in one process (no JetStream there); over NATS the same change is the event below.
+    applyPaymentChange: {
+      params: zodParams(ProfileListsActions.applyPaymentChange),
+      handler(ctx: P<"applyPaymentChange">) {
+        return this.profileLists.applyPaymentChange(ctx.params);
+      },
+    },
   },
 
   channels: {
@@ -127,15 +140,26 @@ const ProfileListsServiceSchema: ServiceSchema<ServiceSettingSchema, Record<stri
         await this.profileLists.markTemplateDeleted(payload);
       },
     }),
+    "billing.payment-changed": durableChannel("billing.payment-changed", {
+      group: "profile-lists",
+      maxRetries: PAYMENT_CHANGE_DELIVERIES,
+      async handler(this: ProfileListsService, payload) {
+        await this.profileLists.applyPaymentChange(payload);
+      },
+    }),
   },
 
   async started() {
     this.profileLists = await createProfileLists({ db: this.db, bus: this.broker, logger: this.logger, settings: settingsOf("profile-lists") });
     const recover = () =>
-      this.profileLists.recoverCounts().then(
-        (settled) => settled > 0 && this.logger.info(`settled ${settled} member_count change(s) left by a stopped instance`),
-        (err: Error) => this.logger.warn("member_count recovery did not finish; will retry:", err?.message ?? err),
-      );
+      this.profileLists
+        .recoverCounts()
+        .then(
+          (settled) => settled > 0 && this.logger.info(`settled ${settled} member_count change(s) left by a stopped instance`),
+          (err: Error) => this.logger.warn("member_count recovery did not finish; will retry:", err?.message ?? err),
+        )
+        .then(() => this.profileLists.endLapsedCancellations())
+        .catch((err: Error) => this.logger.warn("ending lapsed paid cancellations did not finish; will retry:", err?.message ?? err));
     void recover();
     this.recoveryTimer = setInterval(recover, RECOVERY_INTERVAL_MS);
     this.recoveryTimer.unref();

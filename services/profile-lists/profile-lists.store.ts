@@ -2,14 +2,15 @@
  * The profile-lists service's collections and indexes, through the storage port:
  *   lists        one document per list (key unique per store; `search_words` served by a multikey index;
  *                `count_ops` marks the member_count changes applied, see counts.ts)
- *   memberships  one per (list, profile) (unique); the confirm token's hash lives on its membership
+ *   memberships  one per (list, profile) (unique); the confirm token's hash lives on its membership, and a
+ *                paid membership's Stripe references in `payment` (found by subscription id for its events)
  *   limits       fixed-window counters and cooldowns for confirmation mail (per address, per IP)
  *   secrets      the key that signs unsubscribe links (made once, shared by every instance)
  *   count_journal  member_count changes of batches (imports) not yet applied to their list (see counts.ts)
  *   deleted_templates  templates the mailer reported deleted (so a list saved meanwhile is marked too)
  */
 import type { Collection, Database, Doc } from "../../shared/storage/port";
-import type { Consent, MembershipStatus, ProfileListStatus, ProfileListType } from "../../shared/contracts/profile-lists";
+import type { Consent, MembershipStatus, Payment, ProfileListStatus, ProfileListType } from "../../shared/contracts/profile-lists";
 
 export interface ListDoc extends Doc {
   store_id: string;
@@ -34,7 +35,11 @@ export interface MembershipDoc extends Doc {
   source: "signup" | "admin" | "import" | "system";
   consent: Consent;
   consent_history: Consent[];
-  payment: null;
+  payment: Payment | null;
+  /** A paid membership's current checkout: a new one after an ended or expired one (part of Stripe's idempotency key). */
+  checkout_attempt?: string;
+  /** The Stripe event time (`created`) of the newest payment change applied: an older one never undoes it. */
+  payment_version?: number;
   start_date: number | null;
   end_date: number | null;
   /** sha256 of the pending confirmation token (only while pending). */
@@ -112,6 +117,12 @@ export class ProfileListsStore {
       { name: "memberships_confirm_token", keys: { confirm_token_hash: 1 }, partial: { confirm_token_hash: { $type: "string" } } },
       { name: "memberships_count_ops", keys: { count_op_at: 1 }, partial: { count_op_at: { $type: "number" } } },
       { name: "memberships_removing", keys: { removing: 1 }, partial: { removing: { $eq: true } } },
+      {
+        name: "memberships_subscription",
+        keys: { store_id: 1, "payment.subscription_id": 1 },
+        partial: { "payment.subscription_id": { $type: "string" } },
+      },
+      { name: "memberships_status_end", keys: { status: 1, end_date: 1 } },
     ]);
     await this.limits.createIndexes([{ name: "limits_expires", keys: { expires_at: 1 } }]);
     await this.countJournal.createIndexes([{ name: "count_journal_at", keys: { at: 1 } }]);

@@ -4,6 +4,7 @@
  * the OpenAPI document are built from the same schemas.
  */
 import { z } from "zod";
+import { PaymentChange } from "./billing";
 import { CursorParam, Email, fromQueryJson, limitParam, listResult, StoreId, Uuid } from "./common";
 import { Profile, TaxonomiesInput } from "./profiles";
 
@@ -97,12 +98,13 @@ export type Consent = z.infer<typeof Consent>;
 
 export const Payment = z.object({
   provider: z.literal("stripe"),
-  price_id: z.string(),
+  price_id: z.string().describe("the list's price (its `id`) paid for"),
   checkout_session_id: z.string().nullable(),
   subscription_id: z.string().nullable(),
   customer_id: z.string().nullable(),
-  current_period_end: z.number().int().nullable(),
+  current_period_end: z.number().int().nullable().describe("the end of the period paid for (subscriptions)"),
 });
+export type Payment = z.infer<typeof Payment>;
 
 export const Membership = z.object({
   id: Uuid,
@@ -169,6 +171,8 @@ export const ImportResult = z.object({
 export type ImportResult = z.infer<typeof ImportResult>;
 
 const ListRef = { store_id: StoreId, id: Uuid };
+/** A flag in a query string (`?at_period_end=true`), or a boolean from another service. */
+const QueryFlag = z.union([z.boolean(), z.enum(["true", "false"]).transform((flag) => flag === "true")]);
 const Text = (max: number) => z.string().trim().max(max);
 /** An opaque token from an e-mail link. */
 const LinkToken = z.string().trim().min(16).max(256);
@@ -210,16 +214,29 @@ export const ProfileListsActions = {
   members: z.object({ ...ListRef, status: MembershipStatus.optional(), limit: limitParam(50), cursor: CursorParam }),
   /** `profile-lists.addMember` (admin) -> Membership; an existing membership is answered unchanged. */
   addMember: z.object({ ...ListRef, profile_id: Uuid }),
-  /** `profile-lists.removeMember` (admin) -> { deleted: true }; access ends at once. */
-  removeMember: z.object({ ...ListRef, profile_id: Uuid }),
+  /**
+   * `profile-lists.removeMember` (admin) -> { deleted: true }; access ends at once, and a paid member's Stripe
+   * subscription is cancelled first. With `at_period_end`, the subscription is cancelled at its period's end
+   * and the membership stays `cancellation_scheduled` until `end_date`.
+   */
+  removeMember: z.object({
+    ...ListRef,
+    profile_id: Uuid,
+    at_period_end: QueryFlag.default(false).describe("paid members: cancel the subscription at the end of the period paid for, not now"),
+  }),
   /** `profile-lists.subscribe` (profile session of `profile_id`) -> { membership, checkout_url }. */
   subscribe: z.object({
     ...ListRef,
     profile_id: Uuid,
     confirm_url: z.string().trim().max(2048).optional().describe("https page (http on localhost) on an allowed origin; the e-mailed link adds token and profile_list_id"),
-    price_id: z.string().trim().max(255).optional(),
-    success_url: z.string().trim().max(2048).optional(),
-    cancel_url: z.string().trim().max(2048).optional(),
+    price_id: z.string().trim().max(255).optional().describe("paid lists (required there): a price's `id`, or its Stripe price id"),
+    success_url: z
+      .string()
+      .trim()
+      .max(2048)
+      .optional()
+      .describe("paid lists (required there): where Stripe Checkout returns after payment; https (http on localhost) on an allowed origin"),
+    cancel_url: z.string().trim().max(2048).optional().describe("paid lists (required there): where Stripe Checkout returns when the customer cancels; same rules"),
   }),
   /** `profile-lists.confirm` (public; the token is the credential) -> Membership */
   confirm: z.object({ ...ListRef, token: LinkToken }),
@@ -237,6 +254,8 @@ export const ProfileListsActions = {
     csv: z.string().optional().describe("CSV text with a header row"),
     email_column: z.string().trim().min(1).max(229).optional().describe('the CSV column holding the e-mail (default "email")'),
   }),
+  /** `profile-lists.applyPaymentChange` (billing, in one process; over NATS the same change comes as `billing.payment-changed`) -> { applied } */
+  applyPaymentChange: PaymentChange,
   /** `profile-lists.unsubscribe` (a session of the profile, or the token of a list mail) -> { membership } */
   unsubscribe: z.object({
     ...ListRef,

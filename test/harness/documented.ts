@@ -7,12 +7,12 @@ import { isDeepStrictEqual } from "node:util";
 import { ErrorBodySchema } from "../../gateway/errors";
 import { bySpecificity } from "../../gateway/gateway.service";
 import { buildOpenApi } from "../../gateway/openapi";
-import { jsonRoutes } from "../../gateway/routes";
+import { jsonRoutes, rawBodyRoutes } from "../../gateway/routes";
 import type { RouteDef } from "../../shared/routes/types";
 import type { ObservedExchange } from "./gateway";
 
 /** The routes most specific first, as the gateway tries them (`/profiles/import` before `/profiles/{profileId}`). */
-const bySpecificityFirst = [...jsonRoutes].sort((a, b) => bySpecificity(a.path, b.path));
+const bySpecificityFirst = [...jsonRoutes, ...rawBodyRoutes].sort((a, b) => bySpecificity(a.path, b.path));
 
 /** The documented route an HTTP request landed on. */
 export function routeOf(method: string, path: string): RouteDef | undefined {
@@ -21,7 +21,9 @@ export function routeOf(method: string, path: string): RouteDef | undefined {
 
 /** One line per answer that is not as documented (an empty list when all are). */
 export function undocumentedAnswers(exchanges: readonly ObservedExchange[]): string[] {
-  const documented = buildOpenApi(jsonRoutes) as unknown as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+  const documented = buildOpenApi([...jsonRoutes, ...rawBodyRoutes], { rawBody: new Set(rawBodyRoutes) }) as unknown as {
+    paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+  };
   return exchanges.flatMap(({ method, path, response }) => {
     const route = routeOf(method, path);
     if (route && !documented.paths[route.path][method.toLowerCase()].responses[String(response.status)]) {

@@ -60,13 +60,13 @@ describe("profile-lists.subscribe (standard list)", () => {
     expect((await subscribe(list, s.profileId, s.meta)).membership.status).toBe("active");
   });
 
-  it("a paid list answers 503: billing is not configured", async () => {
+  it("a paid list goes through Stripe Checkout: without price_id it is 400 naming price_id (paid.test.ts covers the rest)", async () => {
     const store = newStoreId();
     const list = await createList(store, "paid", { type: "paid", prices: [{ currency: "usd", amount: 100, providers: [{ type: "stripe", id: "price_x" }] }] });
     const s = await shopper(env.broker, store, "payer@example.com");
     const err = await errorOf(subscribe(list, s.profileId, s.meta));
-    expect(err.type).toBe("SERVICE_UNAVAILABLE");
-    expect(err.message).toMatch(/billing is not configured/);
+    expect(err.type).toBe("VALIDATION_ERROR");
+    expect(err.data.validationErrors).toEqual([{ field: "price_id", error: expect.any(String) }]);
   });
 });
 

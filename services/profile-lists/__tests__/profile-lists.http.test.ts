@@ -20,13 +20,16 @@ describe("profile-list routes over HTTP and NATS", () => {
   const exchanges: ObservedExchange[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster(["gateway", "auth", "profiles", "profile-lists", mailerStandIn(mailer)], {
+    // billing runs without Stripe keys here: paid subscribe answers its 503 (paid.test.ts and test/e2e-paid.test.ts cover the configured flow).
+    cluster = await startCluster(["gateway", "auth", "profiles", "profile-lists", "billing", mailerStandIn(mailer)], {
       env: {
         JWT_SECRET: "profile-lists-http-test-secret-0123456789",
         CRM_ADMIN_API_KEY: ADMIN_KEY,
         LINK_ORIGINS: LINK_ORIGIN,
         PUBLIC_URL: "https://crm.shop.example",
         IMPORT_BODY_LIMIT: "256kb",
+        STRIPE_SECRET_KEY: undefined,
+        STRIPE_WEBHOOK_SECRET: undefined,
       },
     });
     http = httpClient(cluster.url!, {}, (exchange) => exchanges.push(exchange));
@@ -62,7 +65,7 @@ describe("profile-list routes over HTTP and NATS", () => {
     expect((await admin.get(`/v1/stores/${newStoreId()}/profile-lists/${created.body.id}`)).status).toBe(404);
   });
 
-  it("storefront: subscribe (403 for another profile, 401 without a session, 503 for a paid list), confirm, access, unsubscribe", async () => {
+  it("storefront: subscribe (403 for another profile, 401 without a session, 400/503 for a paid list), confirm, access, unsubscribe", async () => {
     const template = uuidv7();
     mailer.templates.set(template, store);
     const list = (await admin.post<ProfileList>(lists, { key: "double", type: { type: "confirmation", confirm_template_id: template } })).body;
@@ -78,7 +81,13 @@ describe("profile-list routes over HTTP and NATS", () => {
     expect((await http.post(`${storefront}/${list.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` })).status).toBe(401);
     expect((await other.client.post(`${storefront}/${list.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` })).status).toBe(403);
     expect((await me.client.post(`${storefront}/${list.id}/subscribe`, { profile_id: me.id, confirm_url: "https://evil.example/c" })).status).toBe(400);
-    expect((await me.client.post(`${storefront}/${paid.id}/subscribe`, { profile_id: me.id })).status).toBe(503);
+    const noPrice = await me.client.post(`${storefront}/${paid.id}/subscribe`, { profile_id: me.id });
+    expect(noPrice.status).toBe(400);
+    expect(noPrice.body.validationErrors.map((e: { field: string }) => e.field)).toEqual(["price_id"]);
+    const checkout = { profile_id: me.id, price_id: "price_1", success_url: `${LINK_ORIGIN}/ok`, cancel_url: `${LINK_ORIGIN}/no` };
+    const unconfigured = await me.client.post(`${storefront}/${paid.id}/subscribe`, checkout);
+    expect(unconfigured.status).toBe(503);
+    expect(unconfigured.body.message).toMatch(/billing is not configured/);
 
     const sub = await me.client.post<{ membership: Membership }>(`${storefront}/${list.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` });
     expect(sub.status).toBe(200);
@@ -140,6 +149,11 @@ describe("profile-list routes over HTTP and NATS", () => {
     expect((await admin.post<Membership>(`${lists}/${list.id}/profiles/${p.id}`, {})).body).toEqual(added.body);
     const page = await admin.get<{ items: ProfileListMember[]; cursor: string | null }>(`${lists}/${list.id}/profiles`, { query: { status: "active" } });
     expect(page.body.items.map((m) => m.profile.email)).toEqual(["http-member@example.com"]);
+    // ?at_period_end=true is for a running paid subscription only.
+    const atPeriodEnd = await admin.delete(`${lists}/${list.id}/profiles/${p.id}`, { query: { at_period_end: "true" } });
+    expect(atPeriodEnd.status).toBe(400);
+    expect(atPeriodEnd.body.validationErrors.map((e: { field: string }) => e.field)).toEqual(["at_period_end"]);
+    expect((await admin.delete(`${lists}/${list.id}/profiles/${p.id}`, { query: { at_period_end: "maybe" } })).status).toBe(400);
     expect((await admin.delete(`${lists}/${list.id}/profiles/${p.id}`)).body).toEqual({ deleted: true });
     expect((await admin.delete(`${lists}/${list.id}/profiles/${p.id}`)).status).toBe(404);
     expect((await p.client.get<AccessResult>(`${storefront}/${list.id}/access`)).body.has_access).toBe(false);
