@@ -9,7 +9,8 @@
  *   5. an older customer.subscription.updated replayed after it: no regression
  *   6. customer.subscription.deleted: access false
  * Also: a bad signature is 400 and changes nothing, and a webhook delivered while profile-lists is stopped
- * is acknowledged (stored in JetStream) and applied once profile-lists is back.
+ * is acknowledged (stored in JetStream) and applied once profile-lists is back. The same flow runs in one
+ * process too (no bus: billing applies each change before it answers Stripe).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -26,6 +27,7 @@ import {
   httpClient,
   NATS_URL,
   startCluster,
+  startGateway,
   startStripeStandIn,
   uniqueName,
   waitFor,
@@ -221,5 +223,63 @@ describe("Paid list: Stripe Checkout and signed webhooks, over NATS through the 
     }, "the membership to become active after profile-lists restarts");
     expect((await accessOf(later.client)).membership).toMatchObject({ status: "active", payment: { subscription_id: session.subscription } });
     expect(await memberCount()).toBe(1);
+  });
+});
+
+describe("Paid list in one process (no bus), through the gateway", () => {
+  it("subscribe -> checkout.session.completed (applied before the 200) -> cancel at period end -> deleted", async () => {
+    const stripe = await startStripeStandIn();
+    const gateway = await startGateway({
+      services: ["auth", "profiles", "profile-lists", "billing"],
+      env: {
+        JWT_SECRET: `e2e-paid-one-${uuidv7()}`,
+        CRM_ADMIN_API_KEY: PLATFORM_KEY,
+        LINK_ORIGINS: SHOP,
+        STRIPE_SECRET_KEY: "sk_test_e2e_one_process",
+        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        STRIPE_API_URL: stripe.url,
+      },
+    });
+    try {
+      const http = gateway.http;
+      const storeId = uuidv7();
+      const admin = http.with({ authorization: `Bearer ${PLATFORM_KEY}` });
+      const prices = [{ currency: "eur", amount: 500, interval: { period: "year", count: 1 }, providers: [{ type: "stripe", id: "price_yearly" }] }];
+      const list = (await admin.post<ProfileList>(`/v1/stores/${storeId}/profile-lists`, { key: "club", type: { type: "paid", prices } })).body;
+      const init = await http.post<AuthToken>(`/v1/stores/${storeId}/profiles/initialize`, {});
+      const connected = await http
+        .with({ authorization: `Bearer ${init.body.access_token}` })
+        .post<ConnectResult>(`/v1/stores/${storeId}/profiles/connect`, { email: "solo@example.com" });
+      const me = http.with({ authorization: `Bearer ${connected.body.token.access_token}` });
+      const storefront = `/v1/storefront/${storeId}/profile-lists/${list.id}`;
+      const webhook = (event: Record<string, unknown>) => {
+        const { body, headers } = stripe.webhookRequest(event, WEBHOOK_SECRET);
+        return http.post("/v1/webhooks/stripe", body, { headers });
+      };
+
+      const subscribed = await me.post<{ membership: Membership; checkout_url: string }>(`${storefront}/subscribe`, {
+        profile_id: connected.body.id,
+        price_id: "price_yearly",
+        success_url: `${SHOP}/ok`,
+        cancel_url: `${SHOP}/no`,
+      });
+      expect(subscribed.status).toBe(200);
+      expect(subscribed.body.checkout_url).toMatch(/\/c\/pay\/cs_test_/);
+      const session = stripe.completeSession(subscribed.body.membership.payment!.checkout_session_id!);
+      expect((await webhook(stripe.event("checkout.session.completed", session))).status).toBe(200);
+      expect((await me.get<AccessResult>(`${storefront}/access`)).body).toMatchObject({ has_access: true, membership: { status: "active" } });
+
+      const subscription = stripe.subscriptions.get(session.subscription!)!;
+      stripe.updateSubscription(subscription.id, { cancel_at_period_end: true });
+      expect((await webhook(stripe.event("customer.subscription.updated", subscription))).status).toBe(200);
+      expect((await me.get<AccessResult>(`${storefront}/access`)).body).toMatchObject({ has_access: true, membership: { status: "cancellation_scheduled" } });
+
+      stripe.updateSubscription(subscription.id, { status: "canceled" });
+      expect((await webhook(stripe.event("customer.subscription.deleted", subscription))).status).toBe(200);
+      expect((await me.get<AccessResult>(`${storefront}/access`)).body).toMatchObject({ has_access: false, membership: { status: "cancelled" } });
+    } finally {
+      await gateway.stop();
+      await stripe.close();
+    }
   });
 });
