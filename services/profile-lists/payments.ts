@@ -8,7 +8,7 @@
  * shared/contracts/billing.ts) are applied by compare-and-set like every other change of a membership, so
  * member_count stays exact, and only when they are not older than the last one applied (`payment_version`).
  */
-import type { PaymentChange, SubscriptionState } from "../../shared/contracts/billing";
+import type { CheckoutResult, PaymentChange, SubscriptionState } from "../../shared/contracts/billing";
 import type { AuthPrincipal } from "../../shared/contracts/common";
 import type { Membership, MembershipStatus, Payment, Price } from "../../shared/contracts/profile-lists";
 import { uuidv7 } from "../../shared/ids";
@@ -48,6 +48,15 @@ function returnUrl(deps: Deps, url: string | undefined, field: "success_url" | "
   return checkLink(url, deps.linkOrigins, field).href;
 }
 
+/** What a checkout asks Stripe for, the same on every pass of subscribePaid. */
+interface CheckoutOrder {
+  price: Price;
+  stripePriceId: string;
+  successUrl: string;
+  cancelUrl: string;
+  email: string | null;
+}
+
 /**
  * Subscribe to a paid list: a profile with access gets its membership back (no new session); otherwise the
  * membership is `pending` with its `payment` filled in, and the answer carries the Checkout Session's URL.
@@ -63,6 +72,7 @@ export async function subscribePaid(
   const successUrl = returnUrl(deps, p.success_url, "success_url");
   const cancelUrl = returnUrl(deps, p.cancel_url, "cancel_url");
   const profile = await deps.profiles.lookup({ store_id: p.store_id, id: p.profile_id });
+  const order: CheckoutOrder = { price, stripePriceId, successUrl, cancelUrl, email: profile.email };
   const redacted = !session.is_verified && profile.verified;
   const answer = (doc: MembershipDoc, checkoutUrl: string | null) => ({ membership: toMembership(doc, { redacted }), checkout_url: checkoutUrl });
 
@@ -71,46 +81,60 @@ export async function subscribePaid(
     if (existing && hasAccess(existing, deps.now())) return answer(existing, null);
     const pending = await pendingCheckout(deps, list, existing, p.profile_id, caller);
     if (!pending) continue;
-    const { doc } = pending;
-    let checkout: Awaited<ReturnType<Deps["billing"]["createCheckout"]>>;
-    try {
-      checkout = await deps.billing.createCheckout({
-        store_id: list.store_id,
-        profile_list_id: list._id,
-        profile_id: doc.profile_id,
-        membership_id: doc._id,
-        attempt: doc.checkout_attempt ?? doc._id,
-        price: { id: price.id, stripe_price_id: stripePriceId, mode: price.interval ? "subscription" : "payment" },
-        success_url: successUrl,
-        cancel_url: cancelUrl,
-        customer_email: profile.email,
-        customer_id: doc.payment?.customer_id ?? null,
-        previous_session_id: doc.payment?.checkout_session_id ?? null,
-      });
-    } catch (err) {
-      // A checkout that could not start leaves no new membership behind (billing not configured, Stripe down).
-      if (pending.inserted) await deps.store.memberships.deleteOne({ _id: doc._id, store_id: doc.store_id, status: "pending", payment: null });
-      throw err;
-    }
-    // Stripe answered this attempt's session, and it has expired meanwhile: the next pass starts a new attempt.
+    const checkout = await checkoutOf(deps, list, pending, order);
     if (checkout.status === "expired") {
-      await changeMembership(deps, doc, { $set: { status: "expired", end_date: deps.now(), updated_at: deps.now() } }, { checkout_attempt: doc.checkout_attempt });
+      // Stripe answered this attempt's session, expired meanwhile (its event still on the way): the next pass starts a new attempt.
+      await changeMembership(
+        deps,
+        pending.doc,
+        { $set: { status: "expired", end_date: deps.now(), updated_at: deps.now() } },
+        { checkout_attempt: pending.doc.checkout_attempt },
+      );
       continue;
     }
     // Paid already (the webhook on its way makes it active): no second session.
-    if (checkout.status === "complete") return answer(doc, null);
-    const payment: Payment = {
-      provider: "stripe",
-      price_id: price.id,
-      checkout_session_id: checkout.checkout_session_id,
-      subscription_id: null,
-      customer_id: checkout.customer_id ?? doc.payment?.customer_id ?? null,
-      current_period_end: null,
-    };
-    const recorded = await changeMembership(deps, doc, { $set: { payment, updated_at: deps.now() } }, { checkout_attempt: doc.checkout_attempt });
+    if (checkout.status === "complete") return answer(pending.doc, null);
+    const recorded = await recordCheckout(deps, pending.doc, price.id, checkout);
     if (recorded) return answer(recorded, checkout.checkout_url);
   }
   throw ProfileListsErrors.concurrentUpdate();
+}
+
+/** Asks billing for the attempt's Checkout Session; a checkout that could not start leaves no new membership behind. */
+async function checkoutOf(deps: Deps, list: ListDoc, pending: { doc: MembershipDoc; inserted: boolean }, order: CheckoutOrder): Promise<CheckoutResult> {
+  const { doc } = pending;
+  try {
+    return await deps.billing.createCheckout({
+      store_id: list.store_id,
+      profile_list_id: list._id,
+      profile_id: doc.profile_id,
+      membership_id: doc._id,
+      attempt: doc.checkout_attempt ?? doc._id,
+      price: { id: order.price.id, stripe_price_id: order.stripePriceId, mode: order.price.interval ? "subscription" : "payment" },
+      success_url: order.successUrl,
+      cancel_url: order.cancelUrl,
+      customer_email: order.email,
+      customer_id: doc.payment?.customer_id ?? null,
+      previous_session_id: doc.payment?.checkout_session_id ?? null,
+    });
+  } catch (err) {
+    // Billing not configured, Stripe down or refusing: the membership this request made goes again.
+    if (pending.inserted) await deps.store.memberships.deleteOne({ _id: doc._id, store_id: doc.store_id, status: "pending", payment: null });
+    throw err;
+  }
+}
+
+/** The session on the pending membership of its attempt; null when the membership changed meanwhile. */
+function recordCheckout(deps: Deps, doc: MembershipDoc, priceId: string, checkout: CheckoutResult): Promise<MembershipDoc | null> {
+  const payment: Payment = {
+    provider: "stripe",
+    price_id: priceId,
+    checkout_session_id: checkout.checkout_session_id,
+    subscription_id: null,
+    customer_id: checkout.customer_id ?? doc.payment?.customer_id ?? null,
+    current_period_end: null,
+  };
+  return changeMembership(deps, doc, { $set: { payment, updated_at: deps.now() } }, { checkout_attempt: doc.checkout_attempt });
 }
 
 /**
