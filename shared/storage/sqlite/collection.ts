@@ -35,7 +35,7 @@ import { uuidv7 } from "../../ids";
 import { afterKeyset, compileFilter, sortComparator, type Matcher } from "../query/matcher";
 import { equalityValues, filterFields, invalidQuery, normalizeUpdate, rangeBounds, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
 import { applyUpdate } from "../query/update";
-import { isPlainObject, setPath } from "../query/values";
+import { compareStrings, isPlainObject, setPath } from "../query/values";
 import { decodeDoc, decodeValue, encodeDoc, encodeValue } from "./codec";
 import { checkName, quote, tableName, type Connection } from "./database";
 import { asStorageError, isDuplicateError } from "./errors";
@@ -61,6 +61,15 @@ const FIRST_CHUNK = 24;
 const MAX_CHUNK = 256;
 /** Whole keys of a unique index looked up per query. */
 const LOOKUP_BATCH = 64;
+/**
+ * The most `_id`s of an index range a stream holds (a window; about 4 MB): a larger range is read in
+ * several passes over its index rows, each keeping the next window in `_id` order.
+ */
+const STREAM_WINDOW = 50_000;
+/** Index rows a pass reads per turn of the event loop. */
+const STREAM_CHUNK = 10_000;
+/** What a row of the table costs a stream (read, decoded, matched) against one index row of a pass. */
+const ROW_COST = 20;
 
 interface IndexState {
   spec: IndexSpec;
@@ -99,6 +108,22 @@ interface Plan {
   source: Source;
   /** The rows come in the requested order (then `after` and `limit` are applied while walking). */
   sorted: boolean;
+}
+
+/** What a stream walks: rows in `_id` order, or an index range read in windows of `_id`s. */
+type StreamPlan = { kind: "rows"; source: Source } | { kind: "range"; source: Source & { kind: "index" } };
+
+export interface StreamStats {
+  /** What the stream read last: the filter's ids, an index in `_id` order, an index range, the table. */
+  plan: "ids" | "index" | "range" | "table";
+  /** Passes over the index range. */
+  passes: number;
+  /** The most `_id`s held at once by a pass. */
+  heldIds: number;
+  /** The most index rows one read of a pass returned. */
+  passRows: number;
+  /** The most rows (documents) one batch read. */
+  batchRows: number;
 }
 
 interface Row {
@@ -174,6 +199,15 @@ function sortEntries(sort: FindOptions["sort"]): [string, SortDirection][] | und
   return entries as [string, SortDirection][];
 }
 
+/** Strings sorted by code point (SQLite's order of `_id`s), each once. */
+function distinctSorted(values: string[]): string[] {
+  values.sort(compareStrings);
+  let n = 0;
+  for (const value of values) if (n === 0 || values[n - 1] !== value) values[n++] = value;
+  values.length = n;
+  return values;
+}
+
 /** An empty `$in` among the filter's conditions (every one of which a match meets): nothing matches. */
 function matchesNothing(eq: Map<string, unknown[]>): boolean {
   for (const values of eq.values()) if (values.length === 0) return true;
@@ -188,6 +222,12 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   private readonly docs: string;
   /** Documents the last read examined (tests use it to prove that a query walked an index). */
   lastExamined = 0;
+  /** How the last stream read (tests use it to prove that its memory and reads stay bounded). */
+  lastStream: StreamStats | undefined;
+  /** The most `_id`s of an index range a stream holds at once (tests lower it). */
+  streamWindow = STREAM_WINDOW;
+  /** Index rows a stream's pass reads per turn of the event loop (tests lower it). */
+  streamChunk = STREAM_CHUNK;
 
   constructor(
     readonly name: string,
@@ -454,7 +494,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       const cap = best ? Math.min(best.size, SMALL_RANGE + 1) : SMALL_RANGE + 1;
       const sameRows = !index.partial && !index.multikey && !range ? `${index.keys.fields.slice(0, p).join("\u0000")}|${cap}` : undefined;
       const known = sameRows === undefined ? undefined : counted.get(sameRows);
-      const size = index.unique && fixesAll && !index.multikey ? prefixes.length : (known ?? this.rangeSize(conn, source, cap));
+      // Point lookups on a unique index (at most MAX_PREFIXES, one row each) need no counting and no rival.
+      if (index.unique && fixesAll && !index.multikey) return { source, size: prefixes.length };
+      const size = known ?? this.rangeSize(conn, source, cap);
       if (sameRows !== undefined && known === undefined) counted.set(sameRows, size);
       if (!best || size < best.size || (size === best.size && width > best.width)) best = { source, size, width };
     }
@@ -686,52 +728,157 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const batchSize = options.batchSize === undefined ? 500 : checkLimit(options.batchSize, "batchSize");
     validateFilter(filter);
     const matcher = compileFilter(filter);
-    const source = this.use((conn, state) => this.streamSource(conn, state, filter));
-    let after: string | undefined;
-    for (;;) {
-      // Each batch is a fresh read after the last `_id` read: writers run between batches, and a
-      // document the consumer changes is never met again (the walk is in `_id` order, not the index's).
-      const { batch, done } = this.use((conn) => {
-        const out: T[] = [];
-        let read = 0;
-        for (const row of this.rows(conn, source, 1, after === undefined ? undefined : [after])) {
-          read++;
-          after = row.id;
-          const doc = decodeDoc<T>(row.doc);
-          if (matcher(doc)) out.push(doc);
-          if (read >= batchSize) break;
-        }
-        return { batch: out, done: read < batchSize };
-      });
-      for (const doc of batch) yield doc;
-      if (done) return;
-      await nextTick();
+    const plan = this.use((conn, state) => this.streamPlan(conn, state, filter));
+    const stats: StreamStats = { plan: plan.kind === "range" ? "range" : plan.source.kind, passes: 0, heldIds: 0, passRows: 0, batchRows: 0 };
+    this.lastStream = stats;
+    // Each batch is a fresh read of documents after the last `_id` read: writers run between batches,
+    // and a document the consumer changes is never met again (the walk is in `_id` order, not the index's).
+    const batches = plan.kind === "range" ? this.rangeBatches(plan.source, batchSize, stats) : this.rowBatches(plan.source, batchSize, undefined, stats);
+    for await (const rows of batches) {
+      stats.batchRows = Math.max(stats.batchRows, rows.length);
+      for (const row of rows) {
+        const doc = decodeDoc<T>(row.doc);
+        if (matcher(doc)) yield doc;
+      }
     }
   }
 
   /**
    * What a stream walks, in `_id` order: the filter's `_id`s; an index whose every field the filter
-   * fixes (its rows are in `_id` order); the ids of the smallest index range (index rows only, read
-   * once, without duplicates); or the table.
+   * fixes (its rows are in `_id` order); the smallest index range, in windows of `_id`s (rangeBatches);
+   * or the table.
    */
-  private streamSource(conn: Connection, state: CollectionState, filter: Filter): Source {
+  private streamPlan(conn: Connection, state: CollectionState, filter: Filter): StreamPlan {
     const eq = equalityValues(filter);
-    if (matchesNothing(eq)) return { kind: "ids", ids: [] };
+    if (matchesNothing(eq)) return { kind: "rows", source: { kind: "ids", ids: [] } };
     const ids = eq.get("_id");
-    if (ids) return { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() };
+    if (ids) return { kind: "rows", source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() } };
     const byId = this.sortedSource(state, eq, [["_id", 1]]);
-    if (byId?.kind === "index") return byId;
+    if (byId?.kind === "index") return { kind: "rows", source: byId };
     const range = this.smallestRange(conn, state, filter, eq)?.source;
-    return range ? { kind: "ids", ids: this.rangeIds(conn, range) } : { kind: "table" };
+    return range ? { kind: "range", source: range } : { kind: "rows", source: { kind: "table" } };
   }
 
-  /** The distinct `_id`s of an index range, sorted. */
-  private rangeIds(conn: Connection, source: Source & { kind: "index" }): string[] {
+  /**
+   * Rows of `source` after `after` (an `_id`; the source is in `_id` order), `batchSize` per fresh read,
+   * the event loop free between two reads.
+   */
+  private async *rowBatches(source: Source, batchSize: number, after: string | undefined, stats: StreamStats): AsyncGenerator<Row[]> {
+    stats.plan = source.kind;
+    for (let first = true; ; first = false) {
+      if (!first) await nextTick();
+      const rows = this.use((conn) => {
+        const out: Row[] = [];
+        for (const row of this.rows(conn, source, 1, after === undefined ? undefined : [after])) {
+          out.push(row);
+          if (out.length >= batchSize) break;
+        }
+        return out;
+      });
+      if (rows.length > 0) after = rows[rows.length - 1].id;
+      yield rows;
+      if (rows.length < batchSize) return;
+    }
+  }
+
+  /**
+   * The documents of an index range in `_id` order without holding all its ids: a pass over the
+   * range's index rows (in chunks, the event loop free between them) keeps the `streamWindow` smallest
+   * `_id`s after the last one read; their documents are read `batchSize` at a time; then the next pass.
+   * A range of many windows costs a pass each: when the table holds few documents outside the range
+   * (a walk of the table reads each once, at about ROW_COST index rows), the table is walked instead
+   * after the first window.
+   */
+  private async *rangeBatches(source: Source & { kind: "index" }, batchSize: number, stats: StreamStats): AsyncGenerator<Row[]> {
+    let after: string | undefined;
+    for (;;) {
+      const pass = await this.idWindow(source, after, stats);
+      for (let i = 0; i < pass.ids.length; i += batchSize) {
+        await nextTick();
+        const ids = pass.ids.slice(i, i + batchSize);
+        yield this.use((conn) => [...this.rows(conn, { kind: "ids", ids })]);
+      }
+      if (pass.complete) return;
+      after = pass.ids[pass.ids.length - 1];
+      // Each pass reads the whole range again, and about as many are left as windows of ids after this
+      // one; a walk of the table reads every document once, those outside the range in vain.
+      const passesLeft = Math.ceil((pass.after - pass.ids.length) / this.streamWindow);
+      const outside = Math.max(0, this.use((conn) => this.tableRows(conn)) - pass.rows);
+      if (outside * ROW_COST < passesLeft * pass.rows) {
+        yield* this.rowBatches({ kind: "table" }, batchSize, after, stats);
+        return;
+      }
+    }
+  }
+
+  /**
+   * One pass over the index rows of `source`: the `streamWindow` smallest distinct `_id`s after `after`
+   * (in code point order, SQLite's), whether they are all there are, how many rows the pass read and
+   * how many of them lay after `after`.
+   */
+  private async idWindow(
+    source: Source & { kind: "index" },
+    after: string | undefined,
+    stats: StreamStats,
+  ): Promise<{ ids: string[]; complete: boolean; rows: number; after: number }> {
+    stats.passes++;
+    const window = this.streamWindow;
+    const order = this.orderOf(source);
+    let kept: string[] = [];
+    /** Once the window is full: no `_id` from this one on belongs in it. */
+    let bound: string | undefined;
+    let complete = true;
+    let rows = 0;
+    let rowsAfter = 0;
+    const shrink = () => {
+      kept = distinctSorted(kept);
+      if (kept.length > window) {
+        kept.length = window;
+        bound = kept[window - 1];
+        complete = false;
+      }
+    };
+    for (const prefix of source.prefixes) {
+      let cursor: KeyColumn[] | undefined;
+      for (;;) {
+        const chunk = this.use((conn) => this.indexChunk(conn, source, prefix, order, cursor));
+        stats.passRows = Math.max(stats.passRows, chunk.length);
+        rows += chunk.length;
+        for (const row of chunk) {
+          const id = row.id as string;
+          if (after !== undefined && compareStrings(id, after) <= 0) continue;
+          rowsAfter++;
+          if (bound !== undefined && compareStrings(id, bound) >= 0) {
+            if (id !== bound) complete = false;
+            continue;
+          }
+          kept.push(id);
+          if (kept.length >= 2 * window) shrink();
+        }
+        stats.heldIds = Math.max(stats.heldIds, kept.length);
+        if (chunk.length < this.streamChunk) break;
+        const last = chunk[chunk.length - 1];
+        cursor = order.map((c) => last[c]);
+        await nextTick();
+      }
+    }
+    shrink();
+    return { ids: kept, complete, rows, after: rowsAfter };
+  }
+
+  /** Up to `streamChunk` index rows of one prefix of `source` (id and order columns), after `cursor` in index order. */
+  private indexChunk(conn: Connection, source: Source & { kind: "index" }, prefix: KeyColumn[], order: string[], cursor: KeyColumn[] | undefined): Row[] {
     const { sql, rangeParams } = this.where(source, "");
-    const select = conn.statement(`SELECT id FROM ${source.index.table} WHERE ${sql}`);
-    const ids = new Set<string>();
-    for (const prefix of source.prefixes) for (const row of select.iterate(...prefix, ...rangeParams) as Iterable<{ id: string }>) ids.add(row.id);
-    return [...ids].sort();
+    const columns = [...new Set(["id", ...order])].join(", ");
+    const orderBy = order.join(", ");
+    const after = cursor ? ` AND (${orderBy}) > (${order.map(() => "?").join(", ")})` : "";
+    const select = conn.statement(`SELECT ${columns} FROM ${source.index.table} WHERE ${sql}${after} ORDER BY ${orderBy} LIMIT ?`);
+    return select.all(...prefix, ...rangeParams, ...(cursor ?? []), this.streamChunk) as Row[];
+  }
+
+  /** About how many documents the table holds (its largest rowid: deletions leave gaps), read in O(log n). */
+  private tableRows(conn: Connection): number {
+    return (conn.statement(`SELECT max(rowid) AS n FROM ${this.docs}`).get() as { n: number | null }).n ?? 0;
   }
 
   async count(filter: Filter): Promise<number> {
