@@ -44,7 +44,7 @@ class ImportTally {
 }
 
 export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS.ReadableStream | undefined, caller: Caller): Promise<ImportResult> {
-  if (p.rows && p.csv !== undefined) throw ProfileListsErrors.importSourceTwice();
+  if ([p.rows !== undefined, p.csv !== undefined, stream !== undefined].filter(Boolean).length > 1) throw ProfileListsErrors.importSourceTwice();
   const list = p.id === undefined ? null : await requireList(deps, p.store_id, p.id);
   if (list?.type.type === "paid") throw ProfileListsErrors.paidListImport();
   const tally = new ImportTally();

@@ -30,7 +30,7 @@ export const ProfileListsErrors = {
     crmError("RATE_LIMITED", "A confirmation e-mail was sent moments ago; try again shortly", { reason: "RESEND_TOO_SOON", retryAfter }),
   rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),
   importSourceMissing: () => validationError("rows", "give rows, csv, or a text/csv body", "Nothing to import: send rows, csv, or a text/csv body"),
-  importSourceTwice: () => validationError("rows", "give either rows or csv, not both"),
+  importSourceTwice: () => validationError("rows", "give one of rows, csv or a text/csv body"),
   emailColumnMissing: (column: string) =>
     validationError(
       "email_column",

@@ -128,6 +128,7 @@ describe("profile-lists.importProfiles", () => {
     expect(await refusal(importInto(store, undefined, { csv: "email,a,a\n" }))).toMatchObject({ code: 400, field: "csv" });
     expect(await refusal(importInto(store, undefined, {}))).toMatchObject({ code: 400, field: "rows" });
     expect(await refusal(importInto(store, undefined, { rows: [], csv: "email\n" }))).toMatchObject({ code: 400, field: "rows" });
+    expect(await refusal(importInto(store, undefined, { rows: [] }, Readable.from(["email\n"])))).toMatchObject({ code: 400, field: "rows" });
   });
 
   it("activates a pending member, keeps a member with access, does not re-add one who unsubscribed (reported)", async () => {
