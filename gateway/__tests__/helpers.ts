@@ -34,7 +34,7 @@ const Find = z.object({ store_id: StoreId, status: z.enum(["active", "archived"]
 const Update = z.object({ store_id: StoreId, id: Uuid, email: Email.optional(), status: z.enum(["active", "archived"]).optional() });
 const Import = z.union([
   z.object({ store_id: StoreId, id: Uuid, rows: z.array(z.object({ email: z.string() })) }),
-  z.object({ store_id: StoreId, id: Uuid, csv: z.string(), email_column: z.string().optional() }),
+  z.object({ store_id: StoreId, id: Uuid, csv: z.string().optional(), email_column: z.string().optional() }),
 ]);
 
 // Moleculer's ActionParams type rejects the shared ZodParams interface (no index signature).
@@ -99,6 +99,17 @@ function echo(ctx: Context<Record<string, unknown>, RequestMeta>): Echo {
     metaKeys: Object.keys(ctx.meta),
     paramsProto: Object.getPrototypeOf(ctx.params) === Object.prototype ? "Object.prototype" : "other",
   };
+}
+
+/** `echo`, plus the call's stream (a streamed text/csv body) read to its end as text. */
+async function echoWithStream(ctx: Context<Record<string, unknown>, RequestMeta>): Promise<Echo & { streamed: string | null }> {
+  let streamed: string | null = null;
+  if (ctx.stream) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of ctx.stream as unknown as AsyncIterable<Buffer>) chunks.push(chunk);
+    streamed = Buffer.concat(chunks).toString("utf8");
+  }
+  return { ...echo(ctx), streamed };
 }
 
 export type HealthMode = "ok" | "fail" | "hang";
@@ -192,7 +203,7 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
     },
     {
       name: "profile-lists",
-      actions: { health: healthAction("profile-lists", state), addProfile: echo, import: { params: zodParams(Import), handler: echo } },
+      actions: { health: healthAction("profile-lists", state), addProfile: echo, import: { params: zodParams(Import), handler: echoWithStream } },
     },
     { name: "campaigns", actions: { health: healthAction("campaigns", state) } },
     { name: "mailer", actions: { health: healthAction("mailer", state) } },

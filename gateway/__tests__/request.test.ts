@@ -122,7 +122,7 @@ describe("request bodies", () => {
     expect(reply.body.paramsProto).toBe("Object.prototype");
   });
 
-  it("delivers a text/csv body as `csv` to a route whose params take csv", async () => {
+  it("streams a text/csv body to a route whose params take csv (the action reads it as the call's stream)", async () => {
     const listId = "0190c5d2-5555-7000-8000-000000000005";
     const csv = "email,name\nada@example.com,Ada\n";
     const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profile-lists/${listId}/profiles/import?email_column=email`, {
@@ -131,7 +131,8 @@ describe("request bodies", () => {
       body: csv,
     });
     expect(reply.status).toBe(200);
-    expect(reply.body.params).toEqual({ store_id: STORE_A, id: listId, csv, email_column: "email" });
+    expect(reply.body.params).toEqual({ store_id: STORE_A, id: listId, email_column: "email" });
+    expect(reply.body.streamed).toBe(csv);
   });
 
   it("answers 415 for a text/csv body on a route that does not take csv", async () => {

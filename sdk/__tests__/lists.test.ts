@@ -197,8 +197,8 @@ const CALLS: Record<string, Call> = {
   },
 };
 
-const importRoute = profileRoutes.find((r) => r.action === "profile-lists.importProfiles")!;
-const COVERED: RouteDef[] = [...profileListRoutes, ...mailerRoutes, importRoute];
+const importRoute = profileListRoutes.find((r) => r.path === "/v1/stores/{storeId}/profiles/import")!;
+const COVERED: RouteDef[] = [...profileListRoutes, ...mailerRoutes];
 
 function credentialOf(req: Sent): Credential | string {
   const auth = req.headers.authorization;
