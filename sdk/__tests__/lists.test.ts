@@ -197,7 +197,6 @@ const CALLS: Record<string, Call> = {
   },
 };
 
-const importRoute = profileListRoutes.find((r) => r.path === "/v1/stores/{storeId}/profiles/import")!;
 const COVERED: RouteDef[] = [...profileListRoutes, ...mailerRoutes];
 
 function credentialOf(req: Sent): Credential | string {
