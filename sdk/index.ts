@@ -230,7 +230,14 @@ export function createCrmClient(options: CrmClientOptions) {
       profiles: {
         find: ({ id, ...query }: FindListProfilesParams) => admin<Page<ProfileListMember>>("GET", `/profile-lists/${seg(id)}/profiles`, undefined, query),
         add: ({ id, profileId }: { id: string; profileId: string }) => admin<Membership>("POST", `/profile-lists/${seg(id)}/profiles/${seg(profileId)}`, {}),
-        remove: ({ id, profileId }: { id: string; profileId: string }) => admin<{ deleted: true }>("DELETE", `/profile-lists/${seg(id)}/profiles/${seg(profileId)}`),
+        /** `at_period_end`: a paid member's subscription is cancelled at the end of the period paid for (access until then). */
+        remove: ({ id, profileId, at_period_end }: { id: string; profileId: string; at_period_end?: boolean }) =>
+          admin<{ deleted: true }>(
+            "DELETE",
+            `/profile-lists/${seg(id)}/profiles/${seg(profileId)}`,
+            undefined,
+            at_period_end === undefined ? undefined : { at_period_end },
+          ),
       },
 
       // Storefront (profile sessions)

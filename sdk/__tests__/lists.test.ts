@@ -126,9 +126,10 @@ const CALLS: Record<string, Call> = {
     body: {},
   },
   "DELETE /v1/stores/{storeId}/profile-lists/{id}/profiles/{profileId}": {
-    call: (sdk) => sdk.crm.profileList.profiles.remove({ id: LIST, profileId: PROFILE }),
+    call: (sdk) => sdk.crm.profileList.profiles.remove({ id: LIST, profileId: PROFILE, at_period_end: true }),
     path: `${lists}/${LIST}/profiles/${PROFILE}`,
     credential: "admin",
+    query: { at_period_end: "true" },
   },
   "POST /v1/stores/{storeId}/profile-lists/{id}/profiles/import": {
     call: (sdk) => sdk.crm.profileList.importProfiles({ id: LIST, rows: [{ email: "ada@example.com", fields: { color: "teal" } }] }),
