@@ -44,14 +44,19 @@ export class StorageOutage {
     this.endedAt = Date.now();
   }
 
-  /** Starts the outage now and ends it after `ms`; resolves when it ended. */
+  /** Starts the outage now and ends it once `ms` have passed on the wall clock; resolves when it ended. */
   for(ms: number): Promise<void> {
     this.start();
+    const started = this.startedAt!;
     return new Promise((resolve) => {
-      setTimeout(() => {
+      // A timer may fire a millisecond before Date.now() says its delay is over: wait out the rest.
+      const check = () => {
+        const left = started + ms - Date.now();
+        if (left > 0) return void setTimeout(check, left);
         this.end();
         resolve();
-      }, ms);
+      };
+      setTimeout(check, ms);
     });
   }
 
