@@ -30,7 +30,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import type { Page } from "../shared/storage/port";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import type { BulkOp, Database, Page } from "../shared/storage/port";
 import { openSqliteDatabase } from "../shared/storage/sqlite/database";
 import { ProfilesStore, type ProfileDoc } from "../services/profiles/profiles.store";
 import { newProfileDoc } from "../services/profiles/profiles.logic";
@@ -192,6 +193,15 @@ function peakRssMb(pid: number | undefined): number | undefined {
   }
 }
 
+/** The size of a database's write-ahead log (0 when there is none). */
+function walBytes(file: string): number {
+  try {
+    return statSync(`${file}-wal`).size;
+  } catch {
+    return 0;
+  }
+}
+
 function fileMb(file: string): number {
   let bytes = 0;
   for (const f of [file, `${file}-wal`]) if (existsSync(f)) bytes += statSync(f).size;
@@ -230,6 +240,61 @@ interface SeedFigures {
   seconds: number;
   fileMb: number;
   load: string;
+  /**
+   * The slowest write calls (bulkWrite batches and insertOne calls), slowest first: `ms` from the call
+   * to its result, `heldMs` how long of it the event loop was held (`ms` less the adapter's waits).
+   */
+  slowestWrites?: { call: string; ms: number; heldMs: number }[];
+  /** How long each call held the event loop (its time less the adapter's asynchronous waits). */
+  bulkHeld?: Summary;
+  oneHeld?: Summary;
+  /** The main thread's CPU time per call (on a busy machine wall time also counts waiting for a core). */
+  bulkCpu?: Summary;
+  oneCpu?: Summary;
+  /** The adapter's asynchronous waits before write transactions (for the checkpoint worker, for a lock). */
+  waits?: AdapterWaits;
+  /** The COMMIT statements of all those writes: where SQLite's automatic checkpoint ran. */
+  commit?: Summary;
+  /** The largest the -wal file was after a write call, MB. */
+  walMaxMb?: number;
+  /** The -wal file when seeding ended, before closing, MB. */
+  walEndMb?: number;
+  /** How long closing the database took (it may checkpoint what the log holds). */
+  closeMs?: number;
+}
+
+/** The SQLite connection's count of asynchronous waits before write transactions (none in older builds). */
+interface AdapterWaits {
+  checkpoint: number;
+  checkpointMs: number;
+  lock: number;
+  lockMs: number;
+}
+
+/** CPU time of this thread (Node >= 23.9), else of the process. */
+const threadCpu: (previous?: NodeJS.CpuUsage) => NodeJS.CpuUsage =
+  (process as unknown as { threadCpuUsage?: (previous?: NodeJS.CpuUsage) => NodeJS.CpuUsage }).threadCpuUsage?.bind(process) ?? process.cpuUsage.bind(process);
+
+function adapterWaits(db: Database): AdapterWaits | undefined {
+  return (db as unknown as { live?(): { waits?: AdapterWaits } }).live?.().waits;
+}
+
+/** Times every COMMIT of the database's connection (its automatic checkpoint, when it has one, runs inside). */
+function timeCommits(db: Database): number[] {
+  const times: number[] = [];
+  const raw = (db as unknown as { live?(): { db?: { exec(sql: string): void } } }).live?.().db;
+  if (!raw) return times;
+  const exec = raw.exec.bind(raw);
+  raw.exec = (sql: string) => {
+    if (sql !== "COMMIT") return exec(sql);
+    const t = performance.now();
+    try {
+      return exec(sql);
+    } finally {
+      times.push(performance.now() - t);
+    }
+  };
+  return times;
 }
 
 /** What a completed seeding leaves beside the data (`<file>.seed.json`): a later run reuses the data. */
@@ -256,7 +321,33 @@ async function seed(file: string): Promise<SeedRecord> {
   await store.ensureIndexes();
   const started = performance.now();
   const bulkRows = PROFILES - ONE_BY_ONE;
+  const waits = adapterWaits(db);
+  const commits = timeCommits(db);
+  const waited = () => (waits ? waits.checkpointMs + waits.lockMs : 0);
   const batches: number[] = [];
+  const singles: number[] = [];
+  const held = { bulk: [] as number[], one: [] as number[] };
+  const cpu = { bulk: [] as number[], one: [] as number[] };
+  const writes: { call: string; ms: number; heldMs: number }[] = [];
+  /** Times one write call: its time to the result, and how long of it the event loop was held. */
+  const timed = async <R>(kind: "bulk" | "one", write: () => Promise<R>): Promise<R> => {
+    const w = waited();
+    const c = threadCpu();
+    const t = performance.now();
+    const result = await write();
+    const ms = performance.now() - t;
+    const used = threadCpu(c);
+    cpu[kind].push((used.user + used.system) / 1000);
+    const heldMs = ms - (waited() - w);
+    (kind === "bulk" ? batches : singles).push(ms);
+    held[kind].push(heldMs);
+    writes.push({ call: `${kind === "bulk" ? "bulkWrite" : "insertOne"} #${(kind === "bulk" ? batches : singles).length}`, ms, heldMs });
+    walMax = Math.max(walMax, walBytes(file));
+    // Each call in a turn of the event loop of its own, as a server's requests are.
+    await nextTurn();
+    return result;
+  };
+  let walMax = 0;
   let someId = "";
   const made = (i: number) => {
     const doc = profileDoc(i);
@@ -264,27 +355,27 @@ async function seed(file: string): Promise<SeedRecord> {
     return doc;
   };
   for (let i = 0; i < bulkRows; ) {
-    const ops = [];
+    const ops: BulkOp<ProfileDoc>[] = [];
     for (const end = Math.min(bulkRows, i + BATCH); i < end; i++) ops.push({ insertOne: { document: made(i) } });
-    const t = performance.now();
-    const results = await store.profiles.bulkWrite(ops);
-    batches.push(performance.now() - t);
+    const results = await timed("bulk", () => store.profiles.bulkWrite(ops));
     const failed = results.find((r) => !r.ok);
     if (failed) throw new Error(`bulkWrite failed: ${JSON.stringify(failed)}`);
-    if (i % 100_000 < BATCH) log(`seeded ${int(i)} / ${int(PROFILES)} (${int(i / ((performance.now() - started) / 1000))} rows/s, load ${load()})`);
+    if (i % 100_000 < BATCH)
+      log(`seeded ${int(i)} / ${int(PROFILES)} (${int(i / ((performance.now() - started) / 1000))} rows/s, WAL ${fmt(walBytes(file) / 2 ** 20, 1)} MB, load ${load()})`);
   }
   const bulkMs = performance.now() - started;
   // Documents are built outside the timed calls; rows/s counts the adapter's time only.
   const bulkStoreMs = batches.reduce((a, b) => a + b, 0);
-  const singles: number[] = [];
   for (let i = bulkRows; i < PROFILES; i++) {
     const doc = made(i);
-    const t = performance.now();
-    await store.profiles.insertOne(doc);
-    singles.push(performance.now() - t);
+    await timed("one", () => store.profiles.insertOne(doc));
   }
   const oneMs = singles.reduce((a, b) => a + b, 0);
+  const waitsAtEnd = waits && { ...waits };
+  const walEnd = walBytes(file);
+  const closing = performance.now();
   await db.close();
+  const closeMs = performance.now() - closing;
   log(`seeded ${int(PROFILES)} profiles in ${fmt((performance.now() - started) / 1000, 1)} s (bulk part ${fmt(bulkMs / 1000, 1)} s)`);
   const figures: SeedFigures = {
     reused: false,
@@ -297,6 +388,16 @@ async function seed(file: string): Promise<SeedRecord> {
     seconds: (performance.now() - started) / 1000,
     fileMb: fileMb(file),
     load: `${loadAtStart} → ${load()}`,
+    slowestWrites: writes.sort((a, b) => b.heldMs - a.heldMs).slice(0, 5),
+    walMaxMb: walMax / 2 ** 20,
+    walEndMb: walEnd / 2 ** 20,
+    closeMs,
+    bulkHeld: summarize(held.bulk),
+    oneHeld: summarize(held.one),
+    bulkCpu: summarize(cpu.bulk),
+    oneCpu: summarize(cpu.one),
+    waits: waitsAtEnd,
+    commit: summarize(commits),
   };
   // Kept beside the data: a later run on the same --dir reuses it and reports how it was seeded.
   const record: SeedRecord = { profiles: PROFILES, someId, figures };
@@ -845,6 +946,19 @@ function report(file: string, seedFigures: SeedFigures, port: PortFigures | unde
     `Seeding through the port (load ${seedFigures.load}): ${int(seedFigures.bulkRows)} profiles by bulkWrite in batches of ${BATCH}: ${int(seedFigures.bulkRowsPerSec)} rows/s (per batch p50 ${fmt(seedFigures.bulkBatch.p50)} ms, p99 ${fmt(seedFigures.bulkBatch.p99)} ms, max ${fmt(seedFigures.bulkBatch.max)} ms); then ${int(seedFigures.oneRows)} by insertOne: ${int(seedFigures.oneRowsPerSec)} rows/s (p50 ${fmt(seedFigures.insertOne.p50, 3)} ms, p99 ${fmt(seedFigures.insertOne.p99, 3)} ms, max ${fmt(seedFigures.insertOne.max)} ms). ${fmt(seedFigures.seconds, 0)} s in all.`,
     "",
   );
+  if (seedFigures.slowestWrites) {
+    const heldLine = (what: string, x: Summary | undefined) => (x ? `${what} p50 ${fmt(x.p50, 3)} ms, p99 ${fmt(x.p99)} ms, max ${fmt(x.max)} ms` : `${what} -`);
+    const w = seedFigures.waits;
+    lines.push(
+      `Event loop held by a write call while seeding (its time less the adapter's asynchronous waits): ${heldLine("bulkWrite", seedFigures.bulkHeld)}; ${heldLine("insertOne", seedFigures.oneHeld)}. ` +
+        `Main thread CPU per call: ${heldLine("bulkWrite", seedFigures.bulkCpu)}; ${heldLine("insertOne", seedFigures.oneCpu)}. ` +
+        `${seedFigures.commit ? `${heldLine(`COMMIT (${int(seedFigures.commit.n)})`, seedFigures.commit)}. ` : ""}` +
+        `Slowest: ${seedFigures.slowestWrites.map((x) => `${x.call} ${fmt(x.heldMs)} ms${x.ms - x.heldMs >= 0.01 ? ` (+${fmt(x.ms - x.heldMs)} ms waiting)` : ""}`).join(", ")}. ` +
+        `${w ? `Writes waited for the checkpoint worker ${int(w.checkpoint)} times, ${fmt(w.checkpointMs / 1000, 1)} s in all (for a lock: ${int(w.lock)}). ` : ""}` +
+        `Write-ahead log: at most ${fmt(seedFigures.walMaxMb ?? 0, 1)} MB after a call, ${fmt(seedFigures.walEndMb ?? 0, 1)} MB at the end; closing the database took ${fmt(seedFigures.closeMs ?? 0)} ms.`,
+      "",
+    );
+  }
   const row = (label: string, what: string, x: Summary) => `| ${label} | ${what} | ${int(x.n)} | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.max)} |`;
   const pageTable = (rows: PageRow[]) => [
     "| order | pages (limit 20 unless said) | n | p50 ms | p99 ms | max ms |",

@@ -6,7 +6,7 @@
  * listed in docs/architecture.md ("Known limits").
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -15,6 +15,7 @@ import { escapeRegex } from "../port";
 import { compareValues } from "../query/values";
 import type { SqliteCollection } from "../sqlite/collection";
 import { closeAllSqliteDatabases, openSqliteDatabase } from "../sqlite/database";
+import { waitFor } from "../../../test/harness/wait";
 
 type AnyDoc = Doc & Record<string, any>;
 
@@ -62,10 +63,9 @@ async function allPages(c: Collection<AnyDoc>, filter: Filter, field: string, di
   throw new Error("pagination did not end");
 }
 
-/** Runs `body` to completion in another Node process, with `db` open on `file` (as the CLI would be). */
-function inOtherProcess(file: string, body: string): Promise<string> {
-  const module = resolve(__dirname, "../sqlite/database.ts");
-  const script = `
+/** A Node script that can require this package's TypeScript (as Jest's swc transform does). */
+function typescriptScript(body: string): string {
+  return `
     const fs = require("node:fs");
     const { transformSync } = require("@swc/core");
     require.extensions[".ts"] = (m, filename) => {
@@ -74,19 +74,38 @@ function inOtherProcess(file: string, body: string): Promise<string> {
       });
       m._compile(code, filename);
     };
+    ${body}
+  `;
+}
+
+/** Runs `script` in another Node process; resolves with its exit code and output (code null: killed after `timeoutMs`). */
+function runProcess(script: string, timeoutMs = 20_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolvePromise) => {
+    const proc = spawn(process.execPath, ["-e", script], { cwd: resolve(__dirname, "../../.."), stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    proc.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, out });
+    });
+  });
+}
+
+/** Runs `body` to completion in another Node process, with `db` open on `file` (as the CLI would be). */
+async function inOtherProcess(file: string, body: string): Promise<string> {
+  const module = resolve(__dirname, "../sqlite/database.ts");
+  const script = typescriptScript(`
     const { openSqliteDatabase } = require(${JSON.stringify(module)});
     (async () => {
       const db = await openSqliteDatabase("other", { file: ${JSON.stringify(file)} });
       ${body}
       await db.close();
     })().then(() => process.exit(0), (e) => { console.log("error " + (e.code || "") + " " + e.message); process.exit(3); });
-  `;
-  return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, ["-e", script], { cwd: resolve(__dirname, "../../.."), stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    proc.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    proc.once("exit", (code) => (code === 0 ? resolvePromise(out) : reject(new Error(`other process exited ${code}: ${out}`))));
-  });
+  `);
+  const { code, out } = await runProcess(script);
+  if (code !== 0) throw new Error(`other process exited ${code}: ${out}`);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -365,6 +384,104 @@ describe("$in lookups of many values", () => {
     expect(await c.count(filter)).toBe(0);
     expect(await drain(c.stream(filter))).toEqual([]);
   });
+});
+
+describe("checkpoints run on a worker thread, not inside a commit (checkpoint.ts)", () => {
+  const walBytes = (file: string) => (existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0);
+  const raw = (db: Database) => (db as unknown as { live(): { db: DatabaseSync } }).live().db;
+  const MB = 2 ** 20;
+  /** `n` documents of about 2 KB, `_id`s from `from` on, 100 per bulkWrite (a transaction each). */
+  async function write(c: Collection<AnyDoc>, from: number, n: number, onBatch?: () => void): Promise<void> {
+    for (let i = from; i < from + n; i += 100) {
+      const ops = Array.from({ length: Math.min(100, from + n - i) }, (_, j) => ({ insertOne: { document: { _id: `d${pad(i + j)}`, n: i + j, s: "x".repeat(2000) } } }));
+      expect((await c.bulkWrite(ops)).every((r) => r.ok)).toBe(true);
+      onBatch?.();
+    }
+  }
+
+  it("the main connection never checkpoints (wal_autocheckpoint 0); the worker copies the log back and truncates it once writes stop", async () => {
+    const file = freshFile();
+    const db = await openSqliteDatabase("wal_idle", { file, checkpoints: { intervalMs: 100 } });
+    expect(raw(db).prepare("PRAGMA wal_autocheckpoint").get()).toEqual({ wal_autocheckpoint: 0 });
+    const c = db.collection<AnyDoc>("c");
+    await c.createIndexes([{ name: "n", keys: { n: 1 } }]);
+    let largest = 0;
+    await write(c, 0, 3000, () => {
+      largest = Math.max(largest, walBytes(file));
+    });
+    expect(largest).toBeGreaterThan(MB);
+    await waitFor(() => walBytes(file) === 0, "the worker to truncate the idle log", { detail: () => `-wal: ${walBytes(file)} bytes` });
+    expect(await c.count({})).toBe(3000);
+    await write(c, 3000, 100); // the log starts again from its beginning
+    expect(ids(await c.find({ n: { $gte: 3098 } }, { sort: { n: 1 } }))).toEqual([`d${pad(3098)}`, `d${pad(3099)}`]);
+    await waitFor(() => walBytes(file) === 0, "the worker to truncate the log again");
+  }, 60_000);
+
+  it("keeps the log bounded while writes go on: past maxFrames a write waits (without blocking the event loop) for the worker to catch up", async () => {
+    const file = freshFile();
+    // 500 frames of 4 KiB: 2 MiB; the writes below put about 10 times as much through the log.
+    const db = await openSqliteDatabase("wal_bounded", { file, checkpoints: { maxFrames: 500, checkpointFrames: 100 } });
+    const c = db.collection<AnyDoc>("c");
+    let largest = 0;
+    await write(c, 0, 10_000, () => {
+      largest = Math.max(largest, walBytes(file));
+    });
+    expect(largest).toBeGreaterThan(MB);
+    expect(largest).toBeLessThan(4 * MB);
+    expect(await c.count({})).toBe(10_000);
+  }, 60_000);
+
+  it("serves several databases at once; one closing removes its log and leaves the others' checkpoints running", async () => {
+    const files = [freshFile(), freshFile(), freshFile()];
+    const dbs = await Promise.all(files.map((file, i) => openSqliteDatabase(`wal_many_${i}`, { file, checkpoints: { intervalMs: 100 } })));
+    const cs = dbs.map((db) => db.collection<AnyDoc>("c"));
+    for (const c of cs) await write(c, 0, 1000);
+    await waitFor(() => files.every((file) => walBytes(file) === 0), "every log to be truncated", { detail: () => files.map(walBytes).join(", ") });
+    for (const c of cs) await write(c, 1000, 500);
+    await dbs[0].close();
+    expect(existsSync(`${files[0]}-wal`)).toBe(false); // the worker's connection, the last, copied it back and removed it
+    for (const c of cs.slice(1)) await write(c, 1500, 500);
+    await waitFor(() => files.slice(1).every((file) => walBytes(file) === 0), "the other logs to be truncated");
+    const reopened = await openSqliteDatabase("wal_many_0", { file: files[0] });
+    expect(await reopened.collection<AnyDoc>("c").count({})).toBe(1500);
+    for (const c of cs.slice(1)) expect(await c.count({})).toBe(2000);
+  }, 60_000);
+
+  it("a memory database has no log to checkpoint: SQLite's setting is left alone", async () => {
+    const db = await memory();
+    expect(raw(db).prepare("PRAGMA journal_mode").get()).toEqual({ journal_mode: "memory" });
+    expect(raw(db).prepare("PRAGMA wal_autocheckpoint").get()).toEqual({ wal_autocheckpoint: 1000 });
+  });
+
+  it("the worker keeps no process alive: a process that never closes its database exits, and its writes are all there", async () => {
+    const file = freshFile();
+    const module = resolve(__dirname, "../sqlite/database.ts");
+    const script = typescriptScript(`
+      const { openSqliteDatabase } = require(${JSON.stringify(module)});
+      (async () => {
+        const c = (await openSqliteDatabase("left_open", { file: ${JSON.stringify(file)} })).collection("c");
+        for (let i = 0; i < 30; i++) {
+          await c.bulkWrite(Array.from({ length: 100 }, (_, j) => ({ insertOne: { document: { _id: "d" + (i * 100 + j), s: "x".repeat(2000) } } })));
+        }
+        console.log("written");
+      })();
+    `);
+    const { code, out } = await runProcess(script); // killed after 20 s: it did not end by itself
+    expect({ code, out: out.trim() }).toEqual({ code: 0, out: "written" });
+    const db = await openSqliteDatabase("left_open", { file });
+    expect(await db.collection<AnyDoc>("c").count({})).toBe(3000);
+  }, 30_000);
+
+  it("a process that closes its database before ending leaves no log behind", async () => {
+    const file = freshFile();
+    await inOtherProcess(
+      file,
+      `await db.collection("c").bulkWrite(Array.from({ length: 500 }, (_, i) => ({ insertOne: { document: { _id: "d" + i, s: "x".repeat(2000) } } })));`,
+    );
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    const db = await openSqliteDatabase("closed", { file });
+    expect(await db.collection<AnyDoc>("c").count({})).toBe(500);
+  }, 30_000);
 });
 
 describe("names SQLite treats specially", () => {
