@@ -6,6 +6,7 @@
  * a killed import leaves whole rows behind, and running it again completes it (upserts by e-mail, a
  * member is added once), which also makes a repeated import change nothing.
  */
+import { setImmediate } from "node:timers/promises";
 import { MAX_IMPORT_ERRORS, type ImportError, type ImportResult } from "../../shared/contracts/profile-lists";
 import type { Caller, Deps } from "./deps";
 import { type ImportSource, readRows, type ValidRow } from "./import-rows";
@@ -57,6 +58,10 @@ export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS
     await importBatch(deps, p.store_id, list, batch, tally, caller);
     batch = [];
     batchBytes = 0;
+    // Rows already buffered (and local calls in one process) resolve as microtasks only: without a turn
+    // of the event loop between batches, a whole file would run before any other request, timer or bus
+    // heartbeat of the process is served.
+    await setImmediate();
   };
   for await (const row of readRows({ ...p, stream })) {
     tally.result.rows_total++;

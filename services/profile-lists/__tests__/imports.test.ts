@@ -9,7 +9,8 @@ import type { Profile } from "../../../shared/contracts/profiles";
 import { uuidv7 } from "../../../shared/ids";
 import { journalBatch } from "../counts";
 import { IMPORT_BATCH_ROWS } from "../imports";
-import { errorOf, LINK_ORIGIN, newStoreId, shopper, startLists, type ListsEnv } from "./helpers";
+import { gatewayOnFreePort, gatewayUrl, httpClient, startBroker, waitFor } from "../../../test/harness";
+import { errorOf, LINK_ORIGIN, mailerStandIn, newStoreId, shopper, startLists, type ListsEnv } from "./helpers";
 
 let env: ListsEnv;
 beforeAll(async () => {
@@ -253,4 +254,31 @@ describe("an import killed between writing its members and counting them", () =>
     expect(await env.service.profileLists.recoverCounts()).toBe(0);
     expect(await deps.store.countJournal.count({ store_id: store })).toBe(0);
   });
+});
+
+describe("an import in one process (gateway and services on one broker, no bus)", () => {
+  it("lets the process serve other requests between batches (a file already in memory never waits for I/O by itself)", async () => {
+    const key = "crm_sk_one_process_import_key";
+    const broker = await startBroker({
+      services: [gatewayOnFreePort(), "auth", "profiles", "profile-lists", mailerStandIn({ templates: new Map(), sent: [], codes: new Map(), down: false })],
+      storage: "memory",
+      env: { JWT_SECRET: "one-process-import-secret", CRM_ADMIN_API_KEY: key, PORT: "0" },
+    });
+    try {
+      const admin = httpClient(gatewayUrl(broker), { authorization: `Bearer ${key}` });
+      const store = newStoreId();
+      const list = (await admin.post<ProfileList>(`/v1/stores/${store}/profile-lists`, { key: "busy" })).body;
+      const csv = `email\n${Array.from({ length: 10_000 }, (_, i) => `b${i}@x.io`).join("\n")}\n`;
+      let imported = false;
+      const importing = admin.post<ImportResult>(`/v1/stores/${store}/profile-lists/${list.id}/profiles/import`, { csv }).then((res) => {
+        imported = true;
+        return res;
+      });
+      await waitFor(async () => (await admin.get<ProfileList>(`/v1/stores/${store}/profile-lists/${list.id}`)).body.member_count > 0, "the import's first batch");
+      expect(imported).toBe(false); // the read above was answered while the import went on
+      expect((await importing).body).toMatchObject({ rows_total: 10_000, profiles_added: 10_000 });
+    } finally {
+      await broker.stop();
+    }
+  }, 60_000);
 });
