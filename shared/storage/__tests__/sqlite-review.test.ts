@@ -144,6 +144,94 @@ describe("stream: each document comes once (port.ts StreamOptions)", () => {
   });
 });
 
+describe("stream over a large index range: in _id order, a window of ids at a time (collection.ts rangeBatches)", () => {
+  const sqlite = (c: Collection<AnyDoc>) => c as unknown as SqliteCollection<AnyDoc>;
+  /** `n` documents, _ids not in insertion order; every fourth in store s, the others in store t. */
+  async function stores(c: Collection<AnyDoc>, n: number, store = (i: number) => (i % 4 === 0 ? "s" : "t")): Promise<AnyDoc[]> {
+    await c.createIndexes([{ name: "store_updated", keys: { store_id: 1, updated_at: 1 } }]);
+    const docs = Array.from({ length: n }, (_, i) => ({ _id: `p${pad((i * 7919) % n)}`, store_id: store(i), updated_at: (i * 37) % 1000 }));
+    for (let i = 0; i < n; i += 1000) expect((await c.bulkWrite(docs.slice(i, i + 1000).map((document) => ({ insertOne: { document } })))).every((r) => r.ok)).toBe(true);
+    return docs;
+  }
+  const idsOf = (docs: AnyDoc[], store: string) =>
+    docs
+      .filter((d) => d.store_id === store)
+      .map((d) => d._id)
+      .sort();
+
+  it("yields a store's 1,000 documents in _id order holding at most a window of ids, each batch and each index read bounded", async () => {
+    const c = await fresh();
+    const docs = await stores(c, 4000);
+    Object.assign(sqlite(c), { streamWindow: 100, streamChunk: 250 });
+    expect(ids(await drain(c.stream({ store_id: "s" }, { batchSize: 30 }), 10_000))).toEqual(idsOf(docs, "s"));
+    const stats = sqlite(c).lastStream!;
+    expect(stats.plan).toBe("range"); // 3000 documents of other stores: passes over the range cost less than a walk of the table
+    expect(stats.passes).toBe(10); // 1000 ids, 100 a pass
+    expect(stats.heldIds).toBeLessThan(2 * 100);
+    expect(stats.passRows).toBeLessThanOrEqual(250);
+    expect(stats.batchRows).toBeLessThanOrEqual(30);
+  });
+
+  it("yields each document once while the consumer moves it in the walked index, deletes some ahead and adds others", async () => {
+    const c = await fresh();
+    const docs = await stores(c, 4000);
+    Object.assign(sqlite(c), { streamWindow: 100, streamChunk: 250 });
+    const expected = idsOf(docs, "s");
+    const deleted = new Set(expected.filter((_, k) => k >= 200 && k % 10 === 9)); // none in the first batch, read before they go
+    const seen: string[] = [];
+    let clock = 5000;
+    for await (const doc of c.stream({ store_id: "s" }, { batchSize: 100 })) {
+      seen.push(doc._id);
+      await c.updateOne({ _id: doc._id }, { $set: { updated_at: clock++ } });
+      if (seen.length === 1) for (const id of deleted) await c.deleteOne({ _id: id });
+      if (seen.length % 500 === 0) await c.insertOne({ _id: `new${seen.length}`, store_id: "s", updated_at: 0 }); // may or may not be seen
+      if (seen.length > 5000) break;
+    }
+    const old = seen.filter((id) => !id.startsWith("new"));
+    expect(old).toEqual(expected.filter((id) => !deleted.has(id)));
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(sqlite(c).lastStream).toMatchObject({ plan: "range", passes: 10 });
+  });
+
+  it("walks the table after the first window when the range is most of it (fewer rows read than pass after pass)", async () => {
+    const c = await fresh();
+    const docs = await stores(c, 2050, (i) => (i % 41 === 0 ? "t" : "s"));
+    Object.assign(sqlite(c), { streamWindow: 50, streamChunk: 500 });
+    expect(ids(await drain(c.stream({ store_id: "s" }, { batchSize: 100 }), 10_000))).toEqual(idsOf(docs, "s"));
+    const stats = sqlite(c).lastStream!;
+    expect(stats).toMatchObject({ plan: "table", passes: 1 });
+    expect(stats.batchRows).toBeLessThanOrEqual(100);
+  });
+
+  it("orders _ids by code point across windows and into the walk of the table (U+FF01 before U+1F600, as SQLite)", async () => {
+    const expected = ["a", "a\uFF01", "a\uFF01b", "a\u{1F600}", "a\u{1F600}b", "b", "\uFF01", "\u{1F600}"];
+    for (const others of [0, 200]) {
+      const c = await fresh();
+      await c.createIndexes([{ name: "store_n", keys: { store_id: 1, n: 1 } }]);
+      const docs = [...expected].reverse().map((_id, n) => ({ _id, store_id: "s", n }));
+      const rest = Array.from({ length: others }, (_, i) => ({ _id: `o${pad(i)}`, store_id: "t", n: i }));
+      expect((await c.bulkWrite([...docs, ...rest].map((document) => ({ insertOne: { document } })))).every((r) => r.ok)).toBe(true);
+      Object.assign(sqlite(c), { streamWindow: 3, streamChunk: 2 });
+      expect(ids(await drain(c.stream({ store_id: "s" }, { batchSize: 2 })))).toEqual(expected);
+      expect(sqlite(c).lastStream!.plan).toBe(others ? "range" : "table");
+    }
+  });
+
+  it("yields a document of a multikey range once across windows, also under several $in prefixes", async () => {
+    const c = await fresh();
+    await c.createIndexes([{ name: "store_tags", keys: { store_id: 1, tags: 1 } }]);
+    const docs = Array.from({ length: 600 }, (_, i) => ({ _id: `m${pad((i * 7919) % 600)}`, store_id: "s", tags: i % 2 ? ["a", "b", "c"] : ["b"] }));
+    const others = Array.from({ length: 2400 }, (_, i) => ({ _id: `o${pad(i)}`, store_id: "t", tags: ["a"] }));
+    expect((await c.bulkWrite([...docs, ...others].map((document) => ({ insertOne: { document } })))).every((r) => r.ok)).toBe(true);
+    Object.assign(sqlite(c), { streamWindow: 70, streamChunk: 100 });
+    const all = docs.map((d) => d._id).sort();
+    expect(ids(await drain(c.stream({ store_id: "s", tags: { $in: ["a", "b"] } }, { batchSize: 30 }), 10_000))).toEqual(all);
+    expect(sqlite(c).lastStream).toMatchObject({ plan: "range", passes: 9 }); // 600 documents, 70 a pass
+    expect(ids(await drain(c.stream({ store_id: "s", tags: { $gte: "a" } }, { batchSize: 30 }), 10_000))).toEqual(all);
+    expect(sqlite(c).lastStream!.heldIds).toBeLessThan(2 * 70);
+  });
+});
+
 describe("numbers JSON cannot hold (MongoDB stores them as doubles)", () => {
   it("keeps NaN, Infinity and -Infinity, also when $inc overflows", async () => {
     const c = await fresh();
