@@ -65,9 +65,9 @@ export interface Page<T> {
 
 export interface StreamOptions {
   /**
-   * Documents read per round trip (default 500). A stream reads keyset batches in an index's order
-   * (`_id` order when no index narrows the filter); each document comes once, and writes made while
-   * it runs may or may not be seen, as with a MongoDB cursor.
+   * Documents read per round trip (default 500). A stream reads keyset batches in an order the caller
+   * must not rely on (the embedded store walks `_id` order; MongoDB an index's); each document comes
+   * once, and writes made while it runs may or may not be seen, as with a MongoDB cursor.
    */
   batchSize?: number;
 }
