@@ -104,6 +104,14 @@ export function deadLetterMsgId(channel: string, group: string, message: unknown
   return isJsMsg(message) ? `dead-letter:${group}:${channel}:${message.seq}` : undefined;
 }
 
+/** How often a subscribe that lost the race to create its consumer is tried again. */
+const SUBSCRIBE_ATTEMPTS = 5;
+
+/** JetStream's answer to a create of a durable consumer that another client created first. */
+function isConsumerNameInUse(err: unknown): boolean {
+  return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code === 10013;
+}
+
 const errorText = (err: unknown) => String((err as Error | undefined)?.message ?? err ?? "handler failed");
 
 export class BackoffNatsAdapter extends Adapters.NATS {
@@ -116,6 +124,23 @@ export class BackoffNatsAdapter extends Adapters.NATS {
     private readonly retryDelays: readonly number[],
   ) {
     super(opts);
+  }
+
+  /**
+   * Two instances of a service starting at once both create the group's durable consumer; JetStream
+   * refuses the slower create ("consumer name already in use", 10013). The consumer then exists: a retry
+   * binds to it, as every later start does.
+   */
+  override async subscribe(chan: Parameters<InstanceType<typeof Adapters.NATS>["subscribe"]>[0]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await super.subscribe(chan);
+      } catch (err) {
+        if (!isConsumerNameInUse(err) || attempt >= SUBSCRIBE_ATTEMPTS) throw err;
+        this.logger.info(`The consumer of '${chan.name}' (group ${chan.group}) was created by another instance meanwhile; binding to it`);
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
   }
 
   override createConsumerHandler(chan: Channel): (err: NatsError, message: JsMsg) => Promise<void> {
