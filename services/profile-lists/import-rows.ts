@@ -28,6 +28,9 @@ export interface ImportSource {
   stream?: NodeJS.ReadableStream;
 }
 
+/** Records csv-parse can skip and then go on with the next one exactly. */
+const SKIPPABLE = new Set(["INVALID_OPENING_QUOTE"]);
+
 /** The longest CSV record read (a quote left open would otherwise swallow the rest of the file). */
 const MAX_RECORD_CHARS = 256 * 1024;
 const DEFAULT_EMAIL_COLUMN = "email";
@@ -48,7 +51,20 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
   const parser = parse({ bom: true, skip_empty_lines: true, relax_column_count: true, skip_records_with_error: true, info: true, max_record_size: MAX_RECORD_CHARS });
   // Records csv-parse skipped, by how many good records (the header included) came before each.
   const skipped: Array<{ after: number; message: string }> = [];
-  parser.on("skip", (err: CsvError & { records?: number }) => skipped.push({ after: err.records ?? 0, message: err.message }));
+  // Past a quote that never closes properly, or a record over the size limit, the parser cannot tell
+  // where the next record starts: what it reads after that is not imported (it would be garbage, or
+  // rows silently lost), and the import answers which row to fix.
+  let unreadable: { after: number; row: number; message: string } | undefined;
+  parser.on("skip", (err: CsvError & { records?: number }) => {
+    const after = err.records ?? 0;
+    if (unreadable) return;
+    if (SKIPPABLE.has(err.code)) skipped.push({ after, message: err.message });
+    else {
+      unreadable = { after, row: after + skipped.length, message: err.message };
+      input.unpipe(parser);
+      parser.end();
+    }
+  });
   input.on("error", (err) => parser.destroy(err));
   input.pipe(parser);
 
@@ -63,6 +79,7 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
   };
   try {
     for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { records: number } }>) {
+      if (unreadable && info.records > unreadable.after) break;
       if (!header) {
         header = checkHeader(record);
         emailAt = header.indexOf(emailColumn);
@@ -75,13 +92,15 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
     }
   } catch (err) {
     if (!header) throw err;
-    // A record that could not be read and could not be skipped (the stream itself failed): what was
-    // read so far stays imported, and the failure is the last row's error.
+    // A record that could not be read and could not be skipped, or the stream itself failed: the rows
+    // read so far are imported (the engine writes its last batch), and the failure is the answer.
     yield* reportSkipsBefore(Number.POSITIVE_INFINITY);
     throw err;
   }
+  if (unreadable && unreadable.after === 0) throw ProfileListsErrors.csvHeaderInvalid(unreadable.message);
   if (!header) throw ProfileListsErrors.csvHeaderInvalid("the CSV is empty: it needs a header row");
   yield* reportSkipsBefore(Number.POSITIVE_INFINITY);
+  if (unreadable) throw ProfileListsErrors.csvUnreadable(unreadable.row, unreadable.message);
 }
 
 function checkHeader(record: string[]): string[] {
@@ -89,6 +108,7 @@ function checkHeader(record: string[]): string[] {
   if (names.some((name) => name === "")) throw ProfileListsErrors.csvHeaderInvalid("a column has no name");
   const seen = new Set<string>();
   for (const name of names) {
+    if (name === "__proto__") throw ProfileListsErrors.csvHeaderInvalid('a column may not be named "__proto__"');
     if (seen.has(name)) throw ProfileListsErrors.csvHeaderInvalid(`the column "${name}" appears twice`);
     seen.add(name);
   }

@@ -8,6 +8,7 @@
  */
 import { setImmediate } from "node:timers/promises";
 import { MAX_IMPORT_ERRORS, type ImportError, type ImportResult } from "../../shared/contracts/profile-lists";
+import type { UpsertOutcome } from "../../shared/contracts/profiles";
 import type { Caller, Deps } from "./deps";
 import { type ImportSource, readRows, type ValidRow } from "./import-rows";
 import { requireList } from "./lists";
@@ -21,6 +22,9 @@ export const IMPORT_BATCH_ROWS = 1000;
 const IMPORT_BATCH_BYTES = 512 * 1024;
 /** A progress line in the log every this many rows. */
 const PROGRESS_EVERY_ROWS = 10_000;
+
+/** What a profile's rows of one batch say about it, most telling first. */
+const OUTCOME_RANK: Record<UpsertOutcome, number> = { unchanged: 0, updated: 1, created: 2 };
 
 export interface ImportParams extends Omit<ImportSource, "stream"> {
   store_id: string;
@@ -53,9 +57,13 @@ export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS
   const what = `import store=${p.store_id}${list ? ` list=${list._id}` : ""}`;
   let batch: ValidRow[] = [];
   let batchBytes = 0;
+  let writeFailed = false;
   const flush = async () => {
     if (batch.length === 0) return;
-    await importBatch(deps, p.store_id, list, batch, tally, caller);
+    await importBatch(deps, p.store_id, list, batch, tally, caller).catch((err) => {
+      writeFailed = true;
+      throw err;
+    });
     batch = [];
     batchBytes = 0;
     // Rows already buffered (and local calls in one process) resolve as microtasks only: without a turn
@@ -63,15 +71,22 @@ export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS
     // heartbeat of the process is served.
     await setImmediate();
   };
-  for await (const row of readRows({ ...p, stream })) {
-    tally.result.rows_total++;
-    if ("error" in row) tally.fail(row.error);
-    else {
-      batch.push(row);
-      batchBytes += Buffer.byteLength(JSON.stringify(row.taxonomies)) + row.email.length + 32;
-      if (batch.length >= IMPORT_BATCH_ROWS || batchBytes >= IMPORT_BATCH_BYTES) await flush();
+  try {
+    for await (const row of readRows({ ...p, stream })) {
+      tally.result.rows_total++;
+      if ("error" in row) tally.fail(row.error);
+      else {
+        batch.push(row);
+        batchBytes += Buffer.byteLength(JSON.stringify(row.taxonomies)) + row.email.length + 32;
+        if (batch.length >= IMPORT_BATCH_ROWS || batchBytes >= IMPORT_BATCH_BYTES) await flush();
+      }
+      if (tally.result.rows_total % PROGRESS_EVERY_ROWS === 0) deps.logger.info(`${what}: ${progressOf(tally.result, started)}`);
     }
-    if (tally.result.rows_total % PROGRESS_EVERY_ROWS === 0) deps.logger.info(`${what}: ${progressOf(tally.result, started)}`);
+  } catch (err) {
+    // The file cannot be read on (or the body failed): what was read before the failure is written.
+    if (!writeFailed) await flush();
+    deps.logger.info(`${what} stopped: ${(err as Error).message}; ${progressOf(tally.result, started)}`);
+    throw err;
   }
   await flush();
   deps.logger.info(`${what} done: ${progressOf(tally.result, started)}`);
@@ -89,15 +104,21 @@ function progressOf(r: ImportResult, started: number): string {
 async function importBatch(deps: Deps, storeId: string, list: ListDoc | null, rows: ValidRow[], tally: ImportTally, caller: Caller): Promise<void> {
   const { results } = await deps.profiles.upsertMany({ store_id: storeId, rows: rows.map(({ email, taxonomies }) => ({ email, taxonomies })) });
   const members: Array<{ row: number; profileId: string }> = [];
+  // A profile counts once per batch, however many of its rows the batch holds.
+  const outcomes = new Map<string, UpsertOutcome>();
   for (const [i, result] of results.entries()) {
     const row = rows[i].row;
     if ("error" in result) {
       tally.fail({ row, ...result.error });
       continue;
     }
-    if (result.outcome === "created") tally.result.profiles_created++;
-    if (result.outcome === "updated") tally.result.profiles_updated++;
+    const before = outcomes.get(result.profile_id);
+    if (!before || OUTCOME_RANK[result.outcome] > OUTCOME_RANK[before]) outcomes.set(result.profile_id, result.outcome);
     members.push({ row, profileId: result.profile_id });
+  }
+  for (const outcome of outcomes.values()) {
+    if (outcome === "created") tally.result.profiles_created++;
+    if (outcome === "updated") tally.result.profiles_updated++;
   }
   if (list) await addMembers(deps, list, members, tally, caller);
 }

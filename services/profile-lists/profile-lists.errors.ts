@@ -37,6 +37,12 @@ export const ProfileListsErrors = {
       `the CSV header has no "${column}" column`,
       `The CSV header has no "${column}" column (set email_column to the column holding the e-mail)`,
     ),
+  csvUnreadable: (row: number, message: string) =>
+    validationError(
+      "csv",
+      `row ${row}: ${message}`,
+      `The CSV cannot be read from row ${row} on (${message}); the rows before it were imported. Fix the file and import it again: rows already imported change nothing`,
+    ),
   csvHeaderInvalid: (message: string) => validationError("csv", message, `The CSV header is not usable: ${message}`),
   paidListImport: () => validationError("id", "a paid list gets its members through checkout", "Profiles cannot be imported into a paid list"),
   concurrentUpdate: () => crmError("CONFLICT", "The membership changed concurrently; try again", { reason: "CONCURRENT_UPDATE" }),

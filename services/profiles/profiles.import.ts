@@ -57,6 +57,8 @@ export async function upsertMany(deps: ProfilesDeps, p: { store_id: string; rows
     } else {
       planned.set(lower, { doc: next, readAt: current.updated_at, dirty: merged.changed, rows: [i] });
     }
+    // A later row of a profile this batch creates is part of its creation.
+    if (plan && plan.readAt === undefined) return { profile_id: current._id, outcome: "created" };
     return { profile_id: current._id, outcome: merged.changed ? "updated" : "unchanged" };
   });
 

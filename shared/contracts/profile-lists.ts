@@ -134,7 +134,15 @@ export type AccessResult = z.infer<typeof AccessResult>;
 export const UnsubscribeResult = z.object({ membership: Membership });
 
 /** A flat field of an import row: `<taxonomy_id>.<key>`, or a bare `<key>` of the IMPORT_TAXONOMY_ID taxonomy. */
-export const ImportFieldValue = z.union([z.string().max(1000), z.number().finite(), z.boolean()]);
+export const ImportFieldValue = z.union([
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: it refuses control characters (tabs and line breaks are text)
+  z
+    .string()
+    .max(1000)
+    .regex(/^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/, "must not contain control characters"),
+  z.number().finite(),
+  z.boolean(),
+]);
 /** Where an import row's bare field keys (and a CSV file's bare column names) go. */
 export const IMPORT_TAXONOMY_ID = "import";
 

@@ -209,7 +209,8 @@ export const ProfileActions = {
   getMany: z.object({ store_id: StoreId, ids: z.array(Uuid).max(100) }),
   /**
    * `profiles.upsertMany` (internal, for imports) -> { results }: each row's profile found by e-mail (its
-   * taxonomies merged, the row's values winning) or created, in one batch; one result per row, in order.
+   * taxonomies merged, the row's values winning) or created, in one batch; one result per row, in order
+   * (every row of a profile the batch creates says `created`).
    */
   upsertMany: z.object({
     store_id: StoreId,

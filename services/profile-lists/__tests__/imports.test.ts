@@ -167,6 +167,23 @@ describe("profile-lists.importProfiles", () => {
     expect(again).toEqual({ ...empty, rows_total: n + 1 });
   });
 
+  it("counts a profile once per batch however many of its rows there are; refuses control characters in a value and a __proto__ column", async () => {
+    const store = newStoreId();
+    await importInto(store, undefined, { rows: [{ email: "old@example.com" }] });
+    const result = await importInto(store, undefined, {
+      rows: [
+        { email: "new@example.com", fields: { a: "1" } },
+        { email: "NEW@example.com", fields: { b: "2" } },
+        { email: "old@example.com", fields: { a: "1" } },
+        { email: "old@example.com", fields: { b: "2" } },
+        { email: "ctl@example.com", fields: { note: "bell\u0007" } },
+        { email: "tab@example.com", fields: { note: "a\tb\nc" } },
+      ],
+    });
+    expect(result).toMatchObject({ rows_total: 6, profiles_created: 2, profiles_updated: 1, rows_failed: 1, errors: [{ row: 5, field: "fields.note" }] });
+    expect(await refusal(importInto(store, undefined, { csv: "email,__proto__\nx@example.com,1\n" }))).toMatchObject({ code: 400, field: "csv" });
+  });
+
   it("lists at most MAX_IMPORT_ERRORS errors while rows_failed counts them all", async () => {
     const store = newStoreId();
     const rows = Array.from({ length: MAX_IMPORT_ERRORS + 5 }, () => ({ email: "nope" }));
@@ -281,4 +298,30 @@ describe("an import in one process (gateway and services on one broker, no bus)"
       await broker.stop();
     }
   }, 60_000);
+});
+
+describe("a CSV the parser cannot read past a point", () => {
+  it.each([
+    ["a cell over the record size limit", `x${"y".repeat(300 * 1024)}`],
+    ["a quote closed in the middle of a field", '"bad"x'],
+  ])("%s: the rows before it are imported, the answer is a 400 naming the row, nothing after it is guessed", async (_what, cell) => {
+    const store = newStoreId();
+    const list = await createList(store, "unreadable");
+    const lines = ["email,note"];
+    for (let i = 1; i <= 3000; i++) lines.push(i === 1500 ? `bad${i}@example.com,${cell}` : `r${i}@example.com,ok`);
+    const err = await errorOf(importInto(store, list.id, { csv: lines.join("\n") }));
+    expect(err.code).toBe(400);
+    expect(err.data.validationErrors).toEqual([{ field: "csv", error: expect.stringMatching(/^row 1500: /) }]);
+    expect((await getList(list)).member_count).toBe(1499);
+    const rest = lines.filter((_, i) => i === 0 || i > 1500);
+    expect(await importInto(store, list.id, { csv: rest.join("\n") })).toMatchObject({ rows_total: 1500, profiles_created: 1500, rows_failed: 0 });
+
+    // The same file streamed in 16 KB chunks (as a text/csv body arrives) stops at the same row.
+    const again = await createList(store, "unreadable-streamed");
+    const body = Buffer.from(lines.join("\n"));
+    const chunks = Array.from({ length: Math.ceil(body.length / 16_384) }, (_, i) => body.subarray(i * 16_384, (i + 1) * 16_384));
+    const streamed = await errorOf(importInto(store, again.id, {}, Readable.from(chunks)));
+    expect(streamed.data.validationErrors).toEqual([{ field: "csv", error: expect.stringMatching(/^row 1500: /) }]);
+    expect((await getList(again)).member_count).toBe(1499);
+  });
 });
