@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import type { Collection, Database, Doc, Filter } from "../port";
+import type { Collection, Database, Doc, Filter, IndexSpec } from "../port";
 import { escapeRegex } from "../port";
 import { compareValues } from "../query/values";
 import type { SqliteCollection } from "../sqlite/collection";
@@ -343,6 +343,28 @@ describe("partial indexes", () => {
     const c = (await openSqliteDatabase("partial_date", { file })).collection<AnyDoc>("c");
     await c.createIndexes([spec]);
     await expect(c.insertOne({ _id: "b", code: "x", created_at: new Date(2000) })).rejects.toMatchObject({ code: "DUPLICATE_KEY", index: "code_recent" });
+  });
+});
+
+describe("a bulk write with a failing op (from a review)", () => {
+  it("stores the multikey state of an index that its surviving ops made multikey, so a reopened database still plans array ranges right", async () => {
+    const file = freshFile();
+    const specs: IndexSpec[] = [
+      { name: "tags", keys: { tags: 1 } },
+      { name: "u_unique", keys: { u: 1 }, unique: true },
+    ];
+    const first = await openSqliteDatabase("bulk_multikey", { file });
+    const c = first.collection<AnyDoc>("c");
+    await c.createIndexes(specs);
+    // The first array makes `tags` multikey; the duplicate rolls the whole first try back, then the ops run one by one.
+    const results = await c.bulkWrite([{ insertOne: { document: { _id: "a", tags: [1, 10], u: 1 } } }, { insertOne: { document: { _id: "b", u: 1 } } }]);
+    expect(results.map((r) => r.ok)).toEqual([true, false]);
+    await first.close();
+    const reopened = (await openSqliteDatabase("bulk_multikey", { file })).collection<AnyDoc>("c");
+    await reopened.createIndexes(specs);
+    // 10 > 2 and 1 < 8: an array matches a range with different elements, as in MongoDB.
+    expect(ids(await reopened.find({ tags: { $gt: 2, $lt: 8 } }))).toEqual(["a"]);
+    expect(await reopened.count({})).toBe(1);
   });
 });
 

@@ -972,7 +972,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     if (!Array.isArray(ops)) throw invalidQuery("bulkWrite takes an array of operations");
     return this.write((conn, state) => {
       try {
-        return conn.savepoint(() => ops.map((op) => this.applyOp(conn, state, op)));
+        return this.inSavepoint(conn, state, () => ops.map((op) => this.applyOp(conn, state, op)));
       } catch (err) {
         if (!isReportable(asStorageError(err))) throw err;
         return ops.map((op) => this.bulkItem(conn, state, op));
@@ -980,10 +980,24 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     });
   }
 
+  /**
+   * `fn` in a savepoint. A rollback also undoes the stored multikey flag an index got meanwhile, so the
+   * in-memory flags go back as they were (else the next write would not store the flag again).
+   */
+  private inSavepoint<R>(conn: Connection, state: CollectionState, fn: () => R): R {
+    const flags = [...state.indexes.values()].map((index) => [index, index.multikey] as const);
+    try {
+      return conn.savepoint(fn);
+    } catch (err) {
+      for (const [index, multikey] of flags) index.multikey = multikey;
+      throw err;
+    }
+  }
+
   /** One op in its own savepoint: when it fails with a reportable error, only it is undone. */
   private bulkItem(conn: Connection, state: CollectionState, op: BulkOp<T>): BulkItemResult {
     try {
-      return conn.savepoint(() => this.applyOp(conn, state, op));
+      return this.inSavepoint(conn, state, () => this.applyOp(conn, state, op));
     } catch (err) {
       const e = asStorageError(err) as StorageError;
       if (!isReportable(e)) throw e;
