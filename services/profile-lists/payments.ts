@@ -196,7 +196,10 @@ export async function applyPaymentChange(deps: Deps, change: PaymentChange): Pro
     if (!current) return { applied: false };
     const update = paymentUpdateOf(current, change, deps.now());
     if (!update) return { applied: false };
-    if (await changeMembership(deps, current, update)) return { applied: true };
+    // Compare-and-set on the version too: a change that read the membership before a newer one was
+    // applied must not overwrite it (it re-reads, and `applies` then turns it down).
+    const sameVersion = { payment_version: current.payment_version ?? { $exists: false } };
+    if (await changeMembership(deps, current, update, sameVersion)) return { applied: true };
   }
   throw ProfileListsErrors.concurrentUpdate();
 }

@@ -286,6 +286,39 @@ describe("ending a paid membership", () => {
   });
 });
 
+describe("payment changes that race (from a review)", () => {
+  it("an older change that read the membership before a newer one was applied does not overwrite it", async () => {
+    const store = newStoreId();
+    const list = await paidList(env, store);
+    const who = await payer(env, store, "race@example.com");
+    const { subscription } = await subscribeAndPay(env, list, who);
+    const [member] = await members(list);
+    const { payment, end_date } = member.membership;
+    const change = (version: number, periodEnd: number) => ({
+      store_id: store,
+      profile_list_id: list.id,
+      membership_id: member.membership.id,
+      stripe_event_id: `evt_race_${version}`,
+      kind: "subscription_changed",
+      version,
+      status: "active",
+      checkout_session_id: payment!.checkout_session_id,
+      price_id: payment!.price_id,
+      subscription_id: subscription!.id,
+      customer_id: payment!.customer_id,
+      current_period_end: periodEnd,
+      end_date: null,
+    });
+    const base = Math.floor(Date.now() / 1000) + 10;
+    const newer = change(base + 50, (end_date ?? base) + 2000);
+    const older = change(base + 10, (end_date ?? base) + 100);
+    // Both read the membership before either writes; the newer one writes first.
+    await Promise.all([env.broker.call("profile-lists.applyPaymentChange", newer), env.broker.call("profile-lists.applyPaymentChange", older)]);
+    const [after] = await members(list);
+    expect(after.membership.payment?.current_period_end).toBe(newer.current_period_end);
+  });
+});
+
 describe("merges", () => {
   it("a paid membership moves to the target profile with its payment (the same Stripe customer), and its events still apply", async () => {
     const store = newStoreId();
