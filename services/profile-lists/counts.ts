@@ -40,14 +40,20 @@ export async function settleCount(deps: Deps, m: Pick<MembershipDoc, "_id" | "st
 
 /**
  * member_count for a batch of new memberships (an import): the batch's op and the ids it inserts are
- * journaled first (one document), the memberships are inserted without ops of their own, then the list
- * gets `$inc` by how many were inserted (once, by the op's marker) and the journal entry goes. A writer
- * that dies in between leaves the journal entry, and recovery counts which of its memberships exist.
+ * journaled first (one document), the memberships are inserted without ops of their own, how many were
+ * inserted is written on the journal entry, then the list gets `$inc` by that many (once, by the op's
+ * marker) and the entry goes. A writer that dies in between leaves the entry: recovery applies the
+ * number it holds, or, when the writer died before writing it, counts which of its memberships exist.
  */
 export async function journalBatch(deps: Deps, ref: { store_id: string; profile_list_id: string }, membershipIds: string[]): Promise<string> {
   const op = uuidv7();
   await deps.store.countJournal.insertOne({ _id: op, ...ref, membership_ids: membershipIds, at: deps.now() });
   return op;
+}
+
+/** Records on the journal entry how many of its memberships the batch inserted. */
+export async function recordInserted(deps: Deps, op: string, inserted: number): Promise<void> {
+  await deps.store.countJournal.updateOne({ _id: op }, { $set: { inserted } });
 }
 
 export async function settleBatch(deps: Deps, entry: Pick<CountJournalDoc, "_id" | "store_id" | "profile_list_id">, inserted: number): Promise<void> {
@@ -89,7 +95,7 @@ export async function recoverCounts(deps: Deps): Promise<number> {
     if (batches.length === 0) break;
     for (const entry of batches) {
       // Every membership of the batch was inserted with access, and any later change settled its own op.
-      const inserted = await deps.store.memberships.count({ _id: { $in: entry.membership_ids } });
+      const inserted = entry.inserted ?? (await deps.store.memberships.count({ _id: { $in: entry.membership_ids } }));
       await settleBatch(deps, entry, inserted);
       settled++;
     }

@@ -14,7 +14,7 @@ import { type ImportSource, readRows, type ValidRow } from "./import-rows";
 import { requireList } from "./lists";
 import { activate, hasAccess, newConsent, newMembership } from "./memberships";
 import { ProfileListsErrors } from "./profile-lists.errors";
-import { journalBatch, settleBatch } from "./counts";
+import { journalBatch, recordInserted, settleBatch } from "./counts";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
 
 export const IMPORT_BATCH_ROWS = 1000;
@@ -150,6 +150,7 @@ async function addMembers(deps: Deps, list: ListDoc, members: Array<{ row: numbe
     );
     const outcomes = await deps.store.memberships.bulkWrite([...fresh.values()].map((document) => ({ insertOne: { document } })));
     for (const [i, id] of [...fresh.keys()].entries()) if (outcomes[i].ok) inserted.add(id);
+    await recordInserted(deps, op, inserted.size);
     await settleBatch(deps, { _id: op, ...ref }, inserted.size);
   }
   const seen = new Set<string>();

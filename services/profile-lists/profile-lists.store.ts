@@ -62,6 +62,8 @@ export interface CountJournalDoc extends Doc {
   store_id: string;
   profile_list_id: string;
   membership_ids: string[];
+  /** How many of them the batch inserted, once the insert is done. */
+  inserted?: number;
   at: number;
 }
 

@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { type ImportResult, type Membership, type ProfileList, type ProfileListMember, MAX_IMPORT_ERRORS } from "../../../shared/contracts/profile-lists";
 import type { Profile } from "../../../shared/contracts/profiles";
 import { uuidv7 } from "../../../shared/ids";
-import { journalBatch } from "../counts";
+import { journalBatch, recordInserted } from "../counts";
 import { IMPORT_BATCH_ROWS } from "../imports";
 import { gatewayOnFreePort, gatewayUrl, httpClient, startBroker, waitFor } from "../../../test/harness";
 import { errorOf, LINK_ORIGIN, mailerStandIn, newStoreId, shopper, startLists, type ListsEnv } from "./helpers";
@@ -270,6 +270,41 @@ describe("an import killed between writing its members and counting them", () =>
     expect((await getList(list)).member_count).toBe(3);
     expect(await env.service.profileLists.recoverCounts()).toBe(0);
     expect(await deps.store.countJournal.count({ store_id: store })).toBe(0);
+  });
+
+  it("after the insert was recorded, a member removed before recovery still ends with member_count exact", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "crash-removed");
+    const { deps } = env.service.profileLists;
+    const ref = { store_id: store, profile_list_id: list.id };
+    const profiles = await Promise.all([1, 2, 3].map((i) => shopper(env.broker, store, `crash${i}@example.com`)));
+    const docs = profiles.map((p) => ({
+      _id: uuidv7(),
+      store_id: store,
+      profile_list_id: list.id,
+      profile_id: p.profileId,
+      status: "active" as const,
+      source: "import" as const,
+      consent: { method: "import" as const, ip: null, user_agent: null, at: env.clock.now, confirmed_at: null, confirmed_ip: null },
+      consent_history: [],
+      payment: null,
+      start_date: env.clock.now,
+      end_date: null,
+      created_at: env.clock.now,
+      updated_at: env.clock.now,
+    }));
+    const op = await journalBatch(
+      deps,
+      ref,
+      docs.map((d) => d._id),
+    );
+    await deps.store.memberships.bulkWrite(docs.map((document) => ({ insertOne: { document } })));
+    await recordInserted(deps, op, 3);
+    // The writer dies here. An admin removes one of the three before recovery runs.
+    await call("profile-lists.removeMember", { store_id: store, id: list.id, profile_id: profiles[0].profileId });
+    env.clock.now += 61;
+    expect(await env.service.profileLists.recoverCounts()).toBe(1);
+    expect((await getList(list)).member_count).toBe(2);
   });
 });
 
