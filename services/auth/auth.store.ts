@@ -3,7 +3,7 @@
  * `store_id`, and every query of the logic filters on it. Secrets are stored only as hashes
  * (refresh tokens, API keys: SHA-256; magic codes: HMAC-SHA256 with a server key).
  */
-import type { Collection, Database, Doc } from "../../shared/storage/port";
+import type { Collection, Database, Doc, Filter } from "../../shared/storage/port";
 
 /** A profile session: what a refresh token chain and its access tokens belong to. */
 export interface SessionDoc extends Doc {
@@ -116,4 +116,20 @@ export async function openAuthStore(db: Database): Promise<AuthStore> {
     ]),
   ]);
   return store;
+}
+
+/** The most documents one `find` answers (the port's cap). */
+const FIND_LIMIT = 1000;
+
+/**
+ * Every document matching `filter`, a filter on an index's leading fields (so every document read is one
+ * that matches): one `find` when they are fewer than its cap, as they nearly always are (the embedded store
+ * answers a small read by `find` for less than by `stream`), else a `stream` of them all.
+ */
+export async function everyMatching<T extends Doc>(collection: Collection<T>, filter: Filter): Promise<T[]> {
+  const found = await collection.find(filter, { limit: FIND_LIMIT });
+  if (found.length < FIND_LIMIT) return found;
+  const all: T[] = [];
+  for await (const doc of collection.stream(filter)) all.push(doc);
+  return all;
 }

@@ -9,7 +9,7 @@ import { normalizeEmail } from "../../shared/contracts/common";
 import { isRecipientRefused } from "../../shared/contracts/mailer";
 import { rateLimitSubject } from "../../shared/net";
 import { uuidv7 } from "../../shared/ids";
-import type { AuthStore, CodeDoc } from "./auth.store";
+import { everyMatching, type AuthStore, type CodeDoc } from "./auth.store";
 import { AuthErrors } from "./auth.errors";
 import type { KeyRing } from "./keys";
 import type { AuthLimits, RateLimiter } from "./limits";
@@ -133,7 +133,7 @@ export class MagicCodes {
     const normalized = [...new Set(emails.map(normalizeEmail))];
     const byEmail = new Map<string, VerificationCodeInfo[]>(normalized.map((e) => [e, []]));
     if (normalized.length === 0) return byEmail;
-    for await (const doc of this.deps.store.codes.stream({ store_id: storeId, email: { $in: normalized } })) {
+    for (const doc of await everyMatching(this.deps.store.codes, { store_id: storeId, email: { $in: normalized } })) {
       byEmail.get(doc.email)?.push(toCodeInfo(doc));
     }
     for (const list of byEmail.values()) list.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));

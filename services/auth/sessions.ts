@@ -6,7 +6,7 @@
 import type { AuthToken, SessionInfo, SessionPrincipal } from "../../shared/contracts/auth";
 import { normalizeEmail } from "../../shared/contracts/common";
 import { uuidv7 } from "../../shared/ids";
-import type { AuthStore, RefreshTokenDoc, SessionDoc } from "./auth.store";
+import { everyMatching, type AuthStore, type RefreshTokenDoc, type SessionDoc } from "./auth.store";
 import { AuthErrors } from "./auth.errors";
 import type { KeyRing } from "./keys";
 import type { AuthLimits } from "./limits";
@@ -133,12 +133,19 @@ export class Sessions {
     return docs.map(toSessionInfo);
   }
 
-  /** The active sessions of several profiles of one store, by profile id (newest first). */
+  /**
+   * The active sessions of several profiles of one store, by profile id (newest first). Read by the index
+   * prefix alone and the dead ones left out here: with a range on `expires_at` in the filter, the embedded
+   * store weighs that index's range (the live sessions of every store) on every call, which costs more than
+   * reading a profile's few dead sessions.
+   */
   async listForProfiles(storeId: string, profileIds: string[]): Promise<Map<string, SessionInfo[]>> {
     const byProfile = new Map<string, SessionInfo[]>(profileIds.map((id) => [id, []]));
     if (profileIds.length === 0) return byProfile;
-    const active = { store_id: storeId, profile_id: { $in: profileIds }, revoked_at: null, expires_at: { $gt: this.deps.now() } };
-    for await (const doc of this.deps.store.sessions.stream(active)) byProfile.get(doc.profile_id)?.push(toSessionInfo(doc));
+    const now = this.deps.now();
+    for (const doc of await everyMatching(this.deps.store.sessions, { store_id: storeId, profile_id: { $in: profileIds } })) {
+      if (doc.revoked_at === null && doc.expires_at > now) byProfile.get(doc.profile_id)?.push(toSessionInfo(doc));
+    }
     for (const list of byProfile.values()) list.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));
     return byProfile;
   }

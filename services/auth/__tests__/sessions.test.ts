@@ -258,6 +258,23 @@ describe("auth.describeProfiles", () => {
     expect(info[other.profileId]).toEqual({ sessions: [], codes: [] });
   });
 
+  it("lists every live session of a profile, newest first, beyond the 1000 documents one read answers", async () => {
+    const storeId = uuidv7();
+    const expired = await newSession(storeId);
+    h.clock.advance(2592000 + 1);
+    const live: AuthToken[] = [];
+    for (let i = 0; i < 1002; i++) live.push((await newSession(storeId, expired.profileId)).token);
+    const [revoked, ...rest] = live;
+    await call("revokeSession", { store_id: storeId, profile_id: expired.profileId, session_id: revoked.id });
+
+    const info = await call<Record<string, { sessions: SessionInfo[] }>>("describeProfiles", {
+      store_id: storeId,
+      profiles: [{ profile_id: expired.profileId, email: null }],
+    });
+    const newestFirst = [...rest].sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1)).map((t) => t.id);
+    expect(info[expired.profileId].sessions.map((s) => s.id)).toEqual(newestFirst);
+  });
+
   it("refuses more than 100 profiles", async () => {
     const profiles = Array.from({ length: 101 }, () => ({ profile_id: uuidv7(), email: null }));
     await expect(call("describeProfiles", { store_id: uuidv7(), profiles })).rejects.toMatchObject({ type: "VALIDATION_ERROR" });
