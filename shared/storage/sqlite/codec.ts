@@ -10,12 +10,24 @@ import type { Doc } from "../port";
 const TAGS = ['"$date"', '"$numberDouble"'];
 
 export function encodeValue(value: unknown): string {
+  // A replacer costs a call per key: most documents hold no Date and no NaN, and are written without one.
+  if (!needsTags(value)) return JSON.stringify(value);
   return JSON.stringify(value, function (this: Record<string, unknown>, key: string, json: unknown) {
     const raw = this[key];
     if (raw instanceof Date) return { $date: raw.getTime() };
     if (typeof raw === "number" && !Number.isFinite(raw)) return { $numberDouble: String(raw) };
     return json;
   });
+}
+
+/** Whether `value` holds a Date, NaN or an infinity anywhere (what plain JSON cannot write). */
+function needsTags(value: unknown): boolean {
+  if (typeof value === "number") return !Number.isFinite(value);
+  if (value === null || typeof value !== "object") return false;
+  if (value instanceof Date) return true;
+  if (Array.isArray(value)) return value.some(needsTags);
+  for (const key in value) if (needsTags((value as Record<string, unknown>)[key])) return true;
+  return false;
 }
 
 export function decodeValue<T>(text: string): T {
