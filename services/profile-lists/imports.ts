@@ -2,7 +2,8 @@
  * The import engine behind both import routes: rows are read one at a time (import-rows.ts), gathered into
  * batches of at most IMPORT_BATCH_ROWS rows (and IMPORT_BATCH_BYTES of JSON, so a batch fits in one bus
  * message), and each batch is written with one `profiles.upsertMany` call and, for a list, one bulk insert
- * of the new memberships. Memory is bounded by the batch, not the file. A batch is all-or-nothing per row:
+ * of the new memberships. Memory is bounded by the batch, not the file (over NATS, see docs/architecture.md
+ * "Known limits" for the body's buffering). A batch is all-or-nothing per row:
  * a killed import leaves whole rows behind, and running it again completes it (upserts by e-mail, a
  * member is added once), which also makes a repeated import change nothing.
  */
@@ -125,8 +126,9 @@ async function importBatch(deps: Deps, storeId: string, list: ListDoc | null, ro
 
 /**
  * Makes the batch's profiles active members: new memberships in one bulk insert whose change of
- * member_count is journaled and applied once for the batch (counts.ts); a pending one is activated; one that has access
- * stays as it is; one that unsubscribed is not re-added (the profile has to subscribe again) and is reported.
+ * member_count is journaled and applied once for the batch (counts.ts); a pending one is activated; one
+ * that has access stays as it is; one that unsubscribed is not re-added (the profile has to subscribe
+ * again) and is reported.
  */
 async function addMembers(deps: Deps, list: ListDoc, members: Array<{ row: number; profileId: string }>, tally: ImportTally, caller: Caller): Promise<void> {
   const profileIds = [...new Set(members.map((m) => m.profileId))];
@@ -143,12 +145,13 @@ async function addMembers(deps: Deps, list: ListDoc, members: Array<{ row: numbe
   const inserted = new Set<string>();
   if (fresh.size > 0) {
     const ref = { store_id: list.store_id, profile_list_id: list._id };
+    const docs = [...fresh.values()];
     const op = await journalBatch(
       deps,
       ref,
-      [...fresh.values()].map((m) => m._id),
+      docs.map((m) => m._id),
     );
-    const outcomes = await deps.store.memberships.bulkWrite([...fresh.values()].map((document) => ({ insertOne: { document } })));
+    const outcomes = await deps.store.memberships.bulkWrite(docs.map((document) => ({ insertOne: { document } })));
     for (const [i, id] of [...fresh.keys()].entries()) if (outcomes[i].ok) inserted.add(id);
     await recordInserted(deps, op, inserted.size);
     await settleBatch(deps, { _id: op, ...ref }, inserted.size);
