@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: requests/s and latency of the public auth routes through the gateway, each beside a
- * bare `node:http` server measured in the same run, in two deployments:
+ * `npm run bench`: requests/s and latency of the public auth routes through the gateway (GET /profiles/me with a
+ * guest session and with a verified one, whose view lists its sessions and codes), each beside a bare `node:http`
+ * server measured in the same run, in two deployments:
  *   - one process (every service + gateway, no bus: what `npm start` runs);
  *   - split over NATS (gateway in one process, the services in another, TRANSPORTER=nats://...).
  * Then the latency of walking `GET /profiles` page by page with cursors over BENCH_PROFILES profiles.
@@ -174,18 +175,33 @@ async function prepareCodes(base: string, smtp: SmtpTestServer, count: number) {
 
 const STORE_IDS = Array.from({ length: 200 }, () => randomUUID());
 
+const meRequest = (store: string, token: Token): Request => ({
+  method: "GET",
+  path: `/v1/stores/${store}/profiles/me`,
+  headers: { authorization: `Bearer ${token.access_token}` },
+});
+
+/** A session that proved its e-mail with a code, in a store of its own (the verify scenario's send caps stay whole). */
+async function verifiedSession(base: string, smtp: SmtpTestServer): Promise<{ store: string; token: Token }> {
+  const store = randomUUID();
+  const email = `bench-me-${randomUUID()}@example.com`;
+  await postJson(`${base}/v1/stores/${store}/profiles/auth/code`, { email });
+  const mail = await smtp.waitForMessage((m) => m.to.includes(email), 30_000);
+  const code = /\b(\d{6})\b/.exec(mail.text)?.[1];
+  if (!code) throw new Error(`no code in the mail to ${email}`);
+  return { store, token: await postJson<Token>(`${base}/v1/stores/${store}/profiles/auth/verify`, { email, code }) };
+}
+
 async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTestServer): Promise<void> {
   const store = STORE_IDS[0];
   const profiles = `/v1/stores/${store}/profiles`;
 
   await measure("POST /profiles/initialize", deployment, base, { method: "POST", path: `${profiles}/initialize`, body: "{}" });
 
-  const me = await postJson<Token>(`${base}${profiles}/initialize`, {});
-  await measure("GET /profiles/me", deployment, base, {
-    method: "GET",
-    path: `${profiles}/me`,
-    headers: { authorization: `Bearer ${me.access_token}` },
-  });
+  const guest = await postJson<Token>(`${base}${profiles}/initialize`, {});
+  await measure("GET /profiles/me (guest session)", deployment, base, meRequest(store, guest));
+  const login = await verifiedSession(base, smtp);
+  await measure("GET /profiles/me (verified session)", deployment, base, meRequest(login.store, login.token));
 
   const sessions = 3000;
   const tokens = await inParallel(Array.from({ length: sessions }), 32, () => postJson<Token>(`${base}${profiles}/initialize`, {}));
