@@ -137,6 +137,8 @@ export class BackoffNatsAdapter extends Adapters.NATS {
         return await super.subscribe(chan);
       } catch (err) {
         if (!isConsumerNameInUse(err) || attempt >= SUBSCRIBE_ATTEMPTS) throw err;
+        // The failed attempt began tracking the channel's messages; the next one begins it again.
+        this.stopChannelActiveMessages(chan.id);
         this.logger.info(`The consumer of '${chan.name}' (group ${chan.group}) was created by another instance meanwhile; binding to it`);
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
       }
