@@ -66,6 +66,12 @@ async function exitCodeOf(proc: Running, what: string): Promise<number | null> {
   return proc.exited;
 }
 
+/** Stops the process with SIGTERM and fails with its output unless it exits with 0. */
+async function expectCleanStop(proc: Running): Promise<void> {
+  const code = await stop(proc);
+  if (code !== 0) throw new Error(`process ${proc.child.pid} exited with ${code} on SIGTERM\n${describeProcess(proc)}`);
+}
+
 /** SIGTERM, then the exit code once it has stopped (a graceful stop takes seconds, not a minute). */
 async function stop(proc: Running): Promise<number | null> {
   if (!hasExited(proc)) proc.child.kill("SIGTERM");
@@ -140,7 +146,7 @@ describe("one process on the embedded defaults (npm start)", () => {
       });
       expect(created.status).toBe(200);
       const profile = (await created.json()) as { id: string };
-      expect(await stop(first)).toBe(0);
+      await expectCleanStop(first);
       expect(first.output()).toMatch(new RegExp(`POST /v1/stores/${store}/profiles 200`)); // one readable line per request
 
       const second = run({ ...env, CRM_ADMIN_API_KEY: "restart-platform-key" });
@@ -153,7 +159,7 @@ describe("one process on the embedded defaults (npm start)", () => {
         expect(await again.json()).toMatchObject({ id: profile.id, email: "kept@example.com" });
         expect(second.output()).not.toContain("restart-platform-key"); // a key set by the operator is never echoed
       } finally {
-        expect(await stop(second)).toBe(0);
+        await expectCleanStop(second);
       }
     },
     2 * START_MS + 30_000,
@@ -224,7 +230,7 @@ describe("one process on the embedded defaults (npm start)", () => {
         expect(answered.length).toBeGreaterThanOrEqual(200);
         expect(answered.filter((email) => !stored.has(email))).toEqual([]); // every write answered 200 survived
       } finally {
-        expect(await stop(again)).toBe(0);
+        await expectCleanStop(again);
         rmSync(loadDir, { recursive: true, force: true });
       }
     },
@@ -261,7 +267,7 @@ describe("one process on the embedded defaults (npm start)", () => {
         const reread = await fetch(`http://127.0.0.1:${ports[0]}/v1/stores/${store}/profiles/${id}`, { headers });
         expect(await reread.json()).toMatchObject({ id, status: "archived" });
       } finally {
-        for (const proc of procs) expect(await stop(proc)).toBe(0);
+        for (const proc of procs) await expectCleanStop(proc);
         rmSync(sharedDir, { recursive: true, force: true });
       }
     },
@@ -278,7 +284,7 @@ describe("one process on the embedded defaults (npm start)", () => {
         const v6 = await fetch(`http://[::1]:${port}/health/live`).catch((err: { cause?: { code?: string } }) => err.cause?.code);
         expect(v6).toBe("ECONNREFUSED");
       } finally {
-        expect(await stop(proc)).toBe(0);
+        await expectCleanStop(proc);
       }
     },
     START_MS + 30_000,
@@ -355,7 +361,7 @@ describe("an import killed mid-way (npm start, SIGKILL)", () => {
       // The killed run's last batch may have written its members without counting them: the recovery
       // pass settles it once it is a minute old.
       await waitFor(async () => (await memberCount(list.id)) === rows, "member_count to settle at 20,000", { timeoutMs: 150_000, watched: [second] });
-      expect(await stop(second)).toBe(0);
+      await expectCleanStop(second);
     },
     START_MS * 2 + 200_000,
   );
@@ -406,7 +412,7 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
       const guest = await fetch(`${base}/v1/stores/${"0190c5d2-1111-7000-8000-00000000beef"}/profiles/initialize`, { method: "POST" });
       expect(guest.status).toBe(200);
 
-      expect(await stop(rest)).toBe(0);
+      await expectCleanStop(rest);
       const degraded = await waitFor(
         async () => {
           const r = await readiness(base);
@@ -462,7 +468,7 @@ describe("separate processes over NATS (SERVICES + TRANSPORTER)", () => {
       const after = await Promise.all(Array.from({ length: 10 }, initialize));
       expect(after).toEqual(Array(10).fill(200));
       const stopStarted = Date.now();
-      expect(await stop(gateway)).toBe(0);
+      await expectCleanStop(gateway);
       expect(Date.now() - stopStarted).toBeLessThan(5_000); // nothing left "running" from calls that timed out
       expect(gateway.output()).not.toMatch(/GracefulStopTimeout/);
     },
