@@ -479,17 +479,19 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     return total;
   }
 
-  /** The smallest index range the filter's equalities (and a range after them) select, with its (capped) size. */
+  /**
+   * The smallest index range the filter's equalities (and a range after them) select, with its (capped)
+   * size. When the caller does not need the size and one index alone can serve, nothing is counted (the
+   * size is then NaN): a lookup like "this profile's sessions" costs one query, not two.
+   */
   private smallestRange(
     conn: Connection,
     state: CollectionState,
     filter: Filter,
     eq: Map<string, unknown[]>,
+    needSize = true,
   ): { source: Source & { kind: "index" }; size: number } | undefined {
-    let best: { source: Source & { kind: "index" }; size: number; width: number } | undefined;
-    // Indexes that start with the same fields select the same rows for the same prefix (when neither is
-    // partial or multikey): count such a range once (profiles' indexes all start with store_id).
-    const counted = new Map<string, number>();
+    const candidates: Array<{ source: Source & { kind: "index" }; width: number }> = [];
     for (const index of state.indexes.values()) {
       if (!this.partialCovered(index, eq)) continue;
       const prefixes = this.prefixesOf(index, eq, false) ?? [[]];
@@ -497,13 +499,22 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       const range = this.keyRange(index, p, filter);
       if (p === 0 && !range) continue;
       const source: Source & { kind: "index" } = { kind: "index", index, prefixes, ...(range ? { range } : {}) };
-      const width = 2 * p + (range ? 1 : 0);
       const fixesAll = p === index.keys.fields.length;
-      const cap = best ? Math.min(best.size, SMALL_RANGE + 1) : SMALL_RANGE + 1;
-      const sameRows = !index.partial && !index.multikey && !range ? `${index.keys.fields.slice(0, p).join("\u0000")}|${cap}` : undefined;
-      const known = sameRows === undefined ? undefined : counted.get(sameRows);
       // Point lookups on a unique index (at most MAX_PREFIXES, one row each) need no counting and no rival.
       if (index.unique && fixesAll && !index.multikey) return { source, size: prefixes.length };
+      candidates.push({ source, width: 2 * p + (range ? 1 : 0) });
+    }
+    if (candidates.length === 1 && !needSize) return { source: candidates[0].source, size: Number.NaN };
+    let best: { source: Source & { kind: "index" }; size: number; width: number } | undefined;
+    // Indexes that start with the same fields select the same rows for the same prefix (when neither is
+    // partial or multikey): count such a range once (profiles' indexes all start with store_id).
+    const counted = new Map<string, number>();
+    for (const { source, width } of candidates) {
+      const { index } = source;
+      const p = source.prefixes[0].length / 2;
+      const cap = best ? Math.min(best.size, SMALL_RANGE + 1) : SMALL_RANGE + 1;
+      const sameRows = !index.partial && !index.multikey && !source.range ? `${index.keys.fields.slice(0, p).join("\u0000")}|${cap}` : undefined;
+      const known = sameRows === undefined ? undefined : counted.get(sameRows);
       const size = known ?? this.rangeSize(conn, source, cap);
       if (sameRows !== undefined && known === undefined) counted.set(sameRows, size);
       if (!best || size < best.size || (size === best.size && width > best.width)) best = { source, size, width };
@@ -538,7 +549,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     if (matchesNothing(eq)) return { source: { kind: "ids", ids: [] }, sorted: false };
     const ids = eq.get("_id");
     if (ids) return { source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))] }, sorted: false };
-    const range = this.smallestRange(conn, state, filter, eq);
+    const range = this.smallestRange(conn, state, filter, eq, sort !== undefined);
     if (sort) {
       if (range && range.size <= SMALL_RANGE) return { source: range.source, sorted: false };
       const sorted = this.sortedSource(state, eq, sort);
@@ -763,7 +774,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     if (ids) return { kind: "rows", source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))].sort() } };
     const byId = this.sortedSource(state, eq, [["_id", 1]]);
     if (byId?.kind === "index") return { kind: "rows", source: byId };
-    const range = this.smallestRange(conn, state, filter, eq)?.source;
+    const range = this.smallestRange(conn, state, filter, eq, false)?.source;
     return range ? { kind: "range", source: range } : { kind: "rows", source: { kind: "table" } };
   }
 
