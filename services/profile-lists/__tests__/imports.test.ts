@@ -234,6 +234,27 @@ describe("profile-lists.importProfiles", () => {
   });
 });
 
+/** A membership as an import batch inserts it (to play a writer that dies mid-batch). */
+function importedMember(store: string, listId: string, profileId: string) {
+  const now = env.clock.now;
+  const consent = { method: "import" as const, ip: null, user_agent: null, at: now, confirmed_at: null, confirmed_ip: null };
+  return {
+    _id: uuidv7(),
+    store_id: store,
+    profile_list_id: listId,
+    profile_id: profileId,
+    status: "active" as const,
+    source: "import" as const,
+    consent,
+    consent_history: [],
+    payment: null,
+    start_date: now,
+    end_date: null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
 describe("an import killed between writing its members and counting them", () => {
   it("leaves a journal entry that recovery settles: member_count ends exact", async () => {
     const store = newStoreId();
@@ -241,21 +262,7 @@ describe("an import killed between writing its members and counting them", () =>
     await importInto(store, list.id, { rows: [{ email: "before@example.com" }] });
     const { deps } = env.service.profileLists;
     const ref = { store_id: store, profile_list_id: list.id };
-    const docs = [1, 2, 3].map(() => ({
-      _id: uuidv7(),
-      store_id: store,
-      profile_list_id: list.id,
-      profile_id: uuidv7(),
-      status: "active" as const,
-      source: "import" as const,
-      consent: { method: "import" as const, ip: null, user_agent: null, at: env.clock.now, confirmed_at: null, confirmed_ip: null },
-      consent_history: [],
-      payment: null,
-      start_date: env.clock.now,
-      end_date: null,
-      created_at: env.clock.now,
-      updated_at: env.clock.now,
-    }));
+    const docs = [1, 2, 3].map(() => importedMember(store, list.id, uuidv7()));
     // The writer journals the batch and inserts two of its three members, then dies.
     await journalBatch(
       deps,
@@ -278,21 +285,7 @@ describe("an import killed between writing its members and counting them", () =>
     const { deps } = env.service.profileLists;
     const ref = { store_id: store, profile_list_id: list.id };
     const profiles = await Promise.all([1, 2, 3].map((i) => shopper(env.broker, store, `crash${i}@example.com`)));
-    const docs = profiles.map((p) => ({
-      _id: uuidv7(),
-      store_id: store,
-      profile_list_id: list.id,
-      profile_id: p.profileId,
-      status: "active" as const,
-      source: "import" as const,
-      consent: { method: "import" as const, ip: null, user_agent: null, at: env.clock.now, confirmed_at: null, confirmed_ip: null },
-      consent_history: [],
-      payment: null,
-      start_date: env.clock.now,
-      end_date: null,
-      created_at: env.clock.now,
-      updated_at: env.clock.now,
-    }));
+    const docs = profiles.map((p) => importedMember(store, list.id, p.profileId));
     const op = await journalBatch(
       deps,
       ref,
