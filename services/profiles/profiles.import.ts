@@ -5,9 +5,9 @@
  * the read, a merge) is redone on its own against the profile as it is now.
  */
 import { normalizeEmail } from "../../shared/contracts/common";
-import type { TaxonomyEntryInput, UpsertOutcome, UpsertRowResult } from "../../shared/contracts/profiles";
+import type { TaxonomyEntryInput, UpsertRowResult } from "../../shared/contracts/profiles";
 import type { BulkOp } from "../../shared/storage/port";
-import { findByEmail, newProfileDoc } from "./profiles.logic";
+import { findOrCreateByEmail, newProfileDoc } from "./profiles.logic";
 import type { ProfilesDeps } from "./profiles.ports";
 import type { ProfileDoc } from "./profiles.store";
 import { mergeIncoming, searchValuesOf, taxonomyLimitBroken } from "./profiles.taxonomies";
@@ -45,21 +45,19 @@ export async function upsertMany(deps: ProfilesDeps, p: { store_id: string; rows
       planned.set(lower, { doc, dirty: true, rows: [i] });
       return { profile_id: doc._id, outcome: "created" };
     }
-    if (current.merge_lock) return mergingError();
-    const merged = mergeIncoming(current.taxonomies, row.taxonomies);
-    const broken = merged.changed ? taxonomyLimitBroken(merged.taxonomies) : null;
-    if (broken) return { error: { field: "taxonomies", message: broken } };
-    const next = merged.changed ? { ...current, taxonomies: merged.taxonomies, search_values: searchValuesOf(merged.taxonomies), updated_at: now } : current;
+    const merged = withRow(current, row, now);
+    if ("error" in merged) return merged;
+    const { next, changed } = merged;
     if (plan) {
       plan.doc = next;
-      plan.dirty ||= merged.changed;
+      plan.dirty ||= changed;
       plan.rows.push(i);
     } else {
-      planned.set(lower, { doc: next, readAt: current.updated_at, dirty: merged.changed, rows: [i] });
+      planned.set(lower, { doc: next, readAt: current.updated_at, dirty: changed, rows: [i] });
     }
     // A later row of a profile this batch creates is part of its creation.
     if (plan && plan.readAt === undefined) return { profile_id: current._id, outcome: "created" };
-    return { profile_id: current._id, outcome: merged.changed ? "updated" : "unchanged" };
+    return { profile_id: current._id, outcome: changed ? "updated" : "unchanged" };
   });
 
   const writes = [...planned.values()].filter((plan) => plan.dirty);
@@ -83,33 +81,26 @@ function writeOf(plan: Planned): BulkOp<ProfileDoc> {
   };
 }
 
-/** One row on its own: its profile created, or its taxonomies merged with a guarded write. */
+/** One row on its own: its profile found or created (a concurrent create wins), then the row merged in with a guarded write. */
 async function upsertOne(deps: ProfilesDeps, storeId: string, row: UpsertRow): Promise<UpsertRowResult> {
   for (let attempt = 0; attempt < ROW_ATTEMPTS; attempt++) {
-    const current = await findByEmail(deps, storeId, row.email);
-    if (!current) {
-      const doc = newProfileDoc(storeId, row.email, deps.now(), row.taxonomies);
-      const [inserted] = await deps.store.profiles.bulkWrite([{ insertOne: { document: doc } }]);
-      if (inserted.ok) return { profile_id: doc._id, outcome: "created" };
-      continue; // created meanwhile: merge into it
-    }
-    if (current.merge_lock) return mergingError();
-    const merged = mergeIncoming(current.taxonomies, row.taxonomies);
+    const { doc: current, created } = await findOrCreateByEmail(deps, storeId, row.email, row.taxonomies);
+    if (created) return { profile_id: current._id, outcome: "created" };
+    const merged = withRow(current, row, deps.now());
+    if ("error" in merged) return merged;
     if (!merged.changed) return { profile_id: current._id, outcome: "unchanged" };
-    const broken = taxonomyLimitBroken(merged.taxonomies);
-    if (broken) return { error: { field: "taxonomies", message: broken } };
-    const plan: Planned = {
-      doc: { ...current, taxonomies: merged.taxonomies, search_values: searchValuesOf(merged.taxonomies), updated_at: deps.now() },
-      readAt: current.updated_at,
-      dirty: true,
-      rows: [],
-    };
-    const [written] = await deps.store.profiles.bulkWrite([writeOf(plan)]);
-    if (written.ok && written.matched === 1) return { profile_id: current._id, outcome: "updated" satisfies UpsertOutcome };
+    const [written] = await deps.store.profiles.bulkWrite([writeOf({ doc: merged.next, readAt: current.updated_at, dirty: true, rows: [] })]);
+    if (written.ok && written.matched === 1) return { profile_id: current._id, outcome: "updated" };
   }
   return { error: { field: "email", message: "the profile kept changing while it was imported; import this row again" } };
 }
 
-function mergingError(): UpsertRowResult {
-  return { error: { field: "email", message: "the profile is being merged; import this row again in a moment" } };
+/** The profile with the row's taxonomies merged in (`changed` false when it brings nothing new), or why it cannot take them. */
+function withRow(current: ProfileDoc, row: UpsertRow, now: number): { next: ProfileDoc; changed: boolean } | { error: { field: string; message: string } } {
+  if (current.merge_lock) return { error: { field: "email", message: "the profile is being merged; import this row again in a moment" } };
+  const merged = mergeIncoming(current.taxonomies, row.taxonomies);
+  if (!merged.changed) return { next: current, changed: false };
+  const broken = taxonomyLimitBroken(merged.taxonomies);
+  if (broken) return { error: { field: "taxonomies", message: broken } };
+  return { next: { ...current, taxonomies: merged.taxonomies, search_values: searchValuesOf(merged.taxonomies), updated_at: now }, changed: true };
 }
