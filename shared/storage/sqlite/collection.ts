@@ -82,6 +82,9 @@ interface IndexState {
   unique: boolean;
   partial: Matcher | null;
   multikey: boolean;
+  /** The SQL that adds one key tuple (then `id`), and that removes one: built once, not per row. */
+  insertSql: string;
+  removeSql: string;
 }
 
 interface CollectionState {
@@ -228,6 +231,7 @@ const v = (i: number) => `v${i}`;
 
 export class SqliteCollection<T extends Doc> implements Collection<T> {
   private readonly docs: string;
+  private readonly sql: { insert: string; update: string; delete: string };
   /** Documents the last read examined (tests use it to prove that a query walked an index). */
   lastExamined = 0;
   /** How the last stream read (tests use it to prove that its memory and reads stay bounded). */
@@ -242,6 +246,11 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     private readonly connection: () => Connection,
   ) {
     this.docs = quote(tableName(name));
+    this.sql = {
+      insert: `INSERT INTO ${this.docs} (id, doc) VALUES (?, ?)`,
+      update: `UPDATE ${this.docs} SET doc = ? WHERE id = ?`,
+      delete: `DELETE FROM ${this.docs} WHERE id = ?`,
+    };
   }
 
   // ------------------------------------------------------------------ tables and indexes
@@ -267,13 +276,19 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   private indexState(spec: IndexSpec, multikey: boolean): IndexState {
+    const keys = new IndexKeys(spec);
+    const table = quote(tableName(this.name, spec.name));
+    const n = keys.fields.length;
+    const where = Array.from({ length: n }, (_, i) => `${t(i)} = ? AND ${v(i)} = ?`).join(" AND ");
     return {
       spec,
-      keys: new IndexKeys(spec),
-      table: quote(tableName(this.name, spec.name)),
+      keys,
+      table,
       unique: spec.unique === true,
       partial: spec.partial ? compileFilter(spec.partial) : null,
       multikey,
+      insertSql: `INSERT INTO ${table} VALUES (${"?, ".repeat(2 * n)}?)`,
+      removeSql: `DELETE FROM ${table} WHERE ${where} AND id = ?`,
     };
   }
 
@@ -336,8 +351,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   private addKeys(conn: Connection, index: IndexState, doc: Doc, keys = this.keysOf(index, doc)): void {
     if (keys.tuples.length === 0) return;
-    const n = index.keys.fields.length;
-    const insert = conn.statement(`INSERT INTO ${index.table} VALUES (${"?, ".repeat(2 * n)}?)`);
+    const insert = conn.statement(index.insertSql);
     for (const tuple of keys.tuples) {
       try {
         insert.run(...tuple, doc._id);
@@ -355,15 +369,13 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   private removeKeys(conn: Connection, index: IndexState, doc: Doc, keys = this.keysOf(index, doc)): void {
     if (keys.tuples.length === 0) return;
-    const n = index.keys.fields.length;
-    const where = Array.from({ length: n }, (_, i) => `${t(i)} = ? AND ${v(i)} = ?`).join(" AND ");
-    const remove = conn.statement(`DELETE FROM ${index.table} WHERE ${where} AND id = ?`);
+    const remove = conn.statement(index.removeSql);
     for (const tuple of keys.tuples) remove.run(...tuple, doc._id);
   }
 
   private insertDoc(conn: Connection, state: CollectionState, doc: Doc): void {
     try {
-      conn.statement(`INSERT INTO ${this.docs} (id, doc) VALUES (?, ?)`).run(doc._id, encodeChecked(doc));
+      conn.statement(this.sql.insert).run(doc._id, encodeChecked(doc));
     } catch (err) {
       if (isDuplicateError(err)) throw new StorageError("DUPLICATE_KEY", `duplicate key in index _id_ (_id: ${JSON.stringify(doc._id)})`, "_id_");
       throw err;
@@ -373,7 +385,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
 
   /** Replaces a document; index rows are touched only where its keys changed (a counter bump touches none). */
   private replaceDoc(conn: Connection, state: CollectionState, before: Doc, after: Doc): void {
-    conn.statement(`UPDATE ${this.docs} SET doc = ? WHERE id = ?`).run(encodeChecked(after), after._id);
+    conn.statement(this.sql.update).run(encodeChecked(after), after._id);
     for (const index of state.indexes.values()) {
       const old = this.keysOf(index, before);
       const next = this.keysOf(index, after);
@@ -384,7 +396,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   private deleteDoc(conn: Connection, state: CollectionState, before: Doc): void {
-    conn.statement(`DELETE FROM ${this.docs} WHERE id = ?`).run(before._id);
+    conn.statement(this.sql.delete).run(before._id);
     for (const index of state.indexes.values()) this.removeKeys(conn, index, before);
   }
 

@@ -76,6 +76,12 @@ export class IndexKeys {
         arrayRoot = parts[0];
         multikey = true;
       }
+      if (found.length === 1) {
+        // One value (no array, or an array of one): every tuple grows by its key, no duplicates to drop.
+        const [rank, value] = keyOf(found[0]);
+        for (const tuple of tuples) tuple.push(rank, value);
+        continue;
+      }
       const seen = new Set<string>();
       const next: KeyColumn[][] = [];
       for (const value of found) {
