@@ -9,13 +9,13 @@
  * `email_words`, a multikey index of those e-mail suffixes, read as a prefix range.
  *
  * Staying fast at scale: a plain listing walks the { store_id, <sort field> } index from the cursor. A
- * selective search (a text query, or a taxonomy condition on an exact value) first collects the matching
- * ids through indexes (email_words, search_values), and when that set is small pages it in memory; only
- * an unselective search (many matches, so a page fills quickly) walks the sort index.
+ * selective search (a text query, or a taxonomy condition on an exact value) reads its matches through
+ * an index (email_words, search_values) and pages them in memory while they are few; with many, it walks
+ * the sort index, where a page fills quickly (see searchProfiles).
  */
 import { isUuid } from "../../shared/ids";
 import { normalizeEmail } from "../../shared/contracts/common";
-import { escapeRegex, type Collection, type Filter, type Page, type SortDirection } from "../../shared/storage/port";
+import { escapeRegex, type Collection, type Filter, type Page, type SortDirection, type StorageError } from "../../shared/storage/port";
 import type { ProfileStatus, TaxonomyCondition, TaxonomyQuery } from "../../shared/contracts/profiles";
 import type { ProfileDoc } from "./profiles.store";
 import { searchValueOf } from "./profiles.taxonomies";
@@ -28,8 +28,13 @@ export interface ProfileSearch {
   sort_direction: "asc" | "desc";
 }
 
-/** Above this many index matches a condition is "unselective" and the sort index is walked instead. */
-export const MAX_CANDIDATES = 500;
+/** Matches of a selective condition read before the sort index is tried (one read of its index). */
+export const PROBE_CANDIDATES = 1000;
+/**
+ * The most matches of a selective condition read and paged in memory, when they are too sparse for a
+ * walk of the sort index (at 1,000,000 profiles, up to 2% of the store for pages of 100).
+ */
+export const MAX_CANDIDATES = 20_000;
 
 const SORT_KEYS = { created_at: "created_at", updated_at: "updated_at", email: "email_sort" } as const;
 
@@ -121,64 +126,116 @@ export interface SearchRequest {
   after?: { value: unknown; id: string };
 }
 
-/** One keyset page of the profiles matching `search`, ordered by the sort field then id. */
+/**
+ * One keyset page of the profiles matching `search`, ordered by the sort field then id.
+ *
+ * A search with a selective condition (a text query, an exact taxonomy value) first reads the matches
+ * of that condition through its index, up to PROBE_CANDIDATES: most searches end there, and are paged
+ * in memory. With more matches than that, the sort index is walked (many matches fill a page fast); when
+ * the matches are too sparse for the walk (the storage stops it with SCAN_LIMIT), the matches are read
+ * on, up to MAX_CANDIDATES, and paged in memory. Only a search with more matches still, and so sparse
+ * that a page walks past thousands of other profiles, is refused (400).
+ */
 export async function searchProfiles(profiles: Collection<ProfileDoc>, req: SearchRequest): Promise<Page<ProfileDoc>> {
   const filter = profileFilter(req.storeId, req.search);
   const sort = profileSort(req.search);
-  const ids = await candidateIds(profiles, req.storeId, req.search);
-  if (ids === null) return profiles.findPage({ filter, sort, limit: req.limit, after: req.after });
-  if (ids.size === 0) return { items: [], hasMore: false };
-
-  const docs = await profiles.find({ ...filter, _id: { $in: [...ids] } }, { limit: MAX_CANDIDATES });
-  const order = (a: ProfileDoc, b: ProfileDoc) => sort.direction * compareKeys(a[sort.field], a._id, b[sort.field], b._id);
-  docs.sort(order);
-  const after = req.after;
-  const rest = after ? docs.filter((d) => sort.direction * compareKeys(d[sort.field], d._id, after.value, after.id) > 0) : docs;
-  return { items: rest.slice(0, req.limit), hasMore: rest.length > req.limit };
+  const walk = () => profiles.findPage({ filter, sort, limit: req.limit, after: req.after });
+  const sources = candidateFilters(filter, req.search).map((filters) => new Candidates(profiles, filters, sort.field));
+  if (sources.length === 0) return walk();
+  try {
+    for (const source of sources) if (await source.collect(PROBE_CANDIDATES)) return pageOf(profiles, filter, source, sort, req);
+    let tooSparse: unknown;
+    try {
+      return await walk();
+    } catch (err) {
+      if ((err as StorageError)?.code !== "SCAN_LIMIT") throw err;
+      tooSparse = err;
+    }
+    for (const source of sources) if (await source.collect(MAX_CANDIDATES)) return pageOf(profiles, filter, source, sort, req);
+    throw tooSparse;
+  } finally {
+    await Promise.all(sources.map((source) => source.close()));
+  }
 }
 
 /**
- * The ids that can match, found through indexes; null when no condition is selective enough to say
- * (then the caller walks the sort index). Every set returned is complete: each is a necessary condition.
+ * For each selective condition of the search, the filters whose matches together are the search's
+ * matches: the whole filter with that condition's index-served part added at the top level, where the
+ * storage plans with it (a text query is two: its e-mail words, and its exact taxonomy value).
  */
-async function candidateIds(profiles: Collection<ProfileDoc>, storeId: string, search: ProfileSearch): Promise<Set<string> | null> {
-  const sets: Set<string>[] = [];
+function candidateFilters(filter: Filter, search: ProfileSearch): Filter[][] {
+  const sources: Filter[][] = [];
   const text = search.query?.trim().toLowerCase();
-  if (text) {
-    const ids = isUuid(text) ? new Set([text]) : await textCandidates(profiles, storeId, text);
-    if (ids) sets.push(ids);
-  }
+  if (text)
+    sources.push(
+      isUuid(text)
+        ? [{ ...filter, _id: text }]
+        : [
+            { ...filter, search_values: text },
+            { ...filter, ...emailWordsMatch(text) },
+          ],
+    );
   for (const tq of search.taxonomy_query ?? []) {
     for (const condition of tq.query) {
       const values = indexedValuesOf(condition);
-      if (!values) continue;
-      const ids = await valueCandidates(profiles, storeId, values);
-      if (ids) sets.push(ids);
+      if (values) sources.push([{ ...filter, search_values: values.length === 1 ? values[0] : { $in: values } }]);
     }
   }
-  if (sets.length === 0) return null;
-  sets.sort((a, b) => a.size - b.size);
-  return new Set([...sets[0]].filter((id) => sets.every((s) => s.has(id))));
+  return sources;
 }
 
-/** Profiles whose e-mail words start with `text` or that hold `text` as an indexed taxonomy value. */
-async function textCandidates(profiles: Collection<ProfileDoc>, storeId: string, text: string): Promise<Set<string> | null> {
-  const byValue = await valueCandidates(profiles, storeId, [text]);
-  if (!byValue) return null;
-  const byEmail = await indexedCandidates(profiles, { store_id: storeId, ...emailWordsMatch(text) });
-  if (!byEmail) return null;
-  for (const id of byEmail) byValue.add(id);
-  return byValue.size > MAX_CANDIDATES ? null : byValue;
+/**
+ * The matches of one selective condition, read through its index as a stream and kept as (sort value,
+ * id) pairs only, so that reading on to MAX_CANDIDATES holds a few MB at most.
+ */
+class Candidates {
+  readonly keys = new Map<string, unknown>();
+  private readonly reads: AsyncIterator<ProfileDoc>[];
+  private done = false;
+
+  constructor(
+    profiles: Collection<ProfileDoc>,
+    filters: Filter[],
+    private readonly field: string,
+  ) {
+    this.reads = filters.map((filter) => profiles.stream(filter)[Symbol.asyncIterator]());
+  }
+
+  /** Reads on while there are at most `cap` matches; true once every match is in. */
+  async collect(cap: number): Promise<boolean> {
+    while (!this.done && this.keys.size <= cap) {
+      const next = await this.reads[0].next();
+      if (next.done) {
+        this.reads.shift();
+        this.done = this.reads.length === 0;
+      } else this.keys.set(next.value._id, next.value[this.field]);
+    }
+    return this.done;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.reads.map((read) => read.return?.()));
+  }
 }
 
-function valueCandidates(profiles: Collection<ProfileDoc>, storeId: string, values: string[]): Promise<Set<string> | null> {
-  return indexedCandidates(profiles, { store_id: storeId, search_values: values.length === 1 ? values[0] : { $in: values } });
-}
-
-/** The ids matching an index-served filter, or null when there are more than MAX_CANDIDATES. */
-async function indexedCandidates(profiles: Collection<ProfileDoc>, filter: Filter): Promise<Set<string> | null> {
-  const docs = await profiles.find(filter, { limit: MAX_CANDIDATES + 1 });
-  return docs.length > MAX_CANDIDATES ? null : new Set(docs.map((d) => d._id));
+/** The page after `req.after` of a complete set of matches, its documents read again by id. */
+async function pageOf(
+  profiles: Collection<ProfileDoc>,
+  filter: Filter,
+  candidates: Candidates,
+  sort: { field: string; direction: SortDirection },
+  req: SearchRequest,
+): Promise<Page<ProfileDoc>> {
+  const order = (a: { value: unknown; id: string }, b: { value: unknown; id: string }) => sort.direction * compareKeys(a.value, a.id, b.value, b.id);
+  const after = req.after;
+  const rest = [...candidates.keys].map(([id, value]) => ({ id, value })).filter((key) => !after || order(key, after) > 0);
+  rest.sort(order);
+  const page = rest.slice(0, req.limit);
+  if (page.length === 0) return { items: [], hasMore: false };
+  // Read again with the whole filter: a profile changed since it was collected is left out, not shown stale.
+  const docs = new Map((await profiles.find({ ...filter, _id: { $in: page.map((key) => key.id) } }, { limit: page.length })).map((doc) => [doc._id, doc]));
+  const items = page.flatMap((key) => docs.get(key.id) ?? []);
+  return { items, hasMore: rest.length > req.limit };
 }
 
 /** The search_values a matching profile must hold for an exact-value condition, when they are indexed. */

@@ -3,7 +3,7 @@ import type { AuthToken } from "../../../shared/contracts/auth";
 import type { Profile } from "../../../shared/contracts/profiles";
 import { toErrorBody } from "../../../shared/errors";
 import { newProfileDoc, verify } from "../profiles.logic";
-import { MAX_CANDIDATES } from "../profiles.search";
+import { PROBE_CANDIDATES } from "../profiles.search";
 import { errorOf, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
 
 let env: ProfilesEnv;
@@ -435,7 +435,7 @@ describe("profiles.revokeSession and profiles.revokeAllSessions", () => {
 
 describe("profiles.find over many profiles", () => {
   const store = newStoreId();
-  const total = MAX_CANDIDATES + 100;
+  const total = PROBE_CANDIDATES + 100;
 
   beforeAll(async () => {
     const ops = Array.from({ length: total }, (_, i) => ({
@@ -460,7 +460,7 @@ describe("profiles.find over many profiles", () => {
     return seen;
   }
 
-  it("pages an unselective search (more matches than the candidate cap) without repeats or gaps", async () => {
+  it("pages an unselective search (more matches than the first read of its index) without repeats or gaps", async () => {
     const byPrefix = await walk({ query: "bulk", sort_field: "email", sort_direction: "asc" }, 100);
     expect(byPrefix).toHaveLength(total);
     expect(byPrefix).toEqual([...byPrefix].sort());
@@ -478,6 +478,46 @@ describe("profiles.find over many profiles", () => {
     // a case-different exact value still finds them; a value matching no one finds none
     expect((await call<Page>("find", { store_id: store, query: "RARE", limit: 100 })).items).toHaveLength(total / 100);
     expect((await call<Page>("find", { store_id: store, query: "nobody-has-this" })).items).toEqual([]);
+  });
+});
+
+describe("profiles.find when the matches are many and sparse", () => {
+  const store = newStoreId();
+  const needles = PROBE_CANDIDATES + 200;
+
+  beforeAll(async () => {
+    // Six thousand older profiles, then the needles: walking created_at upwards, a page of needles lies
+    // behind more non-matching profiles than the storage walks before it stops (5,000 on SQLite).
+    const profile = (email: string, createdAt: number) => ({ insertOne: { document: newProfileDoc(store, email, createdAt) } });
+    await env.service.profiles.store.profiles.bulkWrite(Array.from({ length: 6000 }, (_, i) => profile(`filler${i}@hay.test`, 1_700_000_000)));
+    await env.service.profiles.store.profiles.bulkWrite(Array.from({ length: needles }, (_, i) => profile(`needle${i}@hay.test`, 1_700_000_100 + i)));
+  });
+
+  it("answers every page from the matches read through the index, in sort order", async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let n = 0; n < 100; n++) {
+      const page: Page = await call<Page>("find", {
+        store_id: store,
+        query: "needle",
+        sort_field: "created_at",
+        sort_direction: "asc",
+        limit: 100,
+        ...(cursor ? { cursor } : {}),
+      });
+      seen.push(...page.items.map((p) => p.email!));
+      cursor = page.cursor;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual(Array.from({ length: needles }, (_, i) => `needle${i}@hay.test`));
+  });
+
+  it("still narrows such a search by the rest of its conditions", async () => {
+    const [first] = (await call<Page>("find", { store_id: store, query: "needle1", limit: 1, sort_direction: "asc" })).items;
+    await call("update", { store_id: store, id: first.id, status: "archived" });
+    const blocked = await call<Page>("find", { store_id: store, query: "needle", status: "archived", sort_field: "created_at", sort_direction: "asc", limit: 100 });
+    expect(blocked.items.map((p) => p.email)).toEqual([first.email]);
+    expect(blocked.cursor).toBeNull();
   });
 });
 
