@@ -51,6 +51,8 @@ export interface IndexRecord {
 /** One open SQLite connection, shared by every handle of the same database in this process. */
 export class Connection {
   readonly db: DatabaseSync;
+  /** A file, which other processes may open too (a memory database is this connection's alone). */
+  private readonly shared: boolean;
   handles = 0;
   closed = false;
   /** Bumped by drop(): collections re-create their tables when they see a new generation. */
@@ -75,6 +77,7 @@ export class Connection {
     checkpointSettings?: Partial<CheckpointSettings>,
   ) {
     if (file) mkdirSync(dirname(file), { recursive: true });
+    this.shared = file !== undefined;
     this.db = new DatabaseSync(file ?? ":memory:");
     try {
       this.db.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_WAIT_MS}`);
@@ -181,8 +184,12 @@ export class Connection {
     }
   }
 
-  /** Changes when another connection (another process) commits; this connection's own commits do not change it. */
+  /**
+   * Changes when another connection (another process) commits; this connection's own commits do not change it.
+   * A memory database has no other connection: it is never asked (a read asks before every call).
+   */
   dataVersion(): number {
+    if (!this.shared) return 0;
     return (this.statement("PRAGMA data_version").get() as { data_version: number }).data_version;
   }
 
