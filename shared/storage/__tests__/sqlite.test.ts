@@ -1,15 +1,16 @@
 /**
  * What the SQLite adapter promises beyond the contract: reads walk real indexes (a deep page reads
  * about a page of rows), a query no index serves stops at the examine budget, documents keep their
- * Dates, data survives a reopen and a killed process, two processes share one file, and the file is
- * in WAL mode (synchronous=FULL with fsync).
+ * Dates, data survives a reopen and a killed process, two processes share one file, the file is
+ * in WAL mode (synchronous=FULL with fsync), and a bulk write runs in chunks, the event loop free
+ * between two, with the results of its ops run one at a time.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import type { Collection, Database, Doc } from "../port";
+import type { BulkItemResult, BulkOp, Collection, Database, Doc, IndexSpec, StorageError } from "../port";
 import { EXAMINE_BUDGET, type SqliteCollection } from "../sqlite/collection";
 import { closeAllSqliteDatabases, openSqliteDatabase } from "../sqlite/database";
 
@@ -198,6 +199,180 @@ describe("sqlite adapter: values and durability", () => {
     await db.close();
     const reopened = (await openSqliteDatabase("shared", { file })).collection<Profile>("items");
     expect(await reopened.count({ store_id: "s" })).toBe(202);
+  });
+});
+
+describe("sqlite adapter: a bulk write in chunks, a transaction each (collection.ts bulkWrite)", () => {
+  interface Item extends Doc {
+    email?: string;
+    n?: number;
+    tags?: number[];
+    seen_at?: Date;
+  }
+  const ITEM_INDEXES: IndexSpec[] = [
+    { name: "email", keys: { email: 1 }, unique: true },
+    { name: "tags", keys: { tags: 1 } },
+    { name: "seen", keys: { seen_at: 1 } },
+  ];
+  let dbs = 0;
+
+  async function items(chunk?: { ops: number; ms: number }): Promise<Collection<Item>> {
+    const c = (await openSqliteDatabase(`bulk_${++dbs}`)).collection<Item>("items");
+    await c.createIndexes(ITEM_INDEXES);
+    await c.insertOne({ _id: "old", email: "taken" });
+    if (chunk) (c as unknown as SqliteCollection<Item>).bulkChunkLimits = chunk;
+    return c;
+  }
+
+  const insert = (i: number, fields: Partial<Item> = {}): BulkOp<Item> => ({ insertOne: { document: { _id: `d${pad(i)}`, email: `e${i}`, tags: [i % 7], ...fields } } });
+
+  /**
+   * 1200 ops in chunks of at most 250 (a chunk in which an op fails ends with it): inserts, with duplicates
+   * in one chunk (20 of 10), across chunks (700 of 100, 1100 of 5's `_id`) and of a document stored
+   * before (900); an upsert and a duplicate of it (501); a value no index can hold (800); updates and a
+   * delete of documents inserted just before (301, 302, 401).
+   */
+  function scenario(): BulkOp<Item>[] {
+    const ops = Array.from({ length: 1200 }, (_, i) => insert(i));
+    ops[20] = insert(20, { email: "e10" });
+    ops[700] = insert(700, { email: "e100" });
+    ops[1100] = { insertOne: { document: { _id: `d${pad(5)}`, email: "again" } } };
+    ops[900] = insert(900, { email: "taken" });
+    ops[300] = insert(300, { n: 0 });
+    ops[301] = { updateOne: { filter: { _id: `d${pad(300)}` }, update: { $inc: { n: 1 } } } };
+    ops[302] = { updateOne: { filter: { email: "e300" }, update: { $inc: { n: 1 } } } };
+    ops[401] = { deleteOne: { filter: { email: "e400" } } };
+    ops[500] = { updateOne: { filter: { _id: "up", email: "up" }, update: { $set: { n: 5 } }, upsert: true } };
+    ops[501] = insert(501, { email: "up" });
+    ops[800] = insert(800, { seen_at: new Date(Number.NaN) });
+    return ops;
+  }
+
+  /** What the ops give one at a time through the single-document calls. */
+  async function oneByOne(c: Collection<Item>, ops: BulkOp<Item>[]): Promise<BulkItemResult[]> {
+    const results: BulkItemResult[] = [];
+    for (const op of ops) {
+      try {
+        if ("insertOne" in op) {
+          await c.insertOne(op.insertOne.document);
+          results.push({ ok: true, inserted: true });
+        } else if ("updateOne" in op) {
+          results.push({ ok: true, ...(await c.updateOne(op.updateOne.filter, op.updateOne.update, { upsert: op.updateOne.upsert })) });
+        } else {
+          results.push({ ok: true, deleted: await c.deleteOne(op.deleteOne.filter) });
+        }
+      } catch (err) {
+        const e = err as StorageError;
+        results.push({ ok: false, error: { code: e.code, message: e.message, ...(e.index ? { index: e.index } : {}) } });
+      }
+    }
+    return results;
+  }
+
+  /** Every document, in `_id` order. */
+  async function contents(c: Collection<Item>): Promise<Item[]> {
+    const docs: Item[] = [];
+    for await (const doc of c.stream({})) docs.push(doc);
+    return docs;
+  }
+
+  it("gives, over several chunks, the results and documents of the ops run one at a time", async () => {
+    const reference = await items();
+    const expected = await oneByOne(reference, scenario());
+    const c = await items({ ops: 250, ms: Number.POSITIVE_INFINITY });
+    const results = await c.bulkWrite(scenario());
+    expect(results).toEqual(expected);
+    expect(await contents(c)).toEqual(await contents(reference));
+
+    const failed = results.flatMap((r, i) => (r.ok ? [] : [[i, r.error!.code, r.error!.index]]));
+    expect(failed).toEqual([
+      [20, "DUPLICATE_KEY", "email"],
+      [501, "DUPLICATE_KEY", "email"],
+      [700, "DUPLICATE_KEY", "email"],
+      [800, "INVALID_QUERY", undefined],
+      [900, "DUPLICATE_KEY", "email"],
+      [1100, "DUPLICATE_KEY", "_id_"],
+    ]);
+    expect(results[10]).toEqual({ ok: true, inserted: true });
+    expect(results.slice(301, 303)).toEqual([
+      { ok: true, matched: 1, modified: 1 },
+      { ok: true, matched: 1, modified: 1 },
+    ]);
+    expect(results[401]).toEqual({ ok: true, deleted: 1 });
+    expect(results[500]).toEqual({ ok: true, matched: 0, modified: 0, upsertedId: "up" });
+
+    expect((await c.find({ email: "e10" })).map((d) => d._id)).toEqual([`d${pad(10)}`]);
+    expect((await c.findOne({ _id: `d${pad(300)}` }))!.n).toBe(2);
+    expect(await c.count({})).toBe(1 + (1200 - 4 - failed.length) + 1 - 1); // "old", the inserts that held, the upsert, less the deleted one
+  });
+
+  it("reads in a chunk see the chunk's earlier inserts, through their index rows too", async () => {
+    const c = await items();
+    const ops = Array.from({ length: 600 }, (_, i) => insert(i));
+    ops[290] = insert(290, { tags: [1, 10] });
+    ops[301] = { updateOne: { filter: { email: "e300" }, update: { $inc: { n: 1 } } } };
+    ops[302] = { deleteOne: { filter: { email: "e250" } } };
+    ops[303] = { updateOne: { filter: { tags: { $gt: 2, $lt: 8 }, email: "e290" }, update: { $set: { n: 7 } } } };
+    ops[304] = { updateOne: { filter: { email: "e599" }, update: { $set: { n: 1 } } } };
+    const results = await c.bulkWrite(ops);
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(results.slice(301, 305)).toEqual([
+      { ok: true, matched: 1, modified: 1 },
+      { ok: true, deleted: 1 },
+      { ok: true, matched: 1, modified: 1 },
+      { ok: true, matched: 0, modified: 0 },
+    ]);
+    expect(await c.count({ email: "e250" })).toBe(0);
+    expect((await c.findOne({ email: "e300" }))!.n).toBe(1);
+    // The array made `tags` multikey: it matches a range that no element lies in, each bound met by one, as in MongoDB.
+    expect((await c.find({ tags: { $gt: 2, $lt: 8 } }, { limit: 1000 })).map((d) => d._id)).toContain(`d${pad(290)}`);
+  });
+
+  it("reports a duplicate among the rows a chunk writes one by one, and one in a statement of many rows", async () => {
+    const c = await items();
+    const ops = Array.from({ length: 40 }, (_, i) => insert(i));
+    ops[5] = insert(5, { email: "e3" });
+    ops[39] = insert(39, { email: "e38" });
+    const results = await c.bulkWrite(ops);
+    expect(results.flatMap((r, i) => (r.ok ? [] : [[i, r.error!.code, r.error!.index]]))).toEqual([
+      [5, "DUPLICATE_KEY", "email"],
+      [39, "DUPLICATE_KEY", "email"],
+    ]);
+    expect(await c.count({})).toBe(1 + 38);
+  });
+
+  it("gives the same results with the default chunks, and with chunks cut short by their time limit", async () => {
+    const expected = await oneByOne(await items(), scenario());
+    expect(await (await items()).bulkWrite(scenario())).toEqual(expected);
+    expect(await (await items({ ops: 500, ms: 0 })).bulkWrite(scenario().slice(0, 320))).toEqual(expected.slice(0, 320));
+  });
+
+  it("lets the event loop run between two chunks of a batch of 1000", async () => {
+    const c = await items();
+    let countBetween: Promise<number> | undefined;
+    setImmediate(() => {
+      countBetween = c.count({});
+    });
+    const results = await c.bulkWrite(Array.from({ length: 1000 }, (_, i) => insert(i)));
+    await new Promise(setImmediate); // (had it not run yet)
+    expect(results.every((r) => r.ok)).toBe(true);
+    // The callback ran after the first chunk had committed, before the last one.
+    const between = await countBetween!;
+    expect(between).toBeGreaterThan(1);
+    expect(between).toBeLessThan(1001);
+  });
+
+  it("is not atomic: another caller's write may land between two chunks, and the batch's later ops see it", async () => {
+    const c = await items();
+    let other: Promise<void> | undefined;
+    setImmediate(() => {
+      other = c.insertOne({ _id: "other", email: "e900" });
+    });
+    const results = await c.bulkWrite(Array.from({ length: 1000 }, (_, i) => insert(i)));
+    await new Promise(setImmediate); // (had it not run yet)
+    await other;
+    expect(results[900]).toMatchObject({ ok: false, error: { code: "DUPLICATE_KEY", index: "email" } });
+    expect(results.filter((r) => !r.ok)).toHaveLength(1);
   });
 });
 
