@@ -749,12 +749,14 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const orderBy = order.map((c) => `${alias}${c} ${dir}`).join(", ");
     const tuple = order.length === 1 ? `${alias}${order[0]}` : `(${order.map((c) => alias + c).join(", ")})`;
     const marks = order.length === 1 ? "?" : `(${order.map(() => "?").join(", ")})`;
-    const first = conn.statement(`${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy} LIMIT ?`);
-    const next = conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ?`);
+    // The LIMIT is written into the SQL, not bound: with node:sqlite a bound LIMIT made each run of such a
+    // query cost ~8 µs more (15 µs instead of 7 for a profile's sessions); a chunk takes only five values.
+    const first = (limit: number) => conn.statement(`${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy} LIMIT ${limit}`);
+    const next = (limit: number) => conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ${limit}`);
     let cursor = start;
     let chunk = FIRST_CHUNK;
     for (;;) {
-      const rows = (cursor ? next.all(...params, ...cursor, chunk) : first.all(...params, chunk)) as Row[];
+      const rows = (cursor ? next(chunk).all(...params, ...cursor) : first(chunk).all(...params)) as Row[];
       for (const row of rows) yield row;
       if (rows.length < chunk) return;
       chunk = Math.min(chunk * 2, MAX_CHUNK);
@@ -996,8 +998,8 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const columns = [...new Set(["id", ...order])].join(", ");
     const orderBy = order.join(", ");
     const after = cursor ? ` AND (${orderBy}) > (${order.map(() => "?").join(", ")})` : "";
-    const select = conn.statement(`SELECT ${columns} FROM ${source.index.table} WHERE ${sql}${after} ORDER BY ${orderBy} LIMIT ?`);
-    return select.all(...prefix, ...rangeParams, ...(cursor ?? []), this.streamChunk) as Row[];
+    const select = conn.statement(`SELECT ${columns} FROM ${source.index.table} WHERE ${sql}${after} ORDER BY ${orderBy} LIMIT ${this.streamChunk}`);
+    return select.all(...prefix, ...rangeParams, ...(cursor ?? [])) as Row[];
   }
 
   /** About how many documents the table holds (its largest rowid: deletions leave gaps), read in O(log n). */
