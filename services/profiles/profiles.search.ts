@@ -29,7 +29,7 @@ export interface ProfileSearch {
 }
 
 /** Matches of a selective condition read before the sort index is tried (one read of its index). */
-export const PROBE_CANDIDATES = 1000;
+export const PROBE_CANDIDATES = 500;
 /**
  * The most matches of a selective condition read and paged in memory, when they are too sparse for a
  * walk of the sort index (at 1,000,000 profiles, up to 2% of the store for pages of 100).

@@ -487,7 +487,7 @@ describe("profiles.find when the matches are many and sparse", () => {
 
   beforeAll(async () => {
     // Six thousand older profiles, then the needles: walking created_at upwards, a page of needles lies
-    // behind more non-matching profiles than the storage walks before it stops (5,000 on SQLite).
+    // behind more non-matching profiles than the storage walks before it stops (2,000 on SQLite).
     const profile = (email: string, createdAt: number) => ({ insertOne: { document: newProfileDoc(store, email, createdAt) } });
     await env.service.profiles.store.profiles.bulkWrite(Array.from({ length: 6000 }, (_, i) => profile(`filler${i}@hay.test`, 1_700_000_000)));
     await env.service.profiles.store.profiles.bulkWrite(Array.from({ length: needles }, (_, i) => profile(`needle${i}@hay.test`, 1_700_000_100 + i)));

@@ -125,6 +125,24 @@ describe("sqlite adapter: index use", () => {
     expect(await c.findOne({ status: "archived" })).toMatchObject({ status: "archived" });
   });
 
+  it("reads a partial index of one type for a range bounded by a value of that type, and only then", async () => {
+    const other = db.collection<Profile & { stamped_at?: number | string }>("stamped");
+    await other.createIndexes([{ name: "stamped", keys: { stamped_at: 1 }, partial: { stamped_at: { $type: "number" } } }]);
+    const unstamped = Array.from({ length: EXAMINE_BUDGET + 500 }, (_, i) => ({ insertOne: { document: { _id: `u${pad(i)}`, store_id: "s" } } }));
+    await other.bulkWrite([
+      ...unstamped,
+      { insertOne: { document: { _id: "n1", store_id: "s", stamped_at: 1 } } },
+      { insertOne: { document: { _id: "n9", store_id: "s", stamped_at: 9 } } },
+      { insertOne: { document: { _id: "text", store_id: "s", stamped_at: "1" } } },
+    ]);
+    const ids = (docs: Doc[]) => docs.map((d) => d._id);
+    expect(ids(await other.find({ stamped_at: { $lte: 5 } }))).toEqual(["n1"]);
+    expect((other as unknown as SqliteCollection<Profile>).lastExamined).toBe(1);
+    expect(ids(await other.find({ stamped_at: { $gt: 0 } }, { sort: { stamped_at: 1 } }))).toEqual(["n1", "n9"]);
+    // A string bound matches strings only: the numbers' index does not hold them, and the table is read.
+    await expect(other.find({ stamped_at: { $gte: "0" } })).rejects.toMatchObject({ code: "SCAN_LIMIT" });
+  });
+
   it("a stream reads every match in batches without a budget, through the index range", async () => {
     let n = 0;
     for await (const doc of c.stream({ store_id: "s1", status: "archived" }, { batchSize: 1000 })) {

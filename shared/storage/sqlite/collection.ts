@@ -43,7 +43,7 @@ import { IndexKeys, keyOf, sameKeys, type IndexedKeys, type KeyColumn } from "./
 
 export const MAX_FIND_LIMIT = 1000;
 /** Documents one call may read without returning (or acting on) them, before it fails with SCAN_LIMIT. */
-export const EXAMINE_BUDGET = 5_000;
+export const EXAMINE_BUDGET = 2_000;
 /** An index range at most this large is read whole (and sorted in memory) rather than walked in order. */
 const SMALL_RANGE = 1000;
 /**
@@ -254,6 +254,21 @@ function distinctSorted(values: string[], exotic: boolean): string[] {
 function matchesNothing(eq: Map<string, unknown[]>): boolean {
   for (const values of eq.values()) if (values.length === 0) return true;
   return false;
+}
+
+/**
+ * Whether every match of `filter` is in a partial index `{ f: { $type: "number" | "string" } }`: a range
+ * on f bounded by a value of that type (MongoDB compares values of one type only), like "the ops stamped
+ * before t" on an index of the stamped ones.
+ */
+function rangeImpliesType(partial: Filter, filter: Filter): boolean {
+  const entries = Object.entries(partial);
+  if (entries.length !== 1) return false;
+  const [field, condition] = entries[0];
+  const type = isPlainObject(condition) && Object.keys(condition).length === 1 ? condition.$type : undefined;
+  if (type !== "number" && type !== "string") return false;
+  const bounds = rangeBounds(filter, field);
+  return typeof bounds?.lower?.value === type || typeof bounds?.upper?.value === type;
 }
 
 /** Column names of key field i. */
@@ -488,8 +503,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
    * A partial index holds every match only when the filter's equalities imply its partial filter: with
    * `$in` lists, every combination of their values must (a match equals one of them in each field).
    */
-  private partialCovered(index: IndexState, eq: Map<string, unknown[]>): boolean {
+  private partialCovered(index: IndexState, eq: Map<string, unknown[]>, filter?: Filter): boolean {
     if (!index.partial) return true;
+    if (filter && rangeImpliesType(index.spec.partial!, filter)) return true;
     const fields = filterFields(index.spec.partial!);
     if (!fields) return false;
     let combinations: [string, unknown][][] = [[]];
@@ -587,7 +603,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   ): { source: Source & { kind: "index" }; size: number } | undefined {
     const candidates: Array<{ source: Source & { kind: "index" }; width: number }> = [];
     for (const index of state.indexes.values()) {
-      if (!this.partialCovered(index, eq)) continue;
+      if (!this.partialCovered(index, eq, filter)) continue;
       const prefixes = this.prefixesOf(index, eq, false) ?? [[]];
       const p = prefixes[0].length / 2;
       const range = this.keyRange(index, p, filter);
