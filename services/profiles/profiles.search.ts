@@ -15,7 +15,7 @@
  */
 import { isUuid } from "../../shared/ids";
 import { normalizeEmail } from "../../shared/contracts/common";
-import { escapeRegex, type Collection, type Filter, type Page, type SortDirection, type StorageError } from "../../shared/storage/port";
+import { escapeRegex, isScanLimit, type Collection, type Filter, type Page, type SortDirection } from "../../shared/storage/port";
 import type { ProfileStatus, TaxonomyCondition, TaxonomyQuery } from "../../shared/contracts/profiles";
 import type { ProfileDoc } from "./profiles.store";
 import { searchValueOf } from "./profiles.taxonomies";
@@ -32,7 +32,7 @@ export interface ProfileSearch {
 export const PROBE_CANDIDATES = 500;
 /**
  * The most matches of a selective condition read and paged in memory, when they are too sparse for a
- * walk of the sort index (at 1,000,000 profiles, up to 2% of the store for pages of 100).
+ * walk of the sort index (2% of a store of 1,000,000 profiles).
  */
 export const MAX_CANDIDATES = 20_000;
 
@@ -124,6 +124,8 @@ export interface SearchRequest {
   search: ProfileSearch;
   limit: number;
   after?: { value: unknown; id: string };
+  /** How many matches are read before the sort index is tried, and at most (tests lower them). */
+  candidates?: { probe: number; max: number };
 }
 
 /**
@@ -139,19 +141,20 @@ export interface SearchRequest {
 export async function searchProfiles(profiles: Collection<ProfileDoc>, req: SearchRequest): Promise<Page<ProfileDoc>> {
   const filter = profileFilter(req.storeId, req.search);
   const sort = profileSort(req.search);
+  const { probe, max } = req.candidates ?? { probe: PROBE_CANDIDATES, max: MAX_CANDIDATES };
   const walk = () => profiles.findPage({ filter, sort, limit: req.limit, after: req.after });
   const sources = candidateFilters(filter, req.search).map((filters) => new Candidates(profiles, filters, sort.field));
   if (sources.length === 0) return walk();
   try {
-    for (const source of sources) if (await source.collect(PROBE_CANDIDATES)) return pageOf(profiles, filter, source, sort, req);
+    for (const source of sources) if (await source.collect(probe)) return pageOf(profiles, filter, source, sort, req);
     let tooSparse: unknown;
     try {
       return await walk();
     } catch (err) {
-      if ((err as StorageError)?.code !== "SCAN_LIMIT") throw err;
+      if (!isScanLimit(err)) throw err;
       tooSparse = err;
     }
-    for (const source of sources) if (await source.collect(MAX_CANDIDATES)) return pageOf(profiles, filter, source, sort, req);
+    for (const source of sources) if (await source.collect(max)) return pageOf(profiles, filter, source, sort, req);
     throw tooSparse;
   } finally {
     await Promise.all(sources.map((source) => source.close()));

@@ -10,7 +10,7 @@
  */
 import type { BrokerOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { crmError } from "../errors";
-import { StorageError, type Database } from "../storage/port";
+import { isScanLimit, StorageError, type Database } from "../storage/port";
 import { openDatabase } from "../storage";
 
 const STORAGE_RETRY_AFTER_SECONDS = 5;
@@ -38,7 +38,7 @@ export function storageMixin(databaseName: string): Partial<ServiceSchema> {
         "*"(this: { logger: { error(...args: unknown[]): void; warn(...args: unknown[]): void } }, ctx: Context, err: unknown) {
           if (!(err instanceof StorageError)) throw err;
           const action = ctx.action?.name ?? "action";
-          if (err.code === "SCAN_LIMIT") {
+          if (isScanLimit(err)) {
             this.logger.warn(`${action}: refused a query no index serves: ${err.message}`);
             throw crmError(
               "VALIDATION_ERROR",

@@ -122,6 +122,11 @@ export class StorageError extends Error {
   }
 }
 
+/** A read the storage stopped because no index narrows it enough (see StorageErrorCode). */
+export function isScanLimit(err: unknown): boolean {
+  return (err as Partial<StorageError> | undefined)?.code === "SCAN_LIMIT";
+}
+
 export function isDuplicateKey(err: unknown, index?: string): boolean {
   const e = err as Partial<StorageError> | undefined;
   return e?.code === "DUPLICATE_KEY" && (index === undefined || e.index === index);

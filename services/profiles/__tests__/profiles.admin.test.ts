@@ -3,7 +3,7 @@ import type { AuthToken } from "../../../shared/contracts/auth";
 import type { Profile } from "../../../shared/contracts/profiles";
 import { toErrorBody } from "../../../shared/errors";
 import { newProfileDoc, verify } from "../profiles.logic";
-import { PROBE_CANDIDATES } from "../profiles.search";
+import { PROBE_CANDIDATES, searchProfiles, type ProfileSearch } from "../profiles.search";
 import { errorOf, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
 
 let env: ProfilesEnv;
@@ -510,6 +510,15 @@ describe("profiles.find when the matches are many and sparse", () => {
       if (!cursor) break;
     }
     expect(seen).toEqual(Array.from({ length: needles }, (_, i) => `needle${i}@hay.test`));
+  });
+
+  it("refuses such a search (SCAN_LIMIT) only when its matches are more than it reads at most", async () => {
+    const search: ProfileSearch = { query: "needle", sort_field: "created_at", sort_direction: "asc" };
+    const page = (max: number) => searchProfiles(env.service.profiles.store.profiles, { storeId: store, search, limit: 100, candidates: { probe: 100, max } });
+    await expect(page(needles - 1)).rejects.toMatchObject({ code: "SCAN_LIMIT" });
+    const first = await page(needles);
+    expect(first.items.map((p) => p.email)).toEqual(Array.from({ length: 100 }, (_, i) => `needle${i}@hay.test`));
+    expect(first.hasMore).toBe(true);
   });
 
   it("still narrows such a search by the rest of its conditions", async () => {
