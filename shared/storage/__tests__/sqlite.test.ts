@@ -98,6 +98,35 @@ describe("sqlite adapter: index use", () => {
     expect(examined(c)).toBe(rare.length);
   });
 
+  it("reads `$in` lists through the index, many keys to a query, each document once", async () => {
+    const ids = (docs: Doc[]) => docs.map((d) => d._id).sort();
+    const expected = (keep: (i: number) => boolean) =>
+      Array.from({ length: N }, (_, i) => i)
+        .filter(keep)
+        .map((i) => `p${pad(i)}`);
+    // 150 keys of 5 documents each: three batches of keys, whose rows are too many to be read at once.
+    const created = Array.from({ length: 150 }, (_, k) => k);
+    expect(ids(await c.find({ store_id: "s0", created_at: { $in: created } }))).toEqual(expected((i) => i % 2 === 0 && i < 1500));
+    // 40 keys: one batch read whole; then keys of several fields, and a range after them.
+    expect(ids(await c.find({ store_id: "s1", created_at: { $in: created.slice(0, 40) } }))).toEqual(expected((i) => i % 2 === 1 && i < 400));
+    const window = await c.find({ store_id: { $in: ["s0", "s1", "s9"] }, created_at: { $gte: 100, $lt: 102 } });
+    expect(ids(window)).toEqual(expected((i) => i >= 1000 && i < 1020));
+    // Documents under both keys of an array field come once.
+    expect(ids(await c.find({ store_id: "s0", tags: { $in: ["rare", "vip"] } }))).toEqual(expected((i) => i % 1000 === 0));
+    // A reader that needs five documents of two large keys reads about five.
+    expect(await c.find({ store_id: "s0", tags: { $in: ["common", "rare"] } }, { limit: 5 })).toHaveLength(5);
+    expect(examined(c)).toBe(5);
+  });
+
+  it("a page of a store sorted by an index that starts with the store reads one page of rows, however small the store", async () => {
+    const small = db.collection<Profile>("small_store");
+    await small.createIndexes([{ name: "store_created", keys: { store_id: 1, created_at: 1 } }]);
+    await small.bulkWrite(Array.from({ length: 500 }, (_, i) => ({ insertOne: { document: { _id: `p${pad(i)}`, store_id: "s", created_at: i } } })));
+    const page = await small.findPage({ filter: { store_id: "s" }, sort: { field: "created_at", direction: -1 }, limit: 10 });
+    expect(page.items.map((d) => d.created_at)).toEqual([499, 498, 497, 496, 495, 494, 493, 492, 491, 490]);
+    expect((small as unknown as SqliteCollection<Profile>).lastExamined).toBe(11);
+  });
+
   it("reads only the index range of an anchored prefix or a comparison on the key after the equalities", async () => {
     expect(await c.count({ store_id: "s0", tags: { $regex: "^ra" } })).toBe(60);
     expect(examined(c)).toBe(60);

@@ -47,9 +47,9 @@ export const EXAMINE_BUDGET = 2_000;
 /** An index range at most this large is read whole (and sorted in memory) rather than walked in order. */
 const SMALL_RANGE = 1000;
 /**
- * At most this many key prefixes (the product of `$in` lists) are looked up one by one: as many as one
- * find returns, so `{ store_id, email_lower: { $in: [1000 e-mails] } }` is 1000 lookups in a unique
- * index. Planning stays cheap: a unique index whose every field is fixed is not counted at all, and a
+ * At most this many key prefixes (the product of `$in` lists) are looked up, LOOKUP_BATCH a query: as
+ * many as one find returns, so `{ store_id, email_lower: { $in: [1000 e-mails] } }` is 1000 lookups in a
+ * unique index. Planning stays cheap: a unique index whose every field is fixed is not counted at all, and a
  * count over several prefixes stops once their total passes its cap (see rangeSize).
  */
 const MAX_PREFIXES = MAX_FIND_LIMIT;
@@ -59,7 +59,7 @@ const MAX_PREFIXES = MAX_FIND_LIMIT;
  */
 const FIRST_CHUNK = 24;
 const MAX_CHUNK = 256;
-/** Whole keys of a unique index looked up per query. */
+/** Key prefixes (`$in` values) looked up per query. */
 const LOOKUP_BATCH = 64;
 /**
  * The `_id`s of an index range a stream holds (a window; twice as many while a pass sorts them, about
@@ -172,6 +172,23 @@ interface SelectOptions {
 }
 
 /** Errors a bulk write reports per op (the others fail the whole call). */
+/** Whether every condition of `filter` is one equality the source's prefix fixes (so every row of the source matches). */
+function prefixIsWholeFilter(source: Source & { kind: "index" }, filter: Filter): boolean {
+  const fixed = source.index.keys.fields.slice(0, source.prefixes[0].length / 2);
+  const equalityOnly = (condition: unknown) => !isPlainObject(condition) || ["$eq", "$in"].includes(Object.keys(condition).join());
+  return source.prefixes.length === 1 && Object.entries(filter).every(([field, condition]) => fixed.includes(field) && equalityOnly(condition));
+}
+
+/** Each document's first row only: a document sits under several keys of a multikey index, and may match several prefixes. */
+function* distinct(rows: Iterable<Row>): Generator<Row> {
+  const seen = new Set<string>();
+  for (const row of rows) {
+    if (seen.has(row.id)) continue;
+    seen.add(row.id);
+    yield row;
+  }
+}
+
 function isReportable(err: unknown): err is StorageError {
   const code = (err as StorageError | undefined)?.code;
   return code === "DUPLICATE_KEY" || code === "INVALID_QUERY" || code === "SCAN_LIMIT";
@@ -560,31 +577,60 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   private where(source: Source & { kind: "index" }, alias: string): { sql: string; rangeParams: KeyColumn[] } {
     const p = source.prefixes[0].length / 2;
     const parts = Array.from({ length: p }, (_, i) => `${alias}${t(i)} = ? AND ${alias}${v(i)} = ?`);
-    const rangeParams: KeyColumn[] = [];
+    const range = this.rangeWhere(source, alias);
+    if (range.sql) parts.push(range.sql);
+    return { sql: parts.join(" AND "), rangeParams: range.rangeParams };
+  }
+
+  /** The WHERE of an index source's range alone (empty without one). */
+  private rangeWhere(source: Source & { kind: "index" }, alias: string): { sql: string; rangeParams: KeyColumn[] } {
+    const p = source.prefixes[0].length / 2;
     const range = source.range;
-    if (range) {
-      parts.push(`${alias}${t(p)} = ?`);
-      rangeParams.push(range.rank);
-      if (range.lower) {
-        parts.push(`${alias}${v(p)} ${range.lower.inclusive ? ">=" : ">"} ?`);
-        rangeParams.push(range.lower.v);
-      }
-      if (range.upper) {
-        parts.push(`${alias}${v(p)} ${range.upper.inclusive ? "<=" : "<"} ?`);
-        rangeParams.push(range.upper.v);
-      }
+    if (!range) return { sql: "", rangeParams: [] };
+    const parts = [`${alias}${t(p)} = ?`];
+    const rangeParams: KeyColumn[] = [range.rank];
+    if (range.lower) {
+      parts.push(`${alias}${v(p)} ${range.lower.inclusive ? ">=" : ">"} ?`);
+      rangeParams.push(range.lower.v);
+    }
+    if (range.upper) {
+      parts.push(`${alias}${v(p)} ${range.upper.inclusive ? "<=" : "<"} ?`);
+      rangeParams.push(range.upper.v);
     }
     return { sql: parts.join(" AND "), rangeParams };
   }
 
+  /**
+   * The WHERE that selects any of a batch of LOOKUP_BATCH prefixes of an index source (`alias` before
+   * each column), then its range; the parameters of a batch come from batchParams.
+   */
+  private prefixBatchWhere(source: Source & { kind: "index" }, alias: string): string {
+    const columns = Array.from({ length: source.prefixes[0].length / 2 }, (_, i) => `${alias}${t(i)}, ${alias}${v(i)}`).join(", ");
+    const tuple = `(${source.prefixes[0].map(() => "?").join(", ")})`;
+    const range = this.rangeWhere(source, alias).sql;
+    return `(${columns}) IN (VALUES ${Array(LOOKUP_BATCH).fill(tuple).join(", ")})${range ? ` AND ${range}` : ""}`;
+  }
+
+  /** The parameters of prefixBatchWhere for `batch` (a short batch repeats its last prefix: one statement serves every batch). */
+  private batchParams(source: Source & { kind: "index" }, batch: KeyColumn[][]): KeyColumn[] {
+    const keys = batch.slice();
+    while (keys.length < LOOKUP_BATCH) keys.push(keys[keys.length - 1]);
+    return [...keys.flat(), ...this.rangeWhere(source, "").rangeParams];
+  }
+
   /** How many index rows a source selects, counted up to `cap` (so estimating stays cheap). */
   private rangeSize(conn: Connection, source: Source & { kind: "index" }, cap: number): number {
-    const { sql, rangeParams } = this.where(source, "");
-    const count = conn.statement(`SELECT count(*) AS n FROM (SELECT 1 FROM ${source.index.table} WHERE ${sql} LIMIT ?)`);
+    const { prefixes } = source;
+    if (prefixes.length === 1) {
+      const { sql, rangeParams } = this.where(source, "");
+      const count = conn.statement(`SELECT count(*) AS n FROM (SELECT 1 FROM ${source.index.table} WHERE ${sql} LIMIT ?)`);
+      return (count.get(...prefixes[0], ...rangeParams, cap + 1) as { n: number }).n;
+    }
+    // A prefix appears once in a batch's IN list however often it is repeated there, and `$in` values are distinct keys.
+    const count = conn.statement(`SELECT count(*) AS n FROM (SELECT 1 FROM ${source.index.table} WHERE ${this.prefixBatchWhere(source, "")} LIMIT ?)`);
     let total = 0;
-    for (const prefix of source.prefixes) {
-      total += (count.get(...prefix, ...rangeParams, cap - total + 1) as { n: number }).n;
-      if (total > cap) break;
+    for (let i = 0; i < prefixes.length && total <= cap; i += LOOKUP_BATCH) {
+      total += (count.get(...this.batchParams(source, prefixes.slice(i, i + LOOKUP_BATCH)), cap - total + 1) as { n: number }).n;
     }
     return total;
   }
@@ -659,6 +705,11 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     if (matchesNothing(eq)) return { source: { kind: "ids", ids: [] }, sorted: false };
     const ids = eq.get("_id");
     if (ids) return { source: { kind: "ids", ids: [...new Set(ids.filter((id): id is string => typeof id === "string"))] }, sorted: false };
+    if (sort) {
+      // An index whose fixed prefix is the whole filter yields exactly the matches, in order: nothing can beat it, so nothing is counted.
+      const sorted = this.sortedSource(state, eq, sort);
+      if (sorted?.kind === "index" && prefixIsWholeFilter(sorted, filter)) return { source: sorted, sorted: true };
+    }
     const range = this.smallestRange(conn, state, filter, eq, sort !== undefined);
     if (sort) {
       if (range && range.size <= SMALL_RANGE) return { source: range.source, sorted: false };
@@ -704,48 +755,36 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       return;
     }
     const { index, prefixes } = source;
-    if (prefixes.length > 1 && index.unique && prefixes[0].length === 2 * index.keys.fields.length) {
-      yield* this.lookups(conn, index, prefixes);
-      return;
-    }
     const order = this.orderOf(source);
     const { sql: fixed, rangeParams } = this.where(source, "k.");
     const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
-    const seen = prefixes.length > 1 || index.multikey ? new Set<string>() : null;
-    for (const prefix of prefixes) {
-      for (const row of this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, prefixes.length === 1 ? start : undefined, "k.")) {
-        if (seen) {
-          if (seen.has(row.id)) continue;
-          seen.add(row.id);
-        }
-        yield row;
-      }
+    const walkOne = (prefix: KeyColumn[], from?: KeyColumn[]) => this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, from, "k.");
+    if (prefixes.length === 1) {
+      const rows = walkOne(prefixes[0], start);
+      // An array field gives a document a row per element.
+      yield* index.multikey ? distinct(rows) : rows;
+      return;
     }
+    yield* distinct(this.prefixRows(conn, source, walkOne));
   }
 
   /**
-   * The rows of whole keys of a unique index (`$in` lists over its every field), LOOKUP_BATCH keys per
-   * query (a query per key costs about three times as much at 1000 keys): each key has at most one
-   * row, so no walk is needed; a multikey index may give one document under several keys.
+   * The rows of several key prefixes (`$in` lists), in no particular order, LOOKUP_BATCH prefixes per
+   * query: a query per prefix made a page of 100 profiles' sessions 100 queries. A batch with more than
+   * MAX_CHUNK rows is read again prefix by prefix with `walkOne`, in growing chunks, so a reader that
+   * stops early never reads a large range whole (whole keys of a unique index have a row each at most).
    */
-  private *lookups(conn: Connection, index: IndexState, keys: KeyColumn[][]): Generator<Row> {
-    const columns = Array.from({ length: index.keys.fields.length }, (_, i) => `k.${t(i)}, k.${v(i)}`).join(", ");
-    const tuple = `(${keys[0].map(() => "?").join(", ")})`;
+  private *prefixRows(conn: Connection, source: Source & { kind: "index" }, walkOne: (prefix: KeyColumn[]) => Iterable<Row>): Generator<Row> {
+    const { index, prefixes } = source;
+    const wholeKeys = index.unique && prefixes[0].length === 2 * index.keys.fields.length;
     const select = conn.statement(
-      `SELECT d.id AS id, d.doc AS doc FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id WHERE (${columns}) IN (VALUES ${Array(LOOKUP_BATCH).fill(tuple).join(", ")})`,
+      `SELECT d.id AS id, d.doc AS doc FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id WHERE ${this.prefixBatchWhere(source, "k.")}${wholeKeys ? "" : ` LIMIT ${MAX_CHUNK + 1}`}`,
     );
-    const seen = index.multikey ? new Set<string>() : null;
-    for (let i = 0; i < keys.length; i += LOOKUP_BATCH) {
-      const batch = keys.slice(i, i + LOOKUP_BATCH);
-      // A short last batch repeats its last key: one statement serves every batch.
-      while (batch.length < LOOKUP_BATCH) batch.push(batch[batch.length - 1]);
-      for (const row of select.all(...batch.flat()) as Row[]) {
-        if (seen) {
-          if (seen.has(row.id)) continue;
-          seen.add(row.id);
-        }
-        yield row;
-      }
+    for (let i = 0; i < prefixes.length; i += LOOKUP_BATCH) {
+      const batch = prefixes.slice(i, i + LOOKUP_BATCH);
+      const rows = select.all(...this.batchParams(source, batch)) as Row[];
+      if (wholeKeys || rows.length <= MAX_CHUNK) yield* rows;
+      else for (const prefix of batch) yield* walkOne(prefix);
     }
   }
 
