@@ -28,6 +28,7 @@ let files = 0;
 const freshFile = () => join(root, `db${++files}.sqlite`);
 const pad = (i: number) => String(i).padStart(6, "0");
 const examined = (c: Collection<Profile>) => (c as unknown as SqliteCollection<Profile>).lastExamined;
+const queries = (c: Collection<Profile>) => (c as unknown as SqliteCollection<Profile>).lastQueries;
 
 afterAll(async () => {
   await closeAllSqliteDatabases();
@@ -107,8 +108,12 @@ describe("sqlite adapter: index use", () => {
     // 150 keys of 5 documents each: three batches of keys, whose rows are too many to be read at once.
     const created = Array.from({ length: 150 }, (_, k) => k);
     expect(ids(await c.find({ store_id: "s0", created_at: { $in: created } }))).toEqual(expected((i) => i % 2 === 0 && i < 1500));
-    // 40 keys: one batch read whole; then keys of several fields, and a range after them.
+    // 40 keys: one query; 100 keys of fewer rows: two; then keys of several fields, and a range after them.
     expect(ids(await c.find({ store_id: "s1", created_at: { $in: created.slice(0, 40) } }))).toEqual(expected((i) => i % 2 === 1 && i < 400));
+    expect(queries(c)).toBe(1);
+    const rare = Array.from({ length: 100 }, (_, k) => k * 1000);
+    expect(ids(await c.find({ store_id: "s0", created_at: { $in: rare } }))).toEqual(expected((i) => i % 2 === 0 && rare.includes(Math.floor(i / 10))));
+    expect(queries(c)).toBe(2);
     const window = await c.find({ store_id: { $in: ["s0", "s1", "s9"] }, created_at: { $gte: 100, $lt: 102 } });
     expect(ids(window)).toEqual(expected((i) => i >= 1000 && i < 1020));
     // Documents under both keys of an array field come once.
@@ -125,6 +130,10 @@ describe("sqlite adapter: index use", () => {
     const page = await small.findPage({ filter: { store_id: "s" }, sort: { field: "created_at", direction: -1 }, limit: 10 });
     expect(page.items.map((d) => d.created_at)).toEqual([499, 498, 497, 496, 495, 494, 493, 492, 491, 490]);
     expect((small as unknown as SqliteCollection<Profile>).lastExamined).toBe(11);
+    // A page of 100 (and the row that tells whether there is more) is one query.
+    const hundred = await small.findPage({ filter: { store_id: "s" }, sort: { field: "created_at", direction: -1 }, limit: 100, after: { value: 450, id: "p000450" } });
+    expect(hundred.items.map((d) => d.created_at)).toEqual(Array.from({ length: 100 }, (_, k) => 449 - k));
+    expect((small as unknown as SqliteCollection<Profile>).lastQueries).toBe(1);
   });
 
   it("reads only the index range of an anchored prefix or a comparison on the key after the equalities", async () => {

@@ -54,11 +54,14 @@ const SMALL_RANGE = 1000;
  */
 const MAX_PREFIXES = MAX_FIND_LIMIT;
 /**
- * Rows per SQL round of a walk: a few first (a page of 20 mostly stops there: each row read joins its
- * document, and rows in another order than `_id` sit on random pages), doubling up to the most.
+ * Rows per SQL round of a walk: first as many as its reader wants, if it says (each row read joins its
+ * document, and rows in another order than `_id` sit on random pages: a page of 100 read 24, 48 then 96
+ * rows), else a few; then doubling up to the most.
  */
 const FIRST_CHUNK = 24;
 const MAX_CHUNK = 256;
+/** The first chunk of a walk whose reader wants `wanted` rows, rounded up to a multiple of 8 (a few statements serve every page size). */
+const firstChunkFor = (wanted: number) => Math.min(MAX_CHUNK, Math.max(FIRST_CHUNK, Math.ceil(wanted / 8) * 8));
 /** Key prefixes (`$in` values) looked up per query. */
 const LOOKUP_BATCH = 64;
 /**
@@ -297,6 +300,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   private readonly sql: { insert: string; update: string; delete: string };
   /** Documents the last read examined (tests use it to prove that a query walked an index). */
   lastExamined = 0;
+  /** SQL queries of rows the last read ran (tests use it to prove how reads are batched). */
+  lastQueries = 0;
+  private queries = 0;
   /** How the last stream read (tests use it to prove that its memory and reads stay bounded). */
   lastStream: StreamStats | undefined;
   /** The most `_id`s of an index range a stream holds at once (tests lower it). */
@@ -751,7 +757,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
    * source's order columns; not with several prefixes). Reads a chunk of rows per query, so a walk that
    * stops early reads little.
    */
-  private *rows(conn: Connection, source: Source, direction: SortDirection = 1, start?: KeyColumn[]): Generator<Row> {
+  private *rows(conn: Connection, source: Source, direction: SortDirection = 1, start?: KeyColumn[], firstChunk = FIRST_CHUNK): Generator<Row> {
     if (source.kind === "ids") {
       const get = conn.statement(`SELECT id, doc FROM ${this.docs} WHERE id = ?`);
       for (const id of source.ids) {
@@ -762,14 +768,14 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       return;
     }
     if (source.kind === "table") {
-      yield* this.walk(conn, `SELECT id, doc FROM ${this.docs}`, "", [], ["id"], direction, start);
+      yield* this.walk(conn, `SELECT id, doc FROM ${this.docs}`, "", [], ["id"], direction, start, "", firstChunk);
       return;
     }
     const { index, prefixes } = source;
     const order = this.orderOf(source);
     const { sql: fixed, rangeParams } = this.where(source, "k.");
     const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
-    const walkOne = (prefix: KeyColumn[], from?: KeyColumn[]) => this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, from, "k.");
+    const walkOne = (prefix: KeyColumn[], from?: KeyColumn[]) => this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, from, "k.", firstChunk);
     if (prefixes.length === 1) {
       const rows = walkOne(prefixes[0], start);
       // An array field gives a document a row per element.
@@ -794,6 +800,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     );
     for (let i = 0; i < prefixes.length; i += LOOKUP_BATCH) {
       const batch = prefixes.slice(i, i + LOOKUP_BATCH);
+      this.queries++;
       const rows = select.all(...batches.paramsOf(batch)) as Row[];
       if (wholeKeys || rows.length <= MAX_CHUNK) yield* rows;
       else for (const prefix of batch) yield* walkOne(prefix);
@@ -810,6 +817,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     direction: SortDirection,
     start: KeyColumn[] | undefined,
     alias = "",
+    firstChunk = FIRST_CHUNK,
   ): Generator<Row> {
     const dir = direction === 1 ? "ASC" : "DESC";
     const cmp = direction === 1 ? ">" : "<";
@@ -821,8 +829,9 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const first = (limit: number) => conn.statement(`${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy} LIMIT ${limit}`);
     const next = (limit: number) => conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ${limit}`);
     let cursor = start;
-    let chunk = FIRST_CHUNK;
+    let chunk = firstChunk;
     for (;;) {
+      this.queries++;
       const rows = (cursor ? next(chunk).all(...params, ...cursor) : first(chunk).all(...params)) as Row[];
       for (const row of rows) yield row;
       if (rows.length < chunk) return;
@@ -851,7 +860,8 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     const keyset = !plan.sorted && after && sort ? afterKeyset(sort[0][0], sort[0][1], after) : null;
     const out: Doc[] = [];
     let examined = 0;
-    for (const row of this.rows(conn, plan.source, direction, start)) {
+    this.queries = 0;
+    for (const row of this.rows(conn, plan.source, direction, start, firstChunkFor(limit))) {
       examined++;
       const doc = decodeDoc(row.doc);
       if (matcher(doc) && (!keyset || keyset(doc))) {
@@ -862,6 +872,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       if (examined - kept > EXAMINE_BUDGET) throw scanLimit(examined - kept);
     }
     this.lastExamined = examined;
+    this.lastQueries = this.queries;
     if (sort && !plan.sorted) {
       out.sort(sortComparator(sort));
       if (out.length > limit) out.length = limit;
