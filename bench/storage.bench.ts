@@ -13,8 +13,8 @@
  *    (openSqliteDatabase, ensureIndexes, first page), RSS, `searchProfiles` pages of 20: the first page
  *    --repeat (500) times, and going down the order with cursors, --depth-pages (100) consecutive pages at
  *    0%, 10%, ... 80% depth and --repeat at 90% (pages of --walk-limit (100) carry the cursor in between;
- *    --full-walk reads every page of 20 instead), in two orders, after --warmup (100) unmeasured first
- *    pages of each; then the searches.
+ *    --full-walk reads every page of 20 instead), in two orders, after --warmup-seconds (3) of unmeasured
+ *    first pages; then the searches.
  * 3. HTTP (the real server, `dist/bin/server.js`, every service in one process, DATA_DIR = that dir,
  *    preloaded with bench/probe.ts): start time (spawn to /health/ready 200, beside a start on an empty
  *    DATA_DIR), RSS, `GET /v1/stores/{id}/profiles?limit=20` the same way as the port (cursors carried
@@ -53,8 +53,18 @@ const BATCH = Number(option("--batch") ?? 1000);
 const DIR_OPTION = option("--dir") ?? process.env.BENCH_STORAGE_DIR;
 /** Samples of the first page, and pages read from 90% depth on. */
 const REPEAT = Number(option("--repeat") ?? 500);
-/** First pages of each order read, and not measured, before the pages: the first reads after a start also compile code and prepare statements. */
-const WARMUP = Number(option("--warmup") ?? 100);
+/**
+ * Seconds of first pages (both orders in turn) read, and not measured, before the pages: the first
+ * reads after a start also compile code and prepare statements, and the first major GC of the heap that
+ * starting left (35-40 ms here) comes about a second after the start.
+ */
+const WARMUP_SECONDS = Number(option("--warmup-seconds") ?? 3);
+
+/** Runs `read` for each order in turn until WARMUP_SECONDS have passed. */
+async function warmUp<O>(orders: readonly O[], read: (order: O) => Promise<unknown>): Promise<void> {
+  const until = performance.now() + WARMUP_SECONDS * 1000;
+  while (performance.now() < until) for (const order of orders) await read(order);
+}
 const SEARCH_REPEAT = Number(option("--search-repeat") ?? 20);
 /** Page size of the HTTP walk down to 90% depth (the API's maximum is 100). */
 const WALK_LIMIT = Number(option("--walk-limit") ?? 100);
@@ -572,10 +582,9 @@ async function portChild(file: string, someId: string): Promise<PortFigures> {
   };
 
   const pages: PageRow[] = [];
-  for (const order of ORDERS) {
-    const search: ProfileSearch = { sort_field: order.sort_field, sort_direction: order.sort_direction };
-    for (let r = 0; r < WARMUP; r++) await searchProfiles(store.profiles, { storeId: STORE_ID, search, limit: 20 });
-  }
+  await warmUp(ORDERS, (order) =>
+    searchProfiles(store.profiles, { storeId: STORE_ID, search: { sort_field: order.sort_field, sort_direction: order.sort_direction }, limit: 20 }),
+  );
   for (const order of ORDERS) {
     const search: ProfileSearch = { sort_field: order.sort_field, sort_direction: order.sort_direction };
     const sortKey = order.sort_field === "email" ? "email_sort" : "created_at";
@@ -862,7 +871,7 @@ async function measureHttp(dataDir: string, someId: string): Promise<HttpFigures
     const calls = new Map<string, CallStats>();
 
     const pages: PageRow[] = [];
-    for (const order of ORDERS) for (let r = 0; r < WARMUP; r++) await getJson(url(order.query));
+    await warmUp(ORDERS, (order) => getJson(url(order.query)));
     for (const order of ORDERS) {
       await askProbe(server, true);
       const first: number[] = [];
@@ -969,7 +978,7 @@ function report(file: string, seedFigures: SeedFigures, port: PortFigures | unde
   }
   const row = (label: string, what: string, x: Summary) => `| ${label} | ${what} | ${int(x.n)} | ${fmt(x.p50)} | ${fmt(x.p99)} | ${fmt(x.max)} |`;
   const pageTable = (rows: PageRow[]) => [
-    `After ${int(WARMUP)} first pages of each order, not measured (the first reads after a start also compile code and prepare statements):`,
+    `After ${WARMUP_SECONDS} s of first pages, not measured (the first reads after a start also compile code, and the first major GC of the start-up heap comes about a second after the start):`,
     "",
     "| order | pages (limit 20 unless said) | n | p50 ms | p99 ms | max ms |",
     "| --- | --- | ---: | ---: | ---: | ---: |",
