@@ -60,11 +60,6 @@ const REPEAT = Number(option("--repeat") ?? 500);
  */
 const WARMUP_SECONDS = Number(option("--warmup-seconds") ?? 3);
 
-/** Runs `read` for each order in turn until WARMUP_SECONDS have passed. */
-async function warmUp<O>(orders: readonly O[], read: (order: O) => Promise<unknown>): Promise<void> {
-  const until = performance.now() + WARMUP_SECONDS * 1000;
-  while (performance.now() < until) for (const order of orders) await read(order);
-}
 const SEARCH_REPEAT = Number(option("--search-repeat") ?? 20);
 /** Page size of the HTTP walk down to 90% depth (the API's maximum is 100). */
 const WALK_LIMIT = Number(option("--walk-limit") ?? 100);
@@ -480,6 +475,12 @@ const ORDERS = [
   { label: "email asc", sort_field: "email", sort_direction: "asc", query: "&sort_field=email&sort_direction=asc" },
 ] as const;
 
+/** Reads the first page of each order in turn (`read`) until WARMUP_SECONDS have passed. */
+async function warmUp(read: (order: (typeof ORDERS)[number]) => Promise<unknown>): Promise<void> {
+  const until = performance.now() + WARMUP_SECONDS * 1000;
+  while (performance.now() < until) for (const order of ORDERS) await read(order);
+}
+
 interface PageRow {
   order: string;
   /** The first page, requested again and again. */
@@ -582,7 +583,7 @@ async function portChild(file: string, someId: string): Promise<PortFigures> {
   };
 
   const pages: PageRow[] = [];
-  await warmUp(ORDERS, (order) =>
+  await warmUp((order) =>
     searchProfiles(store.profiles, { storeId: STORE_ID, search: { sort_field: order.sort_field, sort_direction: order.sort_direction }, limit: 20 }),
   );
   for (const order of ORDERS) {
@@ -871,7 +872,7 @@ async function measureHttp(dataDir: string, someId: string): Promise<HttpFigures
     const calls = new Map<string, CallStats>();
 
     const pages: PageRow[] = [];
-    await warmUp(ORDERS, (order) => getJson(url(order.query)));
+    await warmUp((order) => getJson(url(order.query)));
     for (const order of ORDERS) {
       await askProbe(server, true);
       const first: number[] = [];
