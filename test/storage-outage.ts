@@ -84,6 +84,7 @@ export class StorageOutage {
       return {
         name: inner.name,
         createIndexes: guard("createIndexes", (specs) => inner.createIndexes(specs)),
+        dropIndexes: guard("dropIndexes", (names) => inner.dropIndexes(names)),
         insertOne: guard("insertOne", (doc) => inner.insertOne(doc)),
         findOne: guard("findOne", (filter) => inner.findOne(filter)),
         find: guard("find", (filter, options) => inner.find(filter, options)),

@@ -624,6 +624,21 @@ class MongoCollectionAdapter<T extends Doc> implements Collection<T> {
     }
   }
 
+  async dropIndexes(names: string[]): Promise<void> {
+    if (!Array.isArray(names) || names.some((name) => typeof name !== "string")) throw invalidQuery("dropIndexes takes an array of index names");
+    const coll = this.driver();
+    // A non-unique index is made as `<name>__id` (see mongoIndex); an older version made it under the name itself.
+    const dropped = (await listIndexes(coll)).filter((i) => names.some((name) => i.name === name || i.name === `${name}${SORT_INDEX_SUFFIX}`));
+    for (const index of dropped) {
+      try {
+        await coll.dropIndex(String(index.name));
+      } catch (err) {
+        // IndexNotFound: another process of this service dropped it at the same time.
+        if ((err as ErrorShape)?.code !== 27) throw toStorageError(err);
+      }
+    }
+  }
+
   async insertOne(doc: T): Promise<void> {
     checkDoc(doc);
     const coll = this.driver();

@@ -135,6 +135,8 @@ export function isDuplicateKey(err: unknown, index?: string): boolean {
 export interface Collection<T extends Doc> {
   readonly name: string;
   createIndexes(specs: IndexSpec[]): Promise<void>;
+  /** Removes the indexes of these names, where they exist: how a store retires an index an older version made. */
+  dropIndexes(names: string[]): Promise<void>;
   insertOne(doc: T): Promise<void>;
   findOne(filter: Filter): Promise<T | null>;
   find(filter: Filter, options?: FindOptions): Promise<T[]>;

@@ -292,6 +292,24 @@ export function describeStorageContract(label: string, makeDatabase: () => Promi
         expect(await c.findOne({ store_id: "s1", email_lower: "a@x.io" })).toMatchObject({ _id: "p2" });
       });
 
+      it("drops indexes by name, those that exist: a dropped unique index refuses nothing, the data stays", async () => {
+        const c = fresh();
+        await c.createIndexes([
+          { name: "name_unique", keys: { name: 1 }, unique: true },
+          { name: "by_rank", keys: { store_id: 1, rank: 1 } },
+        ]);
+        await c.insertOne({ _id: "p1", store_id: "s1", name: "x", rank: 1 });
+        await expectCode(c.insertOne({ _id: "p2", store_id: "s1", name: "x", rank: 2 }), "DUPLICATE_KEY", "name_unique");
+        await c.dropIndexes(["name_unique", "by_rank", "never_made"]);
+        await c.dropIndexes(["name_unique"]);
+        await c.insertOne({ _id: "p2", store_id: "s1", name: "x", rank: 2 });
+        expect((await c.find({ store_id: "s1", rank: { $gte: 1 } }, { sort: { rank: 1 } })).map((d) => d._id)).toEqual(["p1", "p2"]);
+        // The name is free again, for another definition.
+        await c.createIndexes([{ name: "by_rank", keys: { rank: 1 } }]);
+        expect(await c.count({ rank: 2 })).toBe(1);
+        await expectCode(c.dropIndexes("by_rank" as unknown as string[]), "INVALID_QUERY");
+      });
+
       it("creating a unique index over duplicate data fails with DUPLICATE_KEY", async () => {
         const c = fresh();
         await c.insertOne({ _id: "p1", store_id: "s1", name: "x" });

@@ -411,6 +411,19 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     });
   }
 
+  async dropIndexes(names: string[]): Promise<void> {
+    if (!Array.isArray(names) || names.some((name) => typeof name !== "string")) throw invalidQuery("dropIndexes takes an array of index names");
+    await this.write((conn, state) => {
+      for (const name of names) {
+        const index = state.indexes.get(name);
+        if (!index) continue;
+        conn.db.exec(`DROP TABLE ${index.table}`);
+        conn.statement("DELETE FROM _indexes WHERE collection = ? AND name = ?").run(this.name, name);
+        state.indexes.delete(name);
+      }
+    });
+  }
+
   private createIndexTable(conn: Connection, index: IndexState): void {
     const n = index.keys.fields.length;
     const columns = Array.from({ length: n }, (_, i) => `${t(i)} INTEGER NOT NULL, ${v(i)} NOT NULL`).join(", ");
