@@ -7,12 +7,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import type { SqliteCollection } from "../../../shared/storage/sqlite/collection";
-import { EXAMINE_BUDGET } from "../../../shared/storage/sqlite/collection";
+import { uuidv7 } from "../../../shared/ids";
+import { EXAMINE_BUDGET, type SqliteCollection } from "../../../shared/storage/sqlite/collection";
 import { closeAllSqliteDatabases, openSqliteDatabase } from "../../../shared/storage/sqlite/database";
 import { newConsent, newMembership } from "../memberships";
 import { type ListDoc, type MembershipDoc, ProfileListsStore } from "../profile-lists.store";
-import { newStoreId } from "./helpers";
 
 const root = mkdtempSync(join(tmpdir(), "crm-lists-store-"));
 afterAll(async () => {
@@ -21,9 +20,9 @@ afterAll(async () => {
 });
 
 const NOW = 1_900_000_000;
-const list = { _id: newStoreId(), store_id: newStoreId(), type: { type: "newsletter" } } as unknown as ListDoc;
+const list = { _id: uuidv7(), store_id: uuidv7(), type: { type: "newsletter" } } as unknown as ListDoc;
 const member = (status: MembershipDoc["status"], end_date: number | null): MembershipDoc => ({
-  ...newMembership(list, newStoreId(), "active", "import", newConsent("import", undefined, NOW), NOW),
+  ...newMembership(list, uuidv7(), "active", "import", newConsent("import", undefined, NOW), NOW),
   status,
   end_date,
 });
