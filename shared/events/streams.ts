@@ -5,7 +5,7 @@
  * subject, named the way the channels NATS adapter names them (dots become underscores), so the adapter
  * finds ours instead of making its own.
  */
-import { connect, nanos, DiscardPolicy, RetentionPolicy, StorageType, type NatsError, type StreamConfig } from "nats";
+import { connect, nanos, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type NatsError, type StreamConfig } from "nats";
 import { DurableEvents } from "../contracts/events";
 
 /** Where a message goes after its handler failed `maxRetries` times (stream `<prefix>_DEAD_LETTER`). */
@@ -58,6 +58,31 @@ function isNotFound(err: unknown): boolean {
   return e?.api_error?.err_code === 10059 || e?.code === "404";
 }
 
+/** JetStream's answers to a create whose name or subject another stream already has. */
+const NAME_IN_USE = 10058;
+const SUBJECTS_OVERLAP = 10065;
+
+/**
+ * Creates a stream that did not exist a moment ago. Processes that start together race to create it
+ * (each checks, then adds), and the loser's add fails although the stream is what it wanted: it then
+ * updates the winner's stream. A subject held by a stream of another name is an error that names it.
+ */
+async function addStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }, subject: string): Promise<void> {
+  try {
+    await jsm.streams.add(config);
+  } catch (err) {
+    const code = (err as Partial<NatsError>).api_error?.err_code;
+    if (code !== NAME_IN_USE && code !== SUBJECTS_OVERLAP) throw err;
+    const holder = await jsm.streams.find(subject).catch(() => undefined);
+    if (holder !== config.name) {
+      throw new Error(
+        `cannot create the JetStream stream ${config.name}: its subject ${subject} belongs to the stream ${holder ?? "(not found)"} (${(err as Error).message})`,
+      );
+    }
+    await jsm.streams.update(config.name, config);
+  }
+}
+
 /**
  * Creates the durable-event streams on the NATS server at `url`, or brings their settings up to date.
  * Idempotent; safe to run from every process at every start. Returns the stream names.
@@ -78,7 +103,7 @@ export async function ensureStreams(url: string, options: StreamOptions = {}): P
         exists = false;
       }
       if (exists) await jsm.streams.update(name, config);
-      else await jsm.streams.add(config);
+      else await addStream(jsm, config, subject);
       names.push(name);
     }
     return names;

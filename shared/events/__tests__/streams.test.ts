@@ -1,0 +1,42 @@
+/**
+ * ensureStreams on a real NATS: processes that start together all get the streams, and a subject that a
+ * stream of another name already holds is an error naming that stream (not a bare "subjects overlap").
+ */
+import { connect, type NatsConnection } from "nats";
+import { deleteStreams, NATS_URL, uniqueName } from "../../../test/harness";
+import { durableSubjects, ensureStreams, prefixedSubject, streamNameOf, streamSettings } from "../streams";
+
+describe("ensureStreams", () => {
+  let nc: NatsConnection;
+  const prefixes: string[] = [];
+  beforeAll(async () => {
+    nc = await connect({ servers: NATS_URL });
+  });
+  afterAll(async () => {
+    for (const prefix of prefixes) await deleteStreams(prefix);
+    await nc?.close();
+  });
+
+  it("eight processes starting at once each get every stream", async () => {
+    const prefix = uniqueName("streams");
+    prefixes.push(prefix);
+    const names = await Promise.all(Array.from({ length: 8 }, () => ensureStreams(NATS_URL, { prefix })));
+    const expected = durableSubjects(prefix).map(streamNameOf);
+    for (const got of names) expect(got).toEqual(expected);
+    const jsm = await nc.jetstreamManager();
+    for (const name of expected) await expect(jsm.streams.info(name)).resolves.toMatchObject({ config: { name } });
+  });
+
+  it("a subject held by a stream of another name fails, naming that stream", async () => {
+    const prefix = uniqueName("streams");
+    prefixes.push(prefix);
+    const jsm = await nc.jetstreamManager();
+    const squatter = `squatter_${prefix}`;
+    await jsm.streams.add({ ...streamSettings(), name: squatter, subjects: [prefixedSubject("order.created", prefix)] });
+    try {
+      await expect(ensureStreams(NATS_URL, { prefix })).rejects.toThrow(`its subject ${prefix}.order.created belongs to the stream ${squatter}`);
+    } finally {
+      await jsm.streams.delete(squatter);
+    }
+  });
+});
