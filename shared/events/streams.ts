@@ -53,21 +53,17 @@ export function streamSettings(replicas = 1): Partial<StreamConfig> {
   };
 }
 
-function isNotFound(err: unknown): boolean {
-  const e = err as Partial<NatsError>;
-  return e?.api_error?.err_code === 10059 || e?.code === "404";
-}
-
 /** JetStream's answers to a create whose name or subject another stream already has. */
 const NAME_IN_USE = 10058;
 const SUBJECTS_OVERLAP = 10065;
 
 /**
- * Creates a stream that did not exist a moment ago. Processes that start together race to create it
- * (each checks, then adds), and the loser's add fails although the stream is what it wanted: it then
- * updates the winner's stream. A subject held by a stream of another name is an error that names it.
+ * Creates the stream, or brings the one of that name up to date. JetStream accepts the add of a stream
+ * that exists with the same settings; with other settings (an older version's, or a process that started
+ * at the same moment and won the race) the add fails and the stream is updated instead. A subject held
+ * by a stream of another name is an error that names it.
  */
-async function addStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }, subject: string): Promise<void> {
+async function addOrUpdateStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }, subject: string): Promise<void> {
   try {
     await jsm.streams.add(config);
   } catch (err) {
@@ -95,15 +91,7 @@ export async function ensureStreams(url: string, options: StreamOptions = {}): P
     for (const subject of durableSubjects(options.prefix)) {
       const name = streamNameOf(subject);
       const config = { ...streamSettings(options.replicas), name, subjects: [subject] };
-      let exists = true;
-      try {
-        await jsm.streams.info(name);
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-        exists = false;
-      }
-      if (exists) await jsm.streams.update(name, config);
-      else await addStream(jsm, config, subject);
+      await addOrUpdateStream(jsm, config, subject);
       names.push(name);
     }
     return names;

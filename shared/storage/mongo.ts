@@ -55,7 +55,7 @@ import type {
 } from "./port";
 import { StorageError } from "./port";
 import { uuidv7 } from "../ids";
-import { invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./query/rules";
+import { checkIndexNames, invalidQuery, isOperatorObject, normalizeUpdate, upsertSeed, validateFilter, validatePartialFilter } from "./query/rules";
 import { isPlainObject } from "./query/values";
 
 const MAX_FIND_LIMIT = 1000;
@@ -625,7 +625,7 @@ class MongoCollectionAdapter<T extends Doc> implements Collection<T> {
   }
 
   async dropIndexes(names: string[]): Promise<void> {
-    if (!Array.isArray(names) || names.some((name) => typeof name !== "string")) throw invalidQuery("dropIndexes takes an array of index names");
+    checkIndexNames(names);
     const coll = this.driver();
     // A non-unique index is made as `<name>__id` (see mongoIndex); an older version made it under the name itself.
     const dropped = (await listIndexes(coll)).filter((i) => names.some((name) => i.name === name || i.name === `${name}${SORT_INDEX_SUFFIX}`));

@@ -1,10 +1,11 @@
 /**
- * ensureStreams on a real NATS: processes that start together all get the streams, and a subject that a
- * stream of another name already holds is an error naming that stream (not a bare "subjects overlap").
+ * ensureStreams on a real NATS: processes that start together all get the streams, a stream with other
+ * settings is brought up to date, and a subject that a stream of another name already holds is an error
+ * naming that stream (not a bare "subjects overlap").
  */
-import { connect, type NatsConnection } from "nats";
+import { connect, nanos, type NatsConnection } from "nats";
 import { deleteStreams, NATS_URL, uniqueName } from "../../../test/harness";
-import { durableSubjects, ensureStreams, prefixedSubject, streamNameOf, streamSettings } from "../streams";
+import { durableSubjects, EVENT_RETENTION_MS, ensureStreams, prefixedSubject, streamNameOf, streamSettings } from "../streams";
 
 describe("ensureStreams", () => {
   let nc: NatsConnection;
@@ -25,6 +26,16 @@ describe("ensureStreams", () => {
     for (const got of names) expect(got).toEqual(expected);
     const jsm = await nc.jetstreamManager();
     for (const name of expected) await expect(jsm.streams.info(name)).resolves.toMatchObject({ config: { name } });
+  });
+
+  it("brings a stream an older version made with other settings up to date", async () => {
+    const prefix = uniqueName("streams");
+    prefixes.push(prefix);
+    const jsm = await nc.jetstreamManager();
+    const subject = prefixedSubject("order.created", prefix);
+    await jsm.streams.add({ ...streamSettings(), name: streamNameOf(subject), subjects: [subject], max_age: nanos(60 * 60_000) });
+    await ensureStreams(NATS_URL, { prefix });
+    await expect(jsm.streams.info(streamNameOf(subject))).resolves.toMatchObject({ config: { max_age: nanos(EVENT_RETENTION_MS), subjects: [subject] } });
   });
 
   it("a subject held by a stream of another name fails, naming that stream", async () => {

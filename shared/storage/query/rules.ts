@@ -17,6 +17,11 @@ export function invalidQuery(message: string): StorageError {
   return new StorageError("INVALID_QUERY", message);
 }
 
+/** The argument of `dropIndexes`: index names. */
+export function checkIndexNames(names: unknown): asserts names is string[] {
+  if (!Array.isArray(names) || names.some((name) => typeof name !== "string")) throw invalidQuery("dropIndexes takes an array of index names");
+}
+
 function hasOperatorKey(v: Record<string, unknown>): boolean {
   for (const k in v) if (k.startsWith("$")) return true;
   return false;

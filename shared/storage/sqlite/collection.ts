@@ -33,7 +33,17 @@ import type {
 import { StorageError } from "../port";
 import { uuidv7 } from "../../ids";
 import { afterKeyset, compileFilter, sortComparator, type Matcher } from "../query/matcher";
-import { equalityValues, filterFields, invalidQuery, normalizeUpdate, rangeBounds, upsertSeed, validateFilter, validatePartialFilter } from "../query/rules";
+import {
+  checkIndexNames,
+  equalityValues,
+  filterFields,
+  invalidQuery,
+  normalizeUpdate,
+  rangeBounds,
+  upsertSeed,
+  validateFilter,
+  validatePartialFilter,
+} from "../query/rules";
 import { applyUpdate } from "../query/update";
 import { compareStrings, isPlainObject, setPath } from "../query/values";
 import { decodeDoc, decodeValue, encodeDoc, encodeValue } from "./codec";
@@ -178,7 +188,7 @@ interface SelectOptions {
 function prefixIsWholeFilter(source: Source & { kind: "index" }, filter: Filter): boolean {
   const fixed = source.index.keys.fields.slice(0, source.prefixes[0].length / 2);
   const equalityOnly = (condition: unknown) => !isPlainObject(condition) || ["$eq", "$in"].includes(Object.keys(condition).join());
-  return source.prefixes.length === 1 && Object.entries(filter).every(([field, condition]) => fixed.includes(field) && equalityOnly(condition));
+  return Object.entries(filter).every(([field, condition]) => fixed.includes(field) && equalityOnly(condition));
 }
 
 /** Each document's first row only: a document sits under several keys of a multikey index, and may match several prefixes. */
@@ -412,7 +422,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   async dropIndexes(names: string[]): Promise<void> {
-    if (!Array.isArray(names) || names.some((name) => typeof name !== "string")) throw invalidQuery("dropIndexes takes an array of index names");
+    checkIndexNames(names);
     await this.write((conn, state) => {
       for (const name of names) {
         const index = state.indexes.get(name);
@@ -623,8 +633,8 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
    * The WHERE that selects any of a batch of up to LOOKUP_BATCH prefixes of an index source (`alias`
    * before each column), then its range, and the parameters of each batch. The leading key fields that
    * every prefix shares (a store_id) are plain equalities; the rest go in a row-value IN list (that ran
-   * in a third of the time of an IN list of whole prefixes). A short batch repeats its last prefix: one statement
-   * serves every batch.
+   * in a third of the time of an IN list of whole prefixes). A short batch repeats its last prefix: one
+   * statement serves every batch.
    */
   private prefixBatches(source: Source & { kind: "index" }, alias: string): { sql: string; paramsOf: (batch: KeyColumn[][]) => KeyColumn[] } {
     const { prefixes } = source;
