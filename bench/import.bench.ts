@@ -20,6 +20,7 @@ import { newProfileDoc } from "../services/profiles/profiles.logic";
 import { ProfilesStore } from "../services/profiles/profiles.store";
 import { deleteStreams } from "../test/harness/nats";
 import { freePort } from "../test/harness/ports";
+import { SERVER_NODE_FLAGS } from "../bin/server-flags";
 
 const { values: args } = parseArgs({ options: { rows: { type: "string", default: "100000" }, nats: { type: "string", default: "nats://127.0.0.1:4222" } } });
 const ROWS = Number(args.rows);
@@ -42,7 +43,10 @@ function csvOf(rows: number): Buffer {
 }
 
 function start(name: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [SERVER], { env: { ...process.env, ...env, NODE_ENV: "production", LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, SERVER], {
+    env: { ...process.env, ...env, NODE_ENV: "production", LOG_LEVEL: "warn" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   child.stderr?.on("data", (chunk: Buffer) => chunk.toString().trim() && log(`[${name}] ${chunk.toString().trim()}`));
   return child;
 }

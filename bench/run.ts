@@ -20,6 +20,7 @@ import autocannon from "autocannon";
 import { deleteStreams } from "../test/harness/nats";
 import { freePort } from "../test/harness/ports";
 import { startSmtpServer, type SmtpTestServer } from "../test/harness/smtp";
+import { SERVER_NODE_FLAGS } from "../bin/server-flags";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -44,7 +45,7 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 // ---------------------------------------------------------------- processes
 
 function startProcess(name: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [SERVER], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, SERVER], {
     env: { ...process.env, ...env, NODE_ENV: "production", LOG_LEVEL: "warn" },
     stdio: ["ignore", "ignore", "pipe"],
   });

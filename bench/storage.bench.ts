@@ -40,6 +40,7 @@ import { searchProfiles, type ProfileSearch } from "../services/profiles/profile
 import type { TaxonomyEntryInput } from "../shared/contracts/profiles";
 import { freePort } from "../test/harness/ports";
 import { installProbe, probeReport, probeReset, type CallRecord, type CallStats, type ProbeReport } from "./probe";
+import { SERVER_NODE_FLAGS } from "../bin/server-flags";
 
 // ---------------------------------------------------------------- settings
 
@@ -737,7 +738,7 @@ async function startServer(dataDir: string): Promise<Server> {
   const inherited = { ...process.env };
   for (const name of ["MONGO_URL", "TRANSPORTER", "SERVICES", "STORAGE_FSYNC", "CURSOR_SECRET", "JWT_KEYS", "SMTP_URL"]) delete inherited[name];
   // --expose-gc only lets the probe measure live memory after a collection, at the end.
-  const child = spawn(process.execPath, ["--expose-gc", "--require", PROBE, SERVER], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, "--expose-gc", "--require", PROBE, SERVER], {
     env: {
       ...inherited,
       NODE_ENV: "production",
