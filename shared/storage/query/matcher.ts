@@ -1,6 +1,6 @@
 /**
  * Compiled filters and sort orders with MongoDB's semantics, for adapters that evaluate (part of) a
- * filter themselves: mingo for the general case, a fast path for plain equality and `$in` filters.
+ * filter themselves: mingo for the general case, a fast path for plain equality, `$in` and `$type` filters.
  */
 import type { Doc, Filter, SortDirection } from "../port";
 import { mingoPredicate } from "./update";
@@ -13,37 +13,64 @@ function isPlainScalar(value: unknown): boolean {
   return value !== null && isHashable(value) && !(value instanceof Date) && !Number.isNaN(value);
 }
 
-/** The values a fast-path condition on one field accepts (`{ f: v }`, `{ f: { $eq: v } }`, `{ f: { $in: [...] } }`), or null. */
-function acceptedValues(value: unknown): Set<unknown> | null {
-  if (isPlainObject(value) && Object.keys(value).length === 1) {
-    if ("$eq" in value) return isPlainScalar(value.$eq) ? new Set([value.$eq]) : null;
-    if ("$in" in value) return Array.isArray(value.$in) && value.$in.every(isPlainScalar) ? new Set(value.$in) : null;
-    return null;
-  }
-  return isPlainScalar(value) ? new Set([value]) : null;
+/** `$type` aliases whose values `typeof` tells apart. */
+const TYPEOF_OF_ALIAS: Record<string, string> = { string: "string", number: "number", bool: "boolean" };
+
+interface FastCondition {
+  accepts: (v: unknown) => boolean;
+  /** Whether an array matches when one of its elements is accepted (equality and `$in` do). */
+  elements: boolean;
 }
 
-/** Compiles a (validated) filter to a predicate; equality and `$in` filters of plain scalars skip mingo. */
+/**
+ * A condition on one field that needs no mingo: `{ f: v }`, `{ f: { $eq: v } }`, `{ f: { $in: [...] } }`
+ * of plain scalars, and `{ f: { $type: "string" | "number" | "bool" } }` on a top-level field, answered as
+ * mingo answers it (the value itself, never an array's elements, and NaN is not a number); else null.
+ */
+function fastCondition(key: string, value: unknown): FastCondition | null {
+  if (key.startsWith("$")) return null;
+  if (isPlainObject(value) && Object.keys(value).length === 1) {
+    if ("$eq" in value) return isPlainScalar(value.$eq) ? equalTo([value.$eq]) : null;
+    if ("$in" in value) return Array.isArray(value.$in) && value.$in.every(isPlainScalar) ? equalTo(value.$in) : null;
+    if ("$type" in value && !key.includes(".") && typeof value.$type === "string" && Object.hasOwn(TYPEOF_OF_ALIAS, value.$type)) {
+      const type = TYPEOF_OF_ALIAS[value.$type];
+      return { accepts: (v) => typeof v === type && !Number.isNaN(v), elements: false };
+    }
+    return null;
+  }
+  return isPlainScalar(value) ? equalTo([value]) : null;
+}
+
+function equalTo(values: unknown[]): FastCondition {
+  const accepted = new Set(values);
+  return { accepts: (v) => accepted.has(v), elements: true };
+}
+
+/**
+ * Compiles a (validated) filter to a predicate. Equality, `$in` and `$type` conditions skip mingo: they
+ * are most partial indexes' filters, checked for every document written.
+ */
 export function compileFilter(filter: Filter): Matcher {
   const keys = Object.keys(filter);
   if (keys.length === 0) return () => true;
-  const simple: { key: string; parts: string[] | null; accepted: Set<unknown> }[] = [];
+  const simple: { key: string; parts: string[] | null; condition: FastCondition }[] = [];
   for (const key of keys) {
-    const accepted = key.startsWith("$") ? null : acceptedValues(filter[key]);
-    if (!accepted) return mingoPredicate(filter);
-    simple.push({ key, parts: key.includes(".") ? key.split(".") : null, accepted });
+    const condition = fastCondition(key, filter[key]);
+    if (!condition) return mingoPredicate(filter);
+    simple.push({ key, parts: key.includes(".") ? key.split(".") : null, condition });
   }
   return (doc) => {
-    for (const { key, parts, accepted } of simple) {
+    for (const { key, parts, condition } of simple) {
+      const { accepts, elements } = condition;
       if (parts === null) {
         const v = (doc as Record<string, unknown>)[key];
-        if (accepted.has(v)) continue;
-        if (Array.isArray(v) && v.some((element) => accepted.has(element))) continue;
+        if (accepts(v)) continue;
+        if (elements && Array.isArray(v) && v.some(accepts)) continue;
         return false;
       }
       const found: unknown[] = [];
       pathValues(doc, parts, found);
-      if (!found.some((element) => accepted.has(element))) return false;
+      if (!found.some(accepts)) return false;
     }
     return true;
   };
