@@ -8,7 +8,7 @@ import { Readable } from "node:stream";
 import { parse, type CsvError } from "csv-parse";
 import type { z } from "zod";
 import { IMPORT_TAXONOMY_ID, type ImportError, ImportRow } from "../../shared/contracts/profile-lists";
-import { TaxonomiesInput, type TaxonomyEntryInput } from "../../shared/contracts/profiles";
+import type { TaxonomyEntryInput } from "../../shared/contracts/profiles";
 import { ProfileListsErrors } from "./profile-lists.errors";
 
 /** A row ready for profiles.upsertMany, with its number (from 1; the CSV header not counted). */
@@ -127,14 +127,15 @@ function csvRecordRow(row: number, header: string[], emailAt: number, record: st
   return checkRow(row, { email: record[emailAt] ?? "", fields });
 }
 
-/** A row checked against ImportRow, its flat fields folded into its taxonomy entries. */
+/**
+ * A row checked against ImportRow, its flat fields folded into its taxonomy entries. Whether the folded
+ * taxonomies keep a profile's limits (fields per entry, key lengths, 64 KB) is checked once, by
+ * profiles.upsertMany, whose error result for the row is reported like these.
+ */
 function checkRow(row: number, value: unknown): ReadRow {
   const parsed = ImportRow.safeParse(value);
   if (!parsed.success) return { row, error: firstIssue(row, parsed.error) };
-  const taxonomies = withFields(parsed.data.taxonomies ?? [], parsed.data.fields ?? {});
-  const checked = TaxonomiesInput.safeParse(taxonomies);
-  if (!checked.success) return { row, error: firstIssue(row, checked.error, "fields") };
-  return { row, email: parsed.data.email, taxonomies: checked.data };
+  return { row, email: parsed.data.email, taxonomies: withFields(parsed.data.taxonomies ?? [], parsed.data.fields ?? {}) };
 }
 
 /**
@@ -162,8 +163,7 @@ function withFields(entries: TaxonomyEntryInput[], fields: Record<string, string
   return out;
 }
 
-function firstIssue(row: number, error: z.ZodError, prefix?: string): ImportError {
+function firstIssue(row: number, error: z.ZodError): ImportError {
   const issue = error.issues[0];
-  const path = issue.path.map(String).join(".");
-  return { row, field: prefix ? (path ? `${prefix}.${path}` : prefix) : path || "row", message: issue.message };
+  return { row, field: issue.path.map(String).join(".") || "row", message: issue.message };
 }

@@ -5,17 +5,12 @@
  * the read, a merge) is redone on its own against the profile as it is now.
  */
 import { normalizeEmail } from "../../shared/contracts/common";
-import type { TaxonomyEntryInput, UpsertRowResult } from "../../shared/contracts/profiles";
+import { UpsertRow, type UpsertRowResult } from "../../shared/contracts/profiles";
 import type { BulkOp } from "../../shared/storage/port";
 import { findOrCreateByEmail, newProfileDoc } from "./profiles.logic";
 import type { ProfilesDeps } from "./profiles.ports";
 import type { ProfileDoc } from "./profiles.store";
 import { mergeIncoming, searchValuesOf, taxonomyLimitBroken } from "./profiles.taxonomies";
-
-export interface UpsertRow {
-  email: string;
-  taxonomies: TaxonomyEntryInput[];
-}
 
 /** How often a row that lost a race is redone before it is reported. */
 const ROW_ATTEMPTS = 3;
@@ -30,13 +25,19 @@ interface Planned {
   rows: number[];
 }
 
-export async function upsertMany(deps: ProfilesDeps, p: { store_id: string; rows: UpsertRow[] }): Promise<{ results: UpsertRowResult[] }> {
+/**
+ * Each row is checked here, on its own (UpsertRow): a bad row gets an error result and the others are
+ * written. The caller (an import) reports it with the row's number.
+ */
+export async function upsertMany(deps: ProfilesDeps, p: { store_id: string; rows: unknown[] }): Promise<{ results: UpsertRowResult[] }> {
   const now = deps.now();
-  const emails = [...new Set(p.rows.map((row) => normalizeEmail(row.email)))];
+  const rows = p.rows.map(checkRow);
+  const emails = [...new Set(rows.flatMap((row) => ("error" in row ? [] : [normalizeEmail(row.email)])))];
   const found = emails.length === 0 ? [] : await deps.store.profiles.find({ store_id: p.store_id, email_lower: { $in: emails } }, { limit: emails.length });
   const existing = new Map(found.map((doc) => [doc.email_lower as string, doc]));
   const planned = new Map<string, Planned>();
-  const results: UpsertRowResult[] = p.rows.map((row, i) => {
+  const results: UpsertRowResult[] = rows.map((row, i) => {
+    if ("error" in row) return row;
     const lower = normalizeEmail(row.email);
     const plan = planned.get(lower);
     const current = plan?.doc ?? existing.get(lower);
@@ -65,9 +66,16 @@ export async function upsertMany(deps: ProfilesDeps, p: { store_id: string; rows
   for (const [i, plan] of writes.entries()) {
     if (outcomes[i].ok && (outcomes[i].inserted || outcomes[i].matched === 1)) continue;
     // Lost a race: redo this profile's rows one by one against what is stored now.
-    for (const row of plan.rows) results[row] = await upsertOne(deps, p.store_id, p.rows[row]);
+    for (const row of plan.rows) results[row] = await upsertOne(deps, p.store_id, rows[row] as UpsertRow);
   }
   return { results };
+}
+
+function checkRow(value: unknown): UpsertRow | { error: { field: string; message: string } } {
+  const parsed = UpsertRow.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  return { error: { field: issue.path.map(String).join(".") || "row", message: issue.message } };
 }
 
 function writeOf(plan: Planned): BulkOp<ProfileDoc> {

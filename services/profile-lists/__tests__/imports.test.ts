@@ -105,6 +105,32 @@ describe("profile-lists.importProfiles", () => {
     expect((await profilesOf(store, "ok")).items.map((p) => p.email).sort()).toEqual(["ok1@example.com", "ok3@example.com"]);
   });
 
+  it("reports a row whose fields, folded into taxonomies, break a profile's limits (checked by profiles.upsertMany), and imports the others", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "limits");
+    const longKey = `crm.${"k".repeat(101)}`;
+    const result = await importInto(store, list.id, {
+      rows: [
+        { email: "fine1@example.com", fields: { "crm.tier": "gold" } },
+        { email: "longkey@example.com", fields: { [longKey]: "x" } },
+        {
+          email: "toobig@example.com",
+          taxonomies: [{ taxonomy_id: "crm", fields: [{ key: "a", type: "text", value: "v".repeat(1000) }] }],
+          fields: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`t${i}.note`, "é".repeat(1000)])),
+        },
+        { email: "fine2@example.com", fields: { "crm.tier": "silver" } },
+      ],
+    });
+    expect(result).toMatchObject({ rows_total: 4, profiles_created: 2, profiles_added: 2, rows_failed: 2 });
+    expect(result.errors.map((e) => [e.row, e.field])).toEqual([
+      [2, "taxonomies.0.fields.0.key"],
+      [3, "taxonomies"],
+    ]);
+    expect(result.errors[1].message).toMatch(/64 KB/);
+    expect((await members(list)).items).toHaveLength(2);
+    expect((await profilesOf(store, "longkey")).items).toEqual([]);
+  });
+
   it("reads CSV (text and stream): BOM, CRLF, quoted commas, quotes and newlines, a custom e-mail column, rows it cannot parse", async () => {
     const store = newStoreId();
     const list = await createList(store, "csv");
