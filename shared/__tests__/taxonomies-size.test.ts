@@ -34,6 +34,20 @@ describe("taxonomiesFitJsonLimit", () => {
     expect([...answersOnBothSides].sort()).toEqual([false, true]);
   });
 
+  it("is never reached with a malformed entry: TaxonomiesInput fails those without throwing", () => {
+    const malformed: unknown[] = [
+      [null],
+      [{ taxonomy_id: "a" }],
+      [{ taxonomy_id: "a", fields: [null] }],
+      [{ taxonomy_id: "a", fields: [{ type: "text", value: "x" }] }],
+      [{ taxonomy_id: "a", fields: [{ key: 5, type: "text", value: "x" }] }],
+      [{ taxonomy_id: "a", fields: [{ key: "k", id: 7, type: "text", value: "x" }] }],
+      [{ taxonomy_id: { $ne: null }, fields: [] }],
+      [{ taxonomy_id: "a".repeat(200), fields: [{ key: "k".repeat(200), type: "text", value: "x".repeat(5000) }] }],
+    ];
+    for (const value of malformed) expect(TaxonomiesInput.safeParse(value).success).toBe(false);
+  });
+
   it("is what TaxonomiesInput refuses", () => {
     const over = entriesOf(30, 3, "\u0001");
     expect(exactBytes(over)).toBeGreaterThan(TAXONOMIES_MAX_BYTES);
