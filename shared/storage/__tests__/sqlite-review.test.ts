@@ -307,6 +307,32 @@ describe("busy and failing storage", () => {
     }
   }, 20_000);
 
+  it("opening a file another process holds alone (it is creating it) waits for it, without freezing the event loop", async () => {
+    const file = freshFile();
+    const other = new DatabaseSync(file);
+    other.exec("CREATE TABLE first_process (x)");
+    other.exec("BEGIN EXCLUSIVE");
+    other.exec("INSERT INTO first_process VALUES (1)");
+    let released = false;
+    const release = setTimeout(() => {
+      other.exec("COMMIT");
+      other.close();
+      released = true;
+    }, 300);
+    try {
+      const started = Date.now();
+      const opening = openSqliteDatabase("opened_while_locked", { file });
+      expect(Date.now() - started).toBeLessThan(200); // the wait is asynchronous
+      const db = await opening;
+      expect(released).toBe(true);
+      await db.collection<AnyDoc>("c").insertOne({ _id: "after" });
+      expect(await db.collection<AnyDoc>("c").count({})).toBe(1);
+    } finally {
+      clearTimeout(release);
+      if (!released) other.close();
+    }
+  });
+
   it("a full disk fails with UNAVAILABLE (503), not with a raw 'cannot rollback' error that hides it", async () => {
     const db = await openSqliteDatabase("full", { file: freshFile() });
     const c = db.collection<AnyDoc>("c");

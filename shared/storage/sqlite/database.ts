@@ -39,6 +39,8 @@ export interface SqliteOptions {
 const SQLITE_BUSY_WAIT_MS = 20;
 /** How long a writer waits, asynchronously, for another process's write transaction to end. */
 const WRITE_WAIT_MS = 5000;
+/** How long opening a file waits, asynchronously, while another process holds it alone. */
+const OPEN_WAIT_MS = 10_000;
 const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,119}$/;
 
 /** What one collection has on disk: its document table and the index tables the port declared. */
@@ -96,7 +98,8 @@ export class Connection {
     } catch (err) {
       this.db.close();
       void this.checkpoints?.release();
-      throw asStorageError(err);
+      // Busy: another process is creating or changing the file; openConnection tries again.
+      throw isBusy(err) ? err : asStorageError(err);
     }
   }
 
@@ -257,6 +260,7 @@ export function checkName(name: string, what: string): string {
 }
 
 const connections = new Map<string, Connection>();
+const opening = new Map<string, Promise<Connection>>();
 
 /** Opens (or joins) an embedded SQLite database: in memory without `file`, else that file. */
 export async function openSqliteDatabase(name: string, options: SqliteOptions = {}): Promise<Database> {
@@ -264,11 +268,34 @@ export async function openSqliteDatabase(name: string, options: SqliteOptions = 
   const key = file ? `file:${file}` : `memory:${name}`;
   let connection = connections.get(key);
   if (!connection) {
-    connection = new Connection(key, file, options.fsync === true, options.checkpoints);
+    let pending = opening.get(key);
+    if (!pending) {
+      pending = openConnection(key, file, options.fsync === true, options.checkpoints).finally(() => opening.delete(key));
+      opening.set(key, pending);
+    }
+    connection = await pending;
     connections.set(key, connection);
   }
   connection.handles++;
   return new SqliteDatabase(name, connection);
+}
+
+/**
+ * A new connection, tried again while the file is busy: two processes started on one new `DATA_DIR`
+ * both create its files and switch them to WAL, which takes the file alone for a moment (longer than
+ * the busy timeout on a loaded machine: a start failed with "database is locked" in CI).
+ */
+async function openConnection(key: string, file: string | undefined, fsync: boolean, settings?: Partial<CheckpointSettings>): Promise<Connection> {
+  const deadline = Date.now() + OPEN_WAIT_MS;
+  for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
+    try {
+      return new Connection(key, file, fsync, settings);
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      if (Date.now() >= deadline) throw new StorageError("UNAVAILABLE", `storage unavailable: ${file} stayed locked by another process for ${OPEN_WAIT_MS / 1000} s`);
+      await sleep(pause);
+    }
+  }
 }
 
 /** Closes every SQLite database of this process (tests, shutdown). */
