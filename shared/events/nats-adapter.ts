@@ -132,6 +132,9 @@ export class BackoffNatsAdapter extends Adapters.NATS {
    * binds to it, as every later start does.
    */
   override async subscribe(chan: Parameters<InstanceType<typeof Adapters.NATS>["subscribe"]>[0]): Promise<void> {
+    // The stock subscribe replaces chan.deadLettering with a copy whose queue name it prefixes: a retry
+    // from the copy prefixed it twice, and that instance dead-lettered to "<p>.<p>.DEAD_LETTER".
+    const deadLettering = chan.deadLettering;
     for (let attempt = 1; ; attempt++) {
       try {
         return await super.subscribe(chan);
@@ -139,6 +142,7 @@ export class BackoffNatsAdapter extends Adapters.NATS {
         if (!isConsumerNameInUse(err) || attempt >= SUBSCRIBE_ATTEMPTS) throw err;
         // The failed attempt began tracking the channel's messages; the next one begins it again.
         this.stopChannelActiveMessages(chan.id);
+        chan.deadLettering = deadLettering;
         this.logger.info(`The consumer of '${chan.name}' (group ${chan.group}) was created by another instance meanwhile; binding to it`);
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
       }

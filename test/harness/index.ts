@@ -11,7 +11,7 @@
  *   startSmtpServer()        real SMTP on 127.0.0.1: { url (SMTP_URL), messages, waitForMessage(), failNext(), close() }
  *   startStripeStandIn()     Stripe API stand-in: { url (STRIPE_API_URL), clientOptions, requests, signWebhook(), ... }
  *   freePort()               a free TCP port on 127.0.0.1 (for servers started as separate processes)
- *   NATS_URL, assertNatsUp(), uniqueName(), deleteStreams(prefix)   the test bus and its clean-up
+ *   NATS_URL, assertNatsUp(), uniqueName(), deleteStreams(prefix), listStreams(prefix)   the test bus, its streams and clean-up
  *   errorOf(promise)         the error a promise rejects with (fails when it resolves)
  *   waitFor(probe, what)     polls until a condition holds (deadline, then "timed out waiting for <what>"): no fixed sleeps
  */

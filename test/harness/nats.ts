@@ -35,15 +35,15 @@ export async function assertNatsUp(url = NATS_URL): Promise<void> {
   });
 }
 
-/** Deletes the durable-event streams (and their consumers) made under `prefix` by a test. */
+/** Deletes the streams (and their consumers) made under `prefix` by a test: the durable events' and any other. */
 export async function deleteStreams(prefix: string, url = NATS_URL): Promise<void> {
   if (!prefix) throw new Error("deleteStreams needs a test prefix: it never deletes the production streams");
   const nc = await connect({ servers: url, name: "crm-test-cleanup" });
   try {
     const jsm = await nc.jetstreamManager();
-    for (const subject of durableSubjects(prefix)) {
-      await jsm.streams.delete(streamNameOf(subject)).catch(() => false);
-    }
+    const names = new Set(durableSubjects(prefix).map(streamNameOf));
+    for await (const info of jsm.streams.list()) if (info.config.name.startsWith(`${streamNameOf(prefix)}_`)) names.add(info.config.name);
+    for (const name of names) await jsm.streams.delete(name).catch(() => false);
   } finally {
     await nc.close();
   }

@@ -1,10 +1,11 @@
 /**
  * Instances of one service starting at the same moment (a scale-out, a restart of every replica) over a
  * real NATS: each creates its group's durable consumer, and JetStream refuses all but the first create.
- * Every instance must still start and consume.
+ * Every instance must still start and consume, with the same streams as one instance.
  */
 import type { ServiceBroker } from "moleculer";
-import { deleteStreams, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
+import { deleteStreams, listStreams, NATS_URL, startBroker, uniqueName } from "../../../test/harness";
+import { durableSubjects, streamNameOf } from "../streams";
 
 describe("several instances of a consumer starting at once", () => {
   const brokers: ServiceBroker[] = [];
@@ -33,6 +34,8 @@ describe("several instances of a consumer starting at once", () => {
       );
       brokers.push(...started);
       for (const broker of started) expect(broker.getLocalService("profiles")).toBeDefined();
+      // The instances that lost the race retried their subscribe: their dead letters still go to <prefix>.DEAD_LETTER.
+      expect(await listStreams(namespace)).toEqual(durableSubjects(namespace).map(streamNameOf).sort());
     },
     60_000,
   );
