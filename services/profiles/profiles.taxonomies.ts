@@ -1,6 +1,6 @@
 /** Taxonomy rules: normalising input entries, the indexed search values, and uniting two profiles' entries. */
 import { uuidv7 } from "../../shared/ids";
-import { type PromoUsage, TAXONOMIES_MAX_BYTES, type TaxonomyEntry, type TaxonomyEntryInput } from "../../shared/contracts/profiles";
+import { type PromoUsage, type TaxonomyEntry, type TaxonomyEntryInput, taxonomiesFitJsonLimit } from "../../shared/contracts/profiles";
 
 /** Entries as stored: every field has an id (a new one when the caller gave none). */
 export function normalizeTaxonomies(input: TaxonomyEntryInput[]): TaxonomyEntry[] {
@@ -95,6 +95,6 @@ export function mergeIncoming(current: TaxonomyEntry[], incoming: TaxonomyEntryI
 export function taxonomyLimitBroken(taxonomies: TaxonomyEntry[]): string | null {
   if (taxonomies.length > 50) return "with the profile's own, more than 50 taxonomy entries";
   if (taxonomies.some((e) => e.fields.length > 100)) return "with the profile's own, more than 100 fields in one taxonomy entry";
-  if (Buffer.byteLength(JSON.stringify(taxonomies)) > TAXONOMIES_MAX_BYTES) return "with the profile's own, more than 64 KB of taxonomies";
+  if (!taxonomiesFitJsonLimit(taxonomies)) return "with the profile's own, more than 64 KB of taxonomies";
   return null;
 }

@@ -307,30 +307,61 @@ describe("busy and failing storage", () => {
     }
   }, 20_000);
 
-  it("opening a file another process holds alone (it is creating it) waits for it, without freezing the event loop", async () => {
-    const file = freshFile();
+  /** A new file that another connection (another process, for SQLite) holds alone until `release`. */
+  function heldByAnother(file: string): { release(): void } {
     const other = new DatabaseSync(file);
     other.exec("CREATE TABLE first_process (x)");
     other.exec("BEGIN EXCLUSIVE");
     other.exec("INSERT INTO first_process VALUES (1)");
-    let released = false;
-    const release = setTimeout(() => {
-      other.exec("COMMIT");
-      other.close();
-      released = true;
-    }, 300);
+    let held = true;
+    return {
+      release() {
+        if (!held) return;
+        held = false;
+        other.exec("COMMIT");
+        other.close();
+      },
+    };
+  }
+
+  it("opening a file another process holds alone (it is creating it) waits for it, without freezing the event loop", async () => {
+    const file = freshFile();
+    const lock = heldByAnother(file);
     try {
       const started = Date.now();
-      const opening = openSqliteDatabase("opened_while_locked", { file });
+      // Two opens of one file in this process: one pending open, one connection.
+      const opening = [openSqliteDatabase("opened_while_locked", { file }), openSqliteDatabase("opened_while_locked", { file })];
       expect(Date.now() - started).toBeLessThan(1000); // the wait is asynchronous (a try blocks only for the 20 ms busy timeout)
-      const db = await opening;
-      expect(released).toBe(true);
+      let settled = false;
+      void Promise.allSettled(opening).then(() => {
+        settled = true;
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(settled).toBe(false); // its first try found the file locked: it waits
+      lock.release();
+      const [db, same] = await Promise.all(opening);
+      const connection = (d: typeof db) => (d as unknown as { live(): unknown }).live();
+      expect(connection(same)).toBe(connection(db));
       await db.collection<AnyDoc>("c").insertOne({ _id: "after" });
-      expect(await db.collection<AnyDoc>("c").count({})).toBe(1);
+      expect(await same.collection<AnyDoc>("c").count({})).toBe(1);
     } finally {
-      clearTimeout(release);
-      if (!released) other.close();
+      lock.release();
     }
+  });
+
+  it("opening a file held alone for longer than the wait fails with UNAVAILABLE naming the file", async () => {
+    const file = freshFile();
+    const lock = heldByAnother(file);
+    try {
+      await expect(openSqliteDatabase("never_released", { file, openWaitMs: 100 })).rejects.toMatchObject({
+        code: "UNAVAILABLE",
+        message: expect.stringContaining(`${file} stayed locked by another process`),
+      });
+    } finally {
+      lock.release();
+    }
+    // Nothing half-open was kept: the file opens once it is free.
+    await expect(openSqliteDatabase("never_released", { file })).resolves.toBeDefined();
   });
 
   it("a full disk fails with UNAVAILABLE (503), not with a raw 'cannot rollback' error that hides it", async () => {

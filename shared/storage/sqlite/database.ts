@@ -33,6 +33,8 @@ export interface SqliteOptions {
   fsync?: boolean;
   /** When the checkpoint worker copies the log back (tests); the first opening of a file sets them. */
   checkpoints?: Partial<CheckpointSettings>;
+  /** How long opening waits while another process holds the file alone (OPEN_WAIT_MS; tests lower it). */
+  openWaitMs?: number;
 }
 
 /** How long SQLite itself waits for a lock (it blocks the thread): short, so the event loop never stalls. */
@@ -270,7 +272,7 @@ export async function openSqliteDatabase(name: string, options: SqliteOptions = 
   if (!connection) {
     let pending = opening.get(key);
     if (!pending) {
-      pending = openConnection(key, file, options.fsync === true, options.checkpoints).finally(() => opening.delete(key));
+      pending = openConnection(key, file, options).finally(() => opening.delete(key));
       opening.set(key, pending);
     }
     connection = await pending;
@@ -285,14 +287,15 @@ export async function openSqliteDatabase(name: string, options: SqliteOptions = 
  * both create its files and switch them to WAL, which takes the file alone for a moment (longer than
  * the busy timeout on a loaded machine: a start failed with "database is locked" in CI).
  */
-async function openConnection(key: string, file: string | undefined, fsync: boolean, settings?: Partial<CheckpointSettings>): Promise<Connection> {
-  const deadline = Date.now() + OPEN_WAIT_MS;
+async function openConnection(key: string, file: string | undefined, options: SqliteOptions): Promise<Connection> {
+  const waitMs = options.openWaitMs ?? OPEN_WAIT_MS;
+  const deadline = Date.now() + waitMs;
   for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
     try {
-      return new Connection(key, file, fsync, settings);
+      return new Connection(key, file, options.fsync === true, options.checkpoints);
     } catch (err) {
       if (!isBusy(err)) throw err;
-      if (Date.now() >= deadline) throw new StorageError("UNAVAILABLE", `storage unavailable: ${file} stayed locked by another process for ${OPEN_WAIT_MS / 1000} s`);
+      if (Date.now() >= deadline) throw new StorageError("UNAVAILABLE", `storage unavailable: ${file} stayed locked by another process for ${waitMs / 1000} s`);
       await sleep(pause);
     }
   }
