@@ -174,6 +174,15 @@ describe("bearerToken", () => {
     expect(bearerToken(undefined)).toBeUndefined();
     expect(bearerToken("Basic x")).toBeNull();
     expect(bearerToken("Bearer a b")).toBeNull();
+    expect(bearerToken("Bearer")).toBeNull();
+    expect(bearerToken("Bearer \t")).toBeNull();
+  });
+
+  it("allows spaces and tabs around the token and refuses a token over 4096 characters", () => {
+    expect(bearerToken("Bearer \t abc \t")).toBe("abc");
+    expect(bearerToken(`Bearer ${"a".repeat(4096)}`)).toHaveLength(4096);
+    expect(bearerToken(`Bearer ${"a".repeat(4097)}`)).toBeNull();
+    expect(bearerToken("Bearer abc\ndef")).toBeNull();
   });
 });
 
