@@ -1,5 +1,5 @@
 /** The mailer service's public error catalog: a stable `reason` where callers need finer than the code, and the public message. */
-import { RECIPIENT_REFUSED, TEMPLATE_NOT_FOUND } from "../../shared/contracts/mailer";
+import { RECIPIENT_REFUSED, TEMPLATE_NOT_FOUND, TEMPLATE_RENDER_FAILED } from "../../shared/contracts/mailer";
 import { crmError, validationError } from "../../shared/errors";
 
 export const MailerMessages = {
@@ -26,6 +26,7 @@ export const MailerErrors = {
   templateKeyTaken: () => crmError("CONFLICT", MailerMessages.templateKeyTaken, { reason: "TEMPLATE_KEY_TAKEN" }),
   templateDoesNotCompile: (field: string, error: string) => validationError(field, error, MailerMessages.templateDoesNotCompile),
   templateVarsMissing: (error: string) => validationError("vars", error, MailerMessages.templateVarsMissing),
-  templateRenderFailed: (error: string) => validationError("vars", error, MailerMessages.templateRenderFailed),
+  templateRenderFailed: (error: string) =>
+    crmError("VALIDATION_ERROR", MailerMessages.templateRenderFailed, { validationErrors: [{ field: "vars", error }], reason: TEMPLATE_RENDER_FAILED }),
   deleteEventPending: () => crmError("SERVICE_UNAVAILABLE", MailerMessages.deleteEventPending, { reason: "DELETE_EVENT_PENDING", retryAfter: 5 }),
 };

@@ -53,11 +53,17 @@ export class TemplateRenderError extends Error {
   }
 }
 
-/** The first problem of a template source that cannot be saved (syntax, unknown helper, partial), or null. */
+/**
+ * The first problem of a template source that cannot be saved (syntax, unknown helper, partial, a helper
+ * misused so that it throws whatever the vars), or null.
+ */
 export function sourceProblem(source: string): string | null {
   try {
     refuseUnsupported(env.parse(source));
     env.precompile(source, COMPILE_OPTIONS);
+    // A trial render without vars, as a real send renders (lenient): what compiles may still throw at every
+    // render ({{helperMissing}}, {{#with}} without its argument), and must fail here, not at each send.
+    compilePart(source, "lenient", false)({});
     return null;
   } catch (err) {
     return oneLine((err as Error).message);

@@ -8,6 +8,7 @@
  * leaves leave it exact, and a crash between the two writes is settled by the recovery pass.
  */
 import type { AuthPrincipal } from "../../shared/contracts/common";
+import { isTemplateNotFound, isTemplateRenderFailure } from "../../shared/contracts/mailer";
 import type { Consent, Membership, MembershipStatus, ProfileListMember } from "../../shared/contracts/profile-lists";
 import { decodeCursor, encodeCursor } from "../../shared/cursor";
 import { uuidv7 } from "../../shared/ids";
@@ -225,7 +226,13 @@ async function startDoubleOptIn(deps: Deps, list: ListDoc, existing: MembershipD
     });
   }
   if (!doc) return null;
-  return sendConfirmation(deps, list, doc, token, o);
+  try {
+    return await sendConfirmation(deps, list, doc, token, o);
+  } catch (err) {
+    // The membership this request created, whose mail did not go, is removed: a failed subscribe leaves nothing.
+    if (!existing) await deps.store.memberships.deleteOne({ _id: doc._id, store_id: doc.store_id, status: "pending", confirm_token_hash: hash });
+    throw err;
+  }
 }
 
 /** Mails the confirmation link. A template the mailer no longer has turns this into single opt-in. */
@@ -248,8 +255,7 @@ async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, t
     });
     return doc;
   } catch (err) {
-    const e = err as { type?: string; data?: { reason?: string } };
-    if (e?.type === "NOT_FOUND" && e.data?.reason === "TEMPLATE_NOT_FOUND") {
+    if (isTemplateNotFound(err)) {
       await deps.store.lists.updateMany(
         { _id: list._id, store_id: list.store_id, "type.confirm_template_id": o.templateId },
         { $set: { confirm_template_missing: true, updated_at: deps.now() } },
@@ -259,8 +265,19 @@ async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, t
     }
     // Not sent: the next try may send at once (the link in no mail is dropped).
     await deps.store.memberships.updateOne({ _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) }, { $unset: { last_sent_at: "" } });
+    if (isTemplateRenderFailure(err)) {
+      // The store's template is broken (the caller's input has no part in it): the store has to fix it.
+      deps.logger.warn(`list ${list._id} (store ${list.store_id}): its confirmation template ${o.templateId} fails to render: ${renderProblemOf(err)}`);
+      throw ProfileListsErrors.confirmTemplateBroken();
+    }
     throw err;
   }
+}
+
+/** What the mailer said of a template that failed to render (its field error), for the log. */
+function renderProblemOf(err: unknown): string {
+  const data = (err as { data?: { validationErrors?: Array<{ error?: unknown }> } }).data;
+  return String(data?.validationErrors?.[0]?.error ?? (err as Error).message);
 }
 
 function unsubscribeUrlOf(deps: Deps, doc: MembershipDoc): string {

@@ -28,6 +28,10 @@ export const ProfileListsErrors = {
   listNotOpen: () => validationError("id", "the list is not active", "This list does not take subscriptions"),
   resendTooSoon: (retryAfter: number) =>
     crmError("RATE_LIMITED", "A confirmation e-mail was sent moments ago; try again shortly", { reason: "RESEND_TOO_SOON", retryAfter }),
+  confirmTemplateBroken: () =>
+    crmError("SERVICE_UNAVAILABLE", "This list's confirmation e-mail cannot be sent: its template fails to render; the store has to fix the template", {
+      reason: "CONFIRM_TEMPLATE_BROKEN",
+    }),
   rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),
   importSourceMissing: () => validationError("rows", "give rows, csv, or a text/csv body", "Nothing to import: send rows, csv, or a text/csv body"),
   importSourceTwice: () => validationError("rows", "give one of rows, csv or a text/csv body"),

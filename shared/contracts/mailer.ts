@@ -123,7 +123,8 @@ export const MailerActions = {
    * a url with whitespace, a line break or angle brackets is a 400 on `list_unsubscribe.url`.
    * Errors: 404 NOT_FOUND with `data.reason` = TEMPLATE_NOT_FOUND when the template is missing, of
    * another store or archived; 503 SERVICE_UNAVAILABLE when the send fails; a VALIDATION_ERROR on `to`
-   * marked RECIPIENT_REFUSED when the mail server refuses the address for good.
+   * marked RECIPIENT_REFUSED when the mail server refuses the address for good; a VALIDATION_ERROR on
+   * `vars` marked TEMPLATE_RENDER_FAILED when the template throws as it renders (a helper misused).
    */
   sendTemplate: z.object({
     store_id: StoreId,
@@ -141,6 +142,9 @@ export const SentMessage = z.object({ message_id: z.string() });
 /** `data.reason` of the mailer's 404 when a template is missing, of another store, or (for a send) archived. */
 export const TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND";
 
+/** `data.reason` of the mailer's 400 when a template throws as it renders with the given vars. */
+export const TEMPLATE_RENDER_FAILED = "TEMPLATE_RENDER_FAILED";
+
 /** `data.reason` of the mailer's error when the mail server refuses the recipient for good. */
 export const RECIPIENT_REFUSED = "recipient_refused";
 
@@ -148,6 +152,12 @@ export const RECIPIENT_REFUSED = "recipient_refused";
 export function isRecipientRefused(err: unknown): boolean {
   const e = err as { type?: unknown; data?: { reason?: unknown } } | null;
   return e?.type === "VALIDATION_ERROR" && e.data?.reason === RECIPIENT_REFUSED;
+}
+
+/** Whether `err` (from `mailer.sendTemplate`) says the template threw as it rendered. */
+export function isTemplateRenderFailure(err: unknown): boolean {
+  const e = err as { type?: unknown; data?: { reason?: unknown } } | null;
+  return e?.type === "VALIDATION_ERROR" && e.data?.reason === TEMPLATE_RENDER_FAILED;
 }
 
 /** Whether `err` (from `mailer.sendTemplate`) says the template cannot be used (missing, another store's, archived). */

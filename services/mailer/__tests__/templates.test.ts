@@ -126,6 +126,9 @@ describe("mailer templates: validation", () => {
     ["html", "{{> header}}"],
     ["text", "{{log 'x'}}"],
     ["html", "{{unknownHelper profile}}"],
+    ["html", "{{helperMissing}}{{blockHelperMissing}}"],
+    ["text", "{{#with}}x{{/with}}"],
+    ["subject", "{{#each}}x{{/each}}"],
   ])("refuses a %s that does not compile (%s) with a 400 naming it, on create and update", async (field, source) => {
     const onCreate = await errorOf(create(confirmTemplate(STORE_A, { [field]: source })));
     expect(onCreate).toMatchObject({ type: "VALIDATION_ERROR", code: 400, data: { validationErrors: [{ field, error: expect.any(String) }] } });

@@ -11,6 +11,7 @@ import type { ConnectResult } from "../../../shared/contracts/profiles";
 import { crmError } from "../../../shared/errors";
 import { nowSeconds, uuidv7 } from "../../../shared/ids";
 import { startBroker } from "../../../test/harness/broker";
+import { TEMPLATE_RENDER_FAILED } from "../../../shared/contracts/mailer";
 import type { TemplateMail } from "../deps";
 import { createProfileLists } from "../profile-lists.logic";
 import type { ProfileListsService } from "../profile-lists.service";
@@ -25,6 +26,8 @@ export interface MailerStandIn {
   codes: Map<string, string>;
   /** When set, every call fails as a mailer that does not answer. */
   down: boolean;
+  /** Templates that throw as they render: a send fails as the mailer's does (a 400 on vars, TEMPLATE_RENDER_FAILED). */
+  broken?: Set<string>;
 }
 
 export function mailerStandIn(state: MailerStandIn): ServiceSchema {
@@ -43,6 +46,13 @@ export function mailerStandIn(state: MailerStandIn): ServiceSchema {
         if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
         if (state.templates.get(ctx.params.template_id) !== ctx.params.store_id) {
           throw crmError("NOT_FOUND", "Email template not found", { reason: "TEMPLATE_NOT_FOUND" });
+        }
+        if (state.broken?.has(ctx.params.template_id)) {
+          const error = "html could not be rendered: Cannot read properties of undefined (reading 'call')";
+          throw crmError("VALIDATION_ERROR", "The template could not be rendered with these vars", {
+            validationErrors: [{ field: "vars", error }],
+            reason: TEMPLATE_RENDER_FAILED,
+          });
         }
         state.sent.push(structuredClone(ctx.params));
         return { message_id: `${uuidv7()}@test` };

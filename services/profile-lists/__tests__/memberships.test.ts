@@ -71,6 +71,29 @@ describe("profile-lists.subscribe (standard list)", () => {
 });
 
 describe("double opt-in", () => {
+  it("a template that fails to render is a 503 naming no vars, leaves no membership and sends nothing; once fixed, the subscribe works", async () => {
+    const store = newStoreId();
+    const list = await doubleOptInList(store, "broken");
+    const template = String(list.type.type === "confirmation" && list.type.confirm_template_id);
+    const broken = new Set([template]);
+    env.mailer.broken = broken;
+    const s = await shopper(env.broker, store, "broken-template@example.com");
+    try {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const err = await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl }));
+        expect(err).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503, data: { reason: "CONFIRM_TEMPLATE_BROKEN" } });
+        expect(err.message).not.toMatch(/Cannot read|vars/);
+        expect(await access(list, s.meta)).toEqual({ has_access: false, membership: null });
+      }
+      expect(mailsTo("broken-template@example.com")).toEqual([]);
+    } finally {
+      broken.clear();
+    }
+    const { membership } = await subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl });
+    expect(membership.status).toBe("pending");
+    expect(mailsTo("broken-template@example.com")).toHaveLength(1);
+  });
+
   it("pending, mails a single-use link; confirm makes it active with confirmed_at and the IP", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store);
