@@ -4,6 +4,7 @@
  * `bulkWrite`. A row whose write loses a race (a concurrent create of the same address, a change since
  * the read, a merge) is redone on its own against the profile as it is now.
  */
+import { isDeepStrictEqual } from "node:util";
 import { normalizeEmail } from "../../shared/contracts/common";
 import { UpsertRow, type UpsertRowResult } from "../../shared/contracts/profiles";
 import type { BulkOp } from "../../shared/storage/port";
@@ -20,6 +21,8 @@ interface Planned {
   doc: ProfileDoc;
   /** The existing document's updated_at, the write's guard; undefined for a new profile. */
   readAt?: number;
+  /** The existing document's taxonomies as read (undefined for a new profile). */
+  readTaxonomies?: ProfileDoc["taxonomies"];
   dirty: boolean;
   /** The rows that touch this profile (by index in the batch). */
   rows: number[];
@@ -54,13 +57,20 @@ export async function upsertMany(deps: ProfilesDeps, p: { store_id: string; rows
       plan.dirty ||= changed;
       plan.rows.push(i);
     } else {
-      planned.set(lower, { doc: next, readAt: current.updated_at, dirty: changed, rows: [i] });
+      planned.set(lower, { doc: next, readAt: current.updated_at, readTaxonomies: current.taxonomies, dirty: changed, rows: [i] });
     }
     // A later row of a profile this batch creates is part of its creation.
     if (plan && plan.readAt === undefined) return { profile_id: current._id, outcome: "created" };
     return { profile_id: current._id, outcome: changed ? "updated" : "unchanged" };
   });
 
+  for (const plan of planned.values()) {
+    // Rows that change a profile and later rows that change it back (the same address twice in a file,
+    // with other values) leave it as it was: nothing is written, and every row of it is "unchanged".
+    if (!plan.dirty || plan.readTaxonomies === undefined || !isDeepStrictEqual(plan.readTaxonomies, plan.doc.taxonomies)) continue;
+    plan.dirty = false;
+    for (const row of plan.rows) if (!("error" in results[row])) results[row] = { profile_id: plan.doc._id, outcome: "unchanged" };
+  }
   const writes = [...planned.values()].filter((plan) => plan.dirty);
   const outcomes = writes.length === 0 ? [] : await deps.store.profiles.bulkWrite(writes.map(writeOf));
   for (const [i, plan] of writes.entries()) {

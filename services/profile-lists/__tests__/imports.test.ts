@@ -83,6 +83,22 @@ describe("profile-lists.importProfiles", () => {
     expect((await getList(list)).member_count).toBe(2);
   });
 
+  it("a file that gives one address twice with other values, imported again, changes nothing (the last row's values stay)", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "twice");
+    const rows = [
+      { email: "twice@example.com", fields: { "crm.tier": "gold" } },
+      { email: "other@example.com" },
+      { email: "TWICE@example.com", fields: { "crm.tier": "silver" } },
+    ];
+    expect(await importInto(store, list.id, { rows })).toEqual({ ...empty, rows_total: 3, profiles_created: 2, profiles_added: 2 });
+    const [before] = (await profilesOf(store, "twice@example.com")).items;
+    for (let run = 0; run < 2; run++) expect(await importInto(store, list.id, { rows })).toEqual({ ...empty, rows_total: 3 });
+    const [after] = (await profilesOf(store, "twice@example.com")).items;
+    expect(after).toEqual(before);
+    expect(after.taxonomies.find((t) => t.taxonomy_id === "crm")?.fields).toEqual([expect.objectContaining({ key: "tier", value: "silver" })]);
+  });
+
   it("reports bad rows with their number and field, and imports the others", async () => {
     const store = newStoreId();
     const result = await importInto(store, undefined, {
