@@ -198,6 +198,9 @@ function crossChecks(env: Record<string, string>, names: ReadonlySet<string>): s
     if (values.some((v) => v !== undefined && Buffer.byteLength(v, "utf8") < MIN_SECRET_BYTES)) problems.push(`${name}: ${message}`);
   };
   check("CRM_ADMIN_API_KEY", [value("CRM_ADMIN_API_KEY")]);
+  // Checked here, before anything starts (auth would refuse to start, after the others had opened their stores).
+  if (names.has("JWT_SECRET") && !value("JWT_SECRET") && !value("JWT_KEYS"))
+    problems.push("JWT_SECRET: must be set in production (or JWT_KEYS): it signs access tokens, e-mail links and cursors, e.g. `openssl rand -base64 32`");
   if (value("JWT_KEYS"))
     check(
       "JWT_KEYS",

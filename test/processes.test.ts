@@ -303,6 +303,18 @@ describe("one process on the embedded defaults (npm start)", () => {
   );
 
   it(
+    "in production, refuses to start without a signing key before any service opens its store (exit 2, naming JWT_SECRET)",
+    async () => {
+      const data = path.join(dataDir, "production-without-key");
+      const proc = run({ NODE_ENV: "production", PORT: "", DATA_DIR: data });
+      expect(await exitCodeOf(proc, "the process to refuse the setting and exit")).toBe(2);
+      expect(proc.output()).toMatch(/^Invalid configuration .*\n {2}JWT_SECRET: must be set in production/s);
+      expect(existsSync(data)).toBe(false);
+    },
+    START_MS + 30_000,
+  );
+
+  it(
     "refuses an unknown service name with a message that lists the known ones",
     async () => {
       const proc = run({ SERVICES: "gateway,profilez", DATA_DIR: dataDir });

@@ -93,6 +93,7 @@ describe("config()", () => {
       expect.stringMatching(/^CRM_ADMIN_API_KEY: must be at least 32 bytes in production/),
     ]);
     expect(problemsOf({ NODE_ENV: "production", JWT_SECRET: "short" })).toEqual([expect.stringMatching(/^JWT_SECRET: /)]);
+    expect(problemsOf({ NODE_ENV: "production" })).toEqual([expect.stringMatching(/^JWT_SECRET: must be set in production \(or JWT_KEYS\)/)]);
     const long = "k".repeat(32);
     expect(problemsOf({ NODE_ENV: "production", CRM_ADMIN_API_KEY: long, JWT_KEYS: `new:${long},old:${long}` })).toEqual([]);
   });
