@@ -23,7 +23,8 @@ export const GatewayMessages = {
   authUnavailable: "Authentication is temporarily unavailable",
   rateLimited: "Too many requests",
   payloadTooLarge: "Request body is too large",
-  unsupportedMediaType: "Request body must be application/json",
+  /** Followed by the media types the route takes (unsupportedMediaTypeMessage). */
+  unsupportedMediaType: "Request body must be",
   unsupportedEncoding: "Request body must not be compressed (Content-Encoding is not supported)",
   malformedJson: "Request body is not valid JSON",
   tooDeep: "Request body is nested too deeply",
@@ -41,7 +42,7 @@ const GENERIC_MESSAGES: Record<ErrorCode, string> = {
   NOT_FOUND: "Not found",
   CONFLICT: "Conflict",
   PAYLOAD_TOO_LARGE: GatewayMessages.payloadTooLarge,
-  UNSUPPORTED_MEDIA_TYPE: GatewayMessages.unsupportedMediaType,
+  UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
   RATE_LIMITED: GatewayMessages.rateLimited,
   INTERNAL: "Internal server error",
   SERVICE_UNAVAILABLE: "Service temporarily unavailable",

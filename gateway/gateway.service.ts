@@ -477,6 +477,17 @@ export function bySpecificity(a: string, b: string): number {
   return x.length - y.length;
 }
 
+/** What the route takes: "Request body must be application/json or text/csv, in UTF-8". */
+function unsupportedMediaTypeMessage(entry: RouteEntry): string {
+  const types = [
+    "application/json",
+    ...(entry.acceptsCsv ? ["text/csv"] : []),
+    ...(entry.acceptsForm ? ["application/x-www-form-urlencoded", "multipart/form-data"] : []),
+  ];
+  const list = types.length === 1 ? types[0] : `${types.slice(0, -1).join(", ")} or ${types[types.length - 1]}`;
+  return `${GatewayMessages.unsupportedMediaType} ${list}, in UTF-8`;
+}
+
 /**
  * Reads the body the route expects onto `req.body` (JSON object) or `req.rawBody` (raw text); a `text/csv`
  * body is not read here but handed to the action as the call's stream.
@@ -490,7 +501,7 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limits: Pick<Gat
   }
   const kind = mediaKindOf(req.headers["content-type"]);
   if (kind === "other" || (kind === "csv" && !entry.acceptsCsv) || ((kind === "form" || kind === "multipart") && !entry.acceptsForm)) {
-    throw crmError("UNSUPPORTED_MEDIA_TYPE", GatewayMessages.unsupportedMediaType);
+    throw crmError("UNSUPPORTED_MEDIA_TYPE", unsupportedMediaTypeMessage(entry));
   }
   // Compressed bodies are not decoded: refuse them rather than read the bytes as JSON text.
   const encoding = String(req.headers["content-encoding"] ?? "identity")

@@ -40,6 +40,7 @@ describe("request bodies", () => {
     expectErrorBody(form, 415, "UNSUPPORTED_MEDIA_TYPE");
     const latin = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json; charset=latin1" }, body: "{}" });
     expectErrorBody(latin, 415, "UNSUPPORTED_MEDIA_TYPE");
+    expect(latin.body.message).toBe("Request body must be application/json, in UTF-8");
   });
 
   it("accepts a POST without a body and JSON with a charset", async () => {
@@ -138,6 +139,17 @@ describe("request bodies", () => {
   it("answers 415 for a text/csv body on a route that does not take csv", async () => {
     const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "text/csv" }, body: "a,b\n" });
     expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
+  });
+
+  it("answers 415 naming the types an import route takes for CSV in another charset", async () => {
+    const listId = "0190c5d2-5555-7000-8000-000000000005";
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/profile-lists/${listId}/profiles/import`, {
+      method: "POST",
+      headers: { ...admin, "content-type": "text/csv; charset=latin1" },
+      body: "email\nada@example.com\n",
+    });
+    expectErrorBody(reply, 415, "UNSUPPORTED_MEDIA_TYPE");
+    expect(reply.body.message).toBe("Request body must be application/json or text/csv, in UTF-8");
   });
 });
 

@@ -34,6 +34,7 @@ const SKIPPABLE = new Set(["INVALID_OPENING_QUOTE"]);
 /** The longest CSV record read (a quote left open would otherwise swallow the rest of the file). */
 const MAX_RECORD_CHARS = 256 * 1024;
 const DEFAULT_EMAIL_COLUMN = "email";
+const NOT_UTF8 = 'the row is not valid UTF-8: save the file as UTF-8 (in Excel, "CSV UTF-8") and import it again';
 
 /** Every row of the source, checked, in order. */
 export function readRows(source: ImportSource): AsyncIterable<ReadRow> {
@@ -117,6 +118,8 @@ function checkHeader(record: string[]): string[] {
 
 /** A CSV record as an import row: the e-mail column, and every other non-empty cell as a text field. */
 function csvRecordRow(row: number, header: string[], emailAt: number, record: string[]): ReadRow {
+  // csv-parse decodes bytes that are not UTF-8 (a Latin-1 export) as U+FFFD: refused, not stored garbled.
+  if (record.some((cell) => cell.includes("\uFFFD"))) return { row, error: { row, field: "csv", message: NOT_UTF8 } };
   const extra = record.slice(header.length).filter((cell) => cell.trim() !== "");
   if (extra.length > 0) return { row, error: { row, field: "csv", message: `the row has ${record.length} cells and the header ${header.length}` } };
   const fields: Record<string, string> = {};

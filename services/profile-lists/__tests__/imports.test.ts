@@ -164,6 +164,19 @@ describe("profile-lists.importProfiles", () => {
     expect(streamed).toEqual({ ...empty, rows_total: 3, rows_failed: 1, errors: fromText.errors });
   });
 
+  it("reports a CSV row that is not UTF-8 (a Latin-1 export) instead of storing it garbled, and imports the others", async () => {
+    const store = newStoreId();
+    const latin1 = Buffer.concat([Buffer.from("email,name\nok@example.com,Jose\nlatin@example.com,Jos"), Buffer.from([0xe9]), Buffer.from("\nnext@example.com,Ana\n")]);
+    const result = await importInto(store, undefined, {}, Readable.from([latin1]));
+    expect(result).toMatchObject({
+      rows_total: 3,
+      profiles_created: 2,
+      rows_failed: 1,
+      errors: [{ row: 2, field: "csv", message: expect.stringMatching(/not valid UTF-8/) }],
+    });
+    expect((await profilesOf(store, "latin@example.com")).items).toEqual([]);
+  });
+
   it("refuses a CSV without the e-mail column, an empty one, a duplicated column, and no source at all (400s naming the field)", async () => {
     const store = newStoreId();
     expect(await refusal(importInto(store, undefined, { csv: "mail,name\na@x.com,A\n" }))).toMatchObject({ code: 400, field: "email_column" });
