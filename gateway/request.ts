@@ -127,7 +127,9 @@ export function jsonDepthExceeds(text: string, max: number): boolean {
 }
 
 /** A JSON object body: depth-checked, parsed with prototype-reaching keys dropped at every level. */
-export function parseJsonObject(text: string): Record<string, unknown> {
+export function parseJsonObject(body: string): Record<string, unknown> {
+  // A UTF-8 BOM (some Windows tools write one) is not part of the JSON text (RFC 8259 §8.1 lets a parser ignore it).
+  const text = body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
   if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) throw validationError("body", `must not nest deeper than ${MAX_JSON_DEPTH} levels`, GatewayMessages.tooDeep);
   let value: unknown;
   try {

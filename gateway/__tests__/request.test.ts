@@ -259,6 +259,11 @@ describe("request helpers", () => {
     expect(jsonDepthExceeds('{"a":[[1]]}', 2)).toBe(true);
   });
 
+  it("reads a JSON body that starts with a UTF-8 BOM", () => {
+    expect(parseJsonObject('\uFEFF{"a":1}')).toEqual({ a: 1 });
+    expect(() => parseJsonObject('\uFEFF\uFEFF{"a":1}')).toThrow();
+  });
+
   it("parses JSON without own __proto__ keys", () => {
     const value = parseJsonObject('{"__proto__":{"x":1},"a":1}');
     expect(Object.keys(value)).toEqual(["a"]);

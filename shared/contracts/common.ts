@@ -25,7 +25,8 @@ export function normalizeEmail(email: string): string {
 
 /** `limit` of a list: 1..100, default 20 (profile lists use 50). Query strings arrive as text. */
 export function limitParam(defaultLimit = 20) {
-  return z.coerce.number().int().min(1).max(100).default(defaultLimit);
+  const rule = "must be a whole number from 1 to 100";
+  return z.coerce.number({ error: rule }).int({ error: rule }).min(1, { error: rule }).max(100, { error: rule }).default(defaultLimit);
 }
 
 export const CursorParam = z.string().max(2048).optional();

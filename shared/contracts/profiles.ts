@@ -111,7 +111,10 @@ export const TaxonomyCondition = z
   });
 export type TaxonomyCondition = z.infer<typeof TaxonomyCondition>;
 
-export const TaxonomyQuery = z.object({ taxonomy_id: TaxonomyId, query: z.array(TaxonomyCondition).min(1).max(20) });
+export const TaxonomyQuery = z.object(
+  { taxonomy_id: TaxonomyId, query: z.array(TaxonomyCondition).min(1).max(20) },
+  { error: 'must be a JSON object { "taxonomy_id", "query": [conditions] } (taxonomy_query is a JSON array of them)' },
+);
 export type TaxonomyQuery = z.infer<typeof TaxonomyQuery>;
 
 export const PromoUsage = z.object({ promo_code_id: z.string().min(1).max(128), uses: z.number().int().min(0) });

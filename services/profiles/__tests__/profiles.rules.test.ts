@@ -76,6 +76,13 @@ describe("profiles params", () => {
     expect(ProfileActions.find.safeParse({ store_id: STORE, query: "a".repeat(201) }).success).toBe(false);
     expect(ProfileActions.find.safeParse({ store_id: STORE, limit: 0 }).success).toBe(false);
     expect(ProfileActions.find.safeParse({ store_id: STORE, limit: 101 }).success).toBe(false);
+    for (const limit of ["abc", "2.5", "0", "101", ""]) {
+      const parsed = ProfileActions.find.safeParse({ store_id: STORE, limit });
+      expect(parsed.error?.issues.map((issue) => [issue.path.join("."), issue.message])).toEqual([["limit", "must be a whole number from 1 to 100"]]);
+    }
+    expect(ProfileActions.find.parse({ store_id: STORE, limit: "100" }).limit).toBe(100);
+    const notJson = ProfileActions.find.safeParse({ store_id: STORE, taxonomy_query: "notjson" });
+    expect(notJson.error?.issues[0].message).toMatch(/^must be a JSON object \{ "taxonomy_id", "query"/);
   });
 
   it("refuses duplicate taxonomy ids and duplicate field keys", () => {
