@@ -59,9 +59,9 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
   parser.on("skip", (err: CsvError & { records?: number }) => {
     const after = err.records ?? 0;
     if (unreadable) return;
-    if (SKIPPABLE.has(err.code)) skipped.push({ after, message: err.message });
+    if (SKIPPABLE.has(err.code)) skipped.push({ after, message: parserMessage(err) });
     else {
-      unreadable = { after, row: after + skipped.length, message: err.message };
+      unreadable = { after, row: after + skipped.length, message: parserMessage(err) };
       input.unpipe(parser);
       parser.end();
     }
@@ -102,6 +102,11 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
   if (!header) throw ProfileListsErrors.csvHeaderInvalid("the CSV is empty: it needs a header row");
   yield* reportSkipsBefore(Number.POSITIVE_INFINITY);
   if (unreadable) throw ProfileListsErrors.csvUnreadable(unreadable.row, unreadable.message);
+}
+
+/** csv-parse's message, its line number said to count the file's lines (rows are counted without the header). */
+function parserMessage(err: CsvError): string {
+  return err.message.replace(/\bat line (\d+)/, "at line $1 of the file (the header is line 1)");
 }
 
 function checkHeader(record: string[]): string[] {

@@ -384,6 +384,14 @@ describe("an import in one process (gateway and services on one broker, no bus)"
 });
 
 describe("a CSV the parser cannot read past a point", () => {
+  it("names the row, and says the parser's line counts the file's lines", async () => {
+    const store = newStoreId();
+    const err = await errorOf(importInto(store, undefined, { csv: 'email,name\na@example.com,"Ann\nb@example.com,Bob\n' }));
+    expect(err.data.validationErrors).toEqual([
+      { field: "csv", error: expect.stringMatching(/^row 1: Quote Not Closed.* at line 3 of the file \(the header is line 1\)$/) },
+    ]);
+  });
+
   it.each([
     ["a cell over the record size limit", `x${"y".repeat(300 * 1024)}`],
     ["a quote closed in the middle of a field", '"bad"x'],
