@@ -198,9 +198,6 @@ function crossChecks(env: Record<string, string>, names: ReadonlySet<string>): s
     if (values.some((v) => v !== undefined && Buffer.byteLength(v, "utf8") < MIN_SECRET_BYTES)) problems.push(`${name}: ${message}`);
   };
   check("CRM_ADMIN_API_KEY", [value("CRM_ADMIN_API_KEY")]);
-  // Checked here, before anything starts (auth would refuse to start, after the others had opened their stores).
-  if (names.has("JWT_SECRET") && !value("JWT_SECRET") && !value("JWT_KEYS"))
-    problems.push("JWT_SECRET: must be set in production (or JWT_KEYS): it signs access tokens, e-mail links and cursors, e.g. `openssl rand -base64 32`");
   if (value("JWT_KEYS"))
     check(
       "JWT_KEYS",
@@ -210,6 +207,17 @@ function crossChecks(env: Record<string, string>, names: ReadonlySet<string>): s
   else check("JWT_SECRET", [value("JWT_SECRET")]);
   check("CURSOR_SECRET", [value("CURSOR_SECRET")]);
   return problems;
+}
+
+/**
+ * A server process in production needs a signing key: auth signs access tokens with it, the other services
+ * their e-mail links and cursors (without one, a link would stop working at the next restart). Checked
+ * when the server starts, before any service opens its store; the CLI signs nothing and does not need it.
+ */
+export function signingKeyProblems(env: NodeJS.ProcessEnv = process.env): string[] {
+  const present = presentValues(env);
+  if (present.NODE_ENV?.trim() !== "production" || present.JWT_SECRET || present.JWT_KEYS) return [];
+  return ["JWT_SECRET: must be set in production (or JWT_KEYS): it signs access tokens, e-mail links and cursors, e.g. `openssl rand -base64 32`"];
 }
 
 /** A configuration that cannot run: its message names each variable and what to fix. */

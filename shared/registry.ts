@@ -6,8 +6,19 @@
  * the compose-file check all read it: a new service is one entry here.
  */
 import type { z } from "zod";
-import { AuthSettings, BillingSettings, cachedSettings, ConfigError, GatewaySettings, MailerSettings, NoSettings, PlatformSettings, parseSettings } from "./config";
-import { ProfileListsSettings } from "./config";
+import {
+  AuthSettings,
+  BillingSettings,
+  cachedSettings,
+  ConfigError,
+  GatewaySettings,
+  MailerSettings,
+  NoSettings,
+  PlatformSettings,
+  ProfileListsSettings,
+  parseSettings,
+  signingKeyProblems,
+} from "./config";
 import type { DurableEventName } from "./contracts/events";
 import { authRoutes } from "./routes/auth";
 import { billingRoutes } from "./routes/billing";
@@ -89,6 +100,7 @@ export function checkSettings(services: readonly ServiceName[]): void {
       problems.push(...err.problems);
     }
   }
+  problems.push(...signingKeyProblems());
   // A variable two services read (CRM_ADMIN_API_KEY) is reported once.
   if (problems.length > 0) throw new ConfigError([...new Set(problems)]);
 }

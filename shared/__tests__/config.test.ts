@@ -94,6 +94,9 @@ describe("config()", () => {
     ]);
     expect(problemsOf({ NODE_ENV: "production", JWT_SECRET: "short" })).toEqual([expect.stringMatching(/^JWT_SECRET: /)]);
     expect(problemsOf({ NODE_ENV: "production" })).toEqual([expect.stringMatching(/^JWT_SECRET: must be set in production \(or JWT_KEYS\)/)]);
+    // The CLI reads the platform settings alone and signs nothing: it runs without a key.
+    withEnv({ NODE_ENV: "production" });
+    expect(config().NODE_ENV).toBe("production");
     const long = "k".repeat(32);
     expect(problemsOf({ NODE_ENV: "production", CRM_ADMIN_API_KEY: long, JWT_KEYS: `new:${long},old:${long}` })).toEqual([]);
   });
