@@ -8,7 +8,7 @@
  * leaves leave it exact, and a crash between the two writes is settled by the recovery pass.
  */
 import type { AuthPrincipal } from "../../shared/contracts/common";
-import { isTemplateNotFound, isTemplateRenderFailure } from "../../shared/contracts/mailer";
+import { isRecipientRefused, isTemplateNotFound, isTemplateRenderFailure } from "../../shared/contracts/mailer";
 import type { Consent, Membership, MembershipStatus, ProfileListMember } from "../../shared/contracts/profile-lists";
 import { decodeCursor, encodeCursor } from "../../shared/cursor";
 import { uuidv7 } from "../../shared/ids";
@@ -226,17 +226,11 @@ async function startDoubleOptIn(deps: Deps, list: ListDoc, existing: MembershipD
     });
   }
   if (!doc) return null;
-  try {
-    return await sendConfirmation(deps, list, doc, token, o);
-  } catch (err) {
-    // The membership this request created, whose mail did not go, is removed: a failed subscribe leaves nothing.
-    if (!existing) await deps.store.memberships.deleteOne({ _id: doc._id, store_id: doc.store_id, status: "pending", confirm_token_hash: hash });
-    throw err;
-  }
+  return sendConfirmation(deps, list, doc, token, o, !existing);
 }
 
 /** Mails the confirmation link. A template the mailer no longer has turns this into single opt-in. */
-async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, token: string, o: DoubleOptIn): Promise<MembershipDoc> {
+async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, token: string, o: DoubleOptIn, created: boolean): Promise<MembershipDoc> {
   const confirmUrl = confirmLink(o.confirmBase, token, list._id);
   const unsubscribeUrl = unsubscribeUrlOf(deps, doc);
   try {
@@ -263,8 +257,15 @@ async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, t
       const active = await activate(deps, list, doc, doc.profile_id, doc.consent, "signup");
       return active ?? ((await findMembership(deps, list, doc.profile_id)) as MembershipDoc);
     }
-    // Not sent: the next try may send at once (the link in no mail is dropped).
-    await deps.store.memberships.updateOne({ _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) }, { $unset: { last_sent_at: "" } });
+    const sent = { _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) };
+    if (created && (isTemplateRenderFailure(err) || isRecipientRefused(err))) {
+      // The mailer refused the mail, so none went: the membership this request created is removed. (After a
+      // timeout or an outage the mail may have gone, and its link must keep working.)
+      await deps.store.memberships.deleteOne({ ...sent, status: "pending" });
+    } else {
+      // Not sent: the next try may send at once.
+      await deps.store.memberships.updateOne(sent, { $unset: { last_sent_at: "" } });
+    }
     if (isTemplateRenderFailure(err)) {
       // The store's template is broken (the caller's input has no part in it): the store has to fix it.
       deps.logger.warn(`list ${list._id} (store ${list.store_id}): its confirmation template ${o.templateId} fails to render: ${renderProblemOf(err)}`);

@@ -4,6 +4,9 @@
  */
 import { crmError, validationError } from "../../shared/errors";
 
+/** Retry-After of a subscribe whose confirmation template is broken (the store has to fix it first). */
+const CONFIRM_TEMPLATE_RETRY_SECONDS = 600;
+
 export const ProfileListsErrors = {
   listNotFound: () => crmError("NOT_FOUND", "Profile list not found", { reason: "LIST_NOT_FOUND" }),
   membershipNotFound: () => crmError("NOT_FOUND", "The profile is not a member of this list", { reason: "MEMBERSHIP_NOT_FOUND" }),
@@ -28,9 +31,11 @@ export const ProfileListsErrors = {
   listNotOpen: () => validationError("id", "the list is not active", "This list does not take subscriptions"),
   resendTooSoon: (retryAfter: number) =>
     crmError("RATE_LIMITED", "A confirmation e-mail was sent moments ago; try again shortly", { reason: "RESEND_TOO_SOON", retryAfter }),
+  // A long Retry-After: each try counts against the address's hourly confirmation mails.
   confirmTemplateBroken: () =>
     crmError("SERVICE_UNAVAILABLE", "This list's confirmation e-mail cannot be sent: its template fails to render; the store has to fix the template", {
       reason: "CONFIRM_TEMPLATE_BROKEN",
+      retryAfter: CONFIRM_TEMPLATE_RETRY_SECONDS,
     }),
   rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),
   importSourceMissing: () => validationError("rows", "give rows, csv, or a text/csv body", "Nothing to import: send rows, csv, or a text/csv body"),

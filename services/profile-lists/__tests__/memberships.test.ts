@@ -81,7 +81,7 @@ describe("double opt-in", () => {
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
         const err = await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl }));
-        expect(err).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503, data: { reason: "CONFIRM_TEMPLATE_BROKEN" } });
+        expect(err).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503, data: { reason: "CONFIRM_TEMPLATE_BROKEN", retryAfter: 600 } });
         expect(err.message).not.toMatch(/Cannot read|vars/);
         expect(await access(list, s.meta)).toEqual({ has_access: false, membership: null });
       }
@@ -92,6 +92,21 @@ describe("double opt-in", () => {
     const { membership } = await subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl });
     expect(membership.status).toBe("pending");
     expect(mailsTo("broken-template@example.com")).toHaveLength(1);
+  });
+
+  it("a mailer that does not answer is a 503 that keeps the pending membership (the mail may have gone); the next subscribe sends at once", async () => {
+    const store = newStoreId();
+    const list = await doubleOptInList(store, "offline");
+    const s = await shopper(env.broker, store, "mailer-down@example.com");
+    env.mailer.down = true;
+    try {
+      expect(await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl }))).toMatchObject({ type: "SERVICE_UNAVAILABLE" });
+    } finally {
+      env.mailer.down = false;
+    }
+    expect((await access(list, s.meta)).membership?.status).toBe("pending");
+    expect((await subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl })).membership.status).toBe("pending");
+    expect(mailsTo("mailer-down@example.com")).toHaveLength(1);
   });
 
   it("pending, mails a single-use link; confirm makes it active with confirmed_at and the IP", async () => {
