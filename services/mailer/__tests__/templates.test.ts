@@ -139,6 +139,20 @@ describe("mailer templates: validation", () => {
   });
 });
 
+describe("mailer templates: nesting", () => {
+  it("takes blocks nested 32 deep and refuses 33 (and 5,000, at once) with a 400 naming the field", async () => {
+    const nested = (n: number, block = "if") => `${`{{#${block} a}}`.repeat(n)}x${`{{/${block}}}`.repeat(n)}`;
+    expect((await create(confirmTemplate(STORE_A, { html: nested(32) }))).html).toBe(nested(32));
+    for (const [field, source] of [
+      ["html", nested(33)],
+      ["text", nested(5000, "with")],
+    ]) {
+      const error = await errorOf(create(confirmTemplate(STORE_A, { [field]: source })));
+      expect(error).toMatchObject({ type: "VALIDATION_ERROR", data: { validationErrors: [{ field, error: expect.stringMatching(/nest deeper than 32/) }] } });
+    }
+  });
+});
+
 describe("mailer templates: store isolation", () => {
   it("a template of store A is 404 from store B on every action, and unusable there", async () => {
     const a = await create(confirmTemplate(STORE_A));
