@@ -34,7 +34,9 @@ const SKIPPABLE = new Set(["INVALID_OPENING_QUOTE"]);
 /** The longest CSV record read (a quote left open would otherwise swallow the rest of the file). */
 const MAX_RECORD_CHARS = 256 * 1024;
 const DEFAULT_EMAIL_COLUMN = "email";
+// csv-parse decodes bytes that are not UTF-8 as U+FFFD (which a UTF-8 file could hold too, but hardly in an e-mail list).
 const NOT_UTF8 = 'the row is not valid UTF-8: save the file as UTF-8 (in Excel, "CSV UTF-8") and import it again';
+const NOT_UTF8_HEADER = 'it is not valid UTF-8: save the file as UTF-8 (in Excel, "CSV UTF-8") and import it again';
 
 /** Every row of the source, checked, in order. */
 export function readRows(source: ImportSource): AsyncIterable<ReadRow> {
@@ -104,13 +106,14 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
   if (unreadable) throw ProfileListsErrors.csvUnreadable(unreadable.row, unreadable.message);
 }
 
-/** csv-parse's message, its line number said to count the file's lines (rows are counted without the header). */
+/** csv-parse's message, its line number said to count the file's lines (rows are counted without the header and empty lines). */
 function parserMessage(err: CsvError): string {
-  return err.message.replace(/\bat line (\d+)/, "at line $1 of the file (the header is line 1)");
+  return err.message.replace(/\bat line (\d+)/, "at line $1 of the file (counting every line)");
 }
 
 function checkHeader(record: string[]): string[] {
   const names = record.map((name) => name.trim());
+  if (names.some((name) => name.includes("\uFFFD"))) throw ProfileListsErrors.csvHeaderInvalid(NOT_UTF8_HEADER);
   if (names.some((name) => name === "")) throw ProfileListsErrors.csvHeaderInvalid("a column has no name");
   const seen = new Set<string>();
   for (const name of names) {
@@ -123,7 +126,7 @@ function checkHeader(record: string[]): string[] {
 
 /** A CSV record as an import row: the e-mail column, and every other non-empty cell as a text field. */
 function csvRecordRow(row: number, header: string[], emailAt: number, record: string[]): ReadRow {
-  // csv-parse decodes bytes that are not UTF-8 (a Latin-1 export) as U+FFFD: refused, not stored garbled.
+  // A Latin-1 export's accented letters: refused, not stored garbled.
   if (record.some((cell) => cell.includes("\uFFFD"))) return { row, error: { row, field: "csv", message: NOT_UTF8 } };
   const extra = record.slice(header.length).filter((cell) => cell.trim() !== "");
   if (extra.length > 0) return { row, error: { row, field: "csv", message: `the row has ${record.length} cells and the header ${header.length}` } };

@@ -175,6 +175,8 @@ describe("profile-lists.importProfiles", () => {
       errors: [{ row: 2, field: "csv", message: expect.stringMatching(/not valid UTF-8/) }],
     });
     expect((await profilesOf(store, "latin@example.com")).items).toEqual([]);
+    const latinHeader = Buffer.concat([Buffer.from("email,pr"), Buffer.from([0xe9]), Buffer.from("nom\nok@example.com,Ana\n")]);
+    expect(await refusal(importInto(store, undefined, {}, Readable.from([latinHeader])))).toMatchObject({ code: 400, field: "csv" });
   });
 
   it("refuses a CSV without the e-mail column, an empty one, a duplicated column, and no source at all (400s naming the field)", async () => {
@@ -388,7 +390,7 @@ describe("a CSV the parser cannot read past a point", () => {
     const store = newStoreId();
     const err = await errorOf(importInto(store, undefined, { csv: 'email,name\na@example.com,"Ann\nb@example.com,Bob\n' }));
     expect(err.data.validationErrors).toEqual([
-      { field: "csv", error: expect.stringMatching(/^row 1: Quote Not Closed.* at line 3 of the file \(the header is line 1\)$/) },
+      { field: "csv", error: expect.stringMatching(/^row 1: Quote Not Closed.* at line 3 of the file \(counting every line\)$/) },
     ]);
   });
 
