@@ -257,14 +257,14 @@ async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, t
       const active = await activate(deps, list, doc, doc.profile_id, doc.consent, "signup");
       return active ?? ((await findMembership(deps, list, doc.profile_id)) as MembershipDoc);
     }
-    const sent = { _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) };
+    const thisRequests = { _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) };
     if (created && (isTemplateRenderFailure(err) || isRecipientRefused(err))) {
       // The mailer refused the mail, so none went: the membership this request created is removed. (After a
       // timeout or an outage the mail may have gone, and its link must keep working.)
-      await deps.store.memberships.deleteOne({ ...sent, status: "pending" });
+      await deps.store.memberships.deleteOne({ ...thisRequests, status: "pending" });
     } else {
-      // Not sent: the next try may send at once.
-      await deps.store.memberships.updateOne(sent, { $unset: { last_sent_at: "" } });
+      // Perhaps not sent: the next try may send at once.
+      await deps.store.memberships.updateOne(thisRequests, { $unset: { last_sent_at: "" } });
     }
     if (isTemplateRenderFailure(err)) {
       // The store's template is broken (the caller's input has no part in it): the store has to fix it.
