@@ -226,11 +226,14 @@ async function startDoubleOptIn(deps: Deps, list: ListDoc, existing: MembershipD
     });
   }
   if (!doc) return null;
-  return sendConfirmation(deps, list, doc, token, o, !existing);
+  return sendConfirmation(deps, list, doc, token, o, existing);
 }
 
-/** Mails the confirmation link. A template the mailer no longer has turns this into single opt-in. */
-async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, token: string, o: DoubleOptIn, created: boolean): Promise<MembershipDoc> {
+/**
+ * Mails the confirmation link. A template the mailer no longer has turns this into single opt-in.
+ * `before` is the membership as it was before this request made it pending (null: this request created it).
+ */
+async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, token: string, o: DoubleOptIn, before: MembershipDoc | null): Promise<MembershipDoc> {
   const confirmUrl = confirmLink(o.confirmBase, token, list._id);
   const unsubscribeUrl = unsubscribeUrlOf(deps, doc);
   try {
@@ -257,21 +260,35 @@ async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, t
       const active = await activate(deps, list, doc, doc.profile_id, doc.consent, "signup");
       return active ?? ((await findMembership(deps, list, doc.profile_id)) as MembershipDoc);
     }
-    const thisRequests = { _id: doc._id, store_id: doc.store_id, confirm_token_hash: hashToken(token) };
-    if (created && (isTemplateRenderFailure(err) || isRecipientRefused(err))) {
-      // The mailer refused the mail, so none went: the membership this request created is removed. (After a
-      // timeout or an outage the mail may have gone, and its link must keep working.)
-      await deps.store.memberships.deleteOne({ ...thisRequests, status: "pending" });
-    } else {
-      // Perhaps not sent: the next try may send at once.
-      await deps.store.memberships.updateOne(thisRequests, { $unset: { last_sent_at: "" } });
-    }
+    await undoUnsent(deps, doc, hashToken(token), before, isTemplateRenderFailure(err) || isRecipientRefused(err));
     if (isTemplateRenderFailure(err)) {
       // The store's template is broken (the caller's input has no part in it): the store has to fix it.
       deps.logger.warn(`list ${list._id} (store ${list.store_id}): its confirmation template ${o.templateId} fails to render: ${renderProblemOf(err)}`);
       throw ProfileListsErrors.confirmTemplateBroken();
     }
+    // The mailer's error names its own field (`to`), not one of this request's.
+    if (isRecipientRefused(err)) throw ProfileListsErrors.recipientRefused();
     throw err;
+  }
+}
+
+/**
+ * After a failed send. When the mailer refused the mail (none went), what this request wrote is undone: the
+ * membership it created is removed, and a re-send's previous link (the one the person holds) works again.
+ * Otherwise (a timeout, an outage) the mail may have gone and its link must keep working; only the resend
+ * wait is lifted, so that the next try may send at once.
+ */
+async function undoUnsent(deps: Deps, doc: MembershipDoc, tokenHash: string, before: MembershipDoc | null, refused: boolean): Promise<void> {
+  const thisRequests = { _id: doc._id, store_id: doc.store_id, status: "pending", confirm_token_hash: tokenHash };
+  if (refused && !before) {
+    await deps.store.memberships.deleteOne(thisRequests);
+  } else if (refused && before?.status === "pending" && before.confirm_token_hash && before.confirm_expires_at) {
+    const previous = { confirm_token_hash: before.confirm_token_hash, confirm_expires_at: before.confirm_expires_at };
+    const restore: Update =
+      before.last_sent_at === undefined ? { $set: previous, $unset: { last_sent_at: "" } } : { $set: { ...previous, last_sent_at: before.last_sent_at } };
+    await deps.store.memberships.updateOne(thisRequests, restore);
+  } else {
+    await deps.store.memberships.updateOne(thisRequests, { $unset: { last_sent_at: "" } });
   }
 }
 

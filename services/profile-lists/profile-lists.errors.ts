@@ -37,6 +37,8 @@ export const ProfileListsErrors = {
       reason: "CONFIRM_TEMPLATE_BROKEN",
       retryAfter: CONFIRM_TEMPLATE_RETRY_SECONDS,
     }),
+  recipientRefused: () =>
+    validationError("profile_id", "the mail server refused the profile's e-mail address", "The mail server refused this profile's e-mail address; check it for typos"),
   rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),
   importSourceMissing: () => validationError("rows", "give rows, csv, or a text/csv body", "Nothing to import: send rows, csv, or a text/csv body"),
   importSourceTwice: () => validationError("rows", "give one of rows, csv or a text/csv body"),

@@ -1,8 +1,8 @@
 /**
  * Test set-up for the profile-lists service: a real broker (no transporter) holding profile-lists with the
  * real auth and profiles services, a mailer stand-in (templateStatus, sendTemplate: what the mailer's
- * template work will answer) that records each mail, the embedded store in memory, and a clock the test
- * moves. Sessions come from the real profiles.initialize/connect.
+ * template work will answer, with the mailer's own errors) that records each mail, the embedded store in
+ * memory, and a clock the test moves. Sessions come from the real profiles.initialize/connect.
  */
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import type { AuthToken, SessionPrincipal } from "../../../shared/contracts/auth";
@@ -11,7 +11,7 @@ import type { ConnectResult } from "../../../shared/contracts/profiles";
 import { crmError } from "../../../shared/errors";
 import { nowSeconds, uuidv7 } from "../../../shared/ids";
 import { startBroker } from "../../../test/harness/broker";
-import { TEMPLATE_RENDER_FAILED } from "../../../shared/contracts/mailer";
+import { MailerErrors } from "../../mailer/mailer.errors";
 import type { TemplateMail } from "../deps";
 import { createProfileLists } from "../profile-lists.logic";
 import type { ProfileListsService } from "../profile-lists.service";
@@ -28,6 +28,8 @@ export interface MailerStandIn {
   down: boolean;
   /** Templates that throw as they render: a send fails as the mailer's does (a 400 on vars, TEMPLATE_RENDER_FAILED). */
   broken?: Set<string>;
+  /** Addresses the mail server refuses for good (a 5xx to RCPT TO): a send fails as the mailer's does. */
+  refused?: Set<string>;
 }
 
 export function mailerStandIn(state: MailerStandIn): ServiceSchema {
@@ -45,15 +47,12 @@ export function mailerStandIn(state: MailerStandIn): ServiceSchema {
       sendTemplate(ctx: { params: TemplateMail }) {
         if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
         if (state.templates.get(ctx.params.template_id) !== ctx.params.store_id) {
-          throw crmError("NOT_FOUND", "Email template not found", { reason: "TEMPLATE_NOT_FOUND" });
+          throw MailerErrors.templateNotFound();
         }
         if (state.broken?.has(ctx.params.template_id)) {
-          const error = "html could not be rendered: Cannot read properties of undefined (reading 'call')";
-          throw crmError("VALIDATION_ERROR", "The template could not be rendered with these vars", {
-            validationErrors: [{ field: "vars", error }],
-            reason: TEMPLATE_RENDER_FAILED,
-          });
+          throw MailerErrors.templateRenderFailed("html could not be rendered: Cannot read properties of undefined (reading 'call')");
         }
+        if (state.refused?.has(ctx.params.to.toLowerCase())) throw MailerErrors.recipientRefused();
         state.sent.push(structuredClone(ctx.params));
         return { message_id: `${uuidv7()}@test` };
       },

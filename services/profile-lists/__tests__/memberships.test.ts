@@ -94,6 +94,35 @@ describe("double opt-in", () => {
     expect(mailsTo("broken-template@example.com")).toHaveLength(1);
   });
 
+  it("a mail server that refuses the address is a 400 naming profile_id; the membership it created is gone, and a refused re-send leaves the earlier link working", async () => {
+    const store = newStoreId();
+    const list = await doubleOptInList(store, "refused");
+    const refused = new Set(["refused@example.com"]);
+    env.mailer.refused = refused;
+    const s = await shopper(env.broker, store, "refused@example.com");
+    const saved = env.clock.now;
+    try {
+      const err = await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl }));
+      expect(err).toMatchObject({ type: "VALIDATION_ERROR", code: 400, data: { validationErrors: [{ field: "profile_id", error: expect.any(String) }] } });
+      expect(err.message).toMatch(/refused/);
+      expect(await access(list, s.meta)).toEqual({ has_access: false, membership: null });
+
+      // Sent once while the server took the address, then refused on the re-send: the first link must keep working.
+      refused.clear();
+      expect((await subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl })).membership.status).toBe("pending");
+      refused.add("refused@example.com");
+      env.clock.now += 61;
+      expect(await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl }))).toMatchObject({ code: 400 });
+      expect((await access(list, s.meta)).membership?.status).toBe("pending");
+    } finally {
+      refused.clear();
+      env.clock.now = saved;
+    }
+    const [mail] = mailsTo("refused@example.com");
+    const confirmed = await call<Membership>("profile-lists.confirm", { store_id: store, id: list.id, token: tokenIn(mail).token }, { ip: "192.0.2.9" });
+    expect(confirmed.status).toBe("active");
+  });
+
   it("a mailer that does not answer is a 503 that keeps the pending membership (the mail may have gone); the next subscribe sends at once", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store, "offline");
