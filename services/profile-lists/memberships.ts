@@ -121,6 +121,11 @@ function sessionOf(principal: AuthPrincipal | undefined, storeId: string) {
   return principal;
 }
 
+/** Whether the session has not proved the e-mail of a profile whose e-mail was proved (it came from `connect`). */
+async function unprovenSession(deps: Deps, storeId: string, session: { profile_id: string; is_verified: boolean }): Promise<boolean> {
+  return !session.is_verified && (await deps.profiles.lookup({ store_id: storeId, id: session.profile_id })).verified;
+}
+
 // ---------------------------------------------------------------- storefront
 
 export interface SubscribeParams extends PaidSubscribeParams {
@@ -333,16 +338,15 @@ export async function confirm(deps: Deps, p: { store_id: string; id: string; tok
 
 /**
  * Whether the session's profile has access. An unverified session of a profile whose e-mail was verified
- * learns only `has_access` (CONTRACT: such a session may not read the profile's memberships).
+ * is answered "no access" (CONTRACT: such a session may not read the profile's memberships; anyone can
+ * `connect` with a member's address, so its answer must not open members-only content or tell who is a member).
  */
 export async function access(deps: Deps, p: { store_id: string; id: string }, caller: Caller): Promise<{ has_access: boolean; membership: Membership | null }> {
   const session = sessionOf(caller.auth, p.store_id);
   const list = await requireList(deps, p.store_id, p.id);
   const doc = await findMembership(deps, list, session.profile_id);
-  const has_access = doc ? hasAccess(doc, deps.now()) : false;
-  if (!doc) return { has_access, membership: null };
-  if (!session.is_verified && (await deps.profiles.lookup({ store_id: p.store_id, id: session.profile_id })).verified) return { has_access, membership: null };
-  return { has_access, membership: toMembership(doc) };
+  if (!doc || (await unprovenSession(deps, p.store_id, session))) return { has_access: false, membership: null };
+  return { has_access: hasAccess(doc, deps.now()), membership: toMembership(doc) };
 }
 
 /**
@@ -355,8 +359,9 @@ export async function unsubscribe(
   caller: Caller,
 ): Promise<{ membership: Membership }> {
   const list = await requireList(deps, p.store_id, p.id);
+  // The link of a mail is shown the membership without its consent details (whoever holds the mail can use it).
+  const redacted = p.token !== undefined && p.token !== "";
   let current: MembershipDoc | null;
-  let redacted = true;
   if (p.token) {
     const membershipId = deps.unsubscribeLinks.membershipOf(p.token, p.store_id, p.id);
     if (!membershipId) throw ProfileListsErrors.invalidToken();
@@ -365,9 +370,10 @@ export async function unsubscribe(
   } else {
     const session = sessionOf(caller.auth, p.store_id);
     if (p.profile_id && p.profile_id !== session.profile_id) throw ProfileListsErrors.notYourProfile();
+    // Anyone can `connect` with an address: ending someone's membership (and a paid one's subscription) takes proof of it.
+    if (await unprovenSession(deps, p.store_id, session)) throw ProfileListsErrors.verificationRequired();
     current = await findMembership(deps, list, session.profile_id);
     if (!current) throw ProfileListsErrors.membershipNotFound();
-    redacted = !session.is_verified && (await deps.profiles.lookup({ store_id: p.store_id, id: session.profile_id })).verified;
   }
   // A paid member stops paying as they leave (a failure at Stripe is a 503, nothing changed).
   if (current.status !== "unsubscribed") await endPaymentAtStripe(deps, current);

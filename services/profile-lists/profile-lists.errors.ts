@@ -14,6 +14,10 @@ export const ProfileListsErrors = {
   keyTaken: () => crmError("CONFLICT", "Another profile list of this store already uses this key", { reason: "LIST_KEY_TAKEN" }),
   typeImmutable: () => validationError("type", "the type of a profile list cannot be changed", "The type of a profile list cannot be changed"),
   sessionRequired: () => crmError("UNAUTHENTICATED", "Authentication required", { reason: "SESSION_REQUIRED" }),
+  verificationRequired: () =>
+    crmError("FORBIDDEN", "This session has not proved the profile's e-mail address: verify it with a code first, or use the unsubscribe link of a list e-mail", {
+      reason: "VERIFICATION_REQUIRED",
+    }),
   notYourProfile: () => crmError("FORBIDDEN", "The session may only act for its own profile", { reason: "NOT_YOUR_PROFILE" }),
   profileHasNoEmail: () => validationError("profile_id", "the profile has no e-mail to confirm", "The profile has no e-mail address yet (connect first)"),
   confirmUrlRequired: () => validationError("confirm_url", "required for a double opt-in list", "confirm_url is required for this list"),

@@ -279,7 +279,7 @@ describe("double opt-in", () => {
 });
 
 describe("profile-lists.access", () => {
-  it("an unverified session of a profile whose e-mail was verified learns has_access, not the membership or its consent details", async () => {
+  it("an unverified session of a profile whose e-mail was verified is told no access, may subscribe (redacted) and may not unsubscribe", async () => {
     const store = newStoreId();
     const list = await createList(store, "gated");
     const verified = await verifiedShopper(env, store, "proved@example.com");
@@ -287,12 +287,16 @@ describe("profile-lists.access", () => {
     expect(await access(list, verified.meta)).toMatchObject({ has_access: true, membership: { status: "active" } });
     const unverified = await shopper(env.broker, store, "proved@example.com"); // connect: same profile, unverified session
     expect(unverified.profileId).toBe(verified.profileId);
-    expect(await access(list, unverified.meta)).toEqual({ has_access: true, membership: null });
-    // It may still subscribe and unsubscribe, and sees the membership without the consent's network details.
+    // Anyone can connect with the address: the answer neither opens members-only content nor says who is a member.
+    expect(await access(list, unverified.meta)).toEqual({ has_access: false, membership: null });
+    // It may still subscribe, and sees the membership without the consent's network details.
     const again = await subscribe(list, unverified.profileId, unverified.meta);
     expect(again.membership).toMatchObject({ status: "active", consent: { ip: null, user_agent: null, confirmed_ip: null }, consent_history: [] });
-    const left = await call<{ membership: Membership }>("profile-lists.unsubscribe", { store_id: store, id: list.id }, unverified.meta);
-    expect(left.membership).toMatchObject({ status: "unsubscribed", consent: { ip: null, user_agent: null } });
+    // Ending the membership takes proof of the address.
+    const err = await errorOf(call("profile-lists.unsubscribe", { store_id: store, id: list.id }, unverified.meta));
+    expect(err).toMatchObject({ type: "FORBIDDEN", code: 403, data: { reason: "VERIFICATION_REQUIRED" } });
+    expect(err.message).toMatch(/verify it with a code/);
+    expect(await access(list, verified.meta)).toMatchObject({ has_access: true, membership: { status: "active" } });
   });
 });
 
