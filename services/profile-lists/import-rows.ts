@@ -28,6 +28,19 @@ export interface ImportSource {
   stream?: NodeJS.ReadableStream;
 }
 
+/**
+ * The CSV cannot be read from `row` on: csv-parse lost track of where records start. The import engine
+ * writes what it read before and answers ProfileListsErrors.csvUnreadable with its counts.
+ */
+export class CsvUnreadable extends Error {
+  constructor(
+    readonly row: number,
+    readonly reason: string,
+  ) {
+    super(`the CSV cannot be read from row ${row} on: ${reason}`);
+  }
+}
+
 /** Records csv-parse can skip and then go on with the next one exactly. */
 const SKIPPABLE = new Set(["INVALID_OPENING_QUOTE"]);
 
@@ -103,7 +116,7 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
   if (unreadable && unreadable.after === 0) throw ProfileListsErrors.csvHeaderInvalid(unreadable.message);
   if (!header) throw ProfileListsErrors.csvHeaderInvalid("the CSV is empty: it needs a header row");
   yield* reportSkipsBefore(Number.POSITIVE_INFINITY);
-  if (unreadable) throw ProfileListsErrors.csvUnreadable(unreadable.row, unreadable.message);
+  if (unreadable) throw new CsvUnreadable(unreadable.row, unreadable.message);
 }
 
 /** csv-parse's message, its line number said to count the file's lines (rows are counted without the header and empty lines). */

@@ -11,7 +11,7 @@ import { setImmediate } from "node:timers/promises";
 import { MAX_IMPORT_ERRORS, type ImportError, type ImportResult } from "../../shared/contracts/profile-lists";
 import type { UpsertOutcome } from "../../shared/contracts/profiles";
 import type { Caller, Deps } from "./deps";
-import { type ImportSource, readRows, type ValidRow } from "./import-rows";
+import { CsvUnreadable, type ImportSource, readRows, type ValidRow } from "./import-rows";
 import { requireList } from "./lists";
 import { activate, hasAccess, newConsent, newMembership } from "./memberships";
 import { ProfileListsErrors } from "./profile-lists.errors";
@@ -87,7 +87,7 @@ export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS
     // The file cannot be read on (or the body failed): what was read before the failure is written.
     if (!writeFailed) await flush();
     deps.logger.info(`${what} stopped: ${(err as Error).message}; ${progressOf(tally.result, started)}`);
-    throw err;
+    throw err instanceof CsvUnreadable ? ProfileListsErrors.csvUnreadable(err.row, err.reason, tally.result, list !== null) : err;
   }
   await flush();
   deps.logger.info(`${what} done: ${progressOf(tally.result, started)}`);

@@ -2,6 +2,7 @@
  * The profile-lists service's error catalog: a stable `reason` per failure (in `data.reason`) and its public
  * message (see shared/errors.ts). Nothing internal goes in a message.
  */
+import type { ImportResult } from "../../shared/contracts/profile-lists";
 import { crmError, validationError } from "../../shared/errors";
 
 /** Retry-After of a subscribe whose confirmation template is broken (the store has to fix it first). */
@@ -52,11 +53,13 @@ export const ProfileListsErrors = {
       `the CSV header has no "${column}" column`,
       `The CSV header has no "${column}" column (set email_column to the column holding the e-mail)`,
     ),
-  csvUnreadable: (row: number, message: string) =>
+  csvUnreadable: (row: number, message: string, done: ImportResult, intoList: boolean) =>
     validationError(
       "csv",
       `row ${row}: ${message}`,
-      `The CSV cannot be read from row ${row} on (${message}); the rows before it were imported. Fix the file and import it again: rows already imported change nothing`,
+      `The CSV cannot be read from row ${row} on (${message}). The ${done.rows_total} rows before it were imported ` +
+        `(${done.profiles_created} profiles created, ${done.profiles_updated} updated, ${intoList ? `${done.profiles_added} added to the list, ` : ""}` +
+        `${done.rows_failed} failed); the rest of the file was not read. Fix that row and import the file again: rows already imported change nothing`,
     ),
   csvHeaderInvalid: (message: string) => validationError("csv", message, `The CSV header is not usable: ${message}`),
   paidListImport: () => validationError("id", "a paid list gets its members through checkout", "Profiles cannot be imported into a paid list"),

@@ -405,6 +405,7 @@ describe("a CSV the parser cannot read past a point", () => {
     const err = await errorOf(importInto(store, list.id, { csv: lines.join("\n") }));
     expect(err.code).toBe(400);
     expect(err.data.validationErrors).toEqual([{ field: "csv", error: expect.stringMatching(/^row 1500: /) }]);
+    expect(err.message).toContain("The 1499 rows before it were imported (1499 profiles created, 0 updated, 1499 added to the list, 0 failed)");
     expect((await getList(list)).member_count).toBe(1499);
     const rest = lines.filter((_, i) => i === 0 || i > 1500);
     expect(await importInto(store, list.id, { csv: rest.join("\n") })).toMatchObject({ rows_total: 1500, profiles_created: 1500, rows_failed: 0 });
