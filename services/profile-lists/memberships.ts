@@ -7,6 +7,7 @@
  * the list once (counts.ts). No read-modify-write of the count ever happens, so concurrent joins and
  * leaves leave it exact, and a crash between the two writes is settled by the recovery pass.
  */
+import { isDeepStrictEqual } from "node:util";
 import type { AuthPrincipal } from "../../shared/contracts/common";
 import { isRecipientRefused, isTemplateNotFound, isTemplateRenderFailure } from "../../shared/contracts/mailer";
 import type { Consent, Membership, MembershipStatus, ProfileListMember } from "../../shared/contracts/profile-lists";
@@ -187,7 +188,9 @@ export async function activate(
   }
   const set: Record<string, unknown> = { status: "active", start_date: now, end_date: null, updated_at: now };
   const update: Update = { $set: set, $unset: { confirm_token_hash: "", confirm_expires_at: "" } };
-  if (ended(existing.status)) {
+  // The consent that grants access is recorded: an ended membership's, or a pending one's unconfirmed
+  // signup that an import or a later signup replaces (kept in the history).
+  if (ended(existing.status) || !isDeepStrictEqual(existing.consent, consent)) {
     set.consent = consent;
     set.source = source;
     update.$push = { consent_history: existing.consent };

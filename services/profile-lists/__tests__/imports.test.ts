@@ -189,7 +189,7 @@ describe("profile-lists.importProfiles", () => {
     expect(await refusal(importInto(store, undefined, { rows: [] }, Readable.from(["email\n"])))).toMatchObject({ code: 400, field: "rows" });
   });
 
-  it("activates a pending member, keeps a member with access, does not re-add one who unsubscribed (reported)", async () => {
+  it("activates a pending member (consent import), keeps a member with access, does not re-add one who unsubscribed (reported)", async () => {
     const store = newStoreId();
     const template = uuidv7();
     env.mailer.templates.set(template, store);
@@ -208,6 +208,9 @@ describe("profile-lists.importProfiles", () => {
     expect((await getList(list)).member_count).toBe(2);
     const statuses = Object.fromEntries((await members(list)).items.map((m) => [m.profile.email, m.membership.status]));
     expect(statuses).toEqual({ "pending@example.com": "active", "gone@example.com": "unsubscribed", "member@example.com": "active" });
+    // The pending member's access comes from the import: its consent says so, the unconfirmed signup is kept in the history.
+    const activated = (await members(list)).items.find((m) => m.profile.email === "pending@example.com")?.membership;
+    expect(activated).toMatchObject({ source: "import", consent: { method: "import" }, consent_history: [{ method: "signup", confirmed_at: null }] });
   });
 
   it("imports more rows than a batch in several batches with exact counts; a row repeated later counts once as created", async () => {
