@@ -116,6 +116,12 @@ export function newMembership(list: ListDoc, profileId: string, status: Membersh
   };
 }
 
+/** The most consents a membership's history keeps (the oldest go first): subscribing and leaving again and again must not grow it for ever. */
+export const CONSENT_HISTORY_KEPT = 50;
+
+/** The `$push` that files a replaced consent in the history, keeping the last CONSENT_HISTORY_KEPT. */
+export const fileConsent = (replaced: Consent): Update["$push"] => ({ consent_history: { $each: [replaced], $slice: -CONSENT_HISTORY_KEPT } });
+
 /** The caller's profile session for this store: 401 without one (or for another store's). */
 function sessionOf(principal: AuthPrincipal | undefined, storeId: string) {
   if (principal?.kind !== "profile" || principal.store_id !== storeId) throw ProfileListsErrors.sessionRequired();
@@ -193,7 +199,7 @@ export async function activate(
   if (ended(existing.status) || !isDeepStrictEqual(existing.consent, consent)) {
     set.consent = consent;
     set.source = source;
-    update.$push = { consent_history: existing.consent };
+    update.$push = fileConsent(existing.consent);
   }
   return changeMembership(deps, existing, update);
 }
@@ -230,7 +236,7 @@ async function startDoubleOptIn(deps: Deps, list: ListDoc, existing: MembershipD
   } else {
     doc = await changeMembership(deps, existing, {
       $set: { ...pendingFields, status: "pending", source: "signup", consent: newConsent("signup", o.caller, now), start_date: null, end_date: null },
-      $push: { consent_history: existing.consent },
+      $push: fileConsent(existing.consent),
     });
   }
   if (!doc) return null;
@@ -487,7 +493,7 @@ export async function moveMemberships(deps: Deps, p: { store_id: string; source_
         );
       }
       const [kept, dropped] = keepSource ? [source, target] : [target, source];
-      const history = [...(dropped.consent_history ?? []), dropped.consent];
+      const history = [...(dropped.consent_history ?? []), dropped.consent].slice(-CONSENT_HISTORY_KEPT);
       await deps.store.memberships.updateOne({ _id: kept._id, store_id: p.store_id }, { $addToSet: { consent_history: { $each: history } }, $set: { updated_at: now } });
       // The other membership goes first (the unique index allows one per list and profile); a lost race is retried next pass.
       if (!(await removeMembership(deps, dropped))) continue;

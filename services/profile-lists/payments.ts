@@ -15,7 +15,7 @@ import { uuidv7 } from "../../shared/ids";
 import type { Update } from "../../shared/storage/port";
 import type { Caller, Deps } from "./deps";
 import { checkLink } from "./links";
-import { changeMembership, findMembership, hasAccess, insertMembership, newConsent, newMembership } from "./memberships";
+import { changeMembership, fileConsent, findMembership, hasAccess, insertMembership, newConsent, newMembership } from "./memberships";
 import { ProfileListsErrors } from "./profile-lists.errors";
 import { toMembership } from "./profile-lists.mapper";
 import type { ListDoc, MembershipDoc } from "./profile-lists.store";
@@ -178,7 +178,7 @@ async function pendingCheckout(
       end_date: null,
       updated_at: now,
     },
-    $push: { consent_history: existing.consent },
+    $push: fileConsent(existing.consent),
   });
   return doc ? { doc, inserted: false } : null;
 }

@@ -10,7 +10,7 @@
  *
  * Filter operators: equality (incl. dotted paths and array membership), $eq $ne $gt $gte $lt $lte $in
  *   $nin $exists $and $or $not $elemMatch $regex (only with a pattern from `escapeRegex`).
- * Update operators: $set $unset $inc $push (with $each) $addToSet (with $each) $pull $setOnInsert.
+ * Update operators: $set $unset $inc $push (with $each, and $slice) $addToSet (with $each) $pull $setOnInsert.
  */
 
 /** Every stored document has a string `_id` (a UUIDv7 made by the caller). */

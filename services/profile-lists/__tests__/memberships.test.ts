@@ -6,6 +6,7 @@ import { type AccessResult, type Membership, type ProfileList, type ProfileListM
 import { publishEvent } from "../../../shared/events/durable";
 import { uuidv7 } from "../../../shared/ids";
 import { waitFor } from "../../../test/harness/wait";
+import { CONSENT_HISTORY_KEPT } from "../memberships";
 import { errorOf, LINK_ORIGIN, newStoreId, shopper, startLists, tokenIn, unsubscribeTokenIn, verifiedShopper, type ListsEnv } from "./helpers";
 
 let env: ListsEnv;
@@ -301,6 +302,21 @@ describe("profile-lists.access", () => {
 });
 
 describe("profile-lists.unsubscribe", () => {
+  it("subscribing and leaving again and again keeps the last CONSENT_HISTORY_KEPT consents, not every one", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "revolving");
+    const s = await shopper(env.broker, store, "revolving@example.com");
+    const rounds = CONSENT_HISTORY_KEPT + 5;
+    for (let i = 0; i < rounds; i++) {
+      await subscribe(list, s.profileId, { ...s.meta, userAgent: `round ${i}` });
+      await call("profile-lists.unsubscribe", { store_id: store, id: list.id }, s.meta);
+    }
+    const { membership } = await subscribe(list, s.profileId, s.meta);
+    expect(membership.consent_history).toHaveLength(CONSENT_HISTORY_KEPT);
+    expect(membership.consent_history.at(-1)?.user_agent).toBe(`round ${rounds - 1}`);
+    expect(membership.consent_history[0]?.user_agent).toBe(`round ${rounds - CONSENT_HISTORY_KEPT}`);
+  });
+
   it("by session: unsubscribed, access ends at once, member_count drops; subscribing again starts a fresh double opt-in", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store);

@@ -364,6 +364,13 @@ export function describeStorageContract(label: string, makeDatabase: () => Promi
         expect(await c.updateOne({ _id: "nope" }, { $set: { name: "B" } })).toEqual({ matched: 0, modified: 0 });
         expect(await c.updateOne({ _id: "p1" }, { $pull: { tags: "b" } })).toEqual({ matched: 1, modified: 1 });
         expect((await c.findOne({ _id: "p1" }))!.tags).toEqual(["a", "c"]);
+        // $push with $slice keeps the last (negative) or first (positive) n elements.
+        expect(await c.updateOne({ _id: "p1" }, { $push: { tags: { $each: ["d", "e"], $slice: -3 } } })).toEqual({ matched: 1, modified: 1 });
+        expect((await c.findOne({ _id: "p1" }))!.tags).toEqual(["c", "d", "e"]);
+        await c.updateOne({ _id: "p1" }, { $push: { tags: { $each: ["f"], $slice: 2 }, fresh_list: { $each: ["x", "y"], $slice: -1 } } });
+        expect(await c.findOne({ _id: "p1" })).toMatchObject({ tags: ["c", "d"], fresh_list: ["y"] });
+        await expectCode(c.updateOne({ _id: "p1" }, { $push: { tags: { $each: ["g"], $slice: 1.5 } } }), "INVALID_QUERY");
+        await expectCode(c.updateOne({ _id: "p1" }, { $addToSet: { tags: { $each: ["g"], $slice: -1 } } }), "INVALID_QUERY");
       });
 
       it("rejects unsupported or conflicting updates", async () => {

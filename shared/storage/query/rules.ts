@@ -186,10 +186,11 @@ function validateUpdateValue(op: string, path: string, value: unknown): void {
     case "$push":
     case "$addToSet":
       if (isOperatorObject(value)) {
-        const keys = Object.keys(value);
+        const keys = Object.keys(value).filter((key) => !(op === "$push" && key === "$slice"));
         if (keys.length !== 1 || keys[0] !== "$each" || !Array.isArray(value.$each)) {
-          throw invalidQuery(`${op} on "${path}" takes a value or { $each: [...] }`);
+          throw invalidQuery(`${op} on "${path}" takes a value or { $each: [...] }${op === "$push" ? " (with $slice: <integer> to keep that many)" : ""}`);
         }
+        if ("$slice" in value && !Number.isSafeInteger(value.$slice)) throw invalidQuery(`$slice on "${path}" takes an integer`);
         for (const item of value.$each) checkLiteral(item, path);
         return;
       }

@@ -156,6 +156,13 @@ export function applyUpdate(doc: Doc, update: Update, inserting: boolean): Doc |
       arr.push(cloneValue(item));
       modified = true;
     }
+    // As MongoDB's $slice: a negative n keeps the last |n| elements, a positive one the first n.
+    const slice = isOperatorObject(value) ? value.$slice : undefined;
+    if (typeof slice !== "number") return;
+    const kept = slice < 0 ? arr.slice(Math.max(0, arr.length + slice)) : arr.slice(0, slice);
+    if (kept.length === arr.length) return;
+    arr.splice(0, arr.length, ...kept);
+    modified = true;
   });
   each("$addToSet", (container, key, value, path) => {
     const arr = arrayAt(container, key, "$addToSet", path);
