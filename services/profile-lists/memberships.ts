@@ -425,6 +425,8 @@ export async function removeMember(deps: Deps, p: { store_id: string; id: string
   for (let attempt = 0; attempt < 5; attempt++) {
     const current = await findMembership(deps, list, p.profile_id);
     if (!current) throw ProfileListsErrors.membershipNotFound();
+    // The opt-out is the record that keeps an import or an admin from adding the profile again.
+    if (current.status === "unsubscribed") throw ProfileListsErrors.optOutKept();
     if (p.at_period_end) {
       if (await scheduleCancellation(deps, current)) return { deleted: true };
       continue;

@@ -12,6 +12,12 @@ export const ProfileListsErrors = {
   listNotFound: () => crmError("NOT_FOUND", "Profile list not found", { reason: "LIST_NOT_FOUND" }),
   membershipNotFound: () => crmError("NOT_FOUND", "The profile is not a member of this list", { reason: "MEMBERSHIP_NOT_FOUND" }),
   profileNotFound: () => crmError("NOT_FOUND", "Profile not found", { reason: "PROFILE_NOT_FOUND" }),
+  optOutKept: () =>
+    crmError(
+      "CONFLICT",
+      "The profile unsubscribed from this list: it has no access, and its opt-out is kept so that no import or admin adds it again (it can subscribe again itself)",
+      { reason: "OPT_OUT_KEPT" },
+    ),
   keyTaken: () => crmError("CONFLICT", "Another profile list of this store already uses this key", { reason: "LIST_KEY_TAKEN" }),
   typeImmutable: () => validationError("type", "the type of a profile list cannot be changed", "The type of a profile list cannot be changed"),
   sessionRequired: () => crmError("UNAUTHENTICATED", "Authentication required", { reason: "SESSION_REQUIRED" }),

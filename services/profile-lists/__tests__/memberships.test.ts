@@ -406,6 +406,10 @@ describe("admin members", () => {
     expect((await getList(list)).member_count).toBe(3);
     expect((await errorOf(call("profile-lists.removeMember", { store_id: store, id: list.id, profile_id: people[1].profileId }))).type).toBe("NOT_FOUND");
     expect((await errorOf(call("profile-lists.addMember", { store_id: store, id: list.id, profile_id: uuidv7() }))).type).toBe("NOT_FOUND");
+    // An opt-out is not deleted: it is what keeps an import from adding the profile again.
+    const optOut = await errorOf(call("profile-lists.removeMember", { store_id: store, id: list.id, profile_id: people[4].profileId }));
+    expect(optOut).toMatchObject({ type: "CONFLICT", code: 409, data: { reason: "OPT_OUT_KEPT" } });
+    expect((await pageOf({ status: "unsubscribed" })).items.map((m) => m.membership.profile_id)).toEqual([people[4].profileId]);
   });
 });
 
