@@ -98,7 +98,7 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
       if (unreadable && info.records > unreadable.after) break;
       if (!header) {
         header = checkHeader(record);
-        emailAt = header.indexOf(emailColumn);
+        emailAt = columnOf(header, emailColumn);
         if (emailAt === -1) throw ProfileListsErrors.emailColumnMissing(emailColumn);
         continue;
       }
@@ -135,6 +135,14 @@ function checkHeader(record: string[]): string[] {
     seen.add(name);
   }
   return names;
+}
+
+/** Where the column is: its exact name, else the one column named so in another case ("Email" from a spreadsheet's export). */
+function columnOf(header: string[], name: string): number {
+  const exact = header.indexOf(name);
+  if (exact !== -1) return exact;
+  const folded = header.flatMap((column, i) => (column.toLowerCase() === name.toLowerCase() ? [i] : []));
+  return folded.length === 1 ? folded[0] : -1;
 }
 
 /** A CSV record as an import row: the e-mail column, and every other non-empty cell as a text field. */

@@ -179,9 +179,12 @@ describe("profile-lists.importProfiles", () => {
     expect(await refusal(importInto(store, undefined, {}, Readable.from([latinHeader])))).toMatchObject({ code: 400, field: "csv" });
   });
 
-  it("refuses a CSV without the e-mail column, an empty one, a duplicated column, and no source at all (400s naming the field)", async () => {
+  it("finds the e-mail column in any case; refuses a CSV without it, an empty one, a duplicated column, and no source at all (400s naming the field)", async () => {
     const store = newStoreId();
     expect(await refusal(importInto(store, undefined, { csv: "mail,name\na@x.com,A\n" }))).toMatchObject({ code: 400, field: "email_column" });
+    // Another case of the name is the column when one column has it ("Email" from a spreadsheet), and ambiguous when two do.
+    expect(await importInto(store, undefined, { csv: "Name,Email\nA,case@x.com\n" })).toMatchObject({ rows_total: 1, profiles_created: 1, rows_failed: 0 });
+    expect(await refusal(importInto(store, undefined, { csv: "EMAIL,Email\ncase@x.com,case@x.com\n" }))).toMatchObject({ code: 400, field: "email_column" });
     expect(await refusal(importInto(store, undefined, { csv: "" }))).toMatchObject({ code: 400, field: "csv" });
     expect(await refusal(importInto(store, undefined, { csv: "email,a,a\n" }))).toMatchObject({ code: 400, field: "csv" });
     expect(await refusal(importInto(store, undefined, {}))).toMatchObject({ code: 400, field: "rows" });
