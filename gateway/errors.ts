@@ -27,6 +27,8 @@ export const GatewayMessages = {
   unsupportedMediaType: "Request body must be",
   unsupportedEncoding: "Request body must not be compressed (Content-Encoding is not supported)",
   malformedJson: "Request body is not valid JSON",
+  /** Followed by what to send: "The body is not valid UTF-8: send JSON encoded in UTF-8". */
+  notUtf8: "The body is not valid UTF-8: send",
   tooDeep: "Request body is nested too deeply",
   notAnObject: "Request body must be a JSON object",
   originNotAllowed: "Origin not allowed",

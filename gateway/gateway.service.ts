@@ -23,9 +23,11 @@ import { CorsPolicy } from "./cors";
 import { GatewayMessages, httpErrorOf, unauthenticated } from "./errors";
 import { ReadinessProbe } from "./health";
 import { inputFieldNames, openApiDocument } from "./openapi";
+import { HTML_ANSWER_FIELD, HTML_ANSWER_VALUE, PAGE_HEADERS, unsubscribedPage, unsubscribePage } from "./pages";
 import { pathParams, toAliasPath } from "./paths";
 import { FixedWindowLimiter } from "./rate-limit";
 import {
+  decodeUtf8,
   hasBody,
   limitedBodyStream,
   mediaKindOf,
@@ -39,16 +41,21 @@ import {
   sanitizeQuery,
 } from "./request";
 import { routeTable as defaultRouteTable, type RouteTable } from "./routes";
+import { UnsubscribePageParams } from "../shared/routes/gateway";
 import type { RouteDef } from "../shared/routes/types";
+import { zodParams } from "../shared/validation";
 
 /** One route of the table as the gateway serves it. */
 interface RouteEntry {
   def: RouteDef;
   body: "json" | "raw";
   hasStoreId: boolean;
-  /** The params schema has a `csv` field: a `text/csv` body is delivered as `{ csv }`. */
+  /** The params schema has a `csv` field: it also takes a `text/csv` body, streamed to the action (`ctx.stream`). */
   acceptsCsv: boolean;
-  /** The params schema has a `List-Unsubscribe` field (RFC 8058 one-click): an HTML form body is read as text fields. */
+  /**
+   * The params schema has a `List-Unsubscribe` field (RFC 8058 one-click): an HTML form body is read as text
+   * fields, and one carrying `answer=html` (the unsubscribe page's own form) is answered with an HTML page.
+   */
   acceptsForm: boolean;
 }
 
@@ -78,8 +85,9 @@ type GatewayRequest = IncomingMessage & {
   /**
    * `tokenRejected`: the bearer credential itself was refused (see the WWW-Authenticate header).
    * `bodyStream`: a `text/csv` body the action reads as the call's stream (never buffered here).
+   * `htmlAnswer`: the unsubscribe page's form posted this (`answer=html`): success is an HTML page, not JSON.
    */
-  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean; bodyStream?: Readable };
+  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean; bodyStream?: Readable; htmlAnswer?: boolean };
 };
 
 type GatewayMeta = RequestMeta & {
@@ -204,6 +212,12 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       openapi: {
         handler: () => openApiDocument(allRoutes, { rawBody: rawSet, csvBody: csvSet, formBody: formSet }),
       },
+      // The page a list mail's unsubscribe link opens: it reads nothing and changes nothing (mail scanners
+      // prefetch GET links); its button posts the token to the same URL, where profile-lists checks it.
+      unsubscribePage: {
+        params: zodParams(UnsubscribePageParams),
+        handler: (ctx: Context<{ token: string }>) => unsubscribePage(ctx.params.token),
+      },
     },
 
     methods: {
@@ -285,6 +299,12 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         for (const [name, value] of Object.entries(meta?.$responseHeaders ?? {})) res.setHeader(name, value);
         res.statusCode = status;
         if (status === 204) return void res.end();
+        const html = req.$request?.htmlAnswer ? unsubscribedPage() : entryOf(req)?.def.answers === "html" ? String(data ?? "") : undefined;
+        if (html !== undefined) {
+          for (const [name, value] of Object.entries(PAGE_HEADERS)) res.setHeader(name, value);
+          res.setHeader("Content-Length", Buffer.byteLength(html));
+          return void res.end(html);
+        }
         const body = JSON.stringify(data ?? null);
         res.setHeader("Content-Type", "application/json; charset=utf-8");
         res.setHeader("Content-Length", Buffer.byteLength(body));
@@ -514,10 +534,18 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limits: Pick<Gat
     req.$request.bodyStream = limitedBodyStream(req, limits.importBodyLimit);
     return;
   }
-  const text = (await readRawBody(req, limit)).toString("utf8");
-  if (kind === "form") req.body = parseFormBody(text);
-  else if (kind === "multipart") req.body = parseMultipartBody(text, String(req.headers["content-type"]));
-  else if (text.trim() !== "") req.body = parseJsonObject(text);
+  const text = decodeUtf8(await readRawBody(req, limit), kind === "json" ? "JSON" : "the form");
+  if (kind === "json") {
+    if (text.trim() !== "") req.body = parseJsonObject(text);
+    return;
+  }
+  const fields = kind === "form" ? parseFormBody(text) : parseMultipartBody(text, String(req.headers["content-type"]));
+  // The unsubscribe page's own form: its field asks for an HTML answer and is not passed on to the action.
+  if (fields[HTML_ANSWER_FIELD] === HTML_ANSWER_VALUE) {
+    req.$request.htmlAnswer = true;
+    delete fields[HTML_ANSWER_FIELD];
+  }
+  req.body = fields;
 }
 
 const GatewayService = createGatewayService();

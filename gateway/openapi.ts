@@ -6,6 +6,7 @@
 import { z } from "zod";
 import type { RouteDef } from "../shared/routes/types";
 import { ErrorBodySchema } from "./errors";
+import { HTML_ANSWER_FIELD, HTML_ANSWER_VALUE, PAGE_HEADERS } from "./pages";
 import { pathParams } from "./paths";
 
 type JsonSchema = Record<string, unknown>;
@@ -15,9 +16,9 @@ export interface OpenApiOptions {
   version?: string;
   /** Routes whose body reaches the action as raw text (webhooks), not as parsed JSON. */
   rawBody?: ReadonlySet<RouteDef>;
-  /** Routes that also take a `text/csv` body. */
+  /** Routes that also take a `text/csv` body (streamed to the action). */
   csvBody?: ReadonlySet<RouteDef>;
-  /** Routes that also take an HTML form body (RFC 8058 one-click unsubscribe). */
+  /** Routes that also take an HTML form body (RFC 8058 one-click unsubscribe; `answer=html` answers a page). */
   formBody?: ReadonlySet<RouteDef>;
 }
 
@@ -84,6 +85,9 @@ export function buildOpenApi(routes: readonly RouteDef[], options: OpenApiOption
       schema: propertiesOf(params)[param] ?? (name === "storeId" ? { type: "string", format: "uuid" } : { type: "string" }),
     }));
     if (!hasBody && params) parameters.push(...queryParameters(params, pathParamNames));
+    // A POST/PUT's fields that its route line says also travel in the query string (`?token=`, `?email_column=`).
+    if (hasBody && params && route.query)
+      parameters.push(...queryParameters(params, pathParamNames, new Set(route.query), "; in the query string or the body (the query string wins)"));
 
     const operation: Record<string, unknown> = {
       operationId: uniqueOperationId(route, operationIds),
@@ -91,7 +95,7 @@ export function buildOpenApi(routes: readonly RouteDef[], options: OpenApiOption
       tags: [route.tag],
       security: SECURITY[route.auth],
       parameters,
-      responses: responsesOf(route, hasBody, convert),
+      responses: responsesOf(route, hasBody, convert, options),
     };
     if (route.sdk) operation.description = `SDK: \`${route.sdk}\``;
     const body = hasBody ? requestBodyOf(route, params, pathParamNames, options) : undefined;
@@ -131,13 +135,30 @@ export function buildOpenApi(routes: readonly RouteDef[], options: OpenApiOption
   };
 }
 
-function responsesOf(route: RouteDef, hasBody: boolean, convert: (s: z.ZodType, io: "input" | "output") => JsonSchema) {
+/** The headers of an HTML page (see gateway/pages.ts), as documented. */
+const PAGE_HEADER_DOCS = {
+  "Cache-Control": { description: `\`${PAGE_HEADERS["Cache-Control"]}\`: the page's URL carries a token`, schema: { type: "string" } },
+  "X-Frame-Options": { description: `\`${PAGE_HEADERS["X-Frame-Options"]}\` (and CSP \`frame-ancestors 'none'\`): never framed`, schema: { type: "string" } },
+  "Content-Security-Policy": { description: "No script, no external assets; the form posts to the same origin only", schema: { type: "string" } },
+};
+
+const HTML_PAGE = { schema: { type: "string", description: "A self-contained HTML page (no script, no external assets)" } };
+
+function responsesOf(route: RouteDef, hasBody: boolean, convert: (s: z.ZodType, io: "input" | "output") => JsonSchema, options: OpenApiOptions) {
   const status = route.status ?? 200;
+  const html = route.answers === "html";
   const success: Record<string, unknown> = {
-    description: status === 204 ? "No content" : "Success",
-    headers: { "X-Request-Id": { $ref: "#/components/headers/RequestId" } },
+    description: status === 204 ? "No content" : html ? "An HTML page (`text/html; charset=utf-8`)" : "Success",
+    headers: { "X-Request-Id": { $ref: "#/components/headers/RequestId" }, ...(html ? PAGE_HEADER_DOCS : {}) },
   };
-  if (status !== 204) success.content = { "application/json": { schema: route.response ? convert(route.response, "output") : {} } };
+  if (status !== 204) {
+    success.content = html ? { "text/html": HTML_PAGE } : { "application/json": { schema: route.response ? convert(route.response, "output") : {} } };
+  }
+  if (options.formBody?.has(route) && status !== 204) {
+    // The unsubscribe page's own form post (`answer=html`) gets a page back; every other caller the JSON.
+    success.description = `Success: JSON, or an HTML "You are unsubscribed" page (\`text/html\`, not cached, not framed) for a form body with \`${HTML_ANSWER_FIELD}=${HTML_ANSWER_VALUE}\``;
+    success.content = { ...(success.content as Record<string, unknown>), "text/html": HTML_PAGE };
+  }
 
   const ref = (name: keyof typeof ERROR_RESPONSES) => ({ $ref: `#/components/responses/${name}` });
   const extra = new Set(route.errors ?? []);
@@ -171,29 +192,49 @@ function requestBodyOf(route: RouteDef, params: JsonSchema | undefined, pathName
     };
   }
   if (!params) return undefined;
-  const schema = withoutProperties(params, pathNames);
+  // A field that may come in the query string instead (`route.query`) is not required in the body.
+  const schema = withoutRequired(withoutProperties(params, pathNames), new Set(route.query ?? []));
   if (isEmptyObjectSchema(schema)) return undefined;
   const content: Record<string, unknown> = { "application/json": { schema } };
-  if (options.csvBody?.has(route)) content["text/csv"] = { schema: { type: "string", description: "CSV text, delivered as `csv`" } };
+  if (options.csvBody?.has(route)) {
+    const column = route.query?.includes("email_column") ? "; the e-mail column is `email` unless the `email_column` query parameter names another" : "";
+    content["text/csv"] = {
+      schema: {
+        type: "string",
+        description: `CSV text in UTF-8 with a header row (another \`charset\` is a 415), streamed to the import rather than buffered, up to \`IMPORT_BODY_LIMIT\`${column}`,
+      },
+    };
+  }
   if (options.formBody?.has(route)) {
-    content["application/x-www-form-urlencoded"] = { schema };
-    content["multipart/form-data"] = { schema };
+    const form = withProperty(schema, HTML_ANSWER_FIELD, {
+      type: "string",
+      enum: [HTML_ANSWER_VALUE],
+      description: "sent by the unsubscribe page's own form: the answer is an HTML page instead of JSON",
+    });
+    content["application/x-www-form-urlencoded"] = { schema: form };
+    content["multipart/form-data"] = { schema: form };
   }
   return { required: requiredOf(schema).length > 0 || Array.isArray(schema.anyOf), content };
 }
 
-/** Query parameters of a GET/DELETE: the params' properties that are not path parameters. */
-function queryParameters(params: JsonSchema, pathNames: Set<string>): unknown[] {
-  const required = new Set(requiredOf(params));
-  return Object.entries(propertiesOf(params))
-    .filter(([name]) => !pathNames.has(name))
+/**
+ * Query parameters of a GET/DELETE: the params' properties that are not path parameters. With `only`, those
+ * properties of a POST/PUT (never required: they may come in the body instead; `note` says so).
+ */
+function queryParameters(params: JsonSchema, pathNames: Set<string>, only?: Set<string>, note = ""): unknown[] {
+  const required = new Set(only ? [] : requiredOf(params));
+  const properties = propertiesOf(params);
+  if (only) for (const name of only) if (!(name in properties)) throw new Error(`Route table: query parameter "${name}" is not a field of the route's params`);
+  return Object.entries(properties)
+    .filter(([name]) => !pathNames.has(name) && (!only || only.has(name)))
     .map(([name, schema]) => {
       const parameter: Record<string, unknown> = { name, in: "query", required: required.has(name) };
       const type = (schema as JsonSchema).type;
       // Arrays and objects travel JSON-encoded in the query string (what the public SDK sends).
       if (type === "array" || type === "object") parameter.content = { "application/json": { schema } };
       else parameter.schema = schema;
-      if ((schema as JsonSchema).description) parameter.description = (schema as JsonSchema).description;
+      const description = `${(schema as JsonSchema).description ?? (note ? `the same as the body's \`${name}\`` : "")}${note}`;
+      if (description) parameter.description = description;
       return parameter;
     });
 }
@@ -225,6 +266,24 @@ function withoutProperties(schema: JsonSchema, names: Set<string>): JsonSchema {
   if (required.length) out.required = required;
   else delete out.required;
   return out;
+}
+
+/** The schema (or each union branch) with `names` no longer required. */
+function withoutRequired(schema: JsonSchema, names: Set<string>): JsonSchema {
+  if (names.size === 0) return schema;
+  for (const key of ["anyOf", "oneOf", "allOf"]) {
+    if (Array.isArray(schema[key])) return { ...schema, [key]: (schema[key] as JsonSchema[]).map((b) => withoutRequired(b, names)) };
+  }
+  const required = requiredOf(schema).filter((k) => !names.has(k));
+  const out: JsonSchema = { ...schema, required };
+  if (required.length === 0) delete out.required;
+  return out;
+}
+
+/** The object schema with one more (optional) property. */
+function withProperty(schema: JsonSchema, name: string, property: JsonSchema): JsonSchema {
+  if (!isObject(schema.properties)) return schema;
+  return { ...schema, properties: { ...schema.properties, [name]: property } };
 }
 
 function isEmptyObjectSchema(schema: JsonSchema): boolean {

@@ -106,6 +106,21 @@ function payloadTooLarge() {
   return crmError("PAYLOAD_TOO_LARGE", GatewayMessages.payloadTooLarge);
 }
 
+/** Fails on the first byte sequence that is not UTF-8, instead of replacing it with U+FFFD. A BOM is kept (see parseJsonObject). */
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * A body's bytes as text, strictly UTF-8: a body in another encoding (a Latin-1 `é`) is a 400 naming `body`,
+ * never text with replacement characters stored in its place.
+ */
+export function decodeUtf8(bytes: Uint8Array, what = "JSON"): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw validationError("body", "is not valid UTF-8", `${GatewayMessages.notUtf8} ${what} encoded in UTF-8`);
+  }
+}
+
 /** True when JSON text nests arrays/objects deeper than `max` (a linear scan, no recursion). */
 export function jsonDepthExceeds(text: string, max: number): boolean {
   let depth = 0;

@@ -8,6 +8,7 @@ import brokerConfig from "../../moleculer.config";
 import { resetConfig } from "../../shared/config";
 import { AuthActions } from "../../shared/contracts/auth";
 import { Email, StoreId, Uuid, type RequestMeta } from "../../shared/contracts/common";
+import { ProfileListsActions } from "../../shared/contracts/profile-lists";
 import { crmError } from "../../shared/errors";
 import { zodParams as toZodParams } from "../../shared/validation";
 import { createGatewayService } from "../gateway.service";
@@ -55,6 +56,14 @@ export const testRoutes: RouteDef[] = [
   route({ method: "DELETE", path: "/v1/stores/{storeId}/profiles/{id}/sessions/{tokenId}", action: "profiles.revokeSession", auth: "admin" }),
   route({ method: "POST", path: "/v1/stores/{storeId}/profile-lists/{id}/profiles/{profileId}", action: "profile-lists.addProfile", auth: "admin" }),
   route({ method: "POST", path: "/v1/stores/{storeId}/profile-lists/{id}/profiles/import", action: "profile-lists.import", auth: "admin", params: Import }),
+  route({
+    method: "POST",
+    path: "/v1/storefront/{storeId}/profile-lists/{id}/unsubscribe",
+    action: "profile-lists.unsubscribe",
+    auth: "optional-profile",
+    params: ProfileListsActions.unsubscribe,
+    query: ["token"],
+  }),
   route({ method: "POST", path: "/v1/stores/{storeId}/echo", action: "profiles.echo", auth: "public" }),
   route({ method: "GET", path: "/v1/stores/{storeId}/boom", action: "profiles.boom", auth: "public" }),
   route({ method: "GET", path: "/v1/stores/{storeId}/busy", action: "profiles.busy", auth: "public" }),
@@ -123,10 +132,12 @@ export interface DoubleState {
   authenticateParams?: Record<string, unknown>;
   /** Calls of profiles.wait that have started (each answers 1 s later). */
   waitCalls: number;
+  /** Calls of profile-lists.unsubscribe. */
+  unsubscribeCalls: number;
 }
 
 export function newDoubleState(): DoubleState {
-  return { health: {}, verifyApiKeyCalls: 0, authenticateCalls: 0, waitCalls: 0 };
+  return { health: {}, verifyApiKeyCalls: 0, authenticateCalls: 0, waitCalls: 0, unsubscribeCalls: 0 };
 }
 
 function healthAction(name: string, state: DoubleState) {
@@ -203,7 +214,18 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
     },
     {
       name: "profile-lists",
-      actions: { health: healthAction("profile-lists", state), addProfile: echo, import: { params: zodParams(Import), handler: echoWithStream } },
+      actions: {
+        health: healthAction("profile-lists", state),
+        addProfile: echo,
+        import: { params: zodParams(Import), handler: echoWithStream },
+        unsubscribe: {
+          params: zodParams(ProfileListsActions.unsubscribe),
+          handler(ctx: Context<Record<string, unknown>, RequestMeta>) {
+            state.unsubscribeCalls++;
+            return echo(ctx);
+          },
+        },
+      },
     },
     { name: "campaigns", actions: { health: healthAction("campaigns", state) } },
     { name: "mailer", actions: { health: healthAction("mailer", state) } },

@@ -149,3 +149,80 @@ describe("the served document", () => {
     expect(result.valid).toBe(true);
   });
 });
+
+describe("the real table's document, as the gateway serves it", () => {
+  let real: TestGateway;
+  let doc: any;
+  beforeAll(async () => {
+    real = await startGateway({ table: routeTable });
+    doc = (await request(`${real.url}/openapi.json`)).body;
+  });
+  afterAll(() => real.stop());
+
+  const queryParams = (op: any) => op.parameters.filter((p: any) => p.in === "query");
+
+  it("documents ?email_column= on both import routes, and the text/csv body as streamed CSV text", () => {
+    for (const path of ["/v1/stores/{storeId}/profile-lists/{id}/profiles/import", "/v1/stores/{storeId}/profiles/import"]) {
+      const op = doc.paths[path].post;
+      expect(queryParams(op)).toEqual([
+        expect.objectContaining({ name: "email_column", in: "query", required: false, schema: expect.objectContaining({ type: "string", minLength: 1 }) }),
+      ]);
+      expect(queryParams(op)[0].description).toMatch(/CSV column holding the e-mail/);
+      expect(Object.keys(op.requestBody.content).sort()).toEqual(["application/json", "text/csv"]);
+      const csv = op.requestBody.content["text/csv"].schema;
+      expect(csv.type).toBe("string");
+      expect(csv.description).toMatch(/UTF-8/);
+      expect(csv.description).toMatch(/streamed/);
+      expect(csv.description).toMatch(/email_column/);
+      expect(csv.description).not.toMatch(/delivered as/);
+    }
+  });
+
+  it("documents ?token= on confirm and unsubscribe (both take it there), so the body's token is not required", () => {
+    for (const action of ["confirm", "unsubscribe"]) {
+      const op = doc.paths[`/v1/storefront/{storeId}/profile-lists/{id}/${action}`].post;
+      expect(queryParams(op)).toEqual([expect.objectContaining({ name: "token", in: "query", required: false, schema: expect.objectContaining({ type: "string" }) })]);
+      expect(queryParams(op)[0].description).toMatch(/query string or the body/);
+      expect(op.requestBody.content["application/json"].schema.required ?? []).not.toContain("token");
+    }
+    expect(doc.paths["/v1/storefront/{storeId}/profile-lists/{id}/confirm"].post.requestBody.required).toBe(false);
+    // No other POST/PUT documents query parameters it does not promise.
+    const others = Object.entries(doc.paths).flatMap(([path, methods]: [string, any]) =>
+      ["post", "put"].filter((m) => methods[m] && queryParams(methods[m]).length > 0).map((m) => `${m} ${path}`),
+    );
+    expect(others.sort()).toEqual(
+      [
+        "post /v1/storefront/{storeId}/profile-lists/{id}/confirm",
+        "post /v1/storefront/{storeId}/profile-lists/{id}/unsubscribe",
+        "post /v1/stores/{storeId}/profile-lists/{id}/profiles/import",
+        "post /v1/stores/{storeId}/profiles/import",
+      ].sort(),
+    );
+  });
+
+  it("documents the unsubscribe page: GET with a required ?token=, answering text/html that is not cached or framed", () => {
+    const get = doc.paths["/v1/storefront/{storeId}/profile-lists/{id}/unsubscribe"].get;
+    expect(get.security).toEqual([]);
+    expect(queryParams(get)).toEqual([expect.objectContaining({ name: "token", required: true, schema: expect.objectContaining({ pattern: expect.any(String) }) })]);
+    const ok = get.responses["200"];
+    expect(Object.keys(ok.content)).toEqual(["text/html"]);
+    expect(ok.content["text/html"].schema.type).toBe("string");
+    expect(Object.keys(ok.headers)).toEqual(expect.arrayContaining(["Cache-Control", "X-Frame-Options", "Content-Security-Policy"]));
+    expect(get.responses["400"]).toEqual({ $ref: "#/components/responses/BadRequest" });
+  });
+
+  it("documents the unsubscribe POST's form bodies (with answer=html) and its HTML answer beside the JSON one", () => {
+    const post = doc.paths["/v1/storefront/{storeId}/profile-lists/{id}/unsubscribe"].post;
+    expect(Object.keys(post.requestBody.content).sort()).toEqual(["application/json", "application/x-www-form-urlencoded", "multipart/form-data"]);
+    expect(post.requestBody.content["application/x-www-form-urlencoded"].schema.properties.answer).toMatchObject({ enum: ["html"] });
+    expect(post.requestBody.content["application/json"].schema.properties.answer).toBeUndefined();
+    expect(Object.keys(post.responses["200"].content).sort()).toEqual(["application/json", "text/html"]);
+  });
+
+  it("is a valid OpenAPI 3.1 document (checked against the official JSON schema)", async () => {
+    const { Validator } = await import("@seriousme/openapi-schema-validator");
+    const result = await new Validator().validate(JSON.parse(JSON.stringify(doc)));
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+  });
+});

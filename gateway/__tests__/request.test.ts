@@ -76,6 +76,34 @@ describe("request bodies", () => {
     expectErrorBody(reply, 400, "VALIDATION_ERROR");
   });
 
+  it("answers 400 naming body, with a message saying what to send, for a JSON body that is not UTF-8 (a Latin-1 é)", async () => {
+    const latin1 = Buffer.concat([Buffer.from('{"key":"latin1","name":"Caf'), Buffer.from([0xe9]), Buffer.from(' News"}')]);
+    const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: latin1 });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+    expect(reply.body.message).toBe("The body is not valid UTF-8: send JSON encoded in UTF-8");
+    expect(reply.body.validationErrors).toEqual([{ field: "body", error: "is not valid UTF-8" }]);
+    // A multi-byte character cut short at the end of the body, and an encoded surrogate, are refused too.
+    const cut = Buffer.concat([Buffer.from('{"name":"Caf'), Buffer.from([0xc3])]);
+    expectErrorBody(await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: cut }), 400, "VALIDATION_ERROR");
+    const surrogate = Buffer.concat([Buffer.from('{"name":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]);
+    expectErrorBody(await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: surrogate }), 400, "VALIDATION_ERROR");
+  });
+
+  it("reads UTF-8 JSON as it is, with or without a BOM", async () => {
+    const utf8 = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from('{"name":"Café News ☕"}') });
+    expect(utf8.body.params).toEqual({ name: "Café News ☕", store_id: STORE_A });
+    const bom = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from('\uFEFF{"name":"Café"}') });
+    expect(bom.body.params).toEqual({ name: "Café", store_id: STORE_A });
+  });
+
+  it("answers 400 for a form body that is not UTF-8 on a route that takes forms", async () => {
+    const body = Buffer.concat([Buffer.from("List-Unsubscribe=One-Click&note="), Buffer.from([0xe9])]);
+    const url = `${gw.url}/v1/storefront/${STORE_A}/profile-lists/0190c5d2-6666-7000-8000-000000000006/unsubscribe`;
+    const reply = await request(url, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+    expect(reply.body.message).toBe("The body is not valid UTF-8: send the form encoded in UTF-8");
+  });
+
   it("answers 400 for a JSON body that is not an object", async () => {
     const reply = await request(echoUrl(), { method: "POST", json: [1, 2] });
     expectErrorBody(reply, 400, "VALIDATION_ERROR");

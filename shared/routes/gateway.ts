@@ -1,9 +1,23 @@
-/** The gateway's own routes: health checks and the OpenAPI document. */
+/** The gateway's own routes: health checks, the OpenAPI document and the page behind a list mail's unsubscribe link. */
 import { z } from "zod";
+import { StoreId, Uuid } from "../contracts/common";
 import type { RouteDef } from "./types";
 
 /** A service's readiness: `not_configured` (billing without Stripe keys) does not fail it. */
 const ServiceState = z.enum(["ok", "not_configured", "unavailable"]);
+
+/**
+ * What a mail's link may carry as its token: the URL-safe characters list-mail tokens are made of (an
+ * unsubscribe token is `<membership id>.<base64url MAC>`), 16 to 256 of them. Only its shape is checked here;
+ * the POST that unsubscribes verifies it.
+ */
+export const LinkTokenShape = z
+  .string()
+  .regex(/^[A-Za-z0-9._~-]{16,256}$/, "must be the token of a list mail's link (copy the whole link from the e-mail)")
+  .describe("the token of the mail's unsubscribe link");
+
+/** `gateway.unsubscribePage`: the page a list mail's unsubscribe link opens (GET changes nothing). */
+export const UnsubscribePageParams = z.object({ store_id: StoreId, id: Uuid, token: LinkTokenShape });
 
 export const gatewayRoutes: RouteDef[] = [
   {
@@ -41,5 +55,17 @@ export const gatewayRoutes: RouteDef[] = [
     tag: "Operations",
     summary: "This OpenAPI 3.1 document",
     response: z.object({ openapi: z.string() }).loose(),
+  },
+  {
+    method: "GET",
+    path: "/v1/storefront/{storeId}/profile-lists/{id}/unsubscribe",
+    action: "gateway.unsubscribePage",
+    auth: "public",
+    tag: "Profile lists",
+    summary:
+      "The page a list mail's unsubscribe link opens in a browser: changes nothing (mail scanners prefetch links) and shows a button that POSTs the token to the same URL",
+    params: UnsubscribePageParams,
+    answers: "html",
+    response: z.string().describe("A self-contained HTML page (no script, no external assets)"),
   },
 ];

@@ -26,6 +26,17 @@ export interface RouteDef {
   auth: RouteAuth;
   /** "raw": the action gets the exact body text and the signature header (signed webhooks). Default: JSON. */
   body?: "json" | "raw";
+  /**
+   * "html": the action answers an HTML page (its result is the page's text), sent as `text/html; charset=utf-8`,
+   * never cached (`Cache-Control: no-store`) and never framed; errors stay the contract's JSON body. Default: JSON.
+   */
+  answers?: "json" | "html";
+  /**
+   * Fields of `params` a POST/PUT also documents as query parameters (`?token=` of a mail's link,
+   * `?email_column=` beside a `text/csv` body). The gateway merges the query string into every route's
+   * params (the path wins over the query, the query over the body); these are the ones meant to travel there.
+   */
+  query?: string[];
   summary: string;
   /** The SDK method the spec names for it, e.g. "sdk.crm.create()". */
   sdk?: string;
