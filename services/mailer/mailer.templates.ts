@@ -204,13 +204,17 @@ export async function publishOwedDeletes(deps: TemplateDeps): Promise<number> {
   return published;
 }
 
-/** Renders with the cache; a missing variable (strict) or another render failure is a 400 naming `vars`. */
+/**
+ * Renders with the cache; a missing variable (strict), a render over its budget or another render failure
+ * is a 400 naming `vars` (the last two marked TEMPLATE_RENDER_FAILED).
+ */
 function renderTemplate(deps: TemplateDeps, doc: EmailTemplateDoc, mode: RenderMode, vars: Record<string, unknown>): RenderedTemplate {
   try {
     return deps.cache.render(doc, mode, vars);
   } catch (err) {
     if (!(err instanceof TemplateRenderError)) throw err;
-    throw err.missing !== undefined ? MailerErrors.templateVarsMissing(err.message) : MailerErrors.templateRenderFailed(err.message);
+    if (err.missing !== undefined) throw MailerErrors.templateVarsMissing(err.message);
+    throw err.tooMuch ? MailerErrors.templateRendersTooMuch(err.message) : MailerErrors.templateRenderFailed(err.message);
   }
 }
 
@@ -221,13 +225,18 @@ export async function previewTemplate(deps: TemplateDeps, p: Params<"previewTemp
 
 const usable = (doc: EmailTemplateDoc | null): doc is EmailTemplateDoc => doc?.status === "active";
 
-export async function templateStatus(deps: TemplateDeps, p: Params<"templateStatus">): Promise<{ usable: boolean }> {
-  return { usable: usable(await findTemplate(deps, p.store_id, p.template_id)) };
+export async function templateStatus(deps: TemplateDeps, p: Params<"templateStatus">): Promise<{ usable: boolean; archived: boolean }> {
+  const doc = await findTemplate(deps, p.store_id, p.template_id);
+  return { usable: usable(doc), archived: doc?.status === "archived" };
 }
 
-/** The store's active template rendered leniently for a real send (a missing variable is ""); 404 TEMPLATE_NOT_FOUND otherwise. */
+/**
+ * The store's active template rendered leniently for a real send (a missing variable is ""); 404
+ * TEMPLATE_NOT_FOUND when the store has no such template, 409 TEMPLATE_ARCHIVED when it is archived.
+ */
 export async function renderForSend(deps: TemplateDeps, storeId: string, templateId: string, vars: Record<string, unknown>): Promise<RenderedTemplate> {
   const doc = await findTemplate(deps, storeId, templateId);
+  if (doc?.status === "archived") throw MailerErrors.templateArchived();
   if (!usable(doc)) throw MailerErrors.templateNotFound();
   return renderTemplate(deps, doc, "lenient", vars);
 }

@@ -38,8 +38,8 @@ export interface TemplateMail {
 }
 
 export interface MailerClient {
-  /** `mailer.templateStatus` -> { usable } */
-  templateStatus(p: { store_id: string; template_id: string }): Promise<{ usable: boolean }>;
+  /** `mailer.templateStatus` -> { usable, archived } */
+  templateStatus(p: { store_id: string; template_id: string }): Promise<{ usable: boolean; archived: boolean }>;
   /** `mailer.sendTemplate` -> { message_id }; 404 with data.reason TEMPLATE_NOT_FOUND when the template is gone. */
   sendTemplate(p: TemplateMail): Promise<{ message_id: string }>;
 }
@@ -63,7 +63,7 @@ export function profilesClient(caller: ActionCaller): ProfilesClient {
 
 export function mailerClient(caller: ActionCaller): MailerClient {
   return {
-    templateStatus: (p) => caller.call("mailer.templateStatus", p) as Promise<{ usable: boolean }>,
+    templateStatus: (p) => caller.call("mailer.templateStatus", p) as Promise<{ usable: boolean; archived: boolean }>,
     sendTemplate: (p) => caller.call("mailer.sendTemplate", p) as Promise<{ message_id: string }>,
   };
 }

@@ -54,17 +54,19 @@ function typeOf(input: ProfileListTypeInput): ProfileListType {
 }
 
 /**
- * Whether a confirmation list's template is missing, asked of the mailer. A mailer that does not answer
- * counts as "usable": the list stays double opt-in, and the first subscribe finds out for sure
- * (the mailer's TEMPLATE_NOT_FOUND then marks the list and the subscription goes ahead as single opt-in).
+ * Whether a confirmation list's template is missing, asked of the mailer. An archived template is not
+ * missing (it can be made active again: a subscribe meanwhile is refused, never turned into single
+ * opt-in). A mailer that does not answer counts as "usable": the list stays double opt-in, and the first
+ * subscribe finds out for sure (the mailer's TEMPLATE_NOT_FOUND then marks the list and the subscription
+ * goes ahead as single opt-in).
  */
 export async function templateMissing(deps: Deps, storeId: string, type: ProfileListType): Promise<boolean> {
   if (type.type !== "confirmation") return false;
   if (!type.confirm_template_id) return true;
   if (await wasDeleted(deps, storeId, type.confirm_template_id)) return true;
   try {
-    const { usable } = await deps.mailer.templateStatus({ store_id: storeId, template_id: type.confirm_template_id });
-    return !usable;
+    const { usable, archived } = await deps.mailer.templateStatus({ store_id: storeId, template_id: type.confirm_template_id });
+    return !usable && !archived;
   } catch (err) {
     deps.logger.warn(`mailer.templateStatus did not answer (${(err as Error)?.message}); the list's template is assumed usable until a send says otherwise`);
     return false;

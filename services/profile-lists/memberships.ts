@@ -9,7 +9,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { AuthPrincipal } from "../../shared/contracts/common";
-import { isRecipientRefused, isTemplateNotFound, isTemplateRenderFailure } from "../../shared/contracts/mailer";
+import { isRecipientRefused, isTemplateArchived, isTemplateNotFound, isTemplateRenderFailure } from "../../shared/contracts/mailer";
 import type { Consent, Membership, MembershipStatus, ProfileListMember } from "../../shared/contracts/profile-lists";
 import { decodeCursor, encodeCursor } from "../../shared/cursor";
 import { uuidv7 } from "../../shared/ids";
@@ -274,7 +274,14 @@ async function sendConfirmation(deps: Deps, list: ListDoc, doc: MembershipDoc, t
       const active = await activate(deps, list, doc, doc.profile_id, doc.consent, "signup");
       return active ?? ((await findMembership(deps, list, doc.profile_id)) as MembershipDoc);
     }
-    await undoUnsent(deps, doc, hashToken(token), before, isTemplateRenderFailure(err) || isRecipientRefused(err));
+    await undoUnsent(deps, doc, hashToken(token), before, isTemplateRenderFailure(err) || isRecipientRefused(err) || isTemplateArchived(err));
+    if (isTemplateArchived(err)) {
+      // Archived is not deleted: the list stays double opt-in, and subscribes wait for the store to make it active again.
+      deps.logger.warn(
+        `list ${list._id} (store ${list.store_id}): its confirmation template ${o.templateId} is archived; subscribes are refused until it is active again`,
+      );
+      throw ProfileListsErrors.confirmTemplateArchived();
+    }
     if (isTemplateRenderFailure(err)) {
       // The store's template is broken (the caller's input has no part in it): the store has to fix it.
       deps.logger.warn(`list ${list._id} (store ${list.store_id}): its confirmation template ${o.templateId} fails to render: ${renderProblemOf(err)}`);

@@ -48,6 +48,11 @@ export const ProfileListsErrors = {
       reason: "CONFIRM_TEMPLATE_BROKEN",
       retryAfter: CONFIRM_TEMPLATE_RETRY_SECONDS,
     }),
+  confirmTemplateArchived: () =>
+    crmError("SERVICE_UNAVAILABLE", "This list's confirmation e-mail cannot be sent: its template is archived; the store has to make it active again", {
+      reason: "CONFIRM_TEMPLATE_ARCHIVED",
+      retryAfter: CONFIRM_TEMPLATE_RETRY_SECONDS,
+    }),
   recipientRefused: () =>
     validationError("profile_id", "the mail server refused the profile's e-mail address", "The mail server refused this profile's e-mail address; check it for typos"),
   rateLimited: (retryAfter: number) => crmError("RATE_LIMITED", "Too many confirmation e-mails; try again later", { reason: "MAIL_RATE_LIMITED", retryAfter }),

@@ -112,8 +112,9 @@ export const MailerActions = {
   previewTemplate: z.object({ ...TemplateRef, vars: TemplateVars.default({}) }),
 
   /**
-   * `mailer.templateStatus` -> { usable } — whether `template_id` is a template of `store_id` that is
-   * active (what a list's `confirm_template_missing` reads). Never an error for an unknown id.
+   * `mailer.templateStatus` -> { usable, archived } — whether `template_id` is a template of `store_id` that
+   * is active, and whether it is one of the store's that is archived (it can be made active again, so it is
+   * not missing: what a list's `confirm_template_missing` reads). Never an error for an unknown id.
    */
   templateStatus: z.object({ store_id: StoreId, template_id: Uuid }),
   /**
@@ -121,10 +122,12 @@ export const MailerActions = {
    * strict: a missing variable is an empty string) and sends it to `to`. With `list_unsubscribe` the mail
    * carries `List-Unsubscribe: <url>` and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058);
    * a url with whitespace, a line break or angle brackets is a 400 on `list_unsubscribe.url`.
-   * Errors: 404 NOT_FOUND with `data.reason` = TEMPLATE_NOT_FOUND when the template is missing, of
-   * another store or archived; 503 SERVICE_UNAVAILABLE when the send fails; a VALIDATION_ERROR on `to`
-   * marked RECIPIENT_REFUSED when the mail server refuses the address for good; a VALIDATION_ERROR on
-   * `vars` marked TEMPLATE_RENDER_FAILED when the template throws as it renders (a helper misused).
+   * Errors: 404 NOT_FOUND with `data.reason` = TEMPLATE_NOT_FOUND when the template is missing or of
+   * another store; 409 CONFLICT with `data.reason` = TEMPLATE_ARCHIVED when the store's template is
+   * archived; 503 SERVICE_UNAVAILABLE when the send fails; a VALIDATION_ERROR on `to` marked
+   * RECIPIENT_REFUSED when the mail server refuses the address for good; a VALIDATION_ERROR on `vars`
+   * marked TEMPLATE_RENDER_FAILED when the template throws as it renders (a helper misused) or goes over
+   * its render budget (loop iterations, steps, characters).
    */
   sendTemplate: z.object({
     store_id: StoreId,
@@ -136,11 +139,14 @@ export const MailerActions = {
 } as const;
 
 export const EmailTemplateList = listResult(EmailTemplate);
-export const TemplateStatusResult = z.object({ usable: z.boolean() });
+export const TemplateStatusResult = z.object({ usable: z.boolean(), archived: z.boolean() });
 export const SentMessage = z.object({ message_id: z.string() });
 
 /** `data.reason` of the mailer's 404 when a template is missing, of another store, or (for a send) archived. */
 export const TEMPLATE_NOT_FOUND = "TEMPLATE_NOT_FOUND";
+
+/** `data.reason` of the mailer's 409 when a send names the store's template that is archived (it may be made active again). */
+export const TEMPLATE_ARCHIVED = "TEMPLATE_ARCHIVED";
 
 /** `data.reason` of the mailer's 400 when a template throws as it renders with the given vars. */
 export const TEMPLATE_RENDER_FAILED = "TEMPLATE_RENDER_FAILED";
@@ -160,7 +166,13 @@ export function isTemplateRenderFailure(err: unknown): boolean {
   return e?.type === "VALIDATION_ERROR" && e.data?.reason === TEMPLATE_RENDER_FAILED;
 }
 
-/** Whether `err` (from `mailer.sendTemplate`) says the template cannot be used (missing, another store's, archived). */
+/** Whether `err` (from `mailer.sendTemplate`) says the store's template is archived. */
+export function isTemplateArchived(err: unknown): boolean {
+  const e = err as { type?: unknown; data?: { reason?: unknown } } | null;
+  return e?.type === "CONFLICT" && e.data?.reason === TEMPLATE_ARCHIVED;
+}
+
+/** Whether `err` (from `mailer.sendTemplate`) says the template cannot be used (missing, another store's). */
 export function isTemplateNotFound(err: unknown): boolean {
   const e = err as { type?: unknown; data?: { reason?: unknown } } | null;
   return e?.type === "NOT_FOUND" && e.data?.reason === TEMPLATE_NOT_FOUND;

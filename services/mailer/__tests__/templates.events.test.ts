@@ -102,7 +102,7 @@ describe("an email-template.deleted event that could not be published", () => {
       await expect(mailer.deleteTemplate({ store_id: store, id: first.id })).rejects.toMatchObject(unavailable);
       await expect(mailer.deleteTemplate({ store_id: store, id: second.id })).rejects.toMatchObject(unavailable);
       // The templates are gone either way; nothing was published.
-      await expect(mailer.templateStatus({ store_id: store, template_id: first.id })).resolves.toEqual({ usable: false });
+      await expect(mailer.templateStatus({ store_id: store, template_id: first.id })).resolves.toEqual({ usable: false, archived: false });
       expect(published).toEqual([]);
 
       busDown = false;

@@ -1,6 +1,7 @@
 import type { EmailTemplate } from "../../../shared/contracts/mailer";
 import { uuidv7 } from "../../../shared/ids";
 import { mailerRoutes } from "../../../shared/routes/mailer";
+import { MailerMessages } from "../mailer.errors";
 import { routesNeverAnswered, undocumentedAnswers } from "../../../test/harness/documented";
 import { type Cluster, type HttpClient, httpClient, type ObservedExchange, startCluster } from "../../../test/harness";
 
@@ -80,6 +81,27 @@ describe("e-mail template routes over HTTP and NATS", () => {
     expect(await fieldOf(template("syntax", { html: "<p>{{#each items}}</p>" }))).toEqual(["html"]);
     expect(await fieldOf(template("object", { html: { $ne: null } }))).toContain("html");
     expect((await admin.get(`/v1/stores/not-a-uuid/email-templates`)).status).toBe(400);
+  });
+
+  it("answers 400 saying what to fix for a preview that renders too much ({{#each}} nested 7 deep over 10 items), and the process keeps answering", async () => {
+    const nested = `${"{{#each @root.a}}".repeat(7)}x${"{{/each}}".repeat(7)}`;
+    const created = await admin.post<EmailTemplate>(base, template("nested-loops", { subject: "Loops", html: nested, text: null }));
+    expect(created.status).toBe(200);
+    const [preview, live] = await Promise.all([
+      admin.post(`${base}/${created.body.id}/preview`, { vars: { a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] } }),
+      http.get("/health/live"),
+    ]);
+    expect(preview.status).toBe(400);
+    expect(preview.body).toMatchObject({
+      statusCode: 400,
+      error: "VALIDATION_ERROR",
+      message: MailerMessages.templateRendersTooMuch,
+      validationErrors: [
+        { field: "vars", error: "html renders too much: over 10,000 loop iterations (nested {{#each}} over these vars); simplify the loops or the vars" },
+      ],
+    });
+    expect(live.status).toBe(200);
+    expect((await admin.post(`${base}/${created.body.id}/preview`, { vars: { a: [0, 1] } })).body).toMatchObject({ html: "x".repeat(128) });
   });
 
   it("never shows a template of one store to another (404 on every route)", async () => {

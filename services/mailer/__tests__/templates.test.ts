@@ -1,14 +1,15 @@
 /**
  * A store's e-mail templates through the mailer's actions, on a real broker (embedded store in memory)
  * with a real SMTP server: CRUD, key conflicts, store isolation, strict previews and lenient sends, no
- * prototype access, the compiled-template cache, and `templateStatus` / `sendTemplate` as the
- * profile-lists service calls them.
+ * prototype access, the compiled-template cache, the render budget (loops, steps, characters), and
+ * `templateStatus` / `sendTemplate` as the profile-lists service calls them.
  */
 import type { ServiceBroker } from "moleculer";
-import type { EmailTemplate } from "../../../shared/contracts/mailer";
+import { type EmailTemplate, isTemplateRenderFailure, TEMPLATE_RENDER_FAILED } from "../../../shared/contracts/mailer";
 import { errorOf } from "../../../test/harness/errors";
 import { uuidv7 } from "../../../shared/ids";
 import { startBroker, startSmtpServer, type SmtpTestServer } from "../../../test/harness";
+import { MailerMessages } from "../mailer.errors";
 import type { MailerApi } from "../mailer.logic";
 
 const STORE_A = uuidv7();
@@ -97,7 +98,7 @@ describe("mailer templates: create, get, update, delete", () => {
     ] as const) {
       expect(await errorOf(call(action, { store_id: STORE_A, ...params }))).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
     }
-    expect(await call("templateStatus", { store_id: STORE_A, template_id: created.id })).toEqual({ usable: false });
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: created.id })).toEqual({ usable: false, archived: false });
   });
 });
 
@@ -166,7 +167,7 @@ describe("mailer templates: store isolation", () => {
     ] as const) {
       expect(await errorOf(call(action, params))).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
     }
-    expect(await call("templateStatus", { store_id: STORE_B, template_id: a.id })).toEqual({ usable: false });
+    expect(await call("templateStatus", { store_id: STORE_B, template_id: a.id })).toEqual({ usable: false, archived: false });
     expect(await call("getTemplate", { store_id: STORE_A, id: a.id })).toEqual(a);
     const found = await call<{ items: EmailTemplate[] }>("findTemplates", { store_id: STORE_B, ids: [a.id] });
     expect(found.items).toEqual([]);
@@ -325,14 +326,120 @@ describe("mailer templates: rendering", () => {
   });
 });
 
+describe("mailer templates: render budget", () => {
+  const nestedEach = (n: number) => `${"{{#each @root.a}}".repeat(n)}x${"{{/each}}".repeat(n)}`;
+  const tenItems = Array.from({ length: 10 }, (_, i) => i);
+  const preview = (id: string, vars: object) => call<{ subject: string; html: string; text: string | null }>("previewTemplate", { store_id: STORE_A, id, vars });
+
+  it("answers a preview of {{#each}} nested 7 deep over 10 items (10 million iterations) with a 400 saying what to fix", async () => {
+    const created = await create(confirmTemplate(STORE_A, { subject: "Loops", html: nestedEach(7), text: null }));
+    const error = await errorOf(preview(created.id, { a: tenItems }));
+    expect(error).toMatchObject({
+      type: "VALIDATION_ERROR",
+      code: 400,
+      message: MailerMessages.templateRendersTooMuch,
+      data: {
+        reason: TEMPLATE_RENDER_FAILED,
+        validationErrors: [
+          { field: "vars", error: "html renders too much: over 10,000 loop iterations (nested {{#each}} over these vars); simplify the loops or the vars" },
+        ],
+      },
+    });
+    // The 32 levels the save check lets through stop the same way.
+    const deepest = await create(confirmTemplate(STORE_A, { subject: "Loops", html: nestedEach(32), text: null }));
+    expect(await errorOf(preview(deepest.id, { a: tenItems }))).toMatchObject({ code: 400, data: { reason: TEMPLATE_RENDER_FAILED } });
+  });
+
+  it("still renders real loops: a few hundred items, nested loops under the limit, and exactly 10,000 iterations", async () => {
+    const items = Array.from({ length: 300 }, (_, i) => ({ name: `Item <${i}>`, price: i }));
+    const list = await create(
+      confirmTemplate(STORE_A, {
+        subject: "{{items.length}} items",
+        html: "<ul>{{#each items}}<li>{{name}}: {{price}}{{#if @last}} (last){{/if}}</li>{{/each}}</ul>",
+        text: "{{#each items}}{{@index}}. {{name}}\n{{/each}}",
+      }),
+    );
+    const out = await preview(list.id, { items });
+    expect(out.subject).toBe("300 items");
+    expect(out.html.match(/<li>/g)).toHaveLength(300);
+    expect(out.html).toContain("<li>Item &lt;299&gt;: 299 (last)</li>");
+    expect(out.text?.split("\n").filter(Boolean)).toHaveLength(300);
+
+    const grid = await create(confirmTemplate(STORE_A, { subject: "s", html: nestedEach(3), text: null }));
+    expect((await preview(grid.id, { a: tenItems })).html).toBe("x".repeat(1000));
+
+    const limit = await create(confirmTemplate(STORE_A, { subject: "s", html: "{{#each a}}x{{/each}}", text: null }));
+    expect((await preview(limit.id, { a: Array(10_000).fill(0) })).html).toHaveLength(10_000);
+    expect(await errorOf(preview(limit.id, { a: Array(10_001).fill(0) }))).toMatchObject({
+      data: { validationErrors: [{ field: "vars", error: expect.stringContaining("over 10,000 loop iterations") }] },
+    });
+  });
+
+  it("stops a render that writes over 1,000,000 characters in a part, or takes over 200,000 steps", async () => {
+    const big = await create(confirmTemplate(STORE_A, { subject: "s", html: "<p>ok</p>", text: "{{#each a}}{{@root.big}}{{/each}}" }));
+    expect(await errorOf(preview(big.id, { a: tenItems, big: "y".repeat(200_000) }))).toMatchObject({
+      code: 400,
+      data: {
+        reason: TEMPLATE_RENDER_FAILED,
+        validationErrors: [{ field: "vars", error: "text renders too much: over 1,000,000 characters; shorten the loops, the text or the values in vars" }],
+      },
+    });
+    // A long value repeated without any loop is stopped the same way.
+    const repeated = await create(confirmTemplate(STORE_A, { subject: "s", html: "{{big}}".repeat(20), text: null }));
+    expect(await errorOf(preview(repeated.id, { big: "<".repeat(100_000) }))).toMatchObject({
+      data: { validationErrors: [{ error: expect.stringMatching(/^html renders too much: over 1,000,000 characters/) }] },
+    });
+
+    const busy = await create(confirmTemplate(STORE_A, { subject: "s", html: `{{#each a}}${"{{#if @first}}{{/if}}".repeat(30)}{{/each}}`, text: null }));
+    expect(await errorOf(preview(busy.id, { a: Array(10_000).fill(0) }))).toMatchObject({
+      data: { reason: TEMPLATE_RENDER_FAILED, validationErrors: [{ error: expect.stringMatching(/^html renders too much: over 200,000 steps/) }] },
+    });
+  });
+
+  it("fails a send of a template over the budget with reason TEMPLATE_RENDER_FAILED, and sends nothing", async () => {
+    const created = await create(confirmTemplate(STORE_A, { html: nestedEach(7) }));
+    const sent = smtp.messages.length;
+    const error = await errorOf(call("sendTemplate", { store_id: STORE_A, template_id: created.id, to: "budget@example.com", vars: { a: tenItems } }));
+    expect(error).toMatchObject({
+      type: "VALIDATION_ERROR",
+      code: 400,
+      data: { reason: TEMPLATE_RENDER_FAILED, validationErrors: [{ field: "vars", error: expect.stringContaining("over 10,000 loop iterations") }] },
+    });
+    expect(isTemplateRenderFailure(error)).toBe(true);
+    expect(smtp.messages.length).toBe(sent);
+  });
+
+  it("names a call of helperMissing or of an unknown helper as such when the template is saved, not as an internal error", async () => {
+    for (const [source, error] of [
+      ["{{helperMissing}}", "unknown helper or misused built-in helper: helperMissing (at 1:0)"],
+      ["<p>{{#blockHelperMissing}}x{{/blockHelperMissing}}</p>", "unknown helper or misused built-in helper: blockHelperMissing (at 1:3)"],
+      ["{{lookup (helperMissing) 'a'}}", "unknown helper or misused built-in helper: helperMissing (at 1:9)"],
+      ["{{[helperMissing]}}", "unknown helper or misused built-in helper: helperMissing (at 1:0)"],
+      ['{{"blockHelperMissing"}}', "unknown helper or misused built-in helper: blockHelperMissing (at 1:0)"],
+      ["{{@helperMissing}}", "unknown helper or misused built-in helper: helperMissing (at 1:0)"],
+      ["{{unknownHelper profile}}", "unknown helper or misused built-in helper: unknownHelper (at 1:0)"],
+      ["{{each items}}", expect.stringMatching(/^unknown helper or misused built-in helper \(/)],
+    ] as const) {
+      expect(await errorOf(create(confirmTemplate(STORE_A, { html: source })))).toMatchObject({
+        type: "VALIDATION_ERROR",
+        code: 400,
+        data: { validationErrors: [{ field: "html", error }] },
+      });
+    }
+    // Names that merely look like it are variables.
+    expect((await create(confirmTemplate(STORE_A, { html: "{{this.helperMissing}}{{helperMissing.x}}" }))).status).toBe("active");
+  });
+});
+
 describe("mailer.templateStatus and mailer.sendTemplate (as profile-lists calls them)", () => {
-  it("says usable only for an active template of that store", async () => {
+  it("says usable only for an active template of that store, and archived for the store's archived one", async () => {
     const active = await create(confirmTemplate());
     const archived = await create(confirmTemplate(STORE_A, { status: "archived" }));
-    expect(await call("templateStatus", { store_id: STORE_A, template_id: active.id })).toEqual({ usable: true });
-    expect(await call("templateStatus", { store_id: STORE_A, template_id: archived.id })).toEqual({ usable: false });
-    expect(await call("templateStatus", { store_id: STORE_A, template_id: uuidv7() })).toEqual({ usable: false });
-    expect(await call("templateStatus", { store_id: STORE_B, template_id: active.id })).toEqual({ usable: false });
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: active.id })).toEqual({ usable: true, archived: false });
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: archived.id })).toEqual({ usable: false, archived: true });
+    expect(await call("templateStatus", { store_id: STORE_A, template_id: uuidv7() })).toEqual({ usable: false, archived: false });
+    expect(await call("templateStatus", { store_id: STORE_B, template_id: active.id })).toEqual({ usable: false, archived: false });
+    expect(await call("templateStatus", { store_id: STORE_B, template_id: archived.id })).toEqual({ usable: false, archived: false });
   });
 
   it("sends the rendered template over SMTP with the RFC 8058 List-Unsubscribe headers", async () => {
@@ -387,18 +494,19 @@ describe("mailer.templateStatus and mailer.sendTemplate (as profile-lists calls 
     expect(mail.subject).toBe("Confirm your subscription to News Bcc: victim@example.com");
   });
 
-  it("answers 404 TEMPLATE_NOT_FOUND for a missing, archived or other store's template, and sends nothing", async () => {
+  it("answers 404 TEMPLATE_NOT_FOUND for a missing or other store's template, 409 TEMPLATE_ARCHIVED for the store's archived one, and sends nothing", async () => {
     const archived = await create(confirmTemplate(STORE_A, { status: "archived" }));
     const other = await create(confirmTemplate(STORE_B));
     const sent = smtp.messages.length;
+    const send = (store_id: string, template_id: string) => errorOf(call("sendTemplate", { store_id, template_id, to: "a@example.com", vars: {} }));
     for (const [store_id, template_id] of [
       [STORE_A, uuidv7()],
-      [STORE_A, archived.id],
       [STORE_A, other.id],
+      [STORE_B, archived.id],
     ]) {
-      const error = await errorOf(call("sendTemplate", { store_id, template_id, to: "a@example.com", vars: {} }));
-      expect(error).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
+      expect(await send(store_id, template_id)).toMatchObject({ type: "NOT_FOUND", code: 404, data: { reason: "TEMPLATE_NOT_FOUND" } });
     }
+    expect(await send(STORE_A, archived.id)).toMatchObject({ type: "CONFLICT", code: 409, data: { reason: "TEMPLATE_ARCHIVED" } });
     expect(smtp.messages.length).toBe(sent);
   });
 

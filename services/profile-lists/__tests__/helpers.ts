@@ -28,6 +28,8 @@ export interface MailerStandIn {
   down: boolean;
   /** Templates that throw as they render: a send fails as the mailer's does (a 400 on vars, TEMPLATE_RENDER_FAILED). */
   broken?: Set<string>;
+  /** Templates the store archived: not usable, not missing; a send fails as the mailer's does (409 TEMPLATE_ARCHIVED). */
+  archived?: Set<string>;
   /** Addresses the mail server refuses for good (a 5xx to RCPT TO): a send fails as the mailer's does. */
   refused?: Set<string>;
 }
@@ -42,15 +44,18 @@ export function mailerStandIn(state: MailerStandIn): ServiceSchema {
       },
       templateStatus(ctx: { params: { store_id: string; template_id: string } }) {
         if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
-        return { usable: state.templates.get(ctx.params.template_id) === ctx.params.store_id };
+        const ours = state.templates.get(ctx.params.template_id) === ctx.params.store_id;
+        const archived = ours && state.archived?.has(ctx.params.template_id) === true;
+        return { usable: ours && !archived, archived };
       },
       sendTemplate(ctx: { params: TemplateMail }) {
         if (state.down) throw crmError("SERVICE_UNAVAILABLE", "mailer down");
         if (state.templates.get(ctx.params.template_id) !== ctx.params.store_id) {
           throw MailerErrors.templateNotFound();
         }
+        if (state.archived?.has(ctx.params.template_id)) throw MailerErrors.templateArchived();
         if (state.broken?.has(ctx.params.template_id)) {
-          throw MailerErrors.templateRenderFailed("html could not be rendered: Cannot read properties of undefined (reading 'call')");
+          throw MailerErrors.templateRenderFailed("html could not be rendered: unknown helper or misused built-in helper");
         }
         if (state.refused?.has(ctx.params.to.toLowerCase())) throw MailerErrors.recipientRefused();
         state.sent.push(structuredClone(ctx.params));

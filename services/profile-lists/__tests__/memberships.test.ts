@@ -124,6 +124,29 @@ describe("double opt-in", () => {
     expect(confirmed.status).toBe("active");
   });
 
+  it("an archived template is not missing: a list saved with it stays double opt-in, a subscribe meanwhile is a 503 leaving nothing, and once it is active again the subscribe mails", async () => {
+    const store = newStoreId();
+    const list = await doubleOptInList(store, "archived");
+    const template = String(list.type.type === "confirmation" && list.type.confirm_template_id);
+    const archived = new Set([template]);
+    env.mailer.archived = archived;
+    const s = await shopper(env.broker, store, "archived-template@example.com");
+    try {
+      const saved = await call<ProfileList>("profile-lists.update", { store_id: store, id: list.id, name: "renamed", type: list.type });
+      expect(saved.confirm_template_missing).toBe(false);
+      const err = await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl }));
+      expect(err).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503, data: { reason: "CONFIRM_TEMPLATE_ARCHIVED", retryAfter: 600 } });
+      expect(err.message).toMatch(/archived/);
+      expect(await access(list, s.meta)).toEqual({ has_access: false, membership: null });
+      expect((await getList(list)).confirm_template_missing).toBe(false);
+    } finally {
+      archived.clear();
+    }
+    const { membership } = await subscribe(list, s.profileId, s.meta, { confirm_url: confirmUrl });
+    expect(membership.status).toBe("pending");
+    expect(mailsTo("archived-template@example.com")).toHaveLength(1);
+  });
+
   it("a mailer that does not answer is a 503 that keeps the pending membership (the mail may have gone); the next subscribe sends at once", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store, "offline");
