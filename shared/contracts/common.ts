@@ -1,6 +1,30 @@
 /** Building blocks of the wire contract shared by every service's schemas. */
 import { z } from "zod";
 
+/** What a value is, in the words zod uses in its messages. */
+function kindOf(value: unknown): string {
+  if (value === null) return "null";
+  return Array.isArray(value) ? "array" : typeof value;
+}
+
+/**
+ * Messages that say what to send where zod's say little: a missing field is "required" (not "expected
+ * string, received undefined"), and a value that fits none of a union's types names them ("expected
+ * string, number or boolean, received null", not "Invalid input"). Every schema of every process reads
+ * this module, so the setting is made once here.
+ */
+z.config({
+  customError: (issue) => {
+    if (issue.code === "invalid_type" && issue.input === undefined) return "required";
+    if (issue.code !== "invalid_union" || !("errors" in issue) || issue.errors.length === 0) return undefined;
+    const expected = issue.errors.map((branch) => (branch.length === 1 && branch[0].code === "invalid_type" && branch[0].path.length === 0 ? branch[0].expected : null));
+    if (expected.some((type) => type === null)) return undefined;
+    const types = [...new Set(expected)];
+    const named = types.length === 1 ? types[0] : `${types.slice(0, -1).join(", ")} or ${types[types.length - 1]}`;
+    return `expected ${named}, received ${kindOf(issue.input)}`;
+  },
+});
+
 /**
  * A UUID, lower-cased: every id has one spelling, so `ABC…` can never name another store or profile.
  * Both cases spelled out (no `i` flag): a JSON Schema `pattern` carries no flags, and OpenAPI must accept

@@ -109,15 +109,23 @@ describe("profile-lists.importProfiles", () => {
         { email: { $ne: null } },
         { email: "ok2@example.com", fields: { "crm.x": { nested: 1 } } },
         { email: "ok3@example.com" },
+        { name: "no e-mail" },
+        { email: "ok4@example.com", fields: { note: null } },
       ],
     });
-    expect(result).toMatchObject({ rows_total: 6, profiles_created: 2, profiles_added: 0, rows_failed: 4 });
+    expect(result).toMatchObject({ rows_total: 8, profiles_created: 2, profiles_added: 0, rows_failed: 6 });
     expect(result.errors.map((e) => [e.row, e.field])).toEqual([
       [2, "email"],
       [3, "row"],
       [4, "email"],
       [5, "fields.crm.x"],
+      [7, "email"],
+      [8, "fields.note"],
     ]);
+    // The messages say what to send.
+    expect(result.errors[3].message).toBe("expected string, number or boolean, received object");
+    expect(result.errors[4].message).toBe("required");
+    expect(result.errors[5].message).toBe("expected string, number or boolean, received null");
     expect((await profilesOf(store, "ok")).items.map((p) => p.email).sort()).toEqual(["ok1@example.com", "ok3@example.com"]);
   });
 
