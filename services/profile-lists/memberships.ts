@@ -384,6 +384,7 @@ export async function unsubscribe(
     current = await deps.store.memberships.findOne({ _id: membershipId, store_id: p.store_id, profile_list_id: p.id });
     if (!current) throw ProfileListsErrors.invalidToken();
   } else {
+    if (caller.auth?.kind !== "profile") throw ProfileListsErrors.unsubscribeCredentialMissing();
     const session = sessionOf(caller.auth, p.store_id);
     if (p.profile_id && p.profile_id !== session.profile_id) throw ProfileListsErrors.notYourProfile();
     // Anyone can `connect` with an address: ending someone's membership (and a paid one's subscription) takes proof of it.

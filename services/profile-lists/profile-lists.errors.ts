@@ -21,6 +21,10 @@ export const ProfileListsErrors = {
   keyTaken: () => crmError("CONFLICT", "Another profile list of this store already uses this key", { reason: "LIST_KEY_TAKEN" }),
   typeImmutable: () => validationError("type", "the type of a profile list cannot be changed", "The type of a profile list cannot be changed"),
   sessionRequired: () => crmError("UNAUTHENTICATED", "Authentication required", { reason: "SESSION_REQUIRED" }),
+  unsubscribeCredentialMissing: () =>
+    crmError("UNAUTHENTICATED", "Unsubscribing needs the profile's session, or the token of a list e-mail's unsubscribe link (?token= or { \"token\" })", {
+      reason: "SESSION_REQUIRED",
+    }),
   verificationRequired: () =>
     crmError("FORBIDDEN", "This session has not proved the profile's e-mail address: verify it with a code first, or use the unsubscribe link of a list e-mail", {
       reason: "VERIFICATION_REQUIRED",

@@ -386,6 +386,10 @@ describe("profile-lists.unsubscribe", () => {
     expect(await refused({ store_id: store, id: other.id, token })).toBe("VALIDATION_ERROR");
     expect(await refused({ store_id: newStoreId(), id: list.id, token })).toBe("NOT_FOUND"); // the list is not in that store
     expect(await refused({ store_id: store, id: list.id, token: `${token}x` })).toBe("VALIDATION_ERROR");
+    // Neither a token nor a session: the answer says both ways.
+    const anonymous = await errorOf(call("profile-lists.unsubscribe", { store_id: store, id: list.id }));
+    expect(anonymous).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
+    expect(anonymous.message).toMatch(/session, or the token of a list e-mail's unsubscribe link/);
 
     const done = await call<{ membership: Membership }>("profile-lists.unsubscribe", { store_id: store, id: list.id, token, "List-Unsubscribe": "One-Click" });
     expect(done.membership).toMatchObject({ status: "unsubscribed", consent: { ip: null, user_agent: null, confirmed_ip: null } }); // a link shows no network details
