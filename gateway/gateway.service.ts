@@ -39,6 +39,7 @@ import {
   readRawBody,
   requestIdOf,
   sanitizeQuery,
+  sizeInWords,
 } from "./request";
 import { routeTable as defaultRouteTable, type RouteTable } from "./routes";
 import { UnsubscribePageParams } from "../shared/routes/gateway";
@@ -516,7 +517,7 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limits: Pick<Gat
   const limit = limits.bodyLimit;
   if (!hasBody(req)) return;
   if (entry.body === "raw") {
-    req.rawBody = (await readRawBody(req, limit)).toString("utf8");
+    req.rawBody = (await readRawBody(req, limit, " (BODY_LIMIT)")).toString("utf8");
     return;
   }
   const kind = mediaKindOf(req.headers["content-type"]);
@@ -534,7 +535,9 @@ async function readBody(req: GatewayRequest, entry: RouteEntry, limits: Pick<Gat
     req.$request.bodyStream = limitedBodyStream(req, limits.importBodyLimit);
     return;
   }
-  const text = decodeUtf8(await readRawBody(req, limit), kind === "json" ? "JSON" : "the form");
+  // An import's rows in JSON are bounded by BODY_LIMIT; its text/csv body may be far larger.
+  const hint = entry.acceptsCsv ? ` (BODY_LIMIT); send a large import as a text/csv body, up to ${sizeInWords(limits.importBodyLimit)}` : " (BODY_LIMIT)";
+  const text = decodeUtf8(await readRawBody(req, limit, hint), kind === "json" ? "JSON" : "the form");
   if (kind === "json") {
     if (text.trim() !== "") req.body = parseJsonObject(text);
     return;

@@ -54,10 +54,13 @@ export function mediaKindOf(header: string | undefined): MediaKind {
   return "other";
 }
 
-/** The raw body, at most `limit` bytes (413 beyond, checked on the declared length and while reading). */
-export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * The raw body, at most `limit` bytes (413 beyond, checked on the declared length and while reading; `hint`
+ * ends the 413's message, e.g. where a larger body may go).
+ */
+export function readRawBody(req: IncomingMessage, limit: number, hint = ""): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) return Promise.reject(payloadTooLarge());
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(payloadTooLarge(limit, hint));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -70,7 +73,7 @@ export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer
     req.on("data", (chunk: Buffer) => {
       if (settled) return; // over the limit: Node discards the rest
       size += chunk.length;
-      if (size > limit) return fail(payloadTooLarge());
+      if (size > limit) return fail(payloadTooLarge(limit, hint));
       chunks.push(chunk);
     });
     req.on("end", () => {
@@ -88,12 +91,12 @@ export function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer
  */
 export function limitedBodyStream(req: IncomingMessage, limit: number): Transform {
   const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) throw payloadTooLarge();
+  if (Number.isFinite(declared) && declared > limit) throw payloadTooLarge(limit, " (IMPORT_BODY_LIMIT)");
   let size = 0;
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length;
-      if (size > limit) done(payloadTooLarge());
+      if (size > limit) done(payloadTooLarge(limit, " (IMPORT_BODY_LIMIT)"));
       else done(null, chunk);
     },
   });
@@ -102,8 +105,15 @@ export function limitedBodyStream(req: IncomingMessage, limit: number): Transfor
   return req.pipe(counted);
 }
 
-function payloadTooLarge() {
-  return crmError("PAYLOAD_TOO_LARGE", GatewayMessages.payloadTooLarge);
+/** A byte count as people write limits: "1 MB", "50 MB", "512 KB". */
+export function sizeInWords(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KB`;
+  return `${bytes} bytes`;
+}
+
+function payloadTooLarge(limit: number, hint: string) {
+  return crmError("PAYLOAD_TOO_LARGE", `${GatewayMessages.payloadTooLarge}: at most ${sizeInWords(limit)}${hint}`);
 }
 
 /** Fails on the first byte sequence that is not UTF-8, instead of replacing it with U+FFFD. A BOM is kept (see parseJsonObject). */

@@ -52,6 +52,7 @@ describe("request bodies", () => {
   it("answers 413 for a body over BODY_LIMIT (declared length)", async () => {
     const reply = await request(echoUrl(), { method: "POST", json: { text: "x".repeat(20 * 1024) } });
     expectErrorBody(reply, 413, "PAYLOAD_TOO_LARGE");
+    expect(reply.body.message).toBe("Request body is too large: at most 16 KB (BODY_LIMIT)");
   });
 
   it("answers 413 for a chunked body that grows over BODY_LIMIT", async () => {
@@ -69,6 +70,7 @@ describe("request bodies", () => {
     });
     const reply = await request(echoUrl(), { method: "POST", headers: { "content-type": "application/json" }, body, duplex: "half" } as RequestInit);
     expectErrorBody(reply, 413, "PAYLOAD_TOO_LARGE");
+    expect(reply.body.message).toMatch(/^Request body is too large: at most 16 KB/);
   });
 
   it("answers 400 for malformed JSON", async () => {

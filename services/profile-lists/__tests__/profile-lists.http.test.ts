@@ -183,6 +183,7 @@ describe("profile-list routes over HTTP and NATS", () => {
     const big = `email\n${"x".repeat(300 * 1024)}@example.com\n`;
     const declared = await admin.post(url, big, { headers: { "content-type": "text/csv" } });
     expect(declared.status).toBe(413);
+    expect((declared.body as { message: string }).message).toBe("Request body is too large: at most 256 KB (IMPORT_BODY_LIMIT)");
     // No Content-Length: the limit is met while the body streams to the service over NATS.
     const chunks = [Buffer.from("email\n"), ...Array.from({ length: 40 }, (_, i) => Buffer.from(`chunked${i}${"y".repeat(8 * 1024)}@example.com\n`))];
     const chunked = await fetch(`${cluster.url}${url}`, {
@@ -198,7 +199,7 @@ describe("profile-list routes over HTTP and NATS", () => {
       duplex: "half",
     } as RequestInit);
     expect(chunked.status).toBe(413);
-    expect(await chunked.json()).toMatchObject({ statusCode: 413, error: "PAYLOAD_TOO_LARGE" });
+    expect(await chunked.json()).toMatchObject({ statusCode: 413, error: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/at most 256 KB \(IMPORT_BODY_LIMIT\)$/) });
 
     expect((await admin.post(url, "email\nx@example.com", { headers: { "content-type": "text/plain" } })).status).toBe(415);
     expect((await admin.post(`/v1/stores/${newStoreId()}/profile-lists/${list.id}/profiles/import`, { rows: [{ email: "x@example.com" }] })).status).toBe(404);
