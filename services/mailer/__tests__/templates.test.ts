@@ -11,6 +11,7 @@ import { uuidv7 } from "../../../shared/ids";
 import { startBroker, startSmtpServer, type SmtpTestServer } from "../../../test/harness";
 import { MailerMessages } from "../mailer.errors";
 import type { MailerApi } from "../mailer.logic";
+import { MAX_TEMPLATE_EXPRESSIONS } from "../template-engine";
 
 const STORE_A = uuidv7();
 const STORE_B = uuidv7();
@@ -150,6 +151,21 @@ describe("mailer templates: nesting", () => {
     ]) {
       const error = await errorOf(create(confirmTemplate(STORE_A, { [field]: source })));
       expect(error).toMatchObject({ type: "VALIDATION_ERROR", data: { validationErrors: [{ field, error: expect.stringMatching(/nest deeper than 32/) }] } });
+    }
+  });
+
+  it("takes 2,000 {{...}} expressions in a part and refuses 2,001 (and 40,000) with a 400 naming the field", async () => {
+    const many = (n: number) => "<p>{{profile.email}}</p>".repeat(n);
+    expect((await create(confirmTemplate(STORE_A, { html: many(MAX_TEMPLATE_EXPRESSIONS) }))).status).toBe("active");
+    for (const [field, source] of [
+      ["html", many(MAX_TEMPLATE_EXPRESSIONS + 1)],
+      ["text", "{{x}}".repeat(40_000)],
+    ]) {
+      const error = await errorOf(create(confirmTemplate(STORE_A, { [field]: source })));
+      expect(error).toMatchObject({
+        type: "VALIDATION_ERROR",
+        data: { validationErrors: [{ field, error: expect.stringMatching(/at most 2,000 \{\{\.\.\.\}\} expressions a part/) }] },
+      });
     }
   });
 });
