@@ -100,6 +100,7 @@ async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): Asyn
         header = checkHeader(record);
         emailAt = columnOf(header, emailColumn);
         if (emailAt === -1) throw ProfileListsErrors.emailColumnMissing(emailColumn);
+        checkFieldColumns(header.filter((_, i) => i !== emailAt));
         continue;
       }
       yield* reportSkipsBefore(info.records);
@@ -145,6 +146,28 @@ function columnOf(header: string[], name: string): number {
   return folded.length === 1 ? folded[0] : -1;
 }
 
+/** Longest field key and taxonomy id a column may name (the profiles contract's limits). */
+const MAX_FIELD_KEY = 100;
+const MAX_TAXONOMY_ID = 128;
+
+/** Every column but the e-mail names a field ("<field>" or "<taxonomy>.<field>"), or the whole file is refused at its header. */
+function checkFieldColumns(columns: string[]): void {
+  for (const column of columns) {
+    const { taxonomyId, key } = fieldPathOf(column);
+    if (key.trim() === "" || key.length > MAX_FIELD_KEY || taxonomyId.length > MAX_TAXONOMY_ID) {
+      throw ProfileListsErrors.csvHeaderInvalid(
+        `the column "${column}" names no field: name it "<field>" or "<taxonomy>.<field>" (a field of 1 to ${MAX_FIELD_KEY} characters, a taxonomy of at most ${MAX_TAXONOMY_ID})`,
+      );
+    }
+  }
+}
+
+/** Where a flat field goes: `"<taxonomy_id>.<key>"` to that taxonomy, a bare `"<key>"` to the IMPORT_TAXONOMY_ID one. */
+function fieldPathOf(name: string): { taxonomyId: string; key: string } {
+  const dot = name.indexOf(".");
+  return dot > 0 ? { taxonomyId: name.slice(0, dot), key: name.slice(dot + 1) } : { taxonomyId: IMPORT_TAXONOMY_ID, key: name };
+}
+
 /** A CSV record as an import row: the e-mail column, and every other non-empty cell as a text field. */
 function csvRecordRow(row: number, header: string[], emailAt: number, record: string[]): ReadRow {
   // A Latin-1 export's accented letters: refused, not stored garbled.
@@ -170,16 +193,11 @@ function checkRow(row: number, value: unknown): ReadRow {
   return { row, email: parsed.data.email, taxonomies: withFields(parsed.data.taxonomies ?? [], parsed.data.fields ?? {}) };
 }
 
-/**
- * Flat fields as taxonomy fields: `"<taxonomy_id>.<key>"` goes to that taxonomy, a bare `"<key>"` to the
- * IMPORT_TAXONOMY_ID one; a field overrides the same key given in `taxonomies`.
- */
+/** Flat fields as taxonomy fields (see fieldPathOf); a field overrides the same key given in `taxonomies`. */
 function withFields(entries: TaxonomyEntryInput[], fields: Record<string, string | number | boolean>): TaxonomyEntryInput[] {
   const out = entries.map((entry) => ({ taxonomy_id: entry.taxonomy_id, fields: [...entry.fields] }));
   for (const [name, value] of Object.entries(fields)) {
-    const dot = name.indexOf(".");
-    const taxonomyId = dot > 0 ? name.slice(0, dot) : IMPORT_TAXONOMY_ID;
-    const key = dot > 0 ? name.slice(dot + 1) : name;
+    const { taxonomyId, key } = fieldPathOf(name);
     let entry = out.find((e) => e.taxonomy_id === taxonomyId);
     if (!entry) {
       entry = { taxonomy_id: taxonomyId, fields: [] };

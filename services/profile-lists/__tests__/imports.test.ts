@@ -195,6 +195,9 @@ describe("profile-lists.importProfiles", () => {
     expect(await refusal(importInto(store, undefined, { csv: "EMAIL,Email\ncase@x.com,case@x.com\n" }))).toMatchObject({ code: 400, field: "email_column" });
     expect(await refusal(importInto(store, undefined, { csv: "" }))).toMatchObject({ code: 400, field: "csv" });
     expect(await refusal(importInto(store, undefined, { csv: "email,a,a\n" }))).toMatchObject({ code: 400, field: "csv" });
+    // A column that names no field is refused at the header, not reported on every row.
+    const noField = await errorOf(importInto(store, undefined, { csv: "email,crm.\na@x.com,1\n" }));
+    expect(noField.data.validationErrors).toEqual([{ field: "csv", error: expect.stringContaining('the column "crm." names no field') }]);
     expect(await refusal(importInto(store, undefined, {}))).toMatchObject({ code: 400, field: "rows" });
     expect(await refusal(importInto(store, undefined, { rows: [], csv: "email\n" }))).toMatchObject({ code: 400, field: "rows" });
     expect(await refusal(importInto(store, undefined, { rows: [] }, Readable.from(["email\n"])))).toMatchObject({ code: 400, field: "rows" });
