@@ -64,7 +64,15 @@ async function* jsonRows(rows: unknown[]): AsyncIterable<ReadRow> {
 }
 
 async function* csvRows(input: NodeJS.ReadableStream, emailColumn: string): AsyncIterable<ReadRow> {
-  const parser = parse({ bom: true, skip_empty_lines: true, relax_column_count: true, skip_records_with_error: true, info: true, max_record_size: MAX_RECORD_CHARS });
+  const parser = parse({
+    bom: true,
+    skip_empty_lines: true,
+    skip_records_with_empty_values: true,
+    relax_column_count: true,
+    skip_records_with_error: true,
+    info: true,
+    max_record_size: MAX_RECORD_CHARS,
+  });
   // Records csv-parse skipped, by how many good records (the header included) came before each.
   const skipped: Array<{ after: number; message: string }> = [];
   // Past a quote that never closes properly, or a record over the size limit, the parser cannot tell

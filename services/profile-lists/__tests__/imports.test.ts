@@ -155,10 +155,12 @@ describe("profile-lists.importProfiles", () => {
     expect((await profilesOf(store, "longkey")).items).toEqual([]);
   });
 
-  it("reads CSV (text and stream): BOM, CRLF, quoted commas, quotes and newlines, a custom e-mail column, rows it cannot parse", async () => {
+  it("reads CSV (text and stream): BOM, CRLF, quoted commas, quotes and newlines, blank rows, a custom e-mail column, rows it cannot parse", async () => {
     const store = newStoreId();
     const list = await createList(store, "csv");
-    const csv = '\ufeffE-Mail,Name,crm.note\r\nq1@example.com,"Doe, Jane","said ""hi""\nthen left"\r\n\r\nbroken@example.com,bad"quote,x\r\nq2@example.com,Bob,\r\n';
+    // Blank rows (an empty line, spaces, a spreadsheet's row of empty cells) are skipped and not counted.
+    const csv =
+      '\ufeffE-Mail,Name,crm.note\r\nq1@example.com,"Doe, Jane","said ""hi""\nthen left"\r\n\r\n   \r\n,,\r\nbroken@example.com,bad"quote,x\r\nq2@example.com,Bob,\r\n';
     const fromText = await importInto(store, list.id, { csv, email_column: "E-Mail" });
     expect(fromText).toMatchObject({ rows_total: 3, profiles_created: 2, profiles_added: 2, rows_failed: 1 });
     expect(fromText.errors).toEqual([{ row: 2, field: "csv", message: expect.stringContaining("Invalid Opening Quote") }]);
