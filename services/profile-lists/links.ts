@@ -85,6 +85,9 @@ const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 /** The URL when it is https (http on localhost) on an allowed origin; a 400 naming `field` otherwise. */
 export function checkLink(url: string, origins: Set<string>, field: string): URL {
+  // The URL parser drops tabs and line breaks without a word: a link that held them is not what was meant.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: it looks for control characters
+  if (/[\u0000-\u001f\u007f]/.test(url)) throw ProfileListsErrors.linkHasControlCharacters(field);
   let parsed: URL;
   try {
     parsed = new URL(url);

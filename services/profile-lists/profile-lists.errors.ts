@@ -32,6 +32,7 @@ export const ProfileListsErrors = {
   notYourProfile: () => crmError("FORBIDDEN", "The session may only act for its own profile", { reason: "NOT_YOUR_PROFILE" }),
   profileHasNoEmail: () => validationError("profile_id", "the profile has no e-mail to confirm", "The profile has no e-mail address yet (connect first)"),
   confirmUrlRequired: () => validationError("confirm_url", "required for a double opt-in list", "confirm_url is required for this list"),
+  linkHasControlCharacters: (field: string) => validationError(field, "must not contain line breaks, tabs or other control characters"),
   linkNotAllowed: (field: string) => validationError(field, "must be https (http on localhost) on an origin the deployment allows (LINK_ORIGINS)"),
   invalidToken: () => validationError("token", "invalid, used or expired token", "The link is invalid, used or expired"),
   priceIdRequired: () => validationError("price_id", "required for a paid list", "price_id is required for this list"),

@@ -185,6 +185,11 @@ const ListRef = { store_id: StoreId, id: Uuid };
 /** A flag in a query string (`?at_period_end=true`), or a boolean from another service. */
 const QueryFlag = z.union([z.boolean(), z.enum(["true", "false"]).transform((flag) => flag === "true")]);
 const Text = (max: number) => z.string().trim().max(max);
+/** A list's name: one line of text (it goes into mail subjects), no control characters. */
+const ListName = Text(200)
+  .min(1)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: it refuses control characters (the OpenAPI pattern says the same)
+  .regex(/^[^\u0000-\u001f\u007f]*$/, "must be one line without control characters");
 /** An opaque token from an e-mail link. */
 const LinkToken = z.string().trim().min(16).max(256);
 
@@ -193,7 +198,7 @@ export const ProfileListsActions = {
   create: z.object({
     store_id: StoreId,
     key: ListKey,
-    name: Text(200).min(1).optional(),
+    name: ListName.optional(),
     description: Text(2000).nullable().optional(),
     type: ProfileListTypeInput.default({ type: "standard" }),
   }),
@@ -216,7 +221,7 @@ export const ProfileListsActions = {
   update: z.object({
     ...ListRef,
     key: ListKey.optional(),
-    name: Text(200).min(1).optional(),
+    name: ListName.optional(),
     description: Text(2000).nullable().optional(),
     status: ProfileListStatus.optional(),
     type: ProfileListTypeInput.optional(),

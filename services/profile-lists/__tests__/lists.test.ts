@@ -38,6 +38,15 @@ describe("profile-lists.create", () => {
     await expect(create({ store_id: newStoreId(), key: "vip" })).resolves.toMatchObject({ key: "vip" });
   });
 
+  it("refuses a name with a line break or another control character (it goes into mail subjects), naming name", async () => {
+    const store = newStoreId();
+    for (const name of ["News\r\nBcc: x@example.com", "tab\there", "bell\u0007"]) {
+      const err = await errorOf(create({ store_id: store, key: "named", name }));
+      expect(err).toMatchObject({ type: "VALIDATION_ERROR", data: [{ field: "name", message: "must be one line without control characters" }] });
+    }
+    await expect(create({ store_id: store, key: "named", name: "Weekly News — été" })).resolves.toMatchObject({ name: "Weekly News — été" });
+  });
+
   it("validates a paid list's prices: at least one, unique ids, and makes an id when absent", async () => {
     const store = newStoreId();
     const stripe = (id: string) => [{ type: "stripe", id }];

@@ -222,11 +222,12 @@ describe("double opt-in", () => {
     await expect(call("profile-lists.confirm", { store_id: store, id: list.id, token })).resolves.toMatchObject({ status: "active" });
   });
 
-  it("checks confirm_url: https (http on localhost) on an allowed origin, else 400 and no mail", async () => {
+  it("checks confirm_url: https (http on localhost) on an allowed origin, no control characters, else 400 and no mail", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store);
     const s = await shopper(env.broker, store, "links@example.com");
-    for (const bad of ["https://evil.example/confirm", "http://shop.example/confirm", "javascript:alert(1)", "not a url", "https://user:pw@shop.example/x"]) {
+    const withBreak = `${LINK_ORIGIN}/c\r\nBcc: x`; // the URL parser would drop the line break without a word
+    for (const bad of ["https://evil.example/confirm", "http://shop.example/confirm", "javascript:alert(1)", "not a url", "https://user:pw@shop.example/x", withBreak]) {
       const err = await errorOf(subscribe(list, s.profileId, s.meta, { confirm_url: bad }));
       expect(err.type).toBe("VALIDATION_ERROR");
       expect(err.data.validationErrors[0].field).toBe("confirm_url");
