@@ -7,9 +7,15 @@
 import { crmError, validationError } from "../../shared/errors";
 
 const PROVIDER_RETRY_AFTER_SECONDS = 5;
+const NOT_CONFIGURED_RETRY_AFTER_SECONDS = 3600;
 
 export const BillingErrors = {
-  notConfigured: () => crmError("SERVICE_UNAVAILABLE", "Paid lists are not available: billing is not configured", { reason: "BILLING_NOT_CONFIGURED" }),
+  // A deployment's setting, not a passing outage: a retry in seconds cannot help.
+  notConfigured: () =>
+    crmError("SERVICE_UNAVAILABLE", "Paid lists are not available: billing is not configured", {
+      reason: "BILLING_NOT_CONFIGURED",
+      retryAfter: NOT_CONFIGURED_RETRY_AFTER_SECONDS,
+    }),
   signatureMissing: () => validationError("Stripe-Signature", "required", "Missing Stripe-Signature header"),
   /** One message for every failure: which check failed (timestamp, scheme, secret) is not told. */
   signatureInvalid: () => validationError("Stripe-Signature", "invalid signature", "Invalid Stripe signature"),

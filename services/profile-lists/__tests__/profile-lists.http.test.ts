@@ -88,6 +88,7 @@ describe("profile-list routes over HTTP and NATS", () => {
     const unconfigured = await me.client.post(`${storefront}/${paid.id}/subscribe`, checkout);
     expect(unconfigured.status).toBe(503);
     expect(unconfigured.body.message).toMatch(/billing is not configured/);
+    expect(unconfigured.headers["retry-after"]).toBe("3600"); // a setting, not an outage of seconds
 
     const sub = await me.client.post<{ membership: Membership }>(`${storefront}/${list.id}/subscribe`, { profile_id: me.id, confirm_url: `${LINK_ORIGIN}/c` });
     expect(sub.status).toBe(200);
