@@ -41,7 +41,9 @@ export const Email = z
   .string()
   .trim()
   .max(254)
-  .pipe(z.email({ message: "must be an e-mail address" }));
+  .pipe(z.email({ message: "must be an e-mail address" }))
+  // RFC 5321: a mail server may refuse a longer local part, so such an address could never get a code.
+  .refine((email) => email.lastIndexOf("@") <= 64, "must be an e-mail address with at most 64 characters before the @");
 
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();

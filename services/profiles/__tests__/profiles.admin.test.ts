@@ -85,11 +85,12 @@ describe("profiles.create", () => {
 
   it("rejects values of the wrong type before they reach a filter", async () => {
     const store = newStoreId();
-    for (const email of [{ $ne: null }, ["a@b.co"], 42, "not-an-email"]) {
+    for (const email of [{ $ne: null }, ["a@b.co"], 42, "not-an-email", `${"x".repeat(65)}@example.com`]) {
       const err = await errorOf(call("create", { store_id: store, email }));
       expect(err.type).toBe("VALIDATION_ERROR");
     }
     expect((await errorOf(call("create", { store_id: "store-1", email: "a@b.co" }))).type).toBe("VALIDATION_ERROR");
+    await expect(call("create", { store_id: store, email: `${"x".repeat(64)}@example.com` })).resolves.toMatchObject({ email: `${"x".repeat(64)}@example.com` });
   });
 });
 
