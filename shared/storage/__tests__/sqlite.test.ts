@@ -404,31 +404,32 @@ describe("sqlite adapter: a bulk write in chunks, a transaction each (collection
     expect(await (await items({ ops: 500, ms: 0 })).bulkWrite(scenario().slice(0, 320))).toEqual(expected.slice(0, 320));
   });
 
-  it("lets the event loop run between two chunks of a batch of 1000", async () => {
+  it("lets the event loop run between two chunks of a batch larger than a chunk", async () => {
     const c = await items();
     let countBetween: Promise<number> | undefined;
     setImmediate(() => {
       countBetween = c.count({});
     });
-    const results = await c.bulkWrite(Array.from({ length: 1000 }, (_, i) => insert(i)));
+    const results = await c.bulkWrite(Array.from({ length: 2500 }, (_, i) => insert(i)));
     await new Promise(setImmediate); // (had it not run yet)
     expect(results.every((r) => r.ok)).toBe(true);
     // The callback ran after the first chunk had committed, before the last one.
     const between = await countBetween!;
     expect(between).toBeGreaterThan(1);
-    expect(between).toBeLessThan(1001);
+    expect(between).toBeLessThan(2500);
   });
 
   it("is not atomic: another caller's write may land between two chunks, and the batch's later ops see it", async () => {
     const c = await items();
     let other: Promise<void> | undefined;
     setImmediate(() => {
-      other = c.insertOne({ _id: "other", email: "e900" });
+      other = c.insertOne({ _id: "other", email: "e2400" });
     });
-    const results = await c.bulkWrite(Array.from({ length: 1000 }, (_, i) => insert(i)));
+    // 2500 ops are three chunks at least (1000 ops a chunk at most): the other write lands after the first.
+    const results = await c.bulkWrite(Array.from({ length: 2500 }, (_, i) => insert(i)));
     await new Promise(setImmediate); // (had it not run yet)
     await other;
-    expect(results[900]).toMatchObject({ ok: false, error: { code: "DUPLICATE_KEY", index: "email" } });
+    expect(results[2400]).toMatchObject({ ok: false, error: { code: "DUPLICATE_KEY", index: "email" } });
     expect(results.filter((r) => !r.ok)).toHaveLength(1);
   });
 });
