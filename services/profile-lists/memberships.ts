@@ -376,7 +376,7 @@ export async function unsubscribe(
 ): Promise<{ membership: Membership }> {
   const list = await requireList(deps, p.store_id, p.id);
   // The link of a mail is shown the membership without its consent details (whoever holds the mail can use it).
-  const redacted = p.token !== undefined && p.token !== "";
+  const redacted = Boolean(p.token);
   let current: MembershipDoc | null;
   if (p.token) {
     const membershipId = deps.unsubscribeLinks.membershipOf(p.token, p.store_id, p.id);
