@@ -206,14 +206,19 @@ export function formatDeadLetterTable(letters: DeadLetter[], stream: string): st
   return [...tableLines(header, rows), "", `${count} Replay with: npm run cli -- events dead-letters replay <seq>... | --all`].join("\n");
 }
 
-async function runEvents(command: EventsCommand, url: string, prefix: string, io: CliIO): Promise<number> {
-  let nc: NatsConnection;
+/** A connection to NATS at `url`, or null once it has said why not (within 5 s: a bad address never hangs the CLI). */
+async function reachNats(url: string, io: CliIO): Promise<NatsConnection | null> {
   try {
-    nc = await connect({ servers: url, name: `crm-cli-${process.pid}`, timeout: 5000 });
+    return await connect({ servers: url, name: `crm-cli-${process.pid}`, timeout: 5000 });
   } catch (err) {
     io.err(`Could not reach NATS at ${url}: ${String((err as ErrorLike).message ?? err)}`);
-    return 1;
+    return null;
   }
+}
+
+async function runEvents(command: EventsCommand, url: string, prefix: string, io: CliIO): Promise<number> {
+  const nc = await reachNats(url, io);
+  if (!nc) return 1;
   const stream = deadLetterStream(prefix);
   try {
     if (command.kind === "dead-letters-list") {
@@ -339,6 +344,17 @@ export async function main(argv: string[], options: CliOptions = {}): Promise<nu
     return runEvents(command, url, cfg.EVENTS_PREFIX, io);
   }
   const remote = Boolean(cfg.TRANSPORTER);
+  if (remote) {
+    // Moleculer's transporter retries an unreachable bus for ever: the CLI first checks it answers at all.
+    const url = natsUrlOf(cfg.TRANSPORTER);
+    if (!url) {
+      io.err(`TRANSPORTER must be the system's NATS server, nats://host:4222 (got ${JSON.stringify(cfg.TRANSPORTER)}).`);
+      return 2;
+    }
+    const probe = await reachNats(url, io);
+    if (!probe) return 1;
+    await probe.close();
+  }
   const broker = new ServiceBroker({
     namespace: cfg.NAMESPACE,
     nodeID: `cli-${os.hostname()}-${process.pid}`,

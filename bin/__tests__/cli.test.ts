@@ -17,6 +17,7 @@ import { uuidv7 } from "../../shared/ids";
 import { ZodValidator } from "../../shared/validation";
 import AuthService from "../../services/auth/auth.service";
 import { assertNatsUp, deleteStreams, NATS_URL, startBroker, uniqueName, waitFor } from "../../test/harness";
+import { freePort } from "../../test/harness/ports";
 import { main, USAGE } from "../cli";
 
 const run = promisify(execFile);
@@ -169,6 +170,18 @@ describe("cli keys over the bus (TRANSPORTER set)", () => {
     const c = capture();
     await expect(main(["keys", "list"], { io: c.io, broker: { namespace: `${namespace}-empty` }, waitForAuthMs: 500 })).resolves.toBe(1);
     expect(c.errText()).toMatch(/No auth service answered/);
+  });
+
+  it("exits 1 saying so when nothing answers at TRANSPORTER (Moleculer alone would retry for ever), and 2 for a TRANSPORTER that is not NATS", async () => {
+    const nobody = `nats://127.0.0.1:${await freePort()}`;
+    useEnv({ TRANSPORTER: nobody });
+    const c = capture();
+    await expect(main(["keys", "list"], { io: c.io, broker: { namespace } })).resolves.toBe(1);
+    expect(c.errText()).toMatch(new RegExp(`^Could not reach NATS at ${nobody}: `));
+    useEnv({ TRANSPORTER: "bogus://x" });
+    const bogus = capture();
+    await expect(main(["keys", "list"], { io: bogus.io, broker: { namespace } })).resolves.toBe(2);
+    expect(bogus.errText()).toMatch(/^TRANSPORTER must be the system's NATS server, nats:\/\/host:4222/);
   });
 });
 
