@@ -44,6 +44,11 @@ export interface AuthLimits {
   refreshGraceSeconds: number;
   /** `last_used_at` of sessions and API keys is written at most this often. */
   lastUsedResolutionSeconds: number;
+  /**
+   * Live unverified sessions a profile keeps (`connect` needs no proof, so anyone can open them): a new one
+   * past this drops the oldest, and the profile's sessions stay few however often its address is connected.
+   */
+  unverifiedSessionsPerProfile: number;
 }
 
 export const DEFAULT_LIMITS: AuthLimits = {
@@ -58,6 +63,7 @@ export const DEFAULT_LIMITS: AuthLimits = {
   verifiesPerStore: { limit: 5000, windowSeconds: 60 * 60 },
   refreshGraceSeconds: 10,
   lastUsedResolutionSeconds: 60,
+  unverifiedSessionsPerProfile: 20,
 };
 
 export type LimitBucket = "send-ip" | "send-store" | "verify-ip" | "verify-store" | "verify-fail" | "verify-fail-ip" | "cooldown";

@@ -60,7 +60,24 @@ export class Sessions {
     };
     await this.deps.store.sessions.insertOne(session);
     const { token, doc } = await this.storeRefreshToken(session, now);
+    if (!input.is_verified) await this.dropOldestUnverified(input.store_id, input.profile_id);
     return this.tokenPair(session, token, doc.expires_at, now);
+  }
+
+  /**
+   * Deletes (not marks revoked: they would pile up in the profile's index range) the profile's unverified
+   * sessions past the newest `unverifiedSessionsPerProfile`, with their refresh tokens.
+   */
+  private async dropOldestUnverified(storeId: string, profileId: string): Promise<void> {
+    const kept = this.deps.limits.unverifiedSessionsPerProfile;
+    const newest = await this.deps.store.sessions.find(
+      { store_id: storeId, profile_id: profileId, is_verified: false, revoked_at: null },
+      { sort: { created_at: -1, _id: -1 }, limit: kept + 10 },
+    );
+    const dropped = newest.slice(kept).map((s) => s._id);
+    if (dropped.length === 0) return;
+    await this.deps.store.refreshTokens.deleteMany({ store_id: storeId, session_id: { $in: dropped } });
+    await this.deps.store.sessions.deleteMany({ _id: { $in: dropped }, store_id: storeId });
   }
 
   /**

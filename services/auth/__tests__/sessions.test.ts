@@ -207,6 +207,32 @@ describe("auth.listSessions / revokeSession / revokeProfileSessions", () => {
     expect(list[1]).toEqual({ id: a.token.id, created_at: a.token.created_at, expires_at: a.token.refresh_expires_at, last_used_at: null, is_verified: false });
   });
 
+  it("keeps the newest 20 unverified sessions of a profile (anyone can connect an address), dropping older ones whole; verified ones are not counted", async () => {
+    const storeId = uuidv7();
+    const profileId = uuidv7();
+    const verified = await newSession(storeId, profileId, true);
+    const unverified: AuthToken[] = [];
+    for (let i = 0; i < 23; i++) {
+      h.clock.advance(1);
+      unverified.push((await newSession(storeId, profileId, false)).token);
+    }
+    const list = await call<SessionInfo[]>("listSessions", { store_id: storeId, profile_id: profileId });
+    expect(list.map((s) => s.id)).toEqual([
+      ...unverified
+        .slice(3)
+        .reverse()
+        .map((t) => t.id),
+      verified.token.id,
+    ]);
+    for (const dropped of unverified.slice(0, 3)) {
+      expect(await rejection(call("authenticate", { store_id: storeId, access_token: dropped.access_token }))).toMatchObject({ code: 401 });
+      expect(await rejection(call("refreshSession", { store_id: storeId, refresh_token: dropped.refresh_token }))).toMatchObject({ code: 401 });
+    }
+    await expect(call("authenticate", { store_id: storeId, access_token: unverified[3].access_token })).resolves.toMatchObject({ session_id: unverified[3].id });
+    // Dropped, not marked revoked: nothing of them is left to pile up.
+    expect(await dumpAuthDb(h.db())).not.toContain(unverified[0].id);
+  });
+
   it("answers 404 when the profile has no such active session", async () => {
     const { token, storeId, profileId } = await newSession();
     expect(await rejection(call("revokeSession", { store_id: storeId, profile_id: uuidv7(), session_id: token.id }))).toMatchObject({ type: "NOT_FOUND", code: 404 });
