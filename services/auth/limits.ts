@@ -90,7 +90,7 @@ export class RateLimiter {
     const count = await this.increment(storeId, bucket, subject, rule);
     if (count > rule.limit) {
       const { now, end } = this.window(rule);
-      throw AuthErrors.rateLimited(end - now);
+      throw AuthErrors.rateLimited(bucket, end - now);
     }
   }
 
@@ -118,7 +118,7 @@ export class RateLimiter {
   async check(storeId: string, bucket: LimitBucket, subject: string, rule: WindowRule): Promise<void> {
     const { now, start, end } = this.window(rule);
     const doc = await this.limits.findOne({ _id: `${bucket}:${subjectKey(storeId, subject)}:${start}`, store_id: storeId });
-    if (doc && doc.count >= rule.limit) throw AuthErrors.rateLimited(end - now);
+    if (doc && doc.count >= rule.limit) throw AuthErrors.rateLimited(bucket, end - now);
   }
 
   /**
@@ -141,10 +141,10 @@ export class RateLimiter {
         if (!isDuplicateKey(err)) throw err;
       }
       const running = await this.limits.findOne({ _id, store_id: storeId });
-      if (running && running.expires_at > now) throw AuthErrors.rateLimited(running.expires_at - now);
+      if (running && running.expires_at > now) throw AuthErrors.rateLimited("cooldown", running.expires_at - now);
       // It expired between our update and insert: try again.
     }
-    throw AuthErrors.rateLimited(1);
+    throw AuthErrors.rateLimited("cooldown", 1);
   }
 
   /** Gives back a cooldown claimed at `claimedAt` (when the action it guarded did not happen). */

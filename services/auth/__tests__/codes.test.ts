@@ -58,7 +58,8 @@ describe("auth.requestCode", () => {
     await requestCode(storeId, email);
     h.clock.advance(20);
     const err = await rejection(call("requestCode", { store_id: storeId, email }));
-    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { retryAfter: 40 } });
+    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { retryAfter: 40, reason: "LIMIT_COOLDOWN" } });
+    expect(err.message).toBe("A code was sent to this e-mail moments ago: use it, or ask again after the wait");
     // The cooldown is per store and per e-mail (case-insensitive).
     await expect(call("requestCode", { store_id: uuidv7(), email })).resolves.toEqual({ sent: true });
     expect(await rejection(call("requestCode", { store_id: storeId, email: email.toUpperCase() }))).toMatchObject({ type: "RATE_LIMITED" });
@@ -71,7 +72,8 @@ describe("auth.requestCode", () => {
     const storeId = uuidv7();
     for (let i = 0; i < 20; i++) await expect(call("requestCode", { store_id: storeId, email: freshEmail(), ip: "203.0.113.7" })).resolves.toEqual({ sent: true });
     const err = await rejection(call("requestCode", { store_id: storeId, email: freshEmail(), ip: "203.0.113.7" }));
-    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429 });
+    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { reason: "LIMIT_SEND_IP" } });
+    expect(err.message).toMatch(/^Too many login codes were asked for from this network/);
     expect(err.data!.retryAfter).toBeGreaterThan(0);
     expect(err.data!.retryAfter).toBeLessThanOrEqual(3600);
     await expect(call("requestCode", { store_id: storeId, email: freshEmail(), ip: "203.0.113.8" })).resolves.toEqual({ sent: true });
@@ -215,7 +217,8 @@ describe("auth.verifyCode", () => {
     const third = await requestCode(storeId, email);
     await failures(third, 2);
     const err = await rejection(call("verifyCode", { store_id: storeId, email, code: third, ip }));
-    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429 });
+    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { reason: "LIMIT_VERIFY_FAIL_IP" } });
+    expect(err.message).toMatch(/^Too many wrong codes for this e-mail from this network/);
     expect(err.data!.retryAfter).toBeGreaterThan(0);
 
     // Someone else's failures neither stop the owner (another client) nor block asking for a code.
@@ -242,7 +245,7 @@ describe("auth.verifyCode", () => {
     h.clock.advance(61);
     const code = await requestCode(storeId, email);
     const err = await rejection(call("verifyCode", { store_id: storeId, email, code, ip: "198.51.100.200" }));
-    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429 });
+    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { reason: "LIMIT_VERIFY_FAIL" } });
   });
 
   it("caps verifications per IP (60 an hour)", async () => {
@@ -251,7 +254,7 @@ describe("auth.verifyCode", () => {
     const email = freshEmail();
     for (let i = 0; i < 60; i++) await rejection(call("verifyCode", { store_id: storeId, email: `${i}-${email}`, code: "000000", ip: "198.51.100.4" }));
     const err = await rejection(call("verifyCode", { store_id: storeId, email, code: "000000", ip: "198.51.100.4" }));
-    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429 });
+    expect(err).toMatchObject({ type: "RATE_LIMITED", code: 429, data: { reason: "LIMIT_VERIFY_IP" } });
     expect(await rejection(call("verifyCode", { store_id: storeId, email, code: "000000", ip: "198.51.100.5" }))).toMatchObject({ type: "UNAUTHENTICATED" });
   });
 });
