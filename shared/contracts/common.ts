@@ -61,14 +61,15 @@ export const SortDirection = z.enum(["asc", "desc"]).default("desc");
 /**
  * A query-string value that holds an array or object: JSON text (`ids=["a","b"]`, what the public SDK
  * sends) or, for arrays, repeated keys (`ids=a&ids=b`, also one JSON object per key:
- * `taxonomy_query={...}&taxonomy_query={...}`) or a single bare value.
+ * `taxonomy_query={...}&taxonomy_query={...}`), one JSON object alone, or a single bare value.
  */
 export function fromQueryJson<S extends z.ZodType>(schema: S, { wrapSingle = true } = {}) {
   return z.preprocess((value) => {
     if (Array.isArray(value)) return value.map((item) => (typeof item === "string" ? parseJsonText(item) : item));
     if (typeof value !== "string") return value;
     const parsed = parseJsonText(value);
-    if (parsed !== value) return parsed;
+    // One item given alone (`taxonomy_query={...}`, `ids=<id>`) is a list of one, as a repeated key makes a list.
+    if (parsed !== value) return wrapSingle && !Array.isArray(parsed) && parsed !== null && typeof parsed === "object" ? [parsed] : parsed;
     return wrapSingle ? [value] : value;
   }, schema);
 }

@@ -120,7 +120,7 @@ describe("profile routes over HTTP and NATS", () => {
     expect(await search("newmail")).toEqual(["mj@newmail.org"]);
   });
 
-  it("takes taxonomy_query as one JSON array or as repeated keys of one JSON object each", async () => {
+  it("takes taxonomy_query as one JSON array, as repeated keys of one JSON object each, or as one object alone", async () => {
     const tagged = (
       await admin.post<Profile>(base, {
         email: "repeat@example.com",
@@ -144,6 +144,10 @@ describe("profile routes over HTTP and NATS", () => {
     expect(repeated.status).toBe(200);
     expect(asArray.body.items.map((p) => p.id)).toEqual([tagged.id]);
     expect(repeated.body.items.map((p) => p.id)).toEqual([tagged.id]);
+    // One object given alone is a list of one.
+    const single = await admin.get<{ items: Profile[] }>(`${base}?${q(color)}`);
+    expect(single.status).toBe(200);
+    expect(single.body.items.map((p) => p.id)).toEqual([tagged.id]);
     const broken = await admin.get(`${base}?taxonomy_query=${encodeURIComponent("{nope")}&${q(size)}`);
     expect(broken.status).toBe(400);
   });
