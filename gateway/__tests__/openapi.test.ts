@@ -161,6 +161,12 @@ describe("the real table's document, as the gateway serves it", () => {
 
   const queryParams = (op: any) => op.parameters.filter((p: any) => p.in === "query");
 
+  it("lists every sort_field spelling the profiles search takes (the spec's createdAt too)", () => {
+    const params = queryParams(doc.paths["/v1/stores/{storeId}/profiles"].get);
+    const sortField = params.find((p: any) => p.name === "sort_field");
+    expect(sortField.schema.enum).toEqual(expect.arrayContaining(["created_at", "updated_at", "email", "createdAt", "updatedAt"]));
+  });
+
   it("documents ?email_column= on both import routes, and the text/csv body as streamed CSV text", () => {
     for (const path of ["/v1/stores/{storeId}/profile-lists/{id}/profiles/import", "/v1/stores/{storeId}/profiles/import"]) {
       const op = doc.paths[path].post;

@@ -157,13 +157,14 @@ export const OrderLink = z.object({
 });
 export type OrderLink = z.infer<typeof OrderLink>;
 
+const SORT_ALIASES = { createdAt: "created_at", updatedAt: "updated_at", "created-at": "created_at", "updated-at": "updated_at" } as const;
+/** The sort field; the spec's own spellings (`createdAt`) are taken too, and listed in the OpenAPI document. */
 export const ProfileSortField = z
-  .preprocess(
-    (v) => (typeof v === "string" ? (SORT_ALIASES[v] ?? v) : v),
-    z.enum(["created_at", "updated_at", "email"], { message: "must be created_at, updated_at or email" }),
-  )
+  .enum(["created_at", "updated_at", "email", ...(Object.keys(SORT_ALIASES) as Array<keyof typeof SORT_ALIASES>)], {
+    message: "must be created_at, updated_at or email",
+  })
+  .transform((v) => (v in SORT_ALIASES ? SORT_ALIASES[v as keyof typeof SORT_ALIASES] : (v as "created_at" | "updated_at" | "email")))
   .default("created_at");
-const SORT_ALIASES: Record<string, string> = { createdAt: "created_at", updatedAt: "updated_at", "created-at": "created_at", "updated-at": "updated_at" };
 
 export const SortDirectionParam = z
   .preprocess((v) => (typeof v === "string" ? v.toLowerCase() : v), z.enum(["asc", "desc"], { message: "must be asc or desc" }))
