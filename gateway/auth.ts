@@ -1,14 +1,14 @@
 /**
  * Who is calling: admin API keys (the platform key, or a store key checked by `auth.verifyApiKey`) and
- * profile access tokens (checked by `auth.authenticate`), as the AuthPrincipal put in `ctx.meta.auth`.
+ * profile access tokens (checked by `auth.authenticate`, shared/principal.ts), as the AuthPrincipal put in `ctx.meta.auth`.
  * The auth service is reached through the functions passed in, so this file holds no transport.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { AuthPrincipal } from "../shared/contracts/common";
-import { DescribedSessionPrincipal, SessionPrincipal, type DescribedProfileSession } from "../shared/contracts/auth";
-import { crmError, toErrorBody } from "../shared/errors";
-import { GatewayMessages, unauthenticated } from "./errors";
+import { crmError } from "../shared/errors";
+import { authFailure } from "../shared/principal";
+import { GatewayMessages } from "./errors";
 
 export type AdminPrincipal = Extract<AuthPrincipal, { kind: "admin" }>;
 
@@ -78,47 +78,10 @@ export class AdminKeys {
   }
 }
 
-/**
- * A profile session for this store from its access token; any refusal is 401. With `describe`, auth also
- * describes the session's profile when it may (`described_profile`), for a route that shows that profile.
- */
-export async function profilePrincipal(
-  storeId: unknown,
-  accessToken: string,
-  authenticate: (params: { store_id: string; access_token: string; describe?: boolean }) => Promise<unknown>,
-  { describe = false }: { describe?: boolean } = {},
-): Promise<DescribedProfileSession> {
-  if (typeof storeId !== "string") throw unauthenticated(GatewayMessages.invalidAccessToken);
-  let answer: unknown;
-  try {
-    answer = await authenticate({ store_id: storeId, access_token: accessToken, ...(describe ? { describe } : {}) });
-  } catch (err) {
-    throw authFailure(err, GatewayMessages.invalidAccessToken);
-  }
-  const parsed = (describe ? DescribedSessionPrincipal : SessionPrincipal).safeParse(answer);
-  if (!parsed.success) throw crmError("INTERNAL", "auth.authenticate answered an unexpected shape");
-  // A token is bound to its store: used on another store it is 401, whatever the auth service says.
-  if (parsed.data.store_id !== storeId) throw unauthenticated(GatewayMessages.invalidAccessToken);
-  return { kind: "profile", ...parsed.data };
-}
-
 /** An admin key may act on its own store only; the platform key (`*`) on every store. */
 export function assertStoreAccess(principal: AdminPrincipal, storeId: unknown): void {
   if (principal.store_id === "*") return;
   if (typeof storeId !== "string" || principal.store_id.toLowerCase() !== storeId.toLowerCase()) {
     throw crmError("FORBIDDEN", GatewayMessages.wrongStore);
   }
-}
-
-/**
- * A refusal by the auth service is 401. An outage (auth down, timeout, 5xx) is 503 instead: a client
- * told 401 would drop its tokens and log its user out because of our outage.
- */
-function authFailure(err: unknown, message: string): Error {
-  const type = (err as { type?: unknown } | undefined)?.type;
-  const status = toErrorBody(err).statusCode;
-  if (type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE" || status >= 500) {
-    return crmError("SERVICE_UNAVAILABLE", GatewayMessages.authUnavailable, { retryAfter: 5 });
-  }
-  return unauthenticated(message);
 }

@@ -17,7 +17,8 @@ import type { AuthPrincipal, RequestMeta } from "../shared/contracts/common";
 import { crmError, validationError, type FieldError } from "../shared/errors";
 import { isUuid } from "../shared/ids";
 import { rateLimitSubject } from "../shared/net";
-import { AdminKeys, assertStoreAccess, bearerToken, profilePrincipal } from "./auth";
+import { profilePrincipal, type Authenticate } from "../shared/principal";
+import { AdminKeys, assertStoreAccess, bearerToken } from "./auth";
 import { clientIp, TrustedProxies } from "./client-ip";
 import { CorsPolicy } from "./cors";
 import { GatewayMessages, httpErrorOf, unauthenticated } from "./errors";
@@ -87,8 +88,9 @@ type GatewayRequest = IncomingMessage & {
    * `tokenRejected`: the bearer credential itself was refused (see the WWW-Authenticate header).
    * `bodyStream`: a `text/csv` body the action reads as the call's stream (never buffered here).
    * `htmlAnswer`: the unsubscribe page's form posted this (`answer=html`): success is an HTML page, not JSON.
+   * `tokenPassedOn`: the bearer token went to an action that checks it itself: a 401 from it is the token's.
    */
-  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean; bodyStream?: Readable; htmlAnswer?: boolean };
+  $request: { id: string; ip: string; entry?: RouteEntry; tokenRejected?: boolean; tokenPassedOn?: boolean; bodyStream?: Readable; htmlAnswer?: boolean };
 };
 
 type GatewayMeta = RequestMeta & {
@@ -263,19 +265,24 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       },
 
       async authenticate(this: GatewayThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
-        const { auth, describedPrincipal } = entryOf(req).def;
+        const { auth, tokenCheckedByAction } = entryOf(req).def;
         if (auth === "public") return null;
         const token = bearerToken(req.headers.authorization);
         if (token === undefined && auth === "optional-profile") return null;
         if (!token) throw unauthenticated();
+        if (tokenCheckedByAction) {
+          ctx.meta.accessToken = token;
+          req.$request.tokenPassedOn = true;
+          return null;
+        }
 
         let principal: AuthPrincipal;
         try {
           if (auth === "admin") {
             principal = await this.gw.adminKeys.principal(token, (key) => ctx.call("auth.verifyApiKey", { key }));
           } else {
-            const authenticate = (params: object) => ctx.call("auth.authenticate", params);
-            principal = await profilePrincipal(req.$params?.store_id, token, authenticate, { describe: describedPrincipal === true });
+            const authenticate: Authenticate = (params) => ctx.call("auth.authenticate", params);
+            principal = await profilePrincipal(req.$params?.store_id, token, authenticate);
           }
         } catch (err) {
           if (httpErrorOf(err).status === 401) req.$request.tokenRejected = true;
@@ -329,7 +336,8 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         if (this.gw.draining || (req.$request?.bodyStream && !req.readableEnded)) res.setHeader("Connection", "close");
         // RFC 6750: `invalid_token` tells a client its session is the problem (drop it, log in again), as
         // opposed to a wrong code or refresh token on the same 401.
-        if (status === 401) res.setHeader("WWW-Authenticate", req.$request?.tokenRejected ? BEARER_INVALID_TOKEN : BEARER_CHALLENGE);
+        const tokenRefused = req.$request?.tokenRejected || req.$request?.tokenPassedOn;
+        if (status === 401) res.setHeader("WWW-Authenticate", tokenRefused ? BEARER_INVALID_TOKEN : BEARER_CHALLENGE);
         const text = JSON.stringify(body);
         res.statusCode = status;
         res.setHeader("Content-Type", "application/json; charset=utf-8");

@@ -1,7 +1,6 @@
 /** Authentication per route: admin keys, profile sessions, optional sessions and public routes. */
 import {
   AUTH_DOWN_KEY,
-  DESCRIBED_PROFILE,
   PLATFORM_KEY,
   PROFILE_ID,
   SESSION_ID,
@@ -109,23 +108,36 @@ describe("profile routes", () => {
     expect(reply.body.auth).toMatchObject({ kind: "profile", store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true });
   });
 
-  it("ask auth.authenticate to describe the session's profile on a route line with describedPrincipal, and pass it on", async () => {
-    const reply = await request(me(STORE_A), { headers: bearer(STORE_A_TOKEN) });
-    expect(gw.state.authenticateParams).toEqual({ store_id: STORE_A, access_token: STORE_A_TOKEN, describe: true });
-    expect(reply.body.auth).toEqual({
-      kind: "profile",
-      store_id: STORE_A,
-      profile_id: PROFILE_ID,
-      session_id: SESSION_ID,
-      is_verified: true,
-      described_profile: DESCRIBED_PROFILE,
-    });
-  });
-
-  it("ask for no description on other routes, and pass none on", async () => {
+  it("ask auth.authenticate for the principal alone", async () => {
     const reply = await request(`${profilesOf(STORE_A)}/connect`, { method: "POST", headers: bearer(STORE_A_TOKEN), json: {} });
     expect(gw.state.authenticateParams).toEqual({ store_id: STORE_A, access_token: STORE_A_TOKEN });
     expect(reply.body.auth).toEqual({ kind: "profile", store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true });
+  });
+});
+
+describe("profile routes whose action checks the token itself (tokenCheckedByAction)", () => {
+  const whoami = () => `${profilesOf(STORE_A)}/whoami`;
+
+  it("pass the bearer token on unread, and ask auth nothing themselves", async () => {
+    const before = gw.state.authenticateCalls;
+    const reply = await request(whoami(), { headers: bearer(STORE_A_TOKEN) });
+    expect(reply.status).toBe(200);
+    expect(reply.body).toMatchObject({ auth: null, accessToken: STORE_A_TOKEN, principal: { kind: "profile", store_id: STORE_A, profile_id: PROFILE_ID } });
+    expect(gw.state.authenticateCalls - before).toBe(1); // the action's own call
+  });
+
+  it("answer the action's 401 as the token's (WWW-Authenticate: invalid_token)", async () => {
+    const reply = await request(whoami(), { headers: bearer("nope") });
+    expectErrorBody(reply, 401, "UNAUTHENTICATED");
+    expect(reply.headers.get("www-authenticate")).toBe('Bearer realm="crm", error="invalid_token"');
+  });
+
+  it("refuse a missing token themselves, with the plain challenge, calling nothing", async () => {
+    const before = gw.state.authenticateCalls;
+    const reply = await request(whoami());
+    expectErrorBody(reply, 401, "UNAUTHENTICATED");
+    expect(reply.headers.get("www-authenticate")).toBe('Bearer realm="crm"');
+    expect(gw.state.authenticateCalls).toBe(before);
   });
 });
 

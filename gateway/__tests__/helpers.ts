@@ -10,6 +10,7 @@ import { AuthActions } from "../../shared/contracts/auth";
 import { Email, StoreId, Uuid, type RequestMeta } from "../../shared/contracts/common";
 import { ProfileListsActions } from "../../shared/contracts/profile-lists";
 import { crmError } from "../../shared/errors";
+import { profilePrincipal } from "../../shared/principal";
 import { zodParams as toZodParams } from "../../shared/validation";
 import { createGatewayService } from "../gateway.service";
 import { operationRoutes, rawBodyRoutes, type RouteTable } from "../routes";
@@ -23,13 +24,6 @@ export const PLATFORM_KEY = "test-platform-key-0123456789";
 export const STORE_A_KEY = "crm_sk_store_a_key";
 export const STORE_A_TOKEN = "access-token-store-a";
 export const AUTH_DOWN_KEY = "key-while-auth-is-down";
-/** What the stand-in auth describes of STORE_A_TOKEN's profile when asked to (`describe: true`). */
-export const DESCRIBED_PROFILE = {
-  email: "ada@example.com",
-  sessions: [{ id: SESSION_ID, created_at: 1_900_000_000, expires_at: 1_902_592_000, last_used_at: 1_900_000_100, is_verified: true }],
-  codes: [{ id: "0190c5d2-5555-7000-8000-000000000005", created_at: 1_900_000_000, expires_at: 1_900_000_600, used: true, attempts: 1 }],
-};
-
 const Create = z.object({ store_id: StoreId, email: Email, taxonomies: z.array(z.unknown()).optional() });
 const Find = z.object({ store_id: StoreId, status: z.enum(["active", "archived"]).optional(), limit: z.coerce.number().int().optional() });
 const Update = z.object({ store_id: StoreId, id: Uuid, email: Email.optional(), status: z.enum(["active", "archived"]).optional() });
@@ -47,7 +41,8 @@ const route = (def: Omit<RouteDef, "tag" | "summary"> & Partial<RouteDef>): Rout
 export const testRoutes: RouteDef[] = [
   route({ method: "POST", path: "/v1/stores/{storeId}/profiles", action: "profiles.create", auth: "admin", params: Create, status: 201 }),
   route({ method: "GET", path: "/v1/stores/{storeId}/profiles", action: "profiles.find", auth: "admin", params: Find }),
-  route({ method: "GET", path: "/v1/stores/{storeId}/profiles/me", action: "profiles.me", auth: "profile", describedPrincipal: true }),
+  route({ method: "GET", path: "/v1/stores/{storeId}/profiles/me", action: "profiles.me", auth: "profile" }),
+  route({ method: "GET", path: "/v1/stores/{storeId}/profiles/whoami", action: "profiles.whoami", auth: "profile", tokenCheckedByAction: true }),
   route({ method: "GET", path: "/v1/stores/{storeId}/profiles/{id}", action: "profiles.get", auth: "admin" }),
   route({ method: "PUT", path: "/v1/stores/{storeId}/profiles/{id}", action: "profiles.update", auth: "admin", params: Update }),
   route({ method: "DELETE", path: "/v1/stores/{storeId}/profiles/{id}", action: "profiles.remove", auth: "admin", status: 204 }),
@@ -174,8 +169,7 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
             state.authenticateCalls++;
             state.authenticateParams = ctx.params;
             if (ctx.params.access_token === STORE_A_TOKEN && ctx.params.store_id === STORE_A) {
-              const principal = { store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true };
-              return ctx.params.describe ? { ...principal, described_profile: DESCRIBED_PROFILE } : principal;
+              return { store_id: STORE_A, profile_id: PROFILE_ID, session_id: SESSION_ID, is_verified: true };
             }
             throw crmError("UNAUTHENTICATED", "Invalid access token");
           },
@@ -189,6 +183,11 @@ export function doubles(state: DoubleState, omit: string[] = []): ServiceSchema[
         create: { params: zodParams(Create), handler: echo },
         find: { params: zodParams(Find), handler: echo },
         me: echo,
+        // Checks its caller's token itself, as profiles.me does.
+        async whoami(ctx: Context<{ store_id: string }, RequestMeta>) {
+          const principal = await profilePrincipal(ctx.params.store_id, ctx.meta.accessToken ?? "", (p) => ctx.call("auth.authenticate", p));
+          return { ...echo(ctx), accessToken: ctx.meta.accessToken, principal };
+        },
         get: echo,
         update: { params: zodParams(Update), handler: echo },
         remove: () => ({ deleted: true }),

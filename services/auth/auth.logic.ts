@@ -4,7 +4,7 @@
  * tighter limits. The rules themselves live in sessions.ts, codes.ts, api-keys.ts and limits.ts.
  */
 import type { Config } from "../../shared/config";
-import type { DescribedProfile, DescribedSessionPrincipal, ProfileAuthInfo } from "../../shared/contracts/auth";
+import type { DescribedSessionPrincipal, ProfileAuthInfo } from "../../shared/contracts/auth";
 import { normalizeEmail } from "../../shared/contracts/common";
 import { nowSeconds } from "../../shared/ids";
 import type { Database } from "../../shared/storage/port";
@@ -85,12 +85,6 @@ export async function createAuth(deps: AuthDeps): Promise<Auth> {
     );
   }
 
-  /** What describeProfiles answers for the session's profile and the e-mail the session was issued for. */
-  async function describeSessionProfile(storeId: string, profileId: string, email: string | null): Promise<DescribedProfile> {
-    const described = await describeProfiles(storeId, [{ profile_id: profileId, email }]);
-    return { email, ...described[profileId] };
-  }
-
   return {
     store,
     keys,
@@ -99,12 +93,15 @@ export async function createAuth(deps: AuthDeps): Promise<Auth> {
     codes,
     apiKeys,
     async authenticate({ describe, ...token }) {
-      const session = await sessions.sessionOfToken(token);
+      if (!describe) return toPrincipal(await sessions.sessionOfToken(token));
+      const { session, profileSessions } = await sessions.sessionOfTokenWithProfileSessions(token);
       const principal = toPrincipal(session);
       // An unverified session is never shown its profile's sessions and codes; one issued without its
       // e-mail (before sessions kept it) cannot be described: its reader asks describeProfiles instead.
-      if (!describe || !session.is_verified || session.email === undefined) return principal;
-      return { ...principal, described_profile: await describeSessionProfile(session.store_id, session.profile_id, session.email) };
+      if (!session.is_verified || session.email === undefined) return principal;
+      const { email } = session;
+      const codesOfEmail = email === null ? [] : ((await codes.listForEmails(session.store_id, [email])).get(normalizeEmail(email)) ?? []);
+      return { ...principal, described_profile: { email, sessions: profileSessions, codes: codesOfEmail } };
     },
     describeProfiles: ({ store_id, profiles }) => describeProfiles(store_id, profiles),
     async purgeExpired() {

@@ -10,7 +10,7 @@ import { everyMatching, type AuthStore, type RefreshTokenDoc, type SessionDoc } 
 import { AuthErrors } from "./auth.errors";
 import type { KeyRing } from "./keys";
 import type { AuthLimits } from "./limits";
-import { AccessTokenVerifier, newRefreshToken, seal, sha256, signAccessToken, unseal } from "./tokens";
+import { type AccessClaims, AccessTokenVerifier, newRefreshToken, seal, sha256, signAccessToken, unseal } from "./tokens";
 
 /** How long an expired or revoked session record is kept before the purge deletes it. */
 const SESSION_RETENTION_SECONDS = 24 * 60 * 60;
@@ -30,6 +30,11 @@ export function toSessionInfo(doc: SessionDoc): SessionInfo {
 export function toPrincipal(doc: SessionDoc): SessionPrincipal {
   return { store_id: doc.store_id, profile_id: doc.profile_id, session_id: doc._id, is_verified: doc.is_verified };
 }
+
+/** Neither revoked nor expired. */
+const isActive = (doc: SessionDoc, now: number) => doc.revoked_at === null && doc.expires_at > now;
+
+const newestFirst = (a: SessionInfo, b: SessionInfo) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1);
 
 /** The session's e-mail field: set (normalized, or null) only when the issuer said it. */
 const emailField = (email: string | null | undefined): Pick<SessionDoc, "email"> => (email === undefined ? {} : { email: email === null ? null : normalizeEmail(email) });
@@ -127,18 +132,40 @@ export class Sessions {
   /** The live session of a valid access token of `store_id`, its last use noted; 401 otherwise. */
   async sessionOfToken(input: { store_id: string; access_token: string }): Promise<SessionDoc> {
     const now = this.deps.now();
+    const claims = await this.claimsOf(input, now);
+    const session = await this.deps.store.sessions.findOne({ _id: claims.session_id, store_id: input.store_id });
+    return this.accept(session, claims, now);
+  }
+
+  /**
+   * Like `sessionOfToken`, with the active sessions of its profile (newest first): both come from one read
+   * of the profile's sessions, where reading the session and then the list took two.
+   */
+  async sessionOfTokenWithProfileSessions(input: { store_id: string; access_token: string }): Promise<{ session: SessionDoc; profileSessions: SessionInfo[] }> {
+    const now = this.deps.now();
+    const claims = await this.claimsOf(input, now);
+    const docs = await everyMatching(this.deps.store.sessions, { store_id: input.store_id, profile_id: claims.profile_id });
+    const session = await this.accept(docs.find((doc) => doc._id === claims.session_id) ?? null, claims, now);
+    const profileSessions = docs.flatMap((doc) => (doc._id === session._id ? [session] : isActive(doc, now) ? [doc] : [])).map(toSessionInfo);
+    return { session, profileSessions: profileSessions.sort(newestFirst) };
+  }
+
+  private async claimsOf(input: { store_id: string; access_token: string }, now: number): Promise<AccessClaims> {
     const claims = await this.accessTokens.verify(input.access_token, input.store_id, now);
     if (!claims) throw AuthErrors.invalidToken();
-    const session = await this.liveSession(input.store_id, claims.session_id, now);
-    if (!session || session.profile_id !== claims.profile_id) throw AuthErrors.invalidToken();
+    return claims;
+  }
+
+  /** The token's session if it is live and of the token's profile (401 otherwise), with its last use noted. */
+  private async accept(session: SessionDoc | null, claims: AccessClaims, now: number): Promise<SessionDoc> {
+    if (!session || !isActive(session, now) || session.profile_id !== claims.profile_id) throw AuthErrors.invalidToken();
     const staleBefore = now - this.deps.limits.lastUsedResolutionSeconds;
-    if (session.last_used_at === null || session.last_used_at <= staleBefore) {
-      await this.deps.store.sessions.updateOne(
-        { _id: session._id, store_id: session.store_id, $or: [{ last_used_at: null }, { last_used_at: { $lte: staleBefore } }] },
-        { $set: { last_used_at: now } },
-      );
-    }
-    return session;
+    if (session.last_used_at !== null && session.last_used_at > staleBefore) return session;
+    await this.deps.store.sessions.updateOne(
+      { _id: session._id, store_id: session.store_id, $or: [{ last_used_at: null }, { last_used_at: { $lte: staleBefore } }] },
+      { $set: { last_used_at: now } },
+    );
+    return { ...session, last_used_at: now };
   }
 
   /** The active (not revoked, not expired) sessions of a profile, newest first. */
@@ -161,9 +188,9 @@ export class Sessions {
     if (profileIds.length === 0) return byProfile;
     const now = this.deps.now();
     for (const doc of await everyMatching(this.deps.store.sessions, { store_id: storeId, profile_id: { $in: profileIds } })) {
-      if (doc.revoked_at === null && doc.expires_at > now) byProfile.get(doc.profile_id)?.push(toSessionInfo(doc));
+      if (isActive(doc, now)) byProfile.get(doc.profile_id)?.push(toSessionInfo(doc));
     }
-    for (const list of byProfile.values()) list.sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));
+    for (const list of byProfile.values()) list.sort(newestFirst);
     return byProfile;
   }
 
@@ -200,8 +227,7 @@ export class Sessions {
 
   private async liveSession(storeId: string, sessionId: string, now: number): Promise<SessionDoc | null> {
     const session = await this.deps.store.sessions.findOne({ _id: sessionId, store_id: storeId });
-    if (!session || session.revoked_at !== null || session.expires_at <= now) return null;
-    return session;
+    return session && isActive(session, now) ? session : null;
   }
 
   private async storeRefreshToken(session: SessionDoc, now: number): Promise<{ token: string; doc: RefreshTokenDoc }> {

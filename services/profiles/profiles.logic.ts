@@ -11,6 +11,7 @@ import { decodeCursor, encodeCursor } from "../../shared/cursor";
 import { publishEvent } from "../../shared/events/durable";
 import { nowSeconds, uuidv7 } from "../../shared/ids";
 import { isDuplicateKey, type Database } from "../../shared/storage/port";
+import { profilePrincipal } from "../../shared/principal";
 import { ProfileErrors } from "./profiles.errors";
 import { upsertMany } from "./profiles.import";
 import { toOrderLink, toProfile } from "./profiles.mapper";
@@ -383,13 +384,15 @@ async function markVerified(deps: ProfilesDeps, storeId: string, email: string):
 }
 
 /**
- * The caller's own profile; redacted for an unverified session, whether or not the profile was ever verified.
- * Its sessions and codes come with the principal when auth described them for the profile's e-mail of now;
- * otherwise (a session issued without its e-mail, an e-mail changed since) they are asked of auth.
+ * The profile of the session of `accessToken` (GET /profiles/me, whose token the gateway passes on unread):
+ * auth checks the token and, for a verified session, describes its profile's sessions and codes in the same
+ * call. Redacted for an unverified session, whether or not the profile was ever verified. A description made
+ * for another e-mail than the profile's of now (a session issued without its e-mail, an e-mail changed since)
+ * is not used: auth is asked again.
  */
-export async function me(deps: ProfilesDeps, p: { store_id: string }, principal: AuthPrincipal | undefined): Promise<Profile> {
-  const session = sessionOf(principal, p.store_id);
-  if (!session) throw ProfileErrors.notAuthenticated();
+export async function me(deps: ProfilesDeps, p: { store_id: string }, accessToken: string | undefined): Promise<Profile> {
+  if (!accessToken) throw ProfileErrors.notAuthenticated();
+  const session = await profilePrincipal(p.store_id, accessToken, deps.auth.authenticate, { describe: true });
   const doc = await findProfile(deps, p.store_id, session.profile_id);
   if (!doc) throw ProfileErrors.sessionProfileGone();
   if (!session.is_verified) return toProfile(doc, { redacted: true });
@@ -444,7 +447,7 @@ export async function createProfiles(setup: ProfilesSetup) {
     initialize: (p: Params<typeof initializeGuest>) => initializeGuest(deps, p),
     connect: (p: Params<typeof connect>, principal?: AuthPrincipal) => connect(deps, p, principal),
     verify: (p: Params<typeof verify>, principal?: AuthPrincipal, ip?: string) => verify(deps, p, principal, ip),
-    me: (p: Params<typeof me>, principal?: AuthPrincipal) => me(deps, p, principal),
+    me: (p: Params<typeof me>, accessToken?: string) => me(deps, p, accessToken),
     lookup: (p: Params<typeof lookupProfile>) => lookupProfile(deps, p),
     getMany: (p: Params<typeof getProfiles>) => getProfiles(deps, p),
     upsertMany: (p: Params<typeof upsertMany>) => upsertMany(deps, p),

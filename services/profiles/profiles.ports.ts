@@ -16,6 +16,7 @@ export interface ActionCaller {
 }
 
 export interface AuthClient {
+  authenticate(p: Params<"authenticate">): Promise<unknown>;
   issueSession(p: Params<"issueSession">): Promise<AuthToken>;
   revokeSession(p: Params<"revokeSession">): Promise<{ deleted: true }>;
   revokeProfileSessions(p: Params<"revokeProfileSessions">): Promise<{ revoked: number }>;
@@ -32,6 +33,7 @@ export function authClient(caller: ActionCaller): AuthClient {
     (params: unknown) =>
       caller.call(`auth.${name}`, params) as Promise<R>;
   return {
+    authenticate: call("authenticate"),
     issueSession: call("issueSession"),
     revokeSession: call("revokeSession"),
     revokeProfileSessions: call("revokeProfileSessions"),

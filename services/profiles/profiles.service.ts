@@ -142,7 +142,7 @@ const ProfilesServiceSchema: ServiceSchema<ServiceSettingSchema, ProfilesMethods
       ...retryable,
       params: zodParams(ProfileActions.me),
       handler(ctx: P<"me">) {
-        return this.profiles.me(ctx.params, ctx.meta.auth);
+        return this.profiles.me(ctx.params, ctx.meta.accessToken);
       },
     },
   },

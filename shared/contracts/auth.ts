@@ -65,7 +65,7 @@ export type DescribedProfile = z.infer<typeof DescribedProfile>;
 export const DescribedSessionPrincipal = SessionPrincipal.extend({ described_profile: DescribedProfile.optional() });
 export type DescribedSessionPrincipal = z.infer<typeof DescribedSessionPrincipal>;
 
-/** A profile principal in `ctx.meta.auth`; on a route with `describedPrincipal`, with its profile described. */
+/** A profile principal; as `profiles.me` reads it (`describe: true`), with its profile described. */
 export type DescribedProfileSession = Extract<AuthPrincipal, { kind: "profile" }> & Pick<DescribedSessionPrincipal, "described_profile">;
 
 export const AuthActions = {

@@ -100,6 +100,8 @@ export type AuthPrincipal =
 /** What the gateway puts in `ctx.meta` for every request. */
 export interface RequestMeta {
   auth?: AuthPrincipal;
+  /** The bearer access token, unread, on a route whose action checks it itself (`tokenCheckedByAction`). */
+  accessToken?: string;
   /** The client's address (proxy-aware only when TRUSTED_PROXIES is set). */
   ip?: string;
   requestId?: string;

@@ -16,7 +16,7 @@ export const profileRoutes: RouteDef[] = [
   route("POST", `${base}/initialize`, "profiles.initialize", "public", { summary: "Initialize a guest profile and get a session", sdk: "sdk.crm.initialize()", params: ProfileActions.initialize, response: AuthToken }),
   route("POST", `${base}/connect`, "profiles.connect", "optional-profile", { summary: "Attach an e-mail to the current session (or find/create its profile); returns a fresh unverified session", sdk: "sdk.crm.connect()", params: ProfileActions.connect, response: ConnectResult, errors: [409] }),
   route("POST", `${base}/auth/verify`, "profiles.verify", "optional-profile", { summary: "Exchange a login code for a verified session (a guest session is upgraded)", sdk: "sdk.crm.verify()", params: ProfileActions.verify, response: AuthToken, errors: [409] }),
-  route("GET", `${base}/me`, "profiles.me", "profile", { summary: "The profile of the current session", sdk: "sdk.crm.getMe()", params: ProfileActions.me, response: Profile, describedPrincipal: true }),
+  route("GET", `${base}/me`, "profiles.me", "profile", { summary: "The profile of the current session", sdk: "sdk.crm.getMe()", params: ProfileActions.me, response: Profile, tokenCheckedByAction: true }),
   route("POST", base, "profiles.create", "admin", { summary: "Create a profile (idempotent by e-mail: an existing profile is returned)", sdk: "sdk.crm.create()", params: ProfileActions.create, response: Profile }),
   route("GET", base, "profiles.find", "admin", { summary: "Search and list profiles", sdk: "sdk.crm.find()", params: ProfileActions.find, response: ProfileList }),
   route("GET", `${base}/{id}`, "profiles.get", "admin", { summary: "Get a profile", sdk: "sdk.crm.get()", params: ProfileActions.get, response: Profile }),

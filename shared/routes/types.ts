@@ -60,11 +60,13 @@ export interface RouteDef {
   /** The 503 body when it is not the contract's error body (readiness names the failing services). */
   unavailableResponse?: z.ZodType;
   /**
-   * A profile route that shows the caller's own profile: the gateway asks `auth.authenticate` to describe the
-   * session's profile in the same call, and the principal in `ctx.meta.auth` carries it (`described_profile`),
-   * so the action need not ask auth again.
+   * A profile route whose action checks the caller's access token itself, in the same call: the gateway
+   * checks only that a bearer token is there and passes it on unread (`ctx.meta.accessToken`), where it would
+   * otherwise ask `auth.authenticate` first. For an action that needs more of auth's answer than the principal
+   * (GET /profiles/me shows the session's profile with its sessions and codes): the gateway makes one call
+   * instead of two, and where auth runs beside the action that call is the only one that crosses the bus.
    */
-  describedPrincipal?: true;
+  tokenCheckedByAction?: true;
 }
 
 /** What a route line says after its method, path, action and auth: its body kind and documentation. */

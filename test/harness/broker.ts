@@ -131,7 +131,7 @@ export function ownServiceNames(broker: ServiceBroker): string[] {
 }
 
 export interface Cluster {
-  /** One broker per requested service, by service name. */
+  /** One broker per requested service (or group of services, keyed by their names joined with ","), by name. */
   brokers: Record<string, ServiceBroker>;
   namespace: string;
   /** The durable-event subject prefix of this cluster (streams: see test/harness/nats.ts deleteStreams). */
@@ -148,10 +148,11 @@ export interface ClusterOptions extends Pick<StartBrokerOptions, "storage" | "en
 }
 
 /**
- * One broker per service over the real NATS bus, in a namespace of its own; resolves when every broker
- * has discovered every service. Fails loudly when NATS is down.
+ * One broker per service over the real NATS bus, in a namespace of its own (a group of services given as an
+ * array shares one broker, as in a process started with SERVICES=a,b); resolves when every broker has
+ * discovered every service. Fails loudly when NATS is down.
  */
-export async function startCluster(services: Array<string | ServiceSchema>, options: ClusterOptions = {}): Promise<Cluster> {
+export async function startCluster(services: Array<string | ServiceSchema | Array<string | ServiceSchema>>, options: ClusterOptions = {}): Promise<Cluster> {
   const url = options.url ?? NATS_URL;
   await assertNatsUp(url);
   const namespace = uniqueName("t");
@@ -161,15 +162,17 @@ export async function startCluster(services: Array<string | ServiceSchema>, opti
     await deleteStreams(namespace, url).catch(() => undefined);
   };
   try {
-    for (const service of services) {
-      const name = typeof service === "string" ? service : service.name;
-      brokers[name] = createBroker({
+    for (const entry of services) {
+      const group = Array.isArray(entry) ? entry : [entry];
+      const names = group.map((service) => (typeof service === "string" ? service : service.name));
+      const key = names.join(",");
+      brokers[key] = createBroker({
         ...options,
-        services: [name === "gateway" && typeof service === "string" ? gatewayOnFreePort() : service],
-        env: name === "gateway" ? { PORT: "0", ...options.env } : options.env,
+        services: group.map((service) => (service === "gateway" ? gatewayOnFreePort() : service)),
+        env: names.includes("gateway") ? { PORT: "0", ...options.env } : options.env,
         transporter: url,
         namespace,
-        nodeID: `${name}-${uniqueName("")}`,
+        nodeID: `${names.join("+")}-${uniqueName("")}`,
       });
     }
     await Promise.all(Object.values(brokers).map((b) => b.start()));

@@ -4,7 +4,8 @@
  * a temp folder for restart tests). Helpers turn a token into the gateway's `ctx.meta.auth`.
  */
 import type { ServiceBroker, ServiceSchema } from "moleculer";
-import type { AuthToken, DescribedProfileSession, DescribedSessionPrincipal } from "../../../shared/contracts/auth";
+import type { AuthToken, SessionPrincipal } from "../../../shared/contracts/auth";
+import type { AuthPrincipal } from "../../../shared/contracts/common";
 import { uuidv7 } from "../../../shared/ids";
 import { startBroker } from "../../../test/harness/broker";
 import { startSmtpServer, type SmtpTestServer } from "../../../test/harness/smtp";
@@ -47,13 +48,9 @@ export async function startProfiles(options: StartOptions = {}): Promise<Profile
 
 export const newStoreId = () => uuidv7();
 
-/**
- * What the gateway puts in `ctx.meta` for a request carrying this access token; `describe` as on a route
- * line with `describedPrincipal` (GET /profiles/me).
- */
-export async function metaFor(broker: ServiceBroker, storeId: string, token: AuthToken, { describe = false } = {}): Promise<{ auth: DescribedProfileSession }> {
-  const params = { store_id: storeId, access_token: token.access_token, ...(describe ? { describe } : {}) };
-  const principal = (await broker.call("auth.authenticate", params)) as DescribedSessionPrincipal;
+/** What the gateway puts in `ctx.meta.auth` for a request carrying this access token. */
+export async function metaFor(broker: ServiceBroker, storeId: string, token: AuthToken): Promise<{ auth: AuthPrincipal }> {
+  const principal = (await broker.call("auth.authenticate", { store_id: storeId, access_token: token.access_token })) as SessionPrincipal;
   return { auth: { kind: "profile", ...principal } };
 }
 

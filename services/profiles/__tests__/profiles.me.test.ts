@@ -2,7 +2,8 @@
  * GET /profiles/me over the real NATS bus, each service on its own broker: the bus calls it makes (read off
  * the bus itself, by a plain NATS client watching Moleculer's request subjects), what it answers (the same
  * as the admin view, sessions and codes included, whichever way it got them) and a revoked session refused
- * on its very next request.
+ * on its very next request. Then with auth beside profiles on one broker, as in the split deployment's
+ * services process: one call crosses the bus.
  */
 import { connect, type NatsConnection } from "nats";
 import type { AuthToken } from "../../../shared/contracts/auth";
@@ -88,10 +89,10 @@ describe("GET /profiles/me over NATS", () => {
   const olderSession = (profileId: string) =>
     cluster.brokers.auth.call("auth.issueSession", { store_id: store, profile_id: profileId, is_verified: true }) as Promise<AuthToken>;
 
-  it("makes two bus calls for a verified session: auth.authenticate, then profiles.me", async () => {
+  it("makes two bus calls for a verified session: profiles.me, which has auth.authenticate check the token", async () => {
     const token = await login("two-calls@example.com");
     let answer: Awaited<ReturnType<typeof me>> | undefined;
-    expect(await bus.during(async () => (answer = await me(token)))).toEqual(["auth.authenticate", "profiles.me"]);
+    expect(await bus.during(async () => (answer = await me(token)))).toEqual(["profiles.me", "auth.authenticate"]);
     expect(answer?.status).toBe(200);
     expect(answer?.body).toMatchObject({ email: "two-calls@example.com", verified: true });
   });
@@ -99,7 +100,7 @@ describe("GET /profiles/me over NATS", () => {
   it("makes two bus calls for an unverified session too (its answer is redacted)", async () => {
     const guest = (await http.post<AuthToken>(`${base}/initialize`)).body;
     let answer: Awaited<ReturnType<typeof me>> | undefined;
-    expect(await bus.during(async () => (answer = await me(guest)))).toEqual(["auth.authenticate", "profiles.me"]);
+    expect(await bus.during(async () => (answer = await me(guest)))).toEqual(["profiles.me", "auth.authenticate"]);
     expect(answer?.body).toMatchObject({ id: guest.profile_id, auth_tokens: [], verification_codes: [] });
   });
 
@@ -110,7 +111,7 @@ describe("GET /profiles/me over NATS", () => {
 
     const described = await me(token);
     let fallback: Awaited<ReturnType<typeof me>> | undefined;
-    expect(await bus.during(async () => (fallback = await me(older)))).toEqual(["auth.authenticate", "profiles.me", "auth.describeProfiles"]);
+    expect(await bus.during(async () => (fallback = await me(older)))).toEqual(["profiles.me", "auth.authenticate", "auth.describeProfiles"]);
     const adminView = await admin.get<Profile>(`${base}/${token.profile_id}`);
 
     expect(described.body.auth_tokens.map((t) => t.id).sort()).toEqual([token.id, older.id].sort());
@@ -129,5 +130,36 @@ describe("GET /profiles/me over NATS", () => {
     expect((await me(other)).status).toBe(200);
     expect((await admin.put(`${base}/${token.profile_id}`, { email: "moved@example.com" })).status).toBe(200);
     expect((await me(other)).status).toBe(401);
+  });
+});
+
+describe("GET /profiles/me with auth beside profiles", () => {
+  let cluster: Cluster;
+  let bus: BusRequests;
+  let http: HttpClient;
+  const store = newStoreId();
+  const base = `/v1/stores/${store}/profiles`;
+
+  beforeAll(async () => {
+    cluster = await startCluster(["gateway", ["auth", "profiles"], "mailer"], {
+      env: { JWT_SECRET: "profiles-me-test-secret-0123456789", CRM_ADMIN_API_KEY: ADMIN_KEY },
+    });
+    bus = await BusRequests.watch(cluster.namespace);
+    http = httpClient(cluster.url!);
+  }, 60_000);
+
+  afterAll(async () => {
+    await bus?.close();
+    await cluster?.stop();
+    if (cluster) await deleteStreams(cluster.channelPrefix);
+  });
+
+  it("makes one bus call: profiles.me asks auth in its own process", async () => {
+    const guest = (await http.post<AuthToken>(`${base}/initialize`)).body;
+    let answer: Awaited<ReturnType<HttpClient["get"]>> | undefined;
+    const calls = await bus.during(async () => (answer = await http.with({ authorization: `Bearer ${guest.access_token}` }).get<Profile>(`${base}/me`)));
+    expect(calls).toEqual(["profiles.me"]);
+    expect(answer?.status).toBe(200);
+    expect(answer?.body).toMatchObject({ id: guest.profile_id });
   });
 });

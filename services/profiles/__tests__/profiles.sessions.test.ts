@@ -1,9 +1,11 @@
 /**
  * The public profile flows: initialize (guest), connect, auth/code, auth/verify (guest upgrade),
- * auth/refresh, me, and the unverified-session guard. Calls carry `ctx.meta.auth` as the gateway sets it.
+ * auth/refresh, me, and the unverified-session guard. Calls carry `ctx.meta` as the gateway sets it (`auth`, and
+ * for `me` the bearer token).
  */
-import type { AuthToken } from "../../../shared/contracts/auth";
+import type { AuthToken, DescribedSessionPrincipal } from "../../../shared/contracts/auth";
 import type { ConnectResult, OrderLink, Profile } from "../../../shared/contracts/profiles";
+import { crmError } from "../../../shared/errors";
 import { publishEvent } from "../../../shared/events/durable";
 import { errorOf, eventually, loginCode, metaFor, newStoreId, startProfiles, type ProfilesEnv } from "./helpers";
 
@@ -14,6 +16,8 @@ beforeAll(async () => {
 afterAll(() => env?.stop());
 
 const call = <T>(action: string, params: object, meta?: object) => env.broker.call(`profiles.${action}`, params, meta ? { meta } : undefined) as Promise<T>;
+/** GET /profiles/me as the gateway calls it: the bearer token passed on unread. */
+const getMe = (store: string, token: AuthToken) => call<Profile>("me", { store_id: store }, { accessToken: token.access_token });
 const authenticate = (store: string, token: AuthToken) => env.broker.call("auth.authenticate", { store_id: store, access_token: token.access_token });
 
 /** What an unverified session sees of private data. */
@@ -49,7 +53,7 @@ describe("profiles.me", () => {
   it("answers the session's profile, redacted for an unverified session", async () => {
     const store = newStoreId();
     const token = await call<AuthToken>("initialize", { store_id: store });
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    const me = await getMe(store, token);
     expect(me).toMatchObject({ id: token.profile_id, email: null, ...REDACTED });
   });
 
@@ -66,7 +70,7 @@ describe("profiles.me", () => {
     for (const email of ["never@example.com", "buyer-only@example.com"]) {
       const stranger = await call<ConnectResult>("connect", { store_id: store, email });
       expect(stranger).toMatchObject({ email, verified: false, ...REDACTED, token: { is_verified: false } });
-      const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, stranger.token));
+      const me = await getMe(store, stranger.token);
       expect(me).toMatchObject({ id: stranger.id, ...REDACTED });
     }
     // the admin view still has everything
@@ -77,25 +81,35 @@ describe("profiles.me", () => {
     const store = newStoreId();
     const { token, profile } = await verifiedProfile(store, "full@example.com");
     await call("recordPromoUse", { store_id: store, id: profile.id, promo_code_id: "VIP" });
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    const me = await getMe(store, token);
     expect(me.promo_usage).toEqual([{ promo_code_id: "VIP", uses: 1 }]);
     expect(me.auth_tokens.map((t) => t.id)).toContain(token.id);
     expect(me.verification_codes).toHaveLength(1);
   });
 
+  /** GET /profiles/me with spies on the auth port: what auth.authenticate answered, and whether describeProfiles was asked. */
+  async function meWithSpies(store: string, token: AuthToken) {
+    const auth = env.service.profiles.deps.auth;
+    const authenticate = jest.spyOn(auth, "authenticate");
+    const describeProfiles = jest.spyOn(auth, "describeProfiles");
+    try {
+      const profile = await getMe(store, token);
+      expect(authenticate).toHaveBeenCalledTimes(1);
+      expect(authenticate).toHaveBeenCalledWith({ store_id: store, access_token: token.access_token, describe: true });
+      const principal = (await authenticate.mock.results[0].value) as DescribedSessionPrincipal;
+      return { profile, described: principal.described_profile, askedAgain: describeProfiles.mock.calls.length > 0 };
+    } finally {
+      authenticate.mockRestore();
+      describeProfiles.mockRestore();
+    }
+  }
+
   it("answers a verified session from the profile auth described with it, without asking auth again", async () => {
     const store = newStoreId();
     const { token, profile } = await verifiedProfile(store, "Described@Example.com");
-    const meta = await metaFor(env.broker, store, token, { describe: true });
-    expect(meta.auth.described_profile).toMatchObject({ email: "described@example.com" });
-    const describeProfiles = jest.spyOn(env.service.profiles.deps.auth, "describeProfiles");
-    let me: Profile;
-    try {
-      me = await call<Profile>("me", { store_id: store }, meta);
-      expect(describeProfiles).not.toHaveBeenCalled();
-    } finally {
-      describeProfiles.mockRestore();
-    }
+    const { profile: me, described, askedAgain } = await meWithSpies(store, token);
+    expect(described).toMatchObject({ email: "described@example.com" });
+    expect(askedAgain).toBe(false);
     expect(me.auth_tokens.map((t) => t.id)).toEqual([token.id]);
     expect(me.verification_codes).toEqual([expect.objectContaining({ used: true, attempts: 1 })]);
     expect(me).toEqual(await call<Profile>("get", { store_id: store, id: profile.id }));
@@ -105,9 +119,9 @@ describe("profiles.me", () => {
     const store = newStoreId();
     const { token, profile } = await verifiedProfile(store, "older@example.com");
     const older = (await env.broker.call("auth.issueSession", { store_id: store, profile_id: profile.id, is_verified: true })) as AuthToken;
-    const meta = await metaFor(env.broker, store, older, { describe: true });
-    expect(meta.auth.described_profile).toBeUndefined();
-    const me = await call<Profile>("me", { store_id: store }, meta);
+    const { profile: me, described, askedAgain } = await meWithSpies(store, older);
+    expect(described).toBeUndefined();
+    expect(askedAgain).toBe(true);
     expect(me.auth_tokens.map((t) => t.id).sort()).toEqual([token.id, older.id].sort());
     expect(me.verification_codes).toHaveLength(1);
     expect(me).toEqual(await call<Profile>("get", { store_id: store, id: profile.id }));
@@ -122,20 +136,32 @@ describe("profiles.me", () => {
     await call("merge", { store_id: store, id: guest.profile_id, source_id: source.id });
     await loginCode(env, store, "merged-in@example.com");
 
-    const meta = await metaFor(env.broker, store, session, { describe: true });
-    expect(meta.auth.described_profile).toMatchObject({ email: null, codes: [] });
-    const me = await call<Profile>("me", { store_id: store }, meta);
+    const { profile: me, described, askedAgain } = await meWithSpies(store, session);
+    expect(described).toMatchObject({ email: null, codes: [] });
+    expect(askedAgain).toBe(true);
     expect(me).toMatchObject({ id: guest.profile_id, email: "merged-in@example.com", verification_codes: [expect.objectContaining({ used: false })] });
     expect(me).toEqual(await call<Profile>("get", { store_id: store, id: guest.profile_id }));
   });
 
-  it("is 401 without a profile session, and for a session of another store", async () => {
+  it("is 401 without an access token (an admin principal is not one), for a bad token, and for a token of another store", async () => {
     const store = newStoreId();
     const token = await call<AuthToken>("initialize", { store_id: store });
-    const meta = await metaFor(env.broker, store, token);
     expect(await errorOf(call("me", { store_id: store }))).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
     expect(await errorOf(call("me", { store_id: store }, { auth: { kind: "admin", store_id: "*", key_id: "k" } }))).toMatchObject({ type: "UNAUTHENTICATED" });
-    expect(await errorOf(call("me", { store_id: newStoreId() }, meta))).toMatchObject({ type: "UNAUTHENTICATED" });
+    expect(await errorOf(call("me", { store_id: store }, { accessToken: "not-a-token" }))).toMatchObject({ type: "UNAUTHENTICATED" });
+    expect(await errorOf(getMe(newStoreId(), token))).toMatchObject({ type: "UNAUTHENTICATED" });
+    await expect(getMe(store, token)).resolves.toMatchObject({ id: token.profile_id });
+  });
+
+  it("is 503, not 401, while auth cannot answer (a client told 401 would log its user out)", async () => {
+    const store = newStoreId();
+    const token = await call<AuthToken>("initialize", { store_id: store });
+    const authenticate = jest.spyOn(env.service.profiles.deps.auth, "authenticate").mockRejectedValue(crmError("SERVICE_UNAVAILABLE", "auth storage down"));
+    try {
+      expect(await errorOf(getMe(store, token))).toMatchObject({ type: "SERVICE_UNAVAILABLE", code: 503 });
+    } finally {
+      authenticate.mockRestore();
+    }
   });
 });
 
@@ -198,7 +224,7 @@ describe("profiles.connect", () => {
     });
     expect(stranger.token.is_verified).toBe(false);
 
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, stranger.token));
+    const me = await getMe(store, stranger.token);
     expect(me).toMatchObject({ id: profile.id, taxonomies: [], promo_usage: [], auth_tokens: [], verification_codes: [] });
 
     // the admin view still has everything
@@ -233,7 +259,7 @@ describe("profiles.verify", () => {
     const { token, profile } = await verifiedProfile(store, "fresh@example.com");
     expect(token).toMatchObject({ is_verified: true, profile_id: profile.id });
     expect(profile).toMatchObject({ email: "fresh@example.com", verified: true });
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    const me = await getMe(store, token);
     expect(me.auth_tokens.map((t) => t.id)).toContain(token.id);
     expect(me.verification_codes).toEqual([expect.objectContaining({ used: true })]);
   });
@@ -253,10 +279,10 @@ describe("profiles.verify", () => {
 
     expect(await errorOf(call("get", { store_id: store, id: guest.profile_id }))).toMatchObject({ type: "NOT_FOUND" });
     expect(await errorOf(authenticate(store, guest))).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
-    expect(await errorOf(call("me", { store_id: store }, guestMeta))).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
+    expect(await errorOf(getMe(store, guest))).toMatchObject({ type: "UNAUTHENTICATED", code: 401 });
     const orders = await call<{ items: OrderLink[] }>("listOrders", { store_id: store, id: account.id });
     expect(orders.items.map((o) => o.order_id).sort()).toEqual(["order-1", "order-2"]);
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    const me = await getMe(store, token);
     expect(me).toMatchObject({ id: account.id, email: "buyer@example.com", verified: true });
   });
 
@@ -287,7 +313,7 @@ describe("profiles.verify", () => {
     const code = await loginCode(env, store, "busy@example.com", guestMeta);
     const token = await call<AuthToken>("verify", { store_id: store, email: "busy@example.com", code }, guestMeta);
     expect(token).toMatchObject({ profile_id: account.id, is_verified: true });
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    const me = await getMe(store, token);
     expect(me).toMatchObject({ id: account.id, email: "busy@example.com", verified: true });
 
     expect(await call<Profile>("get", { store_id: store, id: guest.profile_id })).toMatchObject({ email: null });
@@ -303,7 +329,7 @@ describe("profiles.verify", () => {
     const token = await call<AuthToken>("verify", { store_id: store, email: "conn@example.com", code }, meta);
     expect(token).toMatchObject({ profile_id: connected.id, is_verified: true });
     expect(await errorOf(authenticate(store, connected.token))).toMatchObject({ type: "UNAUTHENTICATED" });
-    const me = await call<Profile>("me", { store_id: store }, await metaFor(env.broker, store, token));
+    const me = await getMe(store, token);
     expect(me.verified).toBe(true);
   });
 
