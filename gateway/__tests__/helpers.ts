@@ -2,7 +2,7 @@
  * Test harness for the gateway: a real broker (the project's broker config, no bus), the gateway on a
  * free port, and small stand-ins for the services behind it that echo what reached them.
  */
-import { ServiceBroker, type ActionParams, type Context, type Service, type ServiceSchema } from "moleculer";
+import { ServiceBroker, type ActionParams, type BrokerOptions, type Context, type Service, type ServiceSchema } from "moleculer";
 import { z } from "zod";
 import brokerConfig from "../../moleculer.config";
 import { resetConfig } from "../../shared/config";
@@ -64,6 +64,7 @@ export const testRoutes: RouteDef[] = [
   route({ method: "GET", path: "/v1/stores/{storeId}/busy", action: "profiles.busy", auth: "public" }),
   route({ method: "GET", path: "/v1/stores/{storeId}/slow-down", action: "profiles.slowDown", auth: "public" }),
   route({ method: "GET", path: "/v1/stores/{storeId}/wait", action: "profiles.wait", auth: "public" }),
+  route({ method: "GET", path: "/v1/stores/{storeId}/wait-long", action: "profiles.wait", auth: "public", timeoutMs: 5_000 }),
   route({ method: "GET", path: "/v1/ghost", action: "ghost.find", auth: "public" }),
 ];
 
@@ -244,7 +245,9 @@ export interface TestGateway {
 let brokers = 0;
 
 /** Starts a broker with the gateway (on a free port, the given env) and the stand-in services. */
-export async function startGateway(options: { env?: Record<string, string | undefined>; table?: RouteTable; omit?: string[] } = {}): Promise<TestGateway> {
+export async function startGateway(
+  options: { env?: Record<string, string | undefined>; table?: RouteTable; omit?: string[]; broker?: Partial<BrokerOptions> } = {},
+): Promise<TestGateway> {
   const env: Record<string, string | undefined> = {
     PORT: "0",
     CRM_ADMIN_API_KEY: PLATFORM_KEY,
@@ -261,7 +264,7 @@ export async function startGateway(options: { env?: Record<string, string | unde
   };
 
   const state = newDoubleState();
-  const broker = new ServiceBroker({ ...brokerConfig, nodeID: `gateway-test-${process.pid}-${++brokers}`, logger: false, transporter: null });
+  const broker = new ServiceBroker({ ...brokerConfig, nodeID: `gateway-test-${process.pid}-${++brokers}`, logger: false, transporter: null, ...options.broker });
   for (const schema of doubles(state, options.omit)) broker.createService(schema);
   let gateway: Service;
   setEnv(env);

@@ -117,6 +117,24 @@ describe("gateway routes", () => {
   });
 });
 
+describe("a route's own timeout", () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ broker: { requestTimeout: 300 } });
+  });
+  afterAll(() => gw?.stop());
+
+  it("is the call's, even when longer than the broker's REQUEST_TIMEOUT_MS (the HTTP request itself has none)", async () => {
+    const reply = await request(`${gw.url}/v1/stores/${STORE_A}/wait-long`); // answered after 1 s; its route allows 5 s
+    expect(reply.status).toBe(200);
+    expect(reply.body).toEqual({ waited: true });
+  });
+
+  it("and the broker's for a route without one", async () => {
+    expectErrorBody(await request(`${gw.url}/v1/stores/${STORE_A}/wait`), 503, "SERVICE_UNAVAILABLE");
+  });
+});
+
 describe("POST /v1/webhooks/stripe", () => {
   it("delivers the exact raw body and the Stripe-Signature header to billing.handleStripeWebhook", async () => {
     const payload = '{ "id": "evt_1",\n  "type": "checkout.session.completed", "__proto__": {"x": 1}, "name": "Zoë" }  ';

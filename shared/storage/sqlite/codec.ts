@@ -7,7 +7,11 @@
  */
 import type { Doc } from "../port";
 
-const TAGS = ['"$date"', '"$numberDouble"'];
+/**
+ * Where a tagged value may be: `{"$` in JSON text only ever opens an object whose first key starts with `$`
+ * (in a string it would read `{\"$`). Documents have no such keys, so one scan for it tells whether to revive.
+ */
+const TAG_OPENING = '{"$';
 
 export function encodeValue(value: unknown): string {
   // A replacer costs a call per key: most documents hold no Date and no NaN, and are written without one.
@@ -39,7 +43,7 @@ function holdsTagged(value: object): boolean {
 
 export function decodeValue<T>(text: string): T {
   const value = JSON.parse(text) as T;
-  return TAGS.some((tag) => text.includes(tag)) ? (revive(value) as T) : value;
+  return text.includes(TAG_OPENING) ? (revive(value) as T) : value;
 }
 
 export const encodeDoc = (doc: Doc): string => encodeValue(doc);

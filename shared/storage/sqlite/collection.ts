@@ -118,6 +118,8 @@ interface IndexState {
   insertSql: string;
   insertManySql: string;
   removeSql: string;
+  /** The WHERE of a read of this index, by its shape (see `where`). */
+  whereSql: Map<string, string>;
 }
 
 /**
@@ -378,6 +380,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       // the bytes. A statement that fails leaves its first rows: the savepoint of the bulk write's chunk undoes them.
       insertManySql: `INSERT OR FAIL INTO ${table} VALUES ${Array(ROWS_PER_INSERT).fill(row).join(", ")}`,
       removeSql: `DELETE FROM ${table} WHERE ${where} AND id = ?`,
+      whereSql: new Map(),
     };
   }
 
@@ -581,6 +584,12 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       const values = eq.get(field);
       if (!values || (singleOnly && values.length !== 1)) break;
       if (prefixes.length * values.length > MAX_PREFIXES) break;
+      if (values.length === 1) {
+        // The common case (an equality): no duplicates to drop, no cross product to build.
+        const key = keyOf(values[0]);
+        for (const prefix of prefixes) prefix.push(...key);
+        continue;
+      }
       const keys = [...new Map(values.map((value) => [JSON.stringify(keyOf(value)), keyOf(value)])).values()];
       prefixes = prefixes.flatMap((prefix) => keys.map((key) => [...prefix, ...key]));
     }
@@ -607,10 +616,18 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   /** The WHERE of an index source (`alias` before each column) and what follows its prefix's values. */
   private where(source: Source & { kind: "index" }, alias: string): { sql: string; rangeParams: KeyColumn[] } {
     const p = source.prefixes[0].length / 2;
-    const parts = Array.from({ length: p }, (_, i) => `${alias}${t(i)} = ? AND ${alias}${v(i)} = ?`);
     const range = this.rangeWhere(source, alias);
-    if (range.sql) parts.push(range.sql);
-    return { sql: parts.join(" AND "), rangeParams: range.rangeParams };
+    // The SQL depends only on the alias, the prefix's length and the range's operators: built once per index.
+    const { lower, upper } = source.range ?? {};
+    const shape = `${alias}${p}${lower ? (lower.inclusive ? "[" : "(") : ""}${upper ? (upper.inclusive ? "]" : ")") : ""}`;
+    let sql = source.index.whereSql.get(shape);
+    if (sql === undefined) {
+      const parts = Array.from({ length: p }, (_, i) => `${alias}${t(i)} = ? AND ${alias}${v(i)} = ?`);
+      if (range.sql) parts.push(range.sql);
+      sql = parts.join(" AND ");
+      source.index.whereSql.set(shape, sql);
+    }
+    return { sql, rangeParams: range.rangeParams };
   }
 
   /** The WHERE of an index source's range alone (empty without one). */
