@@ -74,6 +74,8 @@ interface GatewayState {
   showBanner: boolean;
   /** Set by `drain()`: answers close their connection, no new connection is taken. */
   draining: boolean;
+  /** LOG_LEVEL is info or finer: one line per request (none is timed or listened for otherwise). */
+  logRequests: boolean;
 }
 
 type GatewayRequest = IncomingMessage & {
@@ -235,11 +237,13 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         req.$request = { id, ip: clientIp(req.socket.remoteAddress, req.headers["x-forwarded-for"], this.gw.trusted) };
 
         const path = pathOf(req.url ?? "/");
-        res.once("close", () => {
-          const ms = Number(process.hrtime.bigint() - started) / 1e6;
-          const aborted = res.writableFinished ? "" : " (aborted)";
-          this.logger.info(`${req.method} ${path} ${res.statusCode} ${ms.toFixed(1)}ms id=${id}${aborted}`);
-        });
+        if (this.gw.logRequests) {
+          res.once("close", () => {
+            const ms = Number(process.hrtime.bigint() - started) / 1e6;
+            const aborted = res.writableFinished ? "" : " (aborted)";
+            this.logger.info(`${req.method} ${path} ${res.statusCode} ${ms.toFixed(1)}ms id=${id}${aborted}`);
+          });
+        }
 
         try {
           const cors = this.gw.cors?.apply(req, res);
@@ -293,7 +297,10 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
       },
 
       authorize(this: GatewayThis, ctx: Context<unknown, GatewayMeta>, _route: unknown, req: GatewayRequest) {
-        delete ctx.meta.user; // moleculer-web's copy of the principal; services read ctx.meta.auth
+        // moleculer-web's copy of the principal (services read ctx.meta.auth) goes. A copy without it, not
+        // `delete`: that would turn the meta every call of the request copies into a slow dictionary object.
+        const { user: _user, ...meta } = ctx.meta;
+        ctx.meta = meta;
         const principal = ctx.meta.auth;
         if (principal?.kind === "admin") assertStoreAccess(principal, req.$params?.store_id);
       },
@@ -404,6 +411,7 @@ export function createGatewayService(table: RouteTable = defaultRouteTable): Ser
         importBodyLimit: parseByteSize(cfg.IMPORT_BODY_LIMIT),
         showBanner: cfg.NODE_ENV !== "test",
         draining: false,
+        logRequests: ["info", "debug", "trace"].includes(cfg.LOG_LEVEL),
       };
     },
 
