@@ -12,6 +12,7 @@
  * fails with SCAN_LIMIT instead of blocking the event loop: a request path must have an index.
  * `stream` has no budget; it reads in chunks and yields the event loop between them.
  */
+import type { StatementSync } from "node:sqlite";
 import { setImmediate as nextTick } from "node:timers/promises";
 import type {
   BulkItemResult,
@@ -120,6 +121,8 @@ interface IndexState {
   removeSql: string;
   /** The WHERE of a read of this index, by its shape (see `where`). */
   whereSql: Map<string, string>;
+  /** The statements of the keyset walks of this index, by the WHERE's shape and the direction. */
+  walks: Map<string, KeysetWalk>;
 }
 
 /**
@@ -305,6 +308,54 @@ function rangeImpliesType(partial: Filter, filter: Filter): boolean {
   return typeof bounds?.lower?.value === type || typeof bounds?.upper?.value === type;
 }
 
+/**
+ * The statements of one keyset walk: `select` WHERE `fixed` [AND (order columns) > cursor] ORDER BY the order
+ * columns, in one direction, LIMIT a chunk. Their SQL is built once and each chunk size prepared once: a read
+ * that built them anew hashed a few hundred characters of SQL to find its prepared statement.
+ */
+class KeysetWalk {
+  private readonly firstSql: string;
+  private readonly nextSql: string;
+  private readonly firsts = new Map<number, StatementSync>();
+  private readonly nexts = new Map<number, StatementSync>();
+
+  constructor(
+    private readonly conn: Connection,
+    select: string,
+    fixed: string,
+    readonly order: string[],
+    direction: SortDirection,
+    alias: string,
+  ) {
+    const dir = direction === 1 ? "ASC" : "DESC";
+    const cmp = direction === 1 ? ">" : "<";
+    const orderBy = order.map((c) => `${alias}${c} ${dir}`).join(", ");
+    const tuple = order.length === 1 ? `${alias}${order[0]}` : `(${order.map((c) => alias + c).join(", ")})`;
+    const marks = order.length === 1 ? "?" : `(${order.map(() => "?").join(", ")})`;
+    this.firstSql = `${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy}`;
+    this.nextSql = `${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy}`;
+  }
+
+  // The LIMIT is written into the SQL, not bound: with node:sqlite a bound LIMIT made each run of such a
+  // query cost ~8 µs more (15 µs instead of 7 for a profile's sessions); a chunk takes only five values.
+  first(limit: number): StatementSync {
+    return this.prepared(this.firsts, this.firstSql, limit);
+  }
+
+  next(limit: number): StatementSync {
+    return this.prepared(this.nexts, this.nextSql, limit);
+  }
+
+  private prepared(byLimit: Map<number, StatementSync>, sql: string, limit: number): StatementSync {
+    let statement = byLimit.get(limit);
+    if (!statement) {
+      statement = this.conn.statement(`${sql} LIMIT ${limit}`);
+      byLimit.set(limit, statement);
+    }
+    return statement;
+  }
+}
+
 /** Column names of key field i. */
 const t = (i: number) => `t${i}`;
 const v = (i: number) => `v${i}`;
@@ -381,6 +432,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       insertManySql: `INSERT OR FAIL INTO ${table} VALUES ${Array(ROWS_PER_INSERT).fill(row).join(", ")}`,
       removeSql: `DELETE FROM ${table} WHERE ${where} AND id = ?`,
       whereSql: new Map(),
+      walks: new Map(),
     };
   }
 
@@ -614,7 +666,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
   }
 
   /** The WHERE of an index source (`alias` before each column) and what follows its prefix's values. */
-  private where(source: Source & { kind: "index" }, alias: string): { sql: string; rangeParams: KeyColumn[] } {
+  private where(source: Source & { kind: "index" }, alias: string): { sql: string; rangeParams: KeyColumn[]; shape: string } {
     const p = source.prefixes[0].length / 2;
     const range = this.rangeWhere(source, alias);
     // The SQL depends only on the alias, the prefix's length and the range's operators: built once per index.
@@ -627,7 +679,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       sql = parts.join(" AND ");
       source.index.whereSql.set(shape, sql);
     }
-    return { sql, rangeParams: range.rangeParams };
+    return { sql, rangeParams: range.rangeParams, shape };
   }
 
   /** The WHERE of an index source's range alone (empty without one). */
@@ -808,14 +860,27 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       return;
     }
     if (source.kind === "table") {
-      yield* this.walk(conn, `SELECT id, doc FROM ${this.docs}`, "", [], ["id"], direction, start, "", firstChunk);
+      const key = `${this.name}\u0000walk${direction}`;
+      let keyset = conn.cache.get(key) as KeysetWalk | undefined;
+      if (!keyset) {
+        keyset = new KeysetWalk(conn, `SELECT id, doc FROM ${this.docs}`, "", ["id"], direction, "");
+        conn.cache.set(key, keyset);
+      }
+      yield* this.walk(keyset, [], start, firstChunk);
       return;
     }
     const { index, prefixes } = source;
-    const order = this.orderOf(source);
-    const { sql: fixed, rangeParams } = this.where(source, "k.");
-    const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
-    const walkOne = (prefix: KeyColumn[], from?: KeyColumn[]) => this.walk(conn, select, fixed, [...prefix, ...rangeParams], order, direction, from, "k.", firstChunk);
+    const { sql: fixed, rangeParams, shape } = this.where(source, "k.");
+    const key = `${shape}|${direction}`;
+    let keyset = index.walks.get(key);
+    if (!keyset) {
+      const order = this.orderOf(source);
+      const select = `SELECT d.id AS id, d.doc AS doc${order.map((c) => `, k.${c} AS ${c}`).join("")} FROM ${index.table} AS k CROSS JOIN ${this.docs} AS d ON d.id = k.id`;
+      keyset = new KeysetWalk(conn, select, fixed, order, direction, "k.");
+      index.walks.set(key, keyset);
+    }
+    const walk = keyset;
+    const walkOne = (prefix: KeyColumn[], from?: KeyColumn[]) => this.walk(walk, [...prefix, ...rangeParams], from, firstChunk);
     if (prefixes.length === 1) {
       const rows = walkOne(prefixes[0], start);
       // An array field gives a document a row per element.
@@ -847,37 +912,18 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
     }
   }
 
-  /** Keyset walk: `select` WHERE `fixed` AND (order columns) > start, ORDER BY the order columns, a growing chunk at a time. */
-  private *walk(
-    conn: Connection,
-    select: string,
-    fixed: string,
-    params: KeyColumn[],
-    order: string[],
-    direction: SortDirection,
-    start: KeyColumn[] | undefined,
-    alias = "",
-    firstChunk = FIRST_CHUNK,
-  ): Generator<Row> {
-    const dir = direction === 1 ? "ASC" : "DESC";
-    const cmp = direction === 1 ? ">" : "<";
-    const orderBy = order.map((c) => `${alias}${c} ${dir}`).join(", ");
-    const tuple = order.length === 1 ? `${alias}${order[0]}` : `(${order.map((c) => alias + c).join(", ")})`;
-    const marks = order.length === 1 ? "?" : `(${order.map(() => "?").join(", ")})`;
-    // The LIMIT is written into the SQL, not bound: with node:sqlite a bound LIMIT made each run of such a
-    // query cost ~8 µs more (15 µs instead of 7 for a profile's sessions); a chunk takes only five values.
-    const first = (limit: number) => conn.statement(`${select}${fixed ? ` WHERE ${fixed}` : ""} ORDER BY ${orderBy} LIMIT ${limit}`);
-    const next = (limit: number) => conn.statement(`${select} WHERE ${fixed ? `${fixed} AND ` : ""}${tuple} ${cmp} ${marks} ORDER BY ${orderBy} LIMIT ${limit}`);
+  /** Keyset walk: the walk's rows after `start` (values of its order columns), a growing chunk at a time. */
+  private *walk(keyset: KeysetWalk, params: KeyColumn[], start: KeyColumn[] | undefined, firstChunk = FIRST_CHUNK): Generator<Row> {
     let cursor = start;
     let chunk = firstChunk;
     for (;;) {
       this.queries++;
-      const rows = (cursor ? next(chunk).all(...params, ...cursor) : first(chunk).all(...params)) as Row[];
+      const rows = (cursor ? keyset.next(chunk).all(...params, ...cursor) : keyset.first(chunk).all(...params)) as Row[];
       for (const row of rows) yield row;
       if (rows.length < chunk) return;
       chunk = Math.min(chunk * 2, MAX_CHUNK);
       const last = rows[rows.length - 1];
-      cursor = order.map((c) => last[c]);
+      cursor = keyset.order.map((c) => last[c]);
     }
   }
 
