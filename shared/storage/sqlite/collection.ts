@@ -362,7 +362,7 @@ const v = (i: number) => `v${i}`;
 
 export class SqliteCollection<T extends Doc> implements Collection<T> {
   private readonly docs: string;
-  private readonly sql: { insert: string; update: string; delete: string };
+  private readonly sql: { insert: string; update: string; delete: string; byId: string };
   /** Documents the last read examined (tests use it to prove that a query walked an index). */
   lastExamined = 0;
   /** SQL queries of rows the last read ran (tests use it to prove how reads are batched). */
@@ -386,6 +386,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
       insert: `INSERT INTO ${this.docs} (id, doc) VALUES (?, ?)`,
       update: `UPDATE ${this.docs} SET doc = ? WHERE id = ?`,
       delete: `DELETE FROM ${this.docs} WHERE id = ?`,
+      byId: `SELECT id, doc FROM ${this.docs} WHERE id = ?`,
     };
   }
 
@@ -851,7 +852,7 @@ export class SqliteCollection<T extends Doc> implements Collection<T> {
    */
   private *rows(conn: Connection, source: Source, direction: SortDirection = 1, start?: KeyColumn[], firstChunk = FIRST_CHUNK): Generator<Row> {
     if (source.kind === "ids") {
-      const get = conn.statement(`SELECT id, doc FROM ${this.docs} WHERE id = ?`);
+      const get = conn.statement(this.sql.byId);
       for (const id of source.ids) {
         if (start && id <= (start[0] as string)) continue;
         const row = get.get(id) as Row | undefined;
