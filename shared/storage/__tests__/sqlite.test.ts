@@ -7,7 +7,7 @@
  * time.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -220,6 +220,17 @@ describe("sqlite adapter: values and durability", () => {
     reader.close();
     const handle = (await openSqliteDatabase("full", { file: synced })) as unknown as { live(): { db: DatabaseSync } };
     expect(handle.live().db.prepare("PRAGMA synchronous").get()).toEqual({ synchronous: 2 });
+  });
+
+  it("creates its files readable by their owner alone (they hold e-mails and hashed secrets)", async () => {
+    const file = join(root, "private", "data.sqlite");
+    const db = await openSqliteDatabase("private", { file });
+    await db.collection("x").insertOne({ _id: "a" });
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    expect(mode(join(root, "private"))).toBe(0o700);
+    expect(mode(file)).toBe(0o600);
+    expect(mode(`${file}-wal`)).toBe(0o600);
+    await db.close();
   });
 
   it("answers UNAVAILABLE once closed", async () => {

@@ -15,7 +15,7 @@
  * sees no write half-done. Operations are kept short by the planner's examine budget (see collection.ts).
  * The log's checkpoints, which SQLite would run inside a commit, run on a worker thread (checkpoint.ts).
  */
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { Collection, Database, Doc, IndexSpec } from "../port";
@@ -80,7 +80,7 @@ export class Connection {
     fsync: boolean,
     checkpointSettings?: Partial<CheckpointSettings>,
   ) {
-    if (file) mkdirSync(dirname(file), { recursive: true });
+    if (file) createPrivately(file);
     this.shared = file !== undefined;
     this.db = new DatabaseSync(file ?? ":memory:");
     try {
@@ -235,6 +235,19 @@ export class Connection {
 }
 
 /** A quoted SQL identifier (names are checked against NAME_RE before they get here). */
+/**
+ * A new database file (and its folder) readable by this user alone: it holds e-mails and hashed secrets.
+ * SQLite gives the log files it creates beside it the same mode. An existing file keeps its own.
+ */
+function createPrivately(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    closeSync(openSync(file, "wx", 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+}
+
 export function quote(identifier: string): string {
   return `"${identifier.replace(/"/g, '""')}"`;
 }
