@@ -290,8 +290,9 @@ async function run(command: Exclude<Command, { kind: "help" } | EventsCommand>, 
         return 0;
       }
       case "revoke": {
-        await broker.call("auth.revokeApiKey", command.params);
-        io.out(`API key ${command.params.id} revoked.`);
+        const answer = await broker.call<{ revoked_at: number; already_revoked: boolean }, typeof command.params>("auth.revokeApiKey", command.params);
+        const id = command.params.id;
+        io.out(answer.already_revoked ? `API key ${id} was already revoked (${isoMinute(answer.revoked_at)} UTC).` : `API key ${id} revoked.`);
         return 0;
       }
     }

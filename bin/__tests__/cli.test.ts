@@ -122,6 +122,10 @@ describe("cli keys on local storage (no TRANSPORTER)", () => {
     const after = capture();
     await main(["keys", "list"], { io: after.io });
     expect(after.text()).toMatch(/revoked \d{4}-\d\d-\d\d \d\d:\d\d$/m);
+
+    const again = capture();
+    await expect(main(["keys", "revoke", keyId], { io: again.io })).resolves.toBe(0);
+    expect(again.text()).toMatch(new RegExp(`API key ${keyId} was already revoked \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC\\)\\.`));
   });
 
   it("exits 1 when revoking an unknown key", async () => {

@@ -76,11 +76,17 @@ export class ApiKeys {
   }
 
   /** Revokes a key by id (idempotent for a revoked key); 404 when there is no such key. */
-  async revoke(input: { id: string }): Promise<{ deleted: true }> {
+  /** Revokes a key; a key revoked before answers when that was (`already_revoked`). */
+  async revoke(input: { id: string }): Promise<{ deleted: true; revoked_at: number; already_revoked: boolean }> {
     const doc = await this.deps.store.apiKeys.findOne({ _id: input.id });
     if (!doc) throw AuthErrors.apiKeyNotFound();
-    await this.deps.store.apiKeys.updateOne({ _id: doc._id, store_id: doc.store_id, revoked_at: null }, { $set: { revoked_at: this.deps.now() } });
-    return { deleted: true };
+    if (doc.revoked_at !== null) return { deleted: true, revoked_at: doc.revoked_at, already_revoked: true };
+    const now = this.deps.now();
+    const revoked = await this.deps.store.apiKeys.findOneAndUpdate({ _id: doc._id, store_id: doc.store_id, revoked_at: null }, { $set: { revoked_at: now } });
+    if (revoked) return { deleted: true, revoked_at: now, already_revoked: false };
+    // Revoked meanwhile by another call: answer its time.
+    const again = await this.deps.store.apiKeys.findOne({ _id: doc._id });
+    return { deleted: true, revoked_at: again?.revoked_at ?? now, already_revoked: true };
   }
 
   /** The key's id and store; 401 when unknown or revoked. */

@@ -126,7 +126,10 @@ export const AuthActions = {
   }),
   /** `auth.listApiKeys` -> ApiKeyInfo[], newest first, revoked ones included (every store's when `store_id` is absent: operator CLI). */
   listApiKeys: z.object({ store_id: StoreId.optional() }),
-  /** `auth.revokeApiKey` -> { deleted: true } (again for an already revoked key; 404 for an unknown id). */
+  /**
+   * `auth.revokeApiKey` -> { deleted: true, revoked_at, already_revoked } (an already revoked key answers the time
+   * it was revoked and `already_revoked: true`; 404 for an unknown id).
+   */
   revokeApiKey: z.object({ id: Uuid }),
   /** `auth.verifyApiKey` -> { key_id, store_id } (401 when unknown or revoked); CRM_ADMIN_API_KEY -> { key_id: "platform", store_id: "*" }. */
   verifyApiKey: z.object({ key: z.string().min(1).max(256) }),

@@ -63,14 +63,17 @@ describe("auth.verifyApiKey", () => {
 });
 
 describe("auth.revokeApiKey", () => {
-  it("revokes a key: verify answers 401 from then on, the list shows when", async () => {
+  it("revokes a key: verify answers 401 from then on, the list shows when, and revoking it again says it already was", async () => {
     const storeId = uuidv7();
     const created = await call<ApiKeyCreated>("createApiKey", { store_id: storeId });
-    await expect(call("revokeApiKey", { id: created.id })).resolves.toEqual({ deleted: true });
+    const revokedAt = h.clock.now();
+    await expect(call("revokeApiKey", { id: created.id })).resolves.toEqual({ deleted: true, revoked_at: revokedAt, already_revoked: false });
     expect(await rejection(call("verifyApiKey", { key: created.key }))).toMatchObject({ type: "UNAUTHENTICATED" });
     const [info] = await call<ApiKeyInfo[]>("listApiKeys", { store_id: storeId });
-    expect(info.revoked_at).toBe(h.clock.now());
-    await expect(call("revokeApiKey", { id: created.id })).resolves.toEqual({ deleted: true });
+    expect(info.revoked_at).toBe(revokedAt);
+    h.clock.advance(60);
+    // Again: the time it was revoked, not now.
+    await expect(call("revokeApiKey", { id: created.id })).resolves.toEqual({ deleted: true, revoked_at: revokedAt, already_revoked: true });
   });
 
   it("answers 404 for an unknown key id", async () => {
