@@ -11,7 +11,9 @@
  * one process may hold at a time). events: it talks to NATS JetStream at TRANSPORTER directly (see
  * shared/events/dead-letters.ts). Exit codes: 0 done, 1 failed, 2 usage.
  */
+import { existsSync } from "node:fs";
 import os from "node:os";
+import { resolve } from "node:path";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
 import { connect, type NatsConnection } from "nats";
 import type { z } from "zod";
@@ -356,6 +358,14 @@ export async function main(argv: string[], options: CliOptions = {}): Promise<nu
     if (!probe) return 1;
     await probe.close();
   }
+  // A mistyped DATA_DIR must not read as "no keys" or "no such key": only `create` starts a new store.
+  const storeFile = remote || cfg.MONGO_URL || cfg.STORAGE === "memory" ? undefined : resolve(cfg.DATA_DIR, "auth.sqlite");
+  const newStore = storeFile !== undefined && !existsSync(storeFile);
+  if (newStore && command.kind !== "create") {
+    io.err(`No embedded store in ${resolve(cfg.DATA_DIR)} (it has no auth.sqlite).`);
+    io.err("Set DATA_DIR to the server's, or TRANSPORTER (e.g. nats://127.0.0.1:4222) to go through the running system.");
+    return 1;
+  }
   const broker = new ServiceBroker({
     namespace: cfg.NAMESPACE,
     nodeID: `cli-${os.hostname()}-${process.pid}`,
@@ -381,7 +391,11 @@ export async function main(argv: string[], options: CliOptions = {}): Promise<nu
         return 1;
       }
     }
-    return await run(command, broker, io);
+    const code = await run(command, broker, io);
+    if (newStore && code === 0) {
+      io.err(`Note: there was no store in ${resolve(cfg.DATA_DIR)}; a new one holds this key. The server accepts it only with the same DATA_DIR.`);
+    }
+    return code;
   } finally {
     await broker.stop().catch(() => undefined);
   }

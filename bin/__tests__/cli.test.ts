@@ -128,7 +128,14 @@ describe("cli keys on local storage (no TRANSPORTER)", () => {
     expect(again.text()).toMatch(new RegExp(`API key ${keyId} was already revoked \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC\\)\\.`));
   });
 
+  /** The store the server makes on its first start. */
+  const openStore = async () => {
+    const server = await startBroker({ services: [AuthService as ServiceSchema], storage: { dataDir } });
+    await server.stop();
+  };
+
   it("exits 1 when revoking an unknown key", async () => {
+    await openStore();
     const c = capture();
     const id = uuidv7();
     await expect(main(["keys", "revoke", id], { io: c.io })).resolves.toBe(1);
@@ -136,9 +143,27 @@ describe("cli keys on local storage (no TRANSPORTER)", () => {
   });
 
   it("says so when there are no keys", async () => {
+    await openStore();
     const c = capture();
     await expect(main(["keys", "list"], { io: c.io })).resolves.toBe(0);
     expect(c.text()).toBe("No API keys.");
+  });
+
+  it("refuses to list or revoke where there is no store (a mistyped DATA_DIR), and says when create makes one", async () => {
+    for (const args of [
+      ["keys", "list"],
+      ["keys", "revoke", uuidv7()],
+    ]) {
+      const c = capture();
+      await expect(main(args, { io: c.io })).resolves.toBe(1);
+      expect(c.errText()).toContain(`No embedded store in ${dataDir} (it has no auth.sqlite).`);
+    }
+    const created = capture();
+    await expect(main(["keys", "create", "--store", uuidv7()], { io: created.io })).resolves.toBe(0);
+    expect(created.errText()).toContain(`Note: there was no store in ${dataDir}; a new one holds this key.`);
+    const listed = capture();
+    await expect(main(["keys", "list"], { io: listed.io })).resolves.toBe(0);
+    expect(listed.errText()).toBe("");
   });
 });
 
@@ -395,7 +420,7 @@ describe("cli as a process", () => {
   it("says what to check when the embedded store cannot be opened", async () => {
     const notADir = path.join(dataDir, "a-file");
     await writeFile(notADir, "");
-    const result = await run(process.execPath, [path.join(outDir, "bin/cli.js"), "keys", "list"], {
+    const result = await run(process.execPath, [path.join(outDir, "bin/cli.js"), "keys", "create", "--store", uuidv7()], {
       cwd: ROOT,
       env: {
         ...process.env,
