@@ -288,19 +288,19 @@ const BLOCK_TAG = /\{\{~?\s*([#/]|\^(?=\s*[^\s~}]))/g;
  * Refuses blocks nested deeper than MAX_BLOCK_DEPTH, read off the text before handlebars parses it: its
  * parser took 15 s over 5,000 nested blocks, then overflowed its stack.
  */
-/** Refuses a part with more than MAX_TEMPLATE_EXPRESSIONS `{{`, counted in the text before handlebars compiles it. */
-function refuseTooManyExpressions(source: string): void {
-  let count = 0;
-  for (let at = source.indexOf("{{"); at !== -1; at = source.indexOf("{{", at + 2)) {
-    if (++count > MAX_TEMPLATE_EXPRESSIONS) throw new Error(`at most ${MAX_TEMPLATE_EXPRESSIONS.toLocaleString("en-US")} {{...}} expressions a part`);
-  }
-}
-
 function refuseDeepNesting(source: string): void {
   let depth = 0;
   for (const [, tag] of source.matchAll(BLOCK_TAG)) {
     depth += tag === "/" ? -1 : 1;
     if (depth > MAX_BLOCK_DEPTH) throw new Error(`blocks may not nest deeper than ${MAX_BLOCK_DEPTH} levels`);
+  }
+}
+
+/** Refuses a part with more than MAX_TEMPLATE_EXPRESSIONS `{{`, counted in the text before handlebars compiles it. */
+function refuseTooManyExpressions(source: string): void {
+  let count = 0;
+  for (let at = source.indexOf("{{"); at !== -1; at = source.indexOf("{{", at + 2)) {
+    if (++count > MAX_TEMPLATE_EXPRESSIONS) throw new Error(`at most ${thousands(MAX_TEMPLATE_EXPRESSIONS)} {{...}} expressions a part`);
   }
 }
 

@@ -33,6 +33,9 @@ async function doubleOptInList(store: string, key = "news"): Promise<ProfileList
   return list;
 }
 
+/** The id of a double opt-in list's confirmation template. */
+const confirmTemplateOf = (list: ProfileList) => String(list.type.type === "confirmation" && list.type.confirm_template_id);
+
 const mailsTo = (email: string) => env.mailer.sent.filter((m) => m.to === email);
 
 describe("profile-lists.subscribe (standard list)", () => {
@@ -75,8 +78,7 @@ describe("double opt-in", () => {
   it("a template that fails to render is a 503 naming no vars, leaves no membership and sends nothing; once fixed, the subscribe works", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store, "broken");
-    const template = String(list.type.type === "confirmation" && list.type.confirm_template_id);
-    const broken = new Set([template]);
+    const broken = new Set([confirmTemplateOf(list)]);
     env.mailer.broken = broken;
     const s = await shopper(env.broker, store, "broken-template@example.com");
     try {
@@ -127,8 +129,7 @@ describe("double opt-in", () => {
   it("an archived template is not missing: a list saved with it stays double opt-in, a subscribe meanwhile is a 503 leaving nothing, and once it is active again the subscribe mails", async () => {
     const store = newStoreId();
     const list = await doubleOptInList(store, "archived");
-    const template = String(list.type.type === "confirmation" && list.type.confirm_template_id);
-    const archived = new Set([template]);
+    const archived = new Set([confirmTemplateOf(list)]);
     env.mailer.archived = archived;
     const s = await shopper(env.broker, store, "archived-template@example.com");
     try {
