@@ -4,15 +4,18 @@
  * server measured in the same run, in two deployments:
  *   - one process (every service + gateway, no bus: what `npm start` runs);
  *   - split over NATS (gateway in one process, the services in another, TRANSPORTER=nats://...).
+ * `GET /profiles/me` runs in BENCH_ROUNDS rounds, each right after a bare server's run, so that each ratio
+ * compares two runs a few seconds apart (a shared build machine's speed drifts by a third within minutes). Each row
+ * also gives the CPU the server processes spent per request (Linux `/proc`).
  * Then the latency of walking `GET /profiles` page by page with cursors over BENCH_PROFILES profiles.
  *
  * Settings (env): BENCH_SECONDS (5) per duration-based scenario, BENCH_CONNECTIONS (32),
- * BENCH_PROFILES (100000), BENCH_NATS (nats://127.0.0.1:4222; "off" skips the split run).
+ * BENCH_ROUNDS (3), BENCH_PROFILES (100000), BENCH_NATS (nats://127.0.0.1:4222; "off" skips the split run).
  * Prints a Markdown table; also writes it to bench/results/latest.md.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -24,6 +27,7 @@ import { SERVER_NODE_FLAGS } from "../bin/server-flags";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PROFILES = Number(process.env.BENCH_PROFILES ?? 100_000);
 const NATS_URL = process.env.BENCH_NATS ?? "nats://127.0.0.1:4222";
 const ADMIN_KEY = `bench-${randomBytes(24).toString("hex")}`;
@@ -37,9 +41,20 @@ interface Row {
   p99: number;
   requests: number;
   errors: number;
+  /** CPU time the server processes spent per request, µs by process (where `/proc` tells). */
+  cpu?: Record<string, number>;
+}
+
+/** A round of `GET /profiles/me`: the bare server's run, then the guest's and the verified session's. */
+interface MeRound {
+  deployment: string;
+  bare: Row;
+  guest: Row;
+  verified: Row;
 }
 
 const rows: Row[] = [];
+const meRounds: MeRound[] = [];
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 // ---------------------------------------------------------------- processes
@@ -91,10 +106,38 @@ function commonEnv(port: number, smtp: SmtpTestServer): Record<string, string> {
 
 // ---------------------------------------------------------------- measuring
 
+/** The server processes being measured, by name (their CPU is read around each run). */
+let servers: Record<string, ChildProcess> = {};
+
+/** Clock ticks a second in /proc/<pid>/stat (USER_HZ): 100 on Linux. */
+const TICKS_PER_SECOND = 100;
+
+/** utime + stime of each server process, in ticks; empty where /proc cannot be read. */
+function cpuTicks(): Record<string, number> {
+  const ticks: Record<string, number> = {};
+  for (const [name, child] of Object.entries(servers)) {
+    try {
+      // The fields after the command's ")" start at the state (field 3): utime and stime are fields 14 and 15.
+      const fields = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ");
+      ticks[name] = Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // not Linux, or the process is gone
+    }
+  }
+  return ticks;
+}
+
+function cpuPerRequest(before: Record<string, number>, after: Record<string, number>, requests: number): Record<string, number> | undefined {
+  const names = Object.keys(before).filter((name) => name in after);
+  if (names.length === 0 || requests === 0) return undefined;
+  return Object.fromEntries(names.map((name) => [name, Math.round(((after[name] - before[name]) * 1e6) / TICKS_PER_SECOND / requests)]));
+}
+
 type Request = { method: "GET" | "POST"; path: string; headers?: Record<string, string>; body?: string };
 
 async function measure(scenario: string, deployment: string, base: string, request: Request | (() => Request), amount?: number): Promise<Row> {
   const fixed = typeof request === "function" ? request() : request;
+  const ticksBefore = cpuTicks();
   const result = await autocannon({
     url: base,
     connections: CONNECTIONS,
@@ -126,10 +169,17 @@ async function measure(scenario: string, deployment: string, base: string, reque
     p99: result.latency.p99,
     requests: result.requests.total,
     errors: result.non2xx + result.errors + result.timeouts,
+    cpu: cpuPerRequest(ticksBefore, cpuTicks(), result.requests.total),
   };
   rows.push(row);
-  log(`${scenario} (${deployment}): ${row.rps} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms, ${row.errors} errors`);
+  log(
+    `${scenario} (${deployment}): ${row.rps} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms, ${row.errors} errors${row.cpu ? `, CPU µs/request ${formatCpu(row.cpu)}` : ""}`,
+  );
   return row;
+}
+
+async function warmUp(base: string, request: Request): Promise<void> {
+  await autocannon({ url: base, connections: CONNECTIONS, amount: 3000, requests: [request] });
 }
 
 async function postJson<T>(url: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
@@ -200,9 +250,18 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
   await measure("POST /profiles/initialize", deployment, base, { method: "POST", path: `${profiles}/initialize`, body: "{}" });
 
   const guest = await postJson<Token>(`${base}${profiles}/initialize`, {});
-  await measure("GET /profiles/me (guest session)", deployment, base, meRequest(store, guest));
   const login = await verifiedSession(base, smtp);
-  await measure("GET /profiles/me (verified session)", deployment, base, meRequest(login.store, login.token));
+  // Not recorded: the first requests of a path run unoptimized code (and round 1 would pay for it).
+  for (const token of [meRequest(store, guest), meRequest(login.store, login.token)]) await warmUp(base, token);
+  for (let round = 0; round < ROUNDS; round++) {
+    const bare = await measureBareHttp();
+    meRounds.push({
+      deployment,
+      bare,
+      guest: await measure("GET /profiles/me (guest session)", deployment, base, meRequest(store, guest)),
+      verified: await measure("GET /profiles/me (verified session)", deployment, base, meRequest(login.store, login.token)),
+    });
+  }
 
   const sessions = 3000;
   const tokens = await inParallel(Array.from({ length: sessions }), 32, () => postJson<Token>(`${base}${profiles}/initialize`, {}));
@@ -231,7 +290,7 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
 
 // ---------------------------------------------------------------- baselines and search
 
-async function measureBareHttp(): Promise<void> {
+async function measureBareHttp(): Promise<Row> {
   const server = http.createServer((_req, res) => {
     const body = JSON.stringify({ status: "ok" });
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
@@ -239,8 +298,49 @@ async function measureBareHttp(): Promise<void> {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;
-  await measure("bare node:http (baseline)", "same machine", `http://127.0.0.1:${port}`, { method: "GET", path: "/" });
-  await new Promise((r) => server.close(r));
+  const measured = servers;
+  servers = {}; // the bare server runs in this process
+  try {
+    return await measure("bare node:http (baseline)", "same machine", `http://127.0.0.1:${port}`, { method: "GET", path: "/" });
+  } finally {
+    servers = measured;
+    await new Promise((r) => server.close(r));
+  }
+}
+
+const formatCpu = (cpu: Record<string, number>) =>
+  Object.entries(cpu)
+    .map(([name, us]) => `${name} ${us}`)
+    .join(", ");
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+/** The rounds of GET /profiles/me beside the bare server's run just before each, and each deployment's medians. */
+function meReport(): string[] {
+  const ratio = (row: Row, bare: Row) => row.rps / bare.rps;
+  const lines = [
+    `GET /profiles/me against the bare node:http server's run just before it (${ROUNDS} rounds a deployment):`,
+    "",
+    "| deployment | round | bare req/s | guest req/s | ratio | p99 ms | verified req/s | ratio | p99 ms |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...meRounds.map((r, i) => {
+      const round = meRounds.slice(0, i + 1).filter((x) => x.deployment === r.deployment).length;
+      const cells = (row: Row) => `${row.rps} | ${ratio(row, r.bare).toFixed(2)} | ${row.p99}`;
+      return `| ${r.deployment} | ${round} | ${r.bare.rps} | ${cells(r.guest)} | ${cells(r.verified)} |`;
+    }),
+    "",
+  ];
+  for (const deployment of new Set(meRounds.map((r) => r.deployment))) {
+    const of = meRounds.filter((r) => r.deployment === deployment);
+    const summary = (session: "guest" | "verified") =>
+      `${session} ${median(of.map((r) => ratio(r[session], r.bare))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[session].p99))} ms`;
+    lines.push(`- ${deployment}, medians: ${summary("guest")}; ${summary("verified")}`);
+  }
+  return lines;
 }
 
 async function measureSearch(base: string): Promise<string[]> {
@@ -288,11 +388,10 @@ async function measureSearch(base: string): Promise<string[]> {
 async function main(): Promise<void> {
   const smtp = await startSmtpServer();
   try {
-    await measureBareHttp();
-
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     const single = startProcess("one-process", commonEnv(port, smtp));
+    servers = { server: single };
     let searchLines: string[] = [];
     try {
       await waitReady(base);
@@ -310,9 +409,9 @@ async function main(): Promise<void> {
       const env = { ...commonEnv(gatewayPort, smtp), TRANSPORTER: NATS_URL, NAMESPACE: runId, EVENTS_PREFIX: runId };
       const services = startProcess("services", { ...env, SERVICES: "auth,profiles,mailer,profile-lists,campaigns,billing" });
       const gateway = startProcess("gateway", { ...env, SERVICES: "gateway" });
+      servers = { gateway, services };
       try {
         await waitReady(splitBase);
-        await measureBareHttp();
         await measureAuthRoutes("split over NATS", splitBase, smtp);
       } finally {
         await Promise.all([stopProcess(gateway), stopProcess(services)]);
@@ -323,9 +422,11 @@ async function main(): Promise<void> {
     const report = [
       `Benchmark run ${new Date().toISOString()} on ${require("node:os").cpus().length} cores, Node ${process.version}, ${CONNECTIONS} connections`,
       "",
-      "| scenario | deployment | req/s | p50 ms | p99 ms | requests | errors |",
-      "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-      ...rows.map((r) => `| ${r.scenario} | ${r.deployment} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} |`),
+      "| scenario | deployment | req/s | p50 ms | p99 ms | requests | errors | server CPU µs/request |",
+      "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+      ...rows.map((r) => `| ${r.scenario} | ${r.deployment} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.requests} | ${r.errors} | ${r.cpu ? formatCpu(r.cpu) : ""} |`),
+      "",
+      ...meReport(),
       "",
       `Find profiles with cursors over ${PROFILES} profiles (one process, SQLite in memory, limit 20, sequential pages):`,
       "",
