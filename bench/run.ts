@@ -4,8 +4,8 @@
  * server measured in the same run, in two deployments:
  *   - one process (every service + gateway, no bus: what `npm start` runs);
  *   - split over NATS (gateway in one process, the services in another, TRANSPORTER=nats://...).
- * `GET /profiles/me` runs in BENCH_ROUNDS rounds, each right after a bare server's run, so that each ratio
- * compares two runs a few seconds apart (a shared build machine's speed drifts by a third within minutes). Each row
+ * `GET /profiles/me` runs in BENCH_ROUNDS rounds, each session's run right after a bare server's run, so that each
+ * ratio compares two runs seconds apart (a shared build machine's speed drifts by a third within minutes). Each row
  * also gives the CPU the server processes spent per request (Linux `/proc`).
  * Then the latency of walking `GET /profiles` page by page with cursors over BENCH_PROFILES profiles.
  *
@@ -45,12 +45,18 @@ interface Row {
   cpu?: Record<string, number>;
 }
 
-/** A round of `GET /profiles/me`: the bare server's run, then the guest's and the verified session's. */
+/** A run of `GET /profiles/me` and the bare server's run just before it. */
+interface MePair {
+  bare: Row;
+  me: Row;
+}
+
+/** A round of `GET /profiles/me`: the guest session's pair, then the verified session's. */
 interface MeRound {
   deployment: string;
-  bare: Row;
-  guest: Row;
-  verified: Row;
+  round: number;
+  guest: MePair;
+  verified: MePair;
 }
 
 const rows: Row[] = [];
@@ -253,13 +259,16 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
   const login = await verifiedSession(base, smtp);
   // Not recorded: the first requests of a path run unoptimized code (and round 1 would pay for it).
   for (const token of [meRequest(store, guest), meRequest(login.store, login.token)]) await warmUp(base, token);
-  for (let round = 0; round < ROUNDS; round++) {
-    const bare = await measureBareHttp();
+  const pair = async (scenario: string, request: Request): Promise<MePair> => ({
+    bare: await measureBareHttp(),
+    me: await measure(scenario, deployment, base, request),
+  });
+  for (let round = 1; round <= ROUNDS; round++) {
     meRounds.push({
       deployment,
-      bare,
-      guest: await measure("GET /profiles/me (guest session)", deployment, base, meRequest(store, guest)),
-      verified: await measure("GET /profiles/me (verified session)", deployment, base, meRequest(login.store, login.token)),
+      round,
+      guest: await pair("GET /profiles/me (guest session)", meRequest(store, guest)),
+      verified: await pair("GET /profiles/me (verified session)", meRequest(login.store, login.token)),
     });
   }
 
@@ -319,25 +328,22 @@ const median = (values: number[]) => {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
 
-/** The rounds of GET /profiles/me beside the bare server's run just before each, and each deployment's medians. */
+/** The rounds of GET /profiles/me, each run beside the bare server's run just before it, and each deployment's medians. */
 function meReport(): string[] {
-  const ratio = (row: Row, bare: Row) => row.rps / bare.rps;
+  const ratio = ({ bare, me }: MePair) => me.rps / bare.rps;
+  const cells = (p: MePair) => `${p.bare.rps} | ${p.me.rps} | ${ratio(p).toFixed(2)} | ${p.me.p99}`;
   const lines = [
-    `GET /profiles/me against the bare node:http server's run just before it (${ROUNDS} rounds a deployment):`,
+    `GET /profiles/me against the bare node:http server's run just before each (${ROUNDS} rounds a deployment):`,
     "",
-    "| deployment | round | bare req/s | guest req/s | ratio | p99 ms | verified req/s | ratio | p99 ms |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ...meRounds.map((r, i) => {
-      const round = meRounds.slice(0, i + 1).filter((x) => x.deployment === r.deployment).length;
-      const cells = (row: Row) => `${row.rps} | ${ratio(row, r.bare).toFixed(2)} | ${row.p99}`;
-      return `| ${r.deployment} | ${round} | ${r.bare.rps} | ${cells(r.guest)} | ${cells(r.verified)} |`;
-    }),
+    "| deployment | round | bare req/s | guest req/s | ratio | p99 ms | bare req/s | verified req/s | ratio | p99 ms |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...meRounds.map((r) => `| ${r.deployment} | ${r.round} | ${cells(r.guest)} | ${cells(r.verified)} |`),
     "",
   ];
   for (const deployment of new Set(meRounds.map((r) => r.deployment))) {
     const of = meRounds.filter((r) => r.deployment === deployment);
     const summary = (session: "guest" | "verified") =>
-      `${session} ${median(of.map((r) => ratio(r[session], r.bare))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[session].p99))} ms`;
+      `${session} ${median(of.map((r) => ratio(r[session]))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[session].me.p99))} ms`;
     lines.push(`- ${deployment}, medians: ${summary("guest")}; ${summary("verified")}`);
   }
   return lines;
