@@ -112,16 +112,16 @@ function commonEnv(port: number, smtp: SmtpTestServer): Record<string, string> {
 
 // ---------------------------------------------------------------- measuring
 
-/** The server processes being measured, by name (their CPU is read around each run). */
-let servers: Record<string, ChildProcess> = {};
+/** The server processes of each deployment, by name: their CPU is read around each run. */
+const serverProcesses = new Map<string, Record<string, ChildProcess>>();
 
 /** Clock ticks a second in /proc/<pid>/stat (USER_HZ): 100 on Linux. */
 const TICKS_PER_SECOND = 100;
 
-/** utime + stime of each server process, in ticks; empty where /proc cannot be read. */
-function cpuTicks(): Record<string, number> {
+/** utime + stime of each server process of `deployment`, in ticks; empty where /proc cannot be read. */
+function cpuTicks(deployment: string): Record<string, number> {
   const ticks: Record<string, number> = {};
-  for (const [name, child] of Object.entries(servers)) {
+  for (const [name, child] of Object.entries(serverProcesses.get(deployment) ?? {})) {
     try {
       // The fields after the command's ")" start at the state (field 3): utime and stime are fields 14 and 15.
       const fields = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ");
@@ -143,7 +143,7 @@ type Request = { method: "GET" | "POST"; path: string; headers?: Record<string, 
 
 async function measure(scenario: string, deployment: string, base: string, request: Request | (() => Request), amount?: number): Promise<Row> {
   const fixed = typeof request === "function" ? request() : request;
-  const ticksBefore = cpuTicks();
+  const ticksBefore = cpuTicks(deployment);
   const result = await autocannon({
     url: base,
     connections: CONNECTIONS,
@@ -175,7 +175,7 @@ async function measure(scenario: string, deployment: string, base: string, reque
     p99: result.latency.p99,
     requests: result.requests.total,
     errors: result.non2xx + result.errors + result.timeouts,
-    cpu: cpuPerRequest(ticksBefore, cpuTicks(), result.requests.total),
+    cpu: cpuPerRequest(ticksBefore, cpuTicks(deployment), result.requests.total),
   };
   rows.push(row);
   log(
@@ -258,7 +258,7 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
   const guest = await postJson<Token>(`${base}${profiles}/initialize`, {});
   const login = await verifiedSession(base, smtp);
   // Not recorded: the first requests of a path run unoptimized code (and round 1 would pay for it).
-  for (const token of [meRequest(store, guest), meRequest(login.store, login.token)]) await warmUp(base, token);
+  for (const request of [meRequest(store, guest), meRequest(login.store, login.token)]) await warmUp(base, request);
   const pair = async (scenario: string, request: Request): Promise<MePair> => ({
     bare: await measureBareHttp(),
     me: await measure(scenario, deployment, base, request),
@@ -307,12 +307,9 @@ async function measureBareHttp(): Promise<Row> {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as AddressInfo;
-  const measured = servers;
-  servers = {}; // the bare server runs in this process
   try {
     return await measure("bare node:http (baseline)", "same machine", `http://127.0.0.1:${port}`, { method: "GET", path: "/" });
   } finally {
-    servers = measured;
     await new Promise((r) => server.close(r));
   }
 }
@@ -333,7 +330,7 @@ function meReport(): string[] {
   const ratio = ({ bare, me }: MePair) => me.rps / bare.rps;
   const cells = (p: MePair) => `${p.bare.rps} | ${p.me.rps} | ${ratio(p).toFixed(2)} | ${p.me.p99}`;
   const lines = [
-    `GET /profiles/me against the bare node:http server's run just before each (${ROUNDS} rounds a deployment):`,
+    `GET /profiles/me against the bare node:http server's run just before each (${ROUNDS} round${ROUNDS === 1 ? "" : "s"} a deployment):`,
     "",
     "| deployment | round | bare req/s | guest req/s | ratio | p99 ms | bare req/s | verified req/s | ratio | p99 ms |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -397,7 +394,7 @@ async function main(): Promise<void> {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
     const single = startProcess("one-process", commonEnv(port, smtp));
-    servers = { server: single };
+    serverProcesses.set("one process", { server: single });
     let searchLines: string[] = [];
     try {
       await waitReady(base);
@@ -415,7 +412,7 @@ async function main(): Promise<void> {
       const env = { ...commonEnv(gatewayPort, smtp), TRANSPORTER: NATS_URL, NAMESPACE: runId, EVENTS_PREFIX: runId };
       const services = startProcess("services", { ...env, SERVICES: "auth,profiles,mailer,profile-lists,campaigns,billing" });
       const gateway = startProcess("gateway", { ...env, SERVICES: "gateway" });
-      servers = { gateway, services };
+      serverProcesses.set("split over NATS", { gateway, services });
       try {
         await waitReady(splitBase);
         await measureAuthRoutes("split over NATS", splitBase, smtp);
