@@ -123,8 +123,9 @@ function cpuTicks(deployment: string): Record<string, number> {
   const ticks: Record<string, number> = {};
   for (const [name, child] of Object.entries(serverProcesses.get(deployment) ?? {})) {
     try {
-      // The fields after the command's ")" start at the state (field 3): utime and stime are fields 14 and 15.
-      const fields = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ");
+      // The fields after the command's last ")" start at the state (field 3): utime and stime are fields 14 and 15.
+      const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
       ticks[name] = Number(fields[11]) + Number(fields[12]);
     } catch {
       // not Linux, or the process is gone

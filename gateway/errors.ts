@@ -5,7 +5,6 @@
  */
 import { z } from "zod";
 import { ERROR_STATUS, crmError, toErrorBody, type ErrorBody, type ErrorCode } from "../shared/errors";
-import { PrincipalMessages } from "../shared/principal";
 
 export interface HttpError {
   status: number;
@@ -19,9 +18,7 @@ export const GatewayMessages = {
   routeNotFound: "Route not found",
   missingCredentials: "Missing bearer credentials",
   invalidApiKey: "Invalid API key",
-  invalidAccessToken: PrincipalMessages.invalidAccessToken,
   wrongStore: "This API key is not valid for this store",
-  authUnavailable: PrincipalMessages.authUnavailable,
   rateLimited: "Too many requests",
   payloadTooLarge: "Request body is too large",
   /** Followed by the media types the route takes (unsupportedMediaTypeMessage). */

@@ -75,8 +75,7 @@ export class ApiKeys {
     return docs.map(toApiKeyInfo);
   }
 
-  /** Revokes a key by id (idempotent for a revoked key); 404 when there is no such key. */
-  /** Revokes a key; a key revoked before answers when that was (`already_revoked`). */
+  /** Revokes a key by id; a key revoked before answers when that was (`already_revoked`); 404 when there is no such key. */
   async revoke(input: { id: string }): Promise<{ deleted: true; revoked_at: number; already_revoked: boolean }> {
     const doc = await this.deps.store.apiKeys.findOne({ _id: input.id });
     if (!doc) throw AuthErrors.apiKeyNotFound();

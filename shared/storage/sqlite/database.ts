@@ -234,7 +234,6 @@ export class Connection {
   }
 }
 
-/** A quoted SQL identifier (names are checked against NAME_RE before they get here). */
 /**
  * A new database file (and its folder) readable by this user alone: it holds e-mails and hashed secrets.
  * SQLite gives the log files it creates beside it the same mode. An existing file keeps its own.
@@ -248,6 +247,7 @@ function createPrivately(file: string): void {
   }
 }
 
+/** A quoted SQL identifier (names are checked against NAME_RE before they get here). */
 export function quote(identifier: string): string {
   return `"${identifier.replace(/"/g, '""')}"`;
 }
