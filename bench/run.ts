@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: requests/s and latency of the public auth routes through the gateway (GET /profiles/me with a
  * guest session and with a verified one, whose view lists its sessions and codes), each beside a bare `node:http`
- * server measured in the same run, in two deployments:
+ * server measured in the same run (bench/bare-server.ts, in a process of its own like every server measured), in
+ * two deployments:
  *   - one process (every service + gateway, no bus: what `npm start` runs);
  *   - split over NATS (gateway in one process, the services in another, TRANSPORTER=nats://...).
  * `GET /profiles/me` runs in BENCH_ROUNDS rounds, each session's run right after a bare server's run, so that each
@@ -16,8 +17,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import autocannon from "autocannon";
 import { deleteStreams } from "../test/harness/nats";
@@ -32,6 +31,9 @@ const PROFILES = Number(process.env.BENCH_PROFILES ?? 100_000);
 const NATS_URL = process.env.BENCH_NATS ?? "nats://127.0.0.1:4222";
 const ADMIN_KEY = `bench-${randomBytes(24).toString("hex")}`;
 const SERVER = path.resolve(__dirname, "../bin/server.js");
+const BARE_SERVER = path.resolve(__dirname, "bare-server.js");
+const BARE_DEPLOYMENT = "own process";
+const BARE_REQUEST: Request = { method: "GET", path: "/" };
 
 interface Row {
   scenario: string;
@@ -300,19 +302,23 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
 
 // ---------------------------------------------------------------- baselines and search
 
-async function measureBareHttp(): Promise<Row> {
-  const server = http.createServer((_req, res) => {
-    const body = JSON.stringify({ status: "ok" });
-    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-    res.end(body);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await measure("bare node:http (baseline)", "same machine", `http://127.0.0.1:${port}`, { method: "GET", path: "/" });
-  } finally {
-    await new Promise((r) => server.close(r));
-  }
+/** The bare server's address, once `startBareServer` has started it. */
+let bareBase = "";
+
+/** The baseline server, in a process of its own (bench/bare-server.ts), warmed up; its CPU is read like the others'. */
+async function startBareServer(): Promise<ChildProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BARE_SERVER], { env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr?.on("data", (chunk: Buffer) => log(`[bare] ${chunk.toString().trim()}`));
+  bareBase = `http://127.0.0.1:${port}`;
+  serverProcesses.set(BARE_DEPLOYMENT, { bare: child });
+  await waitReady(bareBase);
+  await warmUp(bareBase, BARE_REQUEST);
+  return child;
+}
+
+function measureBareHttp(): Promise<Row> {
+  return measure("bare node:http (baseline)", BARE_DEPLOYMENT, bareBase, BARE_REQUEST);
 }
 
 const formatCpu = (cpu: Record<string, number>) =>
@@ -391,6 +397,7 @@ async function measureSearch(base: string): Promise<string[]> {
 
 async function main(): Promise<void> {
   const smtp = await startSmtpServer();
+  const bare = await startBareServer();
   try {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
@@ -443,7 +450,7 @@ async function main(): Promise<void> {
     mkdirSync(out, { recursive: true });
     writeFileSync(path.join(out, "latest.md"), `${report}\n`);
   } finally {
-    await smtp.close();
+    await Promise.all([smtp.close(), stopProcess(bare)]);
   }
 }
 
