@@ -142,14 +142,15 @@ export interface SubscribeParams extends PaidSubscribeParams {
 /**
  * Subscribe: a standard list (or a confirmation list without a usable template) makes the membership
  * active at once; a confirmation list makes it pending and mails a single-use 7-day link. A member with
- * access is answered unchanged; a pending one is re-sent its mail (at most once a minute); an ended one
- * starts a fresh consent. A paid list answers a Stripe Checkout URL (payments.ts).
+ * access is answered unchanged, on a draft or archived list too (which otherwise takes no one); a pending one is
+ * re-sent its mail (at most once a minute); an ended one starts a fresh consent. A paid list answers a Stripe
+ * Checkout URL (payments.ts).
  */
 export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller): Promise<{ membership: Membership; checkout_url: string | null }> {
   const session = sessionOf(caller.auth, p.store_id);
   if (session.profile_id !== p.profile_id) throw ProfileListsErrors.notYourProfile();
   const list = await requireList(deps, p.store_id, p.id);
-  if (list.status !== "active") throw ProfileListsErrors.listNotOpen();
+  if (list.status !== "active") return memberOfClosedList(deps, list, p.profile_id, session);
   if (list.type.type === "paid") return subscribePaid(deps, list, p, session, caller);
   const templateId = list.type.type === "confirmation" && !list.confirm_template_missing ? list.type.confirm_template_id : null;
   let confirmBase: URL | undefined;
@@ -176,6 +177,22 @@ export async function subscribe(deps: Deps, p: SubscribeParams, caller: Caller):
     if (pending) return answer(pending);
   }
   throw ProfileListsErrors.concurrentUpdate();
+}
+
+/**
+ * A draft or archived list takes no new members (400). One who has access is answered unchanged, as an active
+ * list answers it: a storefront that repeats a subscribe after the list was archived is told the member still is one.
+ */
+async function memberOfClosedList(
+  deps: Deps,
+  list: ListDoc,
+  profileId: string,
+  session: { profile_id: string; is_verified: boolean },
+): Promise<{ membership: Membership; checkout_url: null }> {
+  const existing = await findMembership(deps, list, profileId);
+  if (!existing || !hasAccess(existing, deps.now())) throw ProfileListsErrors.listNotOpen();
+  const redacted = await unprovenSession(deps, list.store_id, session);
+  return { membership: toMembership(existing, { redacted }), checkout_url: null };
 }
 
 /** Makes the membership active now (inserting it, or from pending/ended); null when a concurrent change won. */

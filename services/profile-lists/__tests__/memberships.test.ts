@@ -53,6 +53,21 @@ describe("profile-lists.subscribe (standard list)", () => {
     expect((await getList(list)).member_count).toBe(1);
   });
 
+  it("an archived list takes no new member (400 naming id), and answers one who has access unchanged", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "closing");
+    const member = await shopper(env.broker, store, "member@example.com");
+    const { membership } = await subscribe(list, member.profileId, member.meta);
+    await call("profile-lists.update", { store_id: store, id: list.id, status: "archived" });
+
+    expect(await subscribe(list, member.profileId, member.meta)).toEqual({ membership, checkout_url: null });
+    const late = await shopper(env.broker, store, "late@example.com");
+    const err = await errorOf(subscribe(list, late.profileId, late.meta));
+    expect(err.type).toBe("VALIDATION_ERROR");
+    expect(err.data.validationErrors).toEqual([{ field: "id", error: expect.any(String) }]);
+    expect((await getList(list)).member_count).toBe(1);
+  });
+
   it("needs the session of profile_id (403 for another profile, 401 without a session); an unverified session may subscribe", async () => {
     const store = newStoreId();
     const list = await createList(store, "std");
