@@ -6,7 +6,8 @@
  *   - one process (every service + gateway, no bus: what `npm start` runs);
  *   - split over NATS (gateway in one process, the services in another, TRANSPORTER=nats://...).
  * `GET /profiles/me` runs in BENCH_ROUNDS rounds, each session's run right after a bare server's run, so that each
- * ratio compares two runs seconds apart (a shared build machine's speed drifts by a third within minutes). Each row
+ * ratio compares two runs seconds apart (a shared build machine's speed drifts by a third within minutes); each round
+ * ends with `GET /health/live` beside a bare run too, the least a request through the gateway costs. Each row
  * also gives the CPU the server processes spent per request (Linux `/proc`).
  * Then the latency of walking `GET /profiles` page by page with cursors over BENCH_PROFILES profiles.
  *
@@ -34,6 +35,7 @@ const SERVER = path.resolve(__dirname, "../bin/server.js");
 const BARE_SERVER = path.resolve(__dirname, "bare-server.js");
 const BARE_DEPLOYMENT = "own process";
 const BARE_REQUEST: Request = { method: "GET", path: "/" };
+const LIVE_REQUEST: Request = { method: "GET", path: "/health/live" };
 
 interface Row {
   scenario: string;
@@ -47,18 +49,22 @@ interface Row {
   cpu?: Record<string, number>;
 }
 
-/** A run of `GET /profiles/me` and the bare server's run just before it. */
+/** A run of a route (`GET /profiles/me`, `GET /health/live`) and the bare server's run just before it. */
 interface MePair {
   bare: Row;
   me: Row;
 }
 
-/** A round of `GET /profiles/me`: the guest session's pair, then the verified session's. */
+/**
+ * A round of `GET /profiles/me`: the guest session's pair, then the verified session's, then `GET /health/live`'s
+ * (the gateway, moleculer-web and one action call, nothing else: the least any routed request costs).
+ */
 interface MeRound {
   deployment: string;
   round: number;
   guest: MePair;
   verified: MePair;
+  live: MePair;
 }
 
 const rows: Row[] = [];
@@ -261,7 +267,7 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
   const guest = await postJson<Token>(`${base}${profiles}/initialize`, {});
   const login = await verifiedSession(base, smtp);
   // Not recorded: the first requests of a path run unoptimized code (and round 1 would pay for it).
-  for (const request of [meRequest(store, guest), meRequest(login.store, login.token)]) await warmUp(base, request);
+  for (const request of [meRequest(store, guest), meRequest(login.store, login.token), LIVE_REQUEST]) await warmUp(base, request);
   const pair = async (scenario: string, request: Request): Promise<MePair> => ({
     bare: await measureBareHttp(),
     me: await measure(scenario, deployment, base, request),
@@ -272,6 +278,7 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
       round,
       guest: await pair("GET /profiles/me (guest session)", meRequest(store, guest)),
       verified: await pair("GET /profiles/me (verified session)", meRequest(login.store, login.token)),
+      live: await pair("GET /health/live", LIVE_REQUEST),
     });
   }
 
@@ -346,9 +353,8 @@ function meReport(): string[] {
   ];
   for (const deployment of new Set(meRounds.map((r) => r.deployment))) {
     const of = meRounds.filter((r) => r.deployment === deployment);
-    const summary = (session: "guest" | "verified") =>
-      `${session} ${median(of.map((r) => ratio(r[session]))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[session].me.p99))} ms`;
-    lines.push(`- ${deployment}, medians: ${summary("guest")}; ${summary("verified")}`);
+    const summary = (run: "guest" | "verified" | "live") => `${median(of.map((r) => ratio(r[run]))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[run].me.p99))} ms`;
+    lines.push(`- ${deployment}, medians: guest ${summary("guest")}; verified ${summary("verified")}; GET /health/live ${summary("live")}`);
   }
   return lines;
 }
