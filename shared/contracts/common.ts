@@ -1,6 +1,12 @@
 /** Building blocks of the wire contract shared by every service's schemas. */
 import { z } from "zod";
 
+/**
+ * One line of text without control characters: none of C0, DEL or C1 (U+0085 is a line break too), and no
+ * line or paragraph separator (U+2028, U+2029). For text that goes into a mail header or a search.
+ */
+export const ONE_LINE = /^[^\p{Cc}\p{Zl}\p{Zp}]*$/u;
+
 /** What a value is, in the words zod uses in its messages. */
 function kindOf(value: unknown): string {
   if (value === null) return "null";

@@ -4,7 +4,7 @@
  * built from the same schemas.
  */
 import { z } from "zod";
-import { CursorParam, Email, StoreId, Uuid, fromQueryJson, limitParam, listResult } from "./common";
+import { CursorParam, Email, ONE_LINE, StoreId, Uuid, fromQueryJson, limitParam, listResult } from "./common";
 
 export const EmailTemplateStatus = z.enum(["active", "archived"]);
 export type EmailTemplateStatus = z.infer<typeof EmailTemplateStatus>;
@@ -14,12 +14,8 @@ export const TEMPLATE_BODY_MAX_BYTES = 256 * 1024;
 
 const TemplateKey = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, _ or -");
 const TemplateName = z.string().trim().min(1).max(200);
-/** RFC 5322 caps a header line at 998 characters; a line break would start another header. */
-const TemplateSubject = z
-  .string()
-  .min(1)
-  .max(998)
-  .regex(/^[^\r\n]*$/, "must not contain line breaks");
+/** RFC 5322 caps a header line at 998 characters; it is one line, without control characters. */
+const TemplateSubject = z.string().min(1).max(998).regex(ONE_LINE, "must be one line without control characters");
 const TemplateBody = z.string().refine((source) => Buffer.byteLength(source) <= TEMPLATE_BODY_MAX_BYTES, "must be at most 256 KB");
 
 export const EmailTemplate = z
@@ -87,8 +83,7 @@ export const MailerActions = {
       .string()
       .trim()
       .max(200)
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: it refuses control characters (the OpenAPI pattern says the same)
-      .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
+      .regex(ONE_LINE, "must not contain control characters")
       .optional()
       .describe("a prefix of the key or of a word of the name (case-insensitive)"),
     limit: limitParam(20),

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { AuthToken, SessionInfo, VerificationCodeInfo } from "./auth";
-import { CursorParam, Email, StoreId, Uuid, fromQueryJson, limitParam, listResult } from "./common";
+import { CursorParam, Email, ONE_LINE, StoreId, Uuid, fromQueryJson, limitParam, listResult } from "./common";
 
 export const ProfileStatus = z.enum(["active", "archived"]);
 export type ProfileStatus = z.infer<typeof ProfileStatus>;
@@ -187,8 +187,7 @@ export const ProfileActions = {
       .string()
       .trim()
       .max(200)
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: it refuses control characters (the OpenAPI pattern says the same)
-      .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters")
+      .regex(ONE_LINE, "must not contain control characters")
       .optional()
       .describe("an id; a prefix of the e-mail or of its part from any word on (words split at . - _ + @); or an exact indexed taxonomy value"),
     taxonomy_query: fromQueryJson(z.array(TaxonomyQuery).max(10)).optional().describe("JSON array of TaxonomyQuery; all must match"),

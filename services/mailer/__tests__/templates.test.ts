@@ -109,6 +109,8 @@ describe("mailer templates: validation", () => {
     ["a key outside the pattern", { key: "not a key!" }, "key"],
     ["a key over 64 characters", { key: "k".repeat(65) }, "key"],
     ["a subject with a line break", { subject: "Hi\r\nBcc: victim@example.com" }, "subject"],
+    ["a subject with a Unicode line separator", { subject: "Hi\u2028there" }, "subject"],
+    ["a subject with a C1 control character (U+0085, next line)", { subject: "Hi\u0085there" }, "subject"],
     ["a subject over 998 characters", { subject: "s".repeat(999) }, "subject"],
     ["html over 256 KB", { html: tooBig }, "html"],
     ["text over 256 KB", { text: tooBig }, "text"],

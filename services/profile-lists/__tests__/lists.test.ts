@@ -40,7 +40,7 @@ describe("profile-lists.create", () => {
 
   it("refuses a name with a line break or another control character (it goes into mail subjects), naming name", async () => {
     const store = newStoreId();
-    for (const name of ["News\r\nBcc: x@example.com", "tab\there", "bell\u0007"]) {
+    for (const name of ["News\r\nBcc: x@example.com", "tab\there", "bell\u0007", "next\u0085line", "line\u2028separator", "para\u2029graph"]) {
       const err = await errorOf(create({ store_id: store, key: "named", name }));
       expect(err).toMatchObject({ type: "VALIDATION_ERROR", data: [{ field: "name", message: "must be one line without control characters" }] });
     }
