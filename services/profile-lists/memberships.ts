@@ -341,7 +341,10 @@ function unsubscribeUrlOf(deps: Deps, doc: MembershipDoc): string {
   return `${deps.publicUrl}/v1/storefront/${doc.store_id}/profile-lists/${doc.profile_list_id}/unsubscribe?token=${encodeURIComponent(token)}`;
 }
 
-/** Confirms a pending double opt-in with its token: active, with confirmed_at and the IP. 400 and no change otherwise. */
+/**
+ * Confirms a pending double opt-in with its token: active, with confirmed_at and the IP. 400 and no change
+ * otherwise. The answer is redacted, as every answer to a mail's link is.
+ */
 export async function confirm(deps: Deps, p: { store_id: string; id: string; token: string }, caller: Caller): Promise<Membership> {
   const now = deps.now();
   const filter = { confirm_token_hash: hashToken(p.token), store_id: p.store_id, profile_list_id: p.id, status: "pending", confirm_expires_at: { $gt: now } };
@@ -366,7 +369,8 @@ export async function confirm(deps: Deps, p: { store_id: string; id: string; tok
     if (!updated) throw ProfileListsErrors.invalidToken();
   }
   await settleCount(deps, updated);
-  return toMembership(updated);
+  // The token is the only credential: its holder is not shown the consent's network details.
+  return toMembership(updated, { redacted: true });
 }
 
 /**
