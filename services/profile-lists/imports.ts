@@ -10,6 +10,7 @@
 import { setImmediate } from "node:timers/promises";
 import { MAX_IMPORT_ERRORS, type ImportError, type ImportResult } from "../../shared/contracts/profile-lists";
 import type { UpsertOutcome } from "../../shared/contracts/profiles";
+import { toErrorBody } from "../../shared/errors";
 import type { Caller, Deps } from "./deps";
 import { CsvUnreadable, type ImportSource, readRows, type ValidRow } from "./import-rows";
 import { requireList } from "./lists";
@@ -87,11 +88,20 @@ export async function importProfiles(deps: Deps, p: ImportParams, stream: NodeJS
     // The file cannot be read on (or the body failed): what was read before the failure is written.
     if (!writeFailed) await flush();
     deps.logger.info(`${what} stopped: ${(err as Error).message}; ${progressOf(tally.result, started)}`);
-    throw err instanceof CsvUnreadable ? ProfileListsErrors.csvUnreadable(err.row, err.reason, tally.result, list !== null) : err;
+    throw stoppedImportError(err, tally.result, list !== null);
   }
   await flush();
   deps.logger.info(`${what} done: ${progressOf(tally.result, started)}`);
   return tally.result;
+}
+
+/** The answer of an import that stopped half way: it says what was written before, where the failure allows. */
+function stoppedImportError(err: unknown, done: ImportResult, intoList: boolean): unknown {
+  if (err instanceof CsvUnreadable) return ProfileListsErrors.csvUnreadable(err.row, err.reason, done, intoList);
+  // The gateway's limit on a streamed body, failing the stream (in this process, or through the bus).
+  const body = toErrorBody(err);
+  if (body.error === "PAYLOAD_TOO_LARGE") return ProfileListsErrors.importBodyTooLarge(body.message, done, intoList);
+  return err;
 }
 
 function progressOf(r: ImportResult, started: number): string {

@@ -8,6 +8,14 @@ import { crmError, validationError } from "../../shared/errors";
 /** Retry-After of a subscribe whose confirmation template is broken (the store has to fix it first). */
 const CONFIRM_TEMPLATE_RETRY_SECONDS = 600;
 
+/** What an import that stopped half way wrote before it stopped. */
+function importedBefore(done: ImportResult, intoList: boolean): string {
+  return (
+    `The ${done.rows_total} rows before it were imported (${done.profiles_created} profiles created, ${done.profiles_updated} updated, ` +
+    `${intoList ? `${done.profiles_added} added to the list, ` : ""}${done.rows_failed} failed)`
+  );
+}
+
 export const ProfileListsErrors = {
   listNotFound: () => crmError("NOT_FOUND", "Profile list not found", { reason: "LIST_NOT_FOUND" }),
   membershipNotFound: () => crmError("NOT_FOUND", "The profile is not a member of this list", { reason: "MEMBERSHIP_NOT_FOUND" }),
@@ -73,9 +81,18 @@ export const ProfileListsErrors = {
     validationError(
       "csv",
       `row ${row}: ${message}`,
-      `The CSV cannot be read from row ${row} on (${message}). The ${done.rows_total} rows before it were imported ` +
-        `(${done.profiles_created} profiles created, ${done.profiles_updated} updated, ${intoList ? `${done.profiles_added} added to the list, ` : ""}` +
-        `${done.rows_failed} failed); the rest of the file was not read. Fix that row and import the file again: rows already imported change nothing`,
+      `The CSV cannot be read from row ${row} on (${message}). ${importedBefore(done, intoList)}; the rest of the file was not read. ` +
+        "Fix that row and import the file again: rows already imported change nothing",
+    ),
+  /**
+   * A streamed body (no Content-Length) passed IMPORT_BODY_LIMIT while it was being imported: still 413, saying
+   * what was imported before, as a declared length over the limit is refused before anything is read.
+   */
+  importBodyTooLarge: (limitMessage: string, done: ImportResult, intoList: boolean) =>
+    crmError(
+      "PAYLOAD_TOO_LARGE",
+      `${limitMessage}. ${importedBefore(done, intoList)}; the rest of the body was not read. Import the rest in another ` +
+        "request, or the whole file again in smaller parts (rows already imported change nothing)",
     ),
   csvHeaderInvalid: (message: string) => validationError("csv", message, `The CSV header is not usable: ${message}`),
   paidListImport: () => validationError("id", "a paid list gets its members through checkout", "Profiles cannot be imported into a paid list"),

@@ -3,7 +3,10 @@
  * their numbers; exact counts; taxonomies merged; a second run changing nothing; memberships (pending
  * activated, unsubscribed not re-added); member_count; paid lists refused; store isolation; batches.
  */
+import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
+import { setImmediate } from "node:timers/promises";
+import { limitedBodyStream } from "../../../gateway/request";
 import { type ImportResult, type Membership, type ProfileList, type ProfileListMember, MAX_IMPORT_ERRORS } from "../../../shared/contracts/profile-lists";
 import type { Profile } from "../../../shared/contracts/profiles";
 import { uuidv7 } from "../../../shared/ids";
@@ -436,5 +439,39 @@ describe("a CSV the parser cannot read past a point", () => {
     const streamed = await errorOf(importInto(store, again.id, {}, Readable.from(chunks)));
     expect(streamed.data.validationErrors).toEqual([{ field: "csv", error: expect.stringMatching(/^row 1500: /) }]);
     expect((await getList(again)).member_count).toBe(1499);
+  });
+});
+
+describe("a streamed body that passes IMPORT_BODY_LIMIT half way", () => {
+  it("is 413 saying how many rows were imported before the limit, and those rows are there", async () => {
+    const store = newStoreId();
+    const list = await createList(store, "limited");
+    // What the gateway hands the action for a text/csv body without Content-Length: it fails once 4 KB went through.
+    const chunks = [
+      Buffer.from("email\n"),
+      ...Array.from({ length: 20 }, (_, c) => Buffer.from(Array.from({ length: 20 }, (_, i) => `lim${c}-${i}@example.com\n`).join(""))),
+    ];
+    // The chunks come a turn of the event loop apart, as a body arrives over a network.
+    const arriving = Readable.from(
+      (async function* () {
+        for (const chunk of chunks) {
+          await setImmediate();
+          yield chunk;
+        }
+      })(),
+    );
+    const body = limitedBodyStream(Object.assign(arriving, { headers: {} }) as unknown as IncomingMessage, 4 * 1024);
+    const err = await errorOf(importInto(store, list.id, {}, body as unknown as Readable));
+    expect(err).toMatchObject({ code: 413, type: "PAYLOAD_TOO_LARGE" });
+    const told =
+      /^Request body is too large: at most 4 KB \(IMPORT_BODY_LIMIT\)\. The (\d+) rows before it were imported \((\d+) profiles created, 0 updated, (\d+) added to the list, 0 failed\)/.exec(
+        err.message,
+      );
+    expect(told).not.toBeNull();
+    const imported = Number(told?.[1]);
+    expect(imported).toBeGreaterThan(0);
+    expect(imported).toBeLessThan(400);
+    expect([Number(told?.[2]), Number(told?.[3])]).toEqual([imported, imported]);
+    expect((await getList(list)).member_count).toBe(imported);
   });
 });
