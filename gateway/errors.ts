@@ -30,6 +30,7 @@ export const GatewayMessages = {
   tooDeep: "Request body is nested too deeply",
   notAnObject: "Request body must be a JSON object",
   originNotAllowed: "Origin not allowed",
+  badPathEncoding: "The URL path is not valid percent-encoding: a % must be followed by two hexadecimal digits (write a literal % as %25)",
 } as const;
 
 const DEFAULT_RETRY_AFTER: Partial<Record<ErrorCode, number>> = { RATE_LIMITED: 60, SERVICE_UNAVAILABLE: 5 };
@@ -66,9 +67,12 @@ export function httpErrorOf(err: unknown): HttpError {
   // Every gateway route names an existing action, so a missing service is an outage, not a 404.
   if (type && UNAVAILABLE_TYPES.has(type)) return build("SERVICE_UNAVAILABLE", GENERIC_MESSAGES.SERVICE_UNAVAILABLE);
 
+  // moleculer-web could not percent-decode a path parameter (`%ZZ`).
+  if (type === "UNABLE_DECODE_PARAM") return build("VALIDATION_ERROR", GatewayMessages.badPathEncoding, { field: "path", error: "is not valid percent-encoding" });
+
   const mapped = toErrorBody(err);
   if (mapped.error === "INTERNAL" && type !== "INTERNAL") {
-    // moleculer-web's own errors (bad path encoding, its 503) carry a status but no contract code.
+    // moleculer-web's other errors (its 503) carry a status but no contract code.
     const byStatus = typeof e.code === "number" ? CODE_BY_STATUS.get(e.code) : undefined;
     if (byStatus && byStatus !== "INTERNAL") return build(byStatus, GENERIC_MESSAGES[byStatus]);
   }
@@ -76,9 +80,9 @@ export function httpErrorOf(err: unknown): HttpError {
   return finish(body, retryAfter);
 }
 
-function build(code: ErrorCode, message: string): HttpError {
+function build(code: ErrorCode, message: string, fieldError?: { field: string; error: string }): HttpError {
   const body: ErrorBody = { statusCode: ERROR_STATUS[code], error: code, message };
-  if (code === "VALIDATION_ERROR") body.validationErrors = [];
+  if (code === "VALIDATION_ERROR") body.validationErrors = fieldError ? [fieldError] : [];
   return finish(body, undefined);
 }
 

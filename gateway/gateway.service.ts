@@ -482,16 +482,34 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     return;
   }
   const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-  const body = JSON.stringify(
-    tooLarge
-      ? { statusCode: 413, error: "PAYLOAD_TOO_LARGE", message: "Request URL or headers too large" }
-      : { statusCode: 400, error: "VALIDATION_ERROR", message: "Malformed HTTP request", validationErrors: [] },
-  );
+  const body = JSON.stringify(tooLarge ? { statusCode: 413, error: "PAYLOAD_TOO_LARGE", message: "Request URL or headers too large" } : malformedRequestBody(err));
   const status = tooLarge ? "413 Payload Too Large" : "400 Bad Request";
   socket.end(
     `HTTP/1.1 ${status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `X-Request-Id: ${randomUUID()}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * The 400 body for a request Node's HTTP parser refused, naming the part at fault and the parser's reason
+ * ("Invalid header value char"): a control character in a header value is the usual cause.
+ */
+function malformedRequestBody(err: NodeJS.ErrnoException & { reason?: unknown }) {
+  const code = err.code ?? "";
+  const part = /HEADER|LF_EXPECTED|CR_EXPECTED|CONTENT_LENGTH|TRANSFER_ENCODING/.test(code)
+    ? "headers"
+    : /METHOD|URL|VERSION/.test(code)
+      ? "request line"
+      : /CHUNK|BODY/.test(code)
+        ? "body"
+        : "request";
+  const reason = typeof err.reason === "string" && err.reason ? err.reason : "it is not valid HTTP/1.1";
+  return {
+    statusCode: 400,
+    error: "VALIDATION_ERROR",
+    message: `Malformed HTTP request: ${reason} (in the ${part}; header values may not hold control characters such as CR or LF)`,
+    validationErrors: [{ field: part, error: reason }],
+  };
 }
 
 function isPayloadTooLarge(err: unknown): boolean {

@@ -1,4 +1,5 @@
 /** Reading requests: JSON bodies only, size and depth limits, prototype keys, request ids, CORS, logs. */
+import { connect } from "node:net";
 import { waitFor } from "../../test/harness/wait";
 import { PLATFORM_KEY, PROFILE_ID, STORE_A, bearer, expectErrorBody, request, startGateway, type TestGateway } from "./helpers";
 import { jsonDepthExceeds, mediaKindOf, mergeParams, parseByteSize, parseFormBody, parseJsonObject, parseMultipartBody, requestIdOf } from "../request";
@@ -28,6 +29,34 @@ describe("request bodies", () => {
     const reply = await request(`${echoUrl()}?q=${"x".repeat(50_000)}`, { method: "POST", json: {} });
     expectErrorBody(reply, 413, "PAYLOAD_TOO_LARGE");
     expect(reply.headers.get("x-request-id")).toBeTruthy();
+  });
+
+  it("answers 400 naming the path for a path parameter that is not valid percent-encoding", async () => {
+    const reply = await request(`${gw.url}/v1/stores/%ZZ/echo`, { method: "POST", json: {} });
+    expectErrorBody(reply, 400, "VALIDATION_ERROR");
+    expect(reply.body.validationErrors).toEqual([{ field: "path", error: "is not valid percent-encoding" }]);
+    expect(reply.body.message).toMatch(/percent-encoding.*%25/);
+  });
+
+  it("answers 400 naming the headers, with the parser's reason, for a CR inside a header value", async () => {
+    const raw = await new Promise<string>((resolve, reject) => {
+      const { port } = new URL(gw.url);
+      const socket = connect(Number(port), "127.0.0.1", () => socket.write("GET /health/live HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\rb\r\n\r\n"));
+      let text = "";
+      socket.on("data", (chunk) => {
+        text += chunk.toString();
+      });
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    const body = JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4));
+    expect(body).toEqual({
+      statusCode: 400,
+      error: "VALIDATION_ERROR",
+      message: expect.stringMatching(/^Malformed HTTP request: .+ \(in the headers; header values may not hold control characters such as CR or LF\)$/),
+      validationErrors: [{ field: "headers", error: expect.any(String) }],
+    });
   });
 
   it("answers 415 for a body without a Content-Type", async () => {
