@@ -19,6 +19,7 @@ export const BillingErrors = {
   signatureMissing: () => validationError("Stripe-Signature", "required", "Missing Stripe-Signature header"),
   /** One message for every failure: which check failed (timestamp, scheme, secret) is not told. */
   signatureInvalid: () => validationError("Stripe-Signature", "invalid signature", "Invalid Stripe signature"),
+  notAnEvent: () => validationError("payload", "is not a Stripe event (an object with a string id and type, created and data)", "The signed body is not a Stripe event"),
   providerUnavailable: () =>
     crmError("SERVICE_UNAVAILABLE", "The payment provider is unavailable, try again later", {
       reason: "PAYMENT_PROVIDER_UNAVAILABLE",

@@ -25,6 +25,14 @@ import type { Deps } from "./deps";
 import { callStripe, idOf, requireStripe } from "./stripe-calls";
 import { fetchSubscription, subscriptionStateOf } from "./subscriptions";
 
+/** What every Stripe event has, and what is read of it before its type is known. */
+const StripeEventShape = z.object({
+  id: z.string().min(1).max(255),
+  type: z.string().min(1).max(255),
+  created: z.number(),
+  data: z.object({ object: z.record(z.string(), z.unknown()) }),
+});
+
 /** The metadata every Checkout Session (and its subscription) of this system carries. */
 const MembershipRef = z.object({ store_id: StoreId, profile_list_id: Uuid, membership_id: Uuid });
 type MembershipRef = z.infer<typeof MembershipRef>;
@@ -45,6 +53,8 @@ export async function handleWebhook(deps: Deps, p: { payload: string; signature?
   } catch {
     throw BillingErrors.signatureInvalid();
   }
+  // A signed body is the sender's word only that it came with the secret: what it holds is still checked.
+  if (!StripeEventShape.safeParse(event).success) throw BillingErrors.notAnEvent();
   await handleEvent(deps, event);
   return { received: true };
 }

@@ -57,6 +57,20 @@ describe("POST /v1/webhooks/stripe over HTTP and NATS", () => {
     }
   });
 
+  it("refuses a correctly signed body that is not a Stripe event with 400 naming payload (it was a 500, and Stripe would resend it for days)", async () => {
+    for (const body of [
+      "{}",
+      "[]",
+      '{"id":123,"type":"x"}',
+      '{"id":"evt_x","type":"checkout.session.completed","created":1}',
+      '{"id":"evt_y","type":"checkout.session.completed","created":1,"data":{}}',
+    ]) {
+      const answer = await post(body, { "content-type": "application/json", "stripe-signature": stripe.signWebhook(body, WEBHOOK_SECRET) });
+      expect(answer.status).toBe(400);
+      expect(answer.body).toMatchObject({ statusCode: 400, error: "VALIDATION_ERROR", validationErrors: [{ field: "payload" }] });
+    }
+  });
+
   it("acknowledges a signed event it does not handle (200), whatever the content type", async () => {
     const { body, headers } = stripe.webhookRequest(stripe.event("payment_intent.created", { id: "pi_test_1", object: "payment_intent" }), WEBHOOK_SECRET);
     expect((await post(body, headers)).body).toEqual({ received: true });
