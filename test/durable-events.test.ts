@@ -252,6 +252,27 @@ describe("durable events (NATS JetStream)", () => {
       await consumer.stop();
     }
   });
+
+  it("moves a message whose body is not JSON to DEAD_LETTER at once, saying so, instead of retrying it", async () => {
+    const consumer = await startConsumer();
+    try {
+      const before = (await consumerInfo()).num_redelivered;
+      const lettersBefore = (await jsm.streams.info(deadLetters)).state.messages;
+      await nc.jetstream().publish(`${prefix}.order.created`, new TextEncoder().encode("not json"));
+      await publishEvent(producer, "order.created", order("o-after-garbage"));
+      await waitFor(() => applied.includes("o-after-garbage"), 5_000, "the next valid order");
+      await waitFor(settled, 5_000, "the unreadable message to be acked");
+      expect((await consumerInfo()).num_redelivered).toBe(before);
+      await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === lettersBefore + 1, 5_000, "the dead letter");
+      const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
+      expect(new TextDecoder().decode(letter.data)).toBe("not json"); // as published
+      expect(letter.header.get("x-original-group")).toBe("order-sink");
+      expect(letter.header.get("x-error")).toMatch(/^unreadable: the message's body cannot be deserialized \(.+\); no retry can fix it$/);
+      expect(letter.header.get("x-redelivered-count")).toBe("0");
+    } finally {
+      await consumer.stop();
+    }
+  });
 });
 
 describe("durable events (in-process, no NATS)", () => {

@@ -12,9 +12,10 @@
  *    the server redelivers that message once the delay is over. This adapter uses it.
  * Everything else stays the framework's: the adapter decides when to retry and when to dead-letter
  * (`maxRetries`, counted by JetStream's own delivery count), acks, and tracks in-flight messages. This
- * subclass only gives each of its naks the delay of that delivery, and writes on each dead letter why
+ * subclass only gives each of its naks the delay of that delivery, writes on each dead letter why
  * the handler failed, how often the event was delivered and its original message id (see
- * deadLetterHeaders), which the stock adapter leaves out.
+ * deadLetterHeaders), which the stock adapter leaves out, and dead-letters at once a message whose body
+ * cannot be deserialized (the stock adapter retried it on the whole schedule).
  *
  * A message waiting for its redelivery still counts towards the consumer's `maxInFlight` (JetStream's
  * max_ack_pending): while every delivery fails, the group holds at most that many events back and does
@@ -160,14 +161,43 @@ export class BackoffNatsAdapter extends Adapters.NATS {
       }
     };
     const consume = super.createConsumerHandler(chan);
-    return (err, message) => {
+    return async (err, message) => {
       if (message) {
         const nak = message.nak.bind(message);
         // The adapter naks without a delay: this delivery's wait of the schedule.
         message.nak = (millis?: number) => nak(millis ?? retryDelay(this.retryDelays, message.info.deliveryCount));
+        const unreadable = chan.unsubscribing ? null : this.unreadable(message);
+        if (unreadable !== null) return this.giveUpOnUnreadable(chan, message, unreadable);
       }
       return consume(err, message);
     };
+  }
+
+  /**
+   * Why the message's body cannot be deserialized, or null when it can. The stock adapter deserializes before
+   * the handler runs, and treats a failure as a failed delivery: retried on the whole schedule, then
+   * dead-lettered with no reason, although no retry can make the bytes readable.
+   */
+  private unreadable(message: JsMsg): string | null {
+    try {
+      this.serializer.deserialize(Buffer.from(message.data));
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  /** A message no retry can help: to DEAD_LETTER at once, saying why (or dropped when the channel has no dead letters). */
+  private async giveUpOnUnreadable(chan: Channel, message: JsMsg, reason: string): Promise<void> {
+    const error = `unreadable: the message's body cannot be deserialized (${reason}); no retry can fix it`;
+    if (chan.deadLettering?.enabled) {
+      this.failures.set(message, new Error(error));
+      await this.moveToDeadLetter(chan, message);
+    } else {
+      this.logger.error(`Dropped message ${message.seq} of '${chan.name}' (group ${chan.group}): ${error}`);
+    }
+    // A no-op when moveToDeadLetter could not store it and nak'ed it instead.
+    message.ack();
   }
 
   /**
