@@ -113,6 +113,11 @@ function isConsumerNameInUse(err: unknown): boolean {
   return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code === 10013;
 }
 
+/** What the serializer makes of a body it cannot read: the handler sees this instead of a payload. */
+class Unreadable {
+  constructor(readonly reason: string) {}
+}
+
 const errorText = (err: unknown) => String((err as Error | undefined)?.message ?? err ?? "handler failed");
 
 export class BackoffNatsAdapter extends Adapters.NATS {
@@ -150,9 +155,30 @@ export class BackoffNatsAdapter extends Adapters.NATS {
     }
   }
 
+  /**
+   * The stock adapter deserializes a message before its handler runs, and counts a failure there as a failed
+   * delivery: retried on the whole schedule, then dead-lettered as "handler failed", although no retry can
+   * make the bytes readable. Here such a body becomes an Unreadable payload, which the handler below sends to
+   * DEAD_LETTER at once.
+   */
+  override init(...args: Parameters<InstanceType<typeof Adapters.NATS>["init"]>): ReturnType<InstanceType<typeof Adapters.NATS>["init"]> {
+    const result = super.init(...args);
+    const serializer = this.serializer;
+    const deserialize = serializer.deserialize.bind(serializer);
+    serializer.deserialize = (buffer: Buffer) => {
+      try {
+        return deserialize(buffer);
+      } catch (err) {
+        return new Unreadable(errorText(err));
+      }
+    };
+    return result;
+  }
+
   override createConsumerHandler(chan: Channel): (err: NatsError, message: JsMsg) => Promise<void> {
     const handler = chan.handler as (payload: unknown, raw: JsMsg) => Promise<unknown>;
     chan.handler = async (payload: unknown, raw: JsMsg) => {
+      if (payload instanceof Unreadable) return this.giveUpOnUnreadable(chan, raw, payload.reason);
       try {
         return await handler(payload, raw);
       } catch (err) {
@@ -161,30 +187,14 @@ export class BackoffNatsAdapter extends Adapters.NATS {
       }
     };
     const consume = super.createConsumerHandler(chan);
-    return async (err, message) => {
+    return (err, message) => {
       if (message) {
         const nak = message.nak.bind(message);
         // The adapter naks without a delay: this delivery's wait of the schedule.
         message.nak = (millis?: number) => nak(millis ?? retryDelay(this.retryDelays, message.info.deliveryCount));
-        const unreadable = chan.unsubscribing ? null : this.unreadable(message);
-        if (unreadable !== null) return this.giveUpOnUnreadable(chan, message, unreadable);
       }
       return consume(err, message);
     };
-  }
-
-  /**
-   * Why the message's body cannot be deserialized, or null when it can. The stock adapter deserializes before
-   * the handler runs, and treats a failure as a failed delivery: retried on the whole schedule, then
-   * dead-lettered with no reason, although no retry can make the bytes readable.
-   */
-  private unreadable(message: JsMsg): string | null {
-    try {
-      this.serializer.deserialize(Buffer.from(message.data));
-      return null;
-    } catch (err) {
-      return errorText(err);
-    }
   }
 
   /** A message no retry can help: to DEAD_LETTER at once, saying why (or dropped when the channel has no dead letters). */
@@ -192,12 +202,11 @@ export class BackoffNatsAdapter extends Adapters.NATS {
     const error = `unreadable: the message's body cannot be deserialized (${reason}); no retry can fix it`;
     if (chan.deadLettering?.enabled) {
       this.failures.set(message, new Error(error));
+      // When the dead letter cannot be stored, this naks the message; the adapter's ack that follows is then a no-op.
       await this.moveToDeadLetter(chan, message);
     } else {
       this.logger.error(`Dropped message ${message.seq} of '${chan.name}' (group ${chan.group}): ${error}`);
     }
-    // A no-op when moveToDeadLetter could not store it and nak'ed it instead.
-    message.ack();
   }
 
   /**
