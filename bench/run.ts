@@ -50,9 +50,9 @@ interface Row {
 }
 
 /** A run of a route (`GET /profiles/me`, `GET /health/live`) and the bare server's run just before it. */
-interface MePair {
+interface RunPair {
   bare: Row;
-  me: Row;
+  route: Row;
 }
 
 /**
@@ -62,9 +62,9 @@ interface MePair {
 interface MeRound {
   deployment: string;
   round: number;
-  guest: MePair;
-  verified: MePair;
-  live: MePair;
+  guest: RunPair;
+  verified: RunPair;
+  live: RunPair;
 }
 
 const rows: Row[] = [];
@@ -268,9 +268,9 @@ async function measureAuthRoutes(deployment: string, base: string, smtp: SmtpTes
   const login = await verifiedSession(base, smtp);
   // Not recorded: the first requests of a path run unoptimized code (and round 1 would pay for it).
   for (const request of [meRequest(store, guest), meRequest(login.store, login.token), LIVE_REQUEST]) await warmUp(base, request);
-  const pair = async (scenario: string, request: Request): Promise<MePair> => ({
+  const pair = async (scenario: string, request: Request): Promise<RunPair> => ({
     bare: await measureBareHttp(),
-    me: await measure(scenario, deployment, base, request),
+    route: await measure(scenario, deployment, base, request),
   });
   for (let round = 1; round <= ROUNDS; round++) {
     meRounds.push({
@@ -341,8 +341,8 @@ const median = (values: number[]) => {
 
 /** The rounds of GET /profiles/me, each run beside the bare server's run just before it, and each deployment's medians. */
 function meReport(): string[] {
-  const ratio = ({ bare, me }: MePair) => me.rps / bare.rps;
-  const cells = (p: MePair) => `${p.bare.rps} | ${p.me.rps} | ${ratio(p).toFixed(2)} | ${p.me.p99}`;
+  const ratio = ({ bare, route }: RunPair) => route.rps / bare.rps;
+  const cells = (p: RunPair) => `${p.bare.rps} | ${p.route.rps} | ${ratio(p).toFixed(2)} | ${p.route.p99}`;
   const lines = [
     `GET /profiles/me against the bare node:http server's run just before each (${ROUNDS} round${ROUNDS === 1 ? "" : "s"} a deployment):`,
     "",
@@ -353,7 +353,8 @@ function meReport(): string[] {
   ];
   for (const deployment of new Set(meRounds.map((r) => r.deployment))) {
     const of = meRounds.filter((r) => r.deployment === deployment);
-    const summary = (run: "guest" | "verified" | "live") => `${median(of.map((r) => ratio(r[run]))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[run].me.p99))} ms`;
+    const summary = (run: "guest" | "verified" | "live") =>
+      `${median(of.map((r) => ratio(r[run]))).toFixed(2)} of bare, p99 ${median(of.map((r) => r[run].route.p99))} ms`;
     lines.push(`- ${deployment}, medians: guest ${summary("guest")}; verified ${summary("verified")}; GET /health/live ${summary("live")}`);
   }
   return lines;

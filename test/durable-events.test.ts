@@ -230,22 +230,31 @@ describe("durable events (NATS JetStream)", () => {
     }
   });
 
+  /**
+   * Publishes `body` as an outside producer would, then a valid order behind it: the valid one is applied, the
+   * first is acked without a redelivery and lands in DEAD_LETTER. Answers that dead letter.
+   */
+  async function deadLetteredAtOnce(body: Uint8Array, nextOrderId: string) {
+    const before = (await consumerInfo()).num_redelivered;
+    const lettersBefore = (await jsm.streams.info(deadLetters)).state.messages;
+    await nc.jetstream().publish(`${prefix}.order.created`, body);
+    await publishEvent(producer, "order.created", order(nextOrderId));
+    await waitFor(() => applied.includes(nextOrderId), 5_000, "the next valid order");
+    await waitFor(settled, 5_000, "the refused message to be acked");
+    expect((await consumerInfo()).num_redelivered).toBe(before);
+    await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === lettersBefore + 1, 5_000, "the dead letter");
+    const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
+    expect(letter.header.get("x-original-channel")).toBe(`${prefix}.order.created`);
+    expect(letter.header.get("x-original-group")).toBe("order-sink");
+    return letter;
+  }
+
   it("moves a malformed payload from an outside producer to DEAD_LETTER at once instead of retrying it", async () => {
     const consumer = await startConsumer();
     try {
-      const before = (await consumerInfo()).num_redelivered;
-      const lettersBefore = (await jsm.streams.info(deadLetters)).state.messages;
-      const js = nc.jetstream();
-      await js.publish(`${prefix}.order.created`, new TextEncoder().encode(JSON.stringify({ store_id: "x", order_id: 42, extra: { kept: true } })));
-      await publishEvent(producer, "order.created", order("o-after"));
-      await waitFor(() => applied.includes("o-after"), 5_000, "the next valid order");
-      await waitFor(settled, 5_000, "the malformed message to be acked");
-      expect((await consumerInfo()).num_redelivered).toBe(before);
-      await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === lettersBefore + 1, 5_000, "the dead letter");
-      const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
-      expect(letter.json()).toEqual({ store_id: "x", order_id: 42, extra: { kept: true } }); // as published
-      expect(letter.header.get("x-original-channel")).toBe(`${prefix}.order.created`);
-      expect(letter.header.get("x-original-group")).toBe("order-sink");
+      const payload = { store_id: "x", order_id: 42, extra: { kept: true } };
+      const letter = await deadLetteredAtOnce(new TextEncoder().encode(JSON.stringify(payload)), "o-after");
+      expect(letter.json()).toEqual(payload); // as published
       expect(letter.header.get("x-error")).toMatch(/^invalid payload: .*order_id/);
       expect(applied).toHaveLength(new Set(applied).size);
     } finally {
@@ -256,17 +265,8 @@ describe("durable events (NATS JetStream)", () => {
   it("moves a message whose body is not JSON to DEAD_LETTER at once, saying so, instead of retrying it", async () => {
     const consumer = await startConsumer();
     try {
-      const before = (await consumerInfo()).num_redelivered;
-      const lettersBefore = (await jsm.streams.info(deadLetters)).state.messages;
-      await nc.jetstream().publish(`${prefix}.order.created`, new TextEncoder().encode("not json"));
-      await publishEvent(producer, "order.created", order("o-after-garbage"));
-      await waitFor(() => applied.includes("o-after-garbage"), 5_000, "the next valid order");
-      await waitFor(settled, 5_000, "the unreadable message to be acked");
-      expect((await consumerInfo()).num_redelivered).toBe(before);
-      await waitFor(async () => (await jsm.streams.info(deadLetters)).state.messages === lettersBefore + 1, 5_000, "the dead letter");
-      const letter = await jsm.streams.getMessage(deadLetters, { last_by_subj: `${prefix}.DEAD_LETTER` });
+      const letter = await deadLetteredAtOnce(new TextEncoder().encode("not json"), "o-after-garbage");
       expect(new TextDecoder().decode(letter.data)).toBe("not json"); // as published
-      expect(letter.header.get("x-original-group")).toBe("order-sink");
       expect(letter.header.get("x-error")).toMatch(/^unreadable: the message's body cannot be deserialized \(.+\); no retry can fix it$/);
       expect(letter.header.get("x-redelivered-count")).toBe("0");
     } finally {

@@ -12,6 +12,19 @@ afterAll(() => gw.stop());
 
 const admin = bearer(PLATFORM_KEY);
 const echoUrl = () => `${gw.url}/v1/stores/${STORE_A}/echo`;
+/** Sends `request` as raw bytes and answers everything the server wrote until it closed the connection. */
+function rawExchange(request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(gw.url).port), "127.0.0.1", () => socket.write(request));
+    let text = "";
+    socket.on("data", (chunk) => {
+      text += chunk.toString();
+    });
+    socket.on("end", () => resolve(text));
+    socket.on("error", reject);
+  });
+}
+
 const nested = (depth: number) => `${"[".repeat(depth - 1)}{}${"]".repeat(depth - 1)}`;
 
 describe("request bodies", () => {
@@ -38,24 +51,18 @@ describe("request bodies", () => {
     expect(reply.body.message).toMatch(/percent-encoding.*%25/);
   });
 
-  it("answers 400 naming the headers, with the parser's reason, for a CR inside a header value", async () => {
-    const raw = await new Promise<string>((resolve, reject) => {
-      const { port } = new URL(gw.url);
-      const socket = connect(Number(port), "127.0.0.1", () => socket.write("GET /health/live HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\rb\r\n\r\n"));
-      let text = "";
-      socket.on("data", (chunk) => {
-        text += chunk.toString();
-      });
-      socket.on("end", () => resolve(text));
-      socket.on("error", reject);
-    });
+  it.each([
+    ["headers", "a CR inside a header value", "GET /health/live HTTP/1.1\r\nHost: x\r\nX-Request-ID: a\rb\r\n\r\n"],
+    ["request line", "a method that is not a token", "G@T /health/live HTTP/1.1\r\nHost: x\r\n\r\n"],
+  ])("answers 400 naming the %s, with the parser's reason, for %s", async (part, _what, request) => {
+    const raw = await rawExchange(request);
     expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     const body = JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4));
     expect(body).toEqual({
       statusCode: 400,
       error: "VALIDATION_ERROR",
-      message: expect.stringMatching(/^Malformed HTTP request: .+ \(in the headers; header values may not hold control characters such as CR or LF\)$/),
-      validationErrors: [{ field: "headers", error: expect.any(String) }],
+      message: `Malformed HTTP request: ${body.validationErrors[0].error} (in the ${part}; header values may not hold control characters such as CR or LF)`,
+      validationErrors: [{ field: part, error: expect.stringMatching(/\S/) }],
     });
   });
 

@@ -37,7 +37,8 @@ describe("profiles params", () => {
   });
 
   it("refuses control characters (U+0000 included) in a search query, which MongoDB would refuse in a pattern", () => {
-    for (const query of ["a\u0000b", "line\nbreak", "\u007f"]) expect(ProfileActions.find.safeParse({ store_id: STORE, query }).success).toBe(false);
+    for (const query of ["a\u0000b", "line\nbreak", "\u007f", "next\u0085line", "line\u2028separator"])
+      expect(ProfileActions.find.safeParse({ store_id: STORE, query }).success).toBe(false);
     expect(ProfileActions.find.safeParse({ store_id: STORE, query: "ümlaut é 名前" }).success).toBe(true);
   });
 
